@@ -1,0 +1,1 @@
+//! castellan's per-host agent: config, observe, per-guest serial queue, executor, reconcile loop.

@@ -1,0 +1,1 @@
+//! Pure model and planner for castellan: desired/actual state, normalisation, plan (no I/O).

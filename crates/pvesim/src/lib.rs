@@ -1,0 +1,1 @@
+//! pvesim library.
