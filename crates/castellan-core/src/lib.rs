@@ -1,1 +1,22 @@
-//! Pure model and planner for castellan: desired/actual state, normalisation, plan (no I/O).
+//! The pure core of castellan: the desired and actual state of a node's guests, the
+//! normalisation that makes a faithful Proxmox VE round-trip compare equal, and the
+//! planner that turns the difference into benign actions.
+//!
+//! Nothing in this crate does I/O or reads a clock: every function takes its inputs as
+//! parameters and returns what to do, so the planner can be tested exhaustively and
+//! driven by the agent (see `ARCHITECTURE.md`).
+
+pub mod desired;
+pub mod model;
+pub mod normalize;
+pub mod plan;
+pub mod pveconf;
+pub mod units;
+
+pub use desired::{DesiredError, parse_desired};
+pub use model::{
+    ActualGuest, ActualRun, ActualSpec, ActualState, DesiredGuest, DesiredRun, DesiredState,
+    GuestKind, RestartPolicy, Vmid,
+};
+pub use normalize::Normalizers;
+pub use plan::{Action, ActionKind, Candidate, CandidateKind, Notice, NoticeKind, Plan, plan};

@@ -1,0 +1,393 @@
+//! The desired-state file: TOML, read in two stages (syntax into raw structs that refuse
+//! unknown fields, then validation into [`DesiredState`]) so every problem is reported
+//! with the guest and field it concerns, and nothing half-valid is ever returned.
+//!
+//! ```toml
+//! node = "pve-01"
+//!
+//! [[guest]]
+//! vmid = 101
+//! kind = "lxc"            # "lxc" | "qemu"
+//! run = "running"         # "running" | "stopped"; left out = unmanaged
+//! cores = 2
+//! memory = "2GiB"         # bytes as an integer, or a string with a binary unit
+//! description = "web front end"
+//! tags = ["web", "prod"]
+//! restart = "manual"      # "manual" (report pending changes) | "reboot"
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::model::{DesiredGuest, DesiredRun, DesiredState, GuestKind, RestartPolicy, VMID_RANGE};
+use crate::normalize::valid_tag;
+use crate::units::{MIB, parse_size};
+
+/// Largest `cores` Proxmox VE accepts for a container or a VM.
+pub const MAX_CORES: i64 = 8192;
+/// Smallest `memory` Proxmox VE accepts, in MiB.
+pub const MIN_MEMORY_MIB: u64 = 16;
+/// Longest `description` Proxmox VE accepts.
+pub const MAX_DESCRIPTION: usize = 8192;
+/// Largest desired-state file accepted, so a runaway file cannot exhaust memory.
+pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why a desired-state document was refused. Nothing from a refused document is used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DesiredError {
+    /// The document is larger than [`MAX_FILE_BYTES`].
+    #[error("desired state is {0} bytes, more than the {MAX_FILE_BYTES} accepted")]
+    TooLarge(usize),
+    /// Not valid TOML, or a field of the wrong type or an unknown field.
+    #[error("{0}")]
+    Syntax(String),
+    /// Well-formed but invalid: every problem found, in document order.
+    #[error("{}", Problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+/// One validation problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where: `node`, or `guest[i] (vmid N)`.
+    pub at: String,
+    /// The field concerned.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.at, self.field, self.message)
+    }
+}
+
+struct Problems<'a>(&'a [Problem]);
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "invalid desired state ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for p in self.0 {
+            write!(f, "\n  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDoc {
+    node: String,
+    #[serde(default, rename = "guest")]
+    guests: Vec<RawGuest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuest {
+    vmid: i64,
+    kind: GuestKind,
+    #[serde(default)]
+    run: Option<RawRun>,
+    cores: Option<i64>,
+    memory: Option<RawSize>,
+    description: Option<String>,
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    restart: RestartPolicy,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawRun {
+    Running,
+    Stopped,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+/// Parses and validates a desired-state document.
+pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
+    if text.len() > MAX_FILE_BYTES {
+        return Err(DesiredError::TooLarge(text.len()));
+    }
+    let raw: RawDoc = toml::from_str(text).map_err(|e| DesiredError::Syntax(e.to_string()))?;
+    let mut problems = Vec::new();
+    if !valid_node_name(&raw.node) {
+        problems.push(Problem {
+            at: "node".into(),
+            field: "node",
+            message: format!("{:?} is not a valid Proxmox VE node name", raw.node),
+        });
+    }
+    let mut guests = BTreeMap::new();
+    let mut first_at: BTreeMap<i64, usize> = BTreeMap::new();
+    for (i, g) in raw.guests.into_iter().enumerate() {
+        let at = format!("guest[{i}] (vmid {})", g.vmid);
+        let before = problems.len();
+        let mut problem = |field: &'static str, message: String| {
+            problems.push(Problem {
+                at: at.clone(),
+                field,
+                message,
+            })
+        };
+        if let Some(first) = first_at.get(&g.vmid) {
+            problem(
+                "vmid",
+                format!("duplicate vmid, first declared at guest[{first}]"),
+            );
+        } else {
+            first_at.insert(g.vmid, i);
+        }
+        let vmid = u32::try_from(g.vmid)
+            .ok()
+            .filter(|v| VMID_RANGE.contains(v))
+            .unwrap_or_else(|| {
+                problem(
+                    "vmid",
+                    format!(
+                        "must be between {} and {}",
+                        VMID_RANGE.start(),
+                        VMID_RANGE.end()
+                    ),
+                );
+                0
+            });
+        let cores = g.cores.and_then(|c| {
+            if (1..=MAX_CORES).contains(&c) {
+                u32::try_from(c).ok()
+            } else {
+                problem(
+                    "cores",
+                    format!("must be between 1 and {MAX_CORES}, got {c}"),
+                );
+                None
+            }
+        });
+        let memory_bytes = match g.memory {
+            None => None,
+            Some(RawSize::Bytes(b)) if b < 0 => {
+                problem("memory", format!("cannot be negative, got {b}"));
+                None
+            }
+            Some(RawSize::Bytes(b)) => Some(b.unsigned_abs()),
+            Some(RawSize::Text(t)) => match parse_size(&t) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    problem("memory", format!("{e} in {t:?}"));
+                    None
+                }
+            },
+        };
+        if let Some(b) = memory_bytes
+            && b / MIB < MIN_MEMORY_MIB
+        {
+            problem(
+                "memory",
+                format!("must be at least {MIN_MEMORY_MIB}MiB, got {b} bytes"),
+            );
+        }
+        if let Some(d) = &g.description
+            && d.len() > MAX_DESCRIPTION
+        {
+            problem(
+                "description",
+                format!("longer than {MAX_DESCRIPTION} bytes ({})", d.len()),
+            );
+        }
+        if let Some(tags) = &g.tags {
+            for t in tags {
+                if !valid_tag(t) {
+                    problem(
+                        "tags",
+                        format!(
+                            "{t:?} is not a valid tag (letters, digits, _ - + . and not starting with - + .)"
+                        ),
+                    );
+                }
+            }
+        }
+        if problems.len() == before {
+            let run = match g.run {
+                None => DesiredRun::Unspecified,
+                Some(RawRun::Running) => DesiredRun::Running,
+                Some(RawRun::Stopped) => DesiredRun::Stopped,
+            };
+            guests.insert(
+                vmid,
+                DesiredGuest {
+                    vmid,
+                    kind: g.kind,
+                    run,
+                    cores,
+                    memory_bytes,
+                    description: g.description,
+                    tags: g.tags,
+                    restart: g.restart,
+                },
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(DesiredState {
+            node: raw.node,
+            guests,
+        })
+    } else {
+        Err(DesiredError::Invalid(problems))
+    }
+}
+
+/// `pve-node`: a hostname label.
+fn valid_node_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_document() {
+        let d = parse_desired(
+            r#"
+node = "pve-01"
+[[guest]]
+vmid = 101
+kind = "lxc"
+run = "running"
+cores = 2
+memory = "2GiB"
+description = "web"
+tags = ["web", "prod"]
+
+[[guest]]
+vmid = 200
+kind = "qemu"
+memory = 1073741824
+restart = "reboot"
+"#,
+        )
+        .expect("valid");
+        assert_eq!(d.node, "pve-01");
+        let g = &d.guests[&101];
+        assert_eq!(g.kind, GuestKind::Lxc);
+        assert_eq!(g.run, DesiredRun::Running);
+        assert_eq!(g.cores, Some(2));
+        assert_eq!(g.memory_bytes, Some(2 << 30));
+        assert_eq!(
+            g.tags.as_deref(),
+            Some(&["web".to_string(), "prod".into()][..])
+        );
+        let g = &d.guests[&200];
+        assert_eq!(g.run, DesiredRun::Unspecified);
+        assert_eq!(g.cores, None);
+        assert_eq!(g.memory_bytes, Some(1 << 30));
+        assert_eq!(g.restart, RestartPolicy::Reboot);
+    }
+
+    fn error(text: &str) -> String {
+        parse_desired(text)
+            .expect_err("must be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn refusals_name_what_is_wrong() {
+        let cases = [
+            ("node = \"pve-01\"\n[[guest]\n", "line 2, column 9"),
+            (
+                "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\ncolour = \"red\"\n",
+                "unknown field `colour`",
+            ),
+            (
+                "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\ncores = -2\n",
+                "guest[0] (vmid 101): cores: must be between 1 and 8192, got -2",
+            ),
+            (
+                "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\n[[guest]]\nvmid = 101\nkind = \"qemu\"\n",
+                "guest[1] (vmid 101): vmid: duplicate vmid, first declared at guest[0]",
+            ),
+            (
+                "node = \"pve-01\"\n[[guest]]\nvmid = 5\nkind = \"lxc\"\n",
+                "guest[0] (vmid 5): vmid: must be between 100 and 999999999",
+            ),
+            (
+                "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"vm\"\n",
+                "unknown variant `vm`, expected `lxc` or `qemu`",
+            ),
+            (
+                "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\nmemory = \"2GB\"\n",
+                "memory: ambiguous unit \"GB\"",
+            ),
+            (
+                "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\nmemory = 1024\n",
+                "memory: must be at least 16MiB, got 1024 bytes",
+            ),
+            (
+                "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\ntags = [\"ok\", \"not ok\"]\n",
+                "tags: \"not ok\" is not a valid tag",
+            ),
+            (
+                "node = \"pve 01\"\n",
+                "node: node: \"pve 01\" is not a valid Proxmox VE node name",
+            ),
+            (
+                "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\nrun = \"paused\"\n",
+                "unknown variant `paused`",
+            ),
+            (
+                "[[guest]]\nvmid = 101\nkind = \"lxc\"\n",
+                "missing field `node`",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = error(text);
+            assert!(
+                got.contains(want),
+                "for {text:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let got = error(
+            "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\ncores = 0\nmemory = \"1 parsec\"\n",
+        );
+        assert!(
+            got.starts_with("invalid desired state (2 problems)"),
+            "{got}"
+        );
+        assert!(got.contains("cores: must be between"), "{got}");
+        assert!(got.contains("memory: unknown unit"), "{got}");
+    }
+
+    #[test]
+    fn oversize_refused() {
+        let big = "#".repeat(MAX_FILE_BYTES + 1);
+        assert!(matches!(
+            parse_desired(&big),
+            Err(DesiredError::TooLarge(_))
+        ));
+    }
+}

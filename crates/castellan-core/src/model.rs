@@ -1,0 +1,210 @@
+//! Desired and actual state of one node's guests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A Proxmox VE guest id (`pve-vmid`: 100 ..= 999_999_999).
+pub type Vmid = u32;
+
+/// The smallest and largest vmid Proxmox VE accepts.
+pub const VMID_RANGE: std::ops::RangeInclusive<Vmid> = 100..=999_999_999;
+
+/// The two kinds of Proxmox VE guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuestKind {
+    /// An LXC container (`/nodes/{node}/lxc`).
+    Lxc,
+    /// A QEMU/KVM virtual machine (`/nodes/{node}/qemu`).
+    Qemu,
+}
+
+impl GuestKind {
+    /// The path segment and `type` value Proxmox VE uses for this kind.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            GuestKind::Lxc => "lxc",
+            GuestKind::Qemu => "qemu",
+        }
+    }
+
+    /// How Proxmox VE names a guest of this kind in its messages ("CT 101", "VM 101").
+    pub fn noun(&self) -> &'static str {
+        match self {
+            GuestKind::Lxc => "CT",
+            GuestKind::Qemu => "VM",
+        }
+    }
+}
+
+impl fmt::Display for GuestKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The run state an operator asks for. `Unspecified` leaves power state unmanaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredRun {
+    /// The guest should be running.
+    Running,
+    /// The guest should be stopped.
+    Stopped,
+    /// Power state is not managed.
+    #[default]
+    Unspecified,
+}
+
+/// What the agent may do when a running guest has configuration changes that only take
+/// effect after a restart (QEMU `[PENDING]` changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestartPolicy {
+    /// Report that a restart is needed and leave the guest running (the default).
+    #[default]
+    Manual,
+    /// Reboot the guest so the pending changes take effect.
+    Reboot,
+}
+
+/// One guest as the operator declared it. `None` fields are unmanaged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredGuest {
+    /// The guest id.
+    pub vmid: Vmid,
+    /// Container or virtual machine.
+    pub kind: GuestKind,
+    /// Desired power state.
+    pub run: DesiredRun,
+    /// CPU cores (`cores`).
+    pub cores: Option<u32>,
+    /// Memory in bytes; compared and written as whole MiB.
+    pub memory_bytes: Option<u64>,
+    /// Free-text description (`description`).
+    pub description: Option<String>,
+    /// Tags; compared as Proxmox VE stores them.
+    pub tags: Option<Vec<String>>,
+    /// What to do about changes pending a restart.
+    pub restart: RestartPolicy,
+}
+
+impl DesiredGuest {
+    /// A guest with every field unmanaged.
+    pub fn new(vmid: Vmid, kind: GuestKind) -> Self {
+        DesiredGuest {
+            vmid,
+            kind,
+            run: DesiredRun::Unspecified,
+            cores: None,
+            memory_bytes: None,
+            description: None,
+            tags: None,
+            restart: RestartPolicy::Manual,
+        }
+    }
+}
+
+/// The desired state of one node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct DesiredState {
+    /// The Proxmox VE node name this state is for.
+    pub node: String,
+    /// Declared guests by vmid.
+    pub guests: BTreeMap<Vmid, DesiredGuest>,
+}
+
+/// A guest's observed power state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActualRun {
+    /// Running.
+    Running,
+    /// Stopped.
+    Stopped,
+    /// Anything else Proxmox VE reported (for example `paused` or `unknown`). The planner
+    /// never changes the power state of a guest in a state it does not understand.
+    Other(String),
+}
+
+impl ActualRun {
+    /// Maps the `status` string of the list and status endpoints.
+    pub fn from_pve(status: &str) -> Self {
+        match status {
+            "running" => ActualRun::Running,
+            "stopped" => ActualRun::Stopped,
+            other => ActualRun::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for ActualRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ActualRun::Running => f.write_str("running"),
+            ActualRun::Stopped => f.write_str("stopped"),
+            ActualRun::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// The part of a guest's configuration the planner compares, as read from Proxmox VE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActualSpec {
+    /// `cores`; `None` where the key is absent and the kind has no fixed default (an LXC
+    /// container without `cores` may use every host core).
+    pub cores: Option<u32>,
+    /// `memory` in MiB, with the kind's default applied when the key is absent.
+    pub memory_mib: u64,
+    /// `description`, exactly as read back (an LXC container's has a trailing newline).
+    pub description: Option<String>,
+    /// `tags`, exactly as read back.
+    pub tags: Option<String>,
+    /// The SHA-1 `digest` of the configuration file this was read from. Every write the
+    /// planner emits is conditional on it.
+    pub digest: String,
+}
+
+/// One guest as observed on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActualGuest {
+    /// The guest id.
+    pub vmid: Vmid,
+    /// Container or virtual machine.
+    pub kind: GuestKind,
+    /// Observed power state.
+    pub run: ActualRun,
+    /// The configuration, or `None` where it could not be read. The planner never writes a
+    /// configuration it could not read first.
+    pub spec: Option<ActualSpec>,
+    /// Configuration keys with changes pending a restart (QEMU `[PENDING]`).
+    pub pending_restart: Vec<String>,
+    /// The configuration lock, if any (`backup`, `migrate`, ...).
+    pub lock: Option<String>,
+    /// Whether the guest is a template (templates are never started or changed).
+    pub template: bool,
+}
+
+impl ActualGuest {
+    /// An observed guest with no readable configuration.
+    pub fn new(vmid: Vmid, kind: GuestKind, run: ActualRun) -> Self {
+        ActualGuest {
+            vmid,
+            kind,
+            run,
+            spec: None,
+            pending_restart: Vec::new(),
+            lock: None,
+            template: false,
+        }
+    }
+}
+
+/// Everything observed on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ActualState {
+    /// Observed guests by vmid.
+    pub guests: BTreeMap<Vmid, ActualGuest>,
+}

@@ -1,0 +1,378 @@
+//! `plan(desired, actual, normalizers)`: the minimal set of benign actions that converges
+//! a node's actual state towards its desired state.
+//!
+//! Rules (from the slice-4 agent this was specified from, and the issue):
+//! - Only guests present on both sides are reconciled. A guest desired but absent is a
+//!   `provisioning` candidate, a guest present but not desired a `destroy` candidate; both
+//!   are reported and never acted on here.
+//! - Fields left out of the desired state are unmanaged and produce nothing.
+//! - Where the actual configuration could not be read, nothing is written (power state is
+//!   still reconciled): a config is never written blind.
+//! - Comparisons are normalised (see [`crate::normalize`]) so a faithful round-trip is
+//!   never drift; memory is compared in the same whole MiB that is written.
+//! - One `set_config` per guest carries every field, conditional on the digest it was
+//!   planned against; configuration comes before power state; output is in vmid order.
+//! - A running guest with changes pending a restart is rebooted only where its restart
+//!   policy allows, otherwise reported.
+//! - Templates, locked guests, guests whose kind differs from the declared one and guests
+//!   in a power state the planner does not understand are reported, not touched.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::model::{
+    ActualGuest, ActualRun, ActualState, DesiredGuest, DesiredRun, DesiredState, GuestKind,
+    RestartPolicy, Vmid,
+};
+use crate::normalize::{Normalizers, memory_mib};
+
+/// What an action does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Apply benign configuration changes in one write.
+    SetConfig,
+    /// Power on a stopped guest.
+    Start,
+    /// Power off a running guest.
+    Stop,
+    /// Reboot a running guest so its pending changes take effect.
+    Reboot,
+}
+
+impl ActionKind {
+    /// The name used in plans, logs and the JSON output.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ActionKind::SetConfig => "set_config",
+            ActionKind::Start => "start",
+            ActionKind::Stop => "stop",
+            ActionKind::Reboot => "reboot",
+        }
+    }
+}
+
+/// One benign mutation of one guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Action {
+    /// The guest.
+    pub vmid: Vmid,
+    /// Its kind, which selects the API path.
+    #[serde(rename = "guest_type")]
+    pub guest: GuestKind,
+    /// What to do.
+    pub kind: ActionKind,
+    /// For `set_config`: the Proxmox VE parameters to send (`delete` lists removed keys).
+    pub params: BTreeMap<String, String>,
+    /// For `set_config`: the configuration digest the change was planned against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Why, for people.
+    pub reason: String,
+}
+
+/// What kind of change a candidate would need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateKind {
+    /// Desired but absent: would need provisioning.
+    Provisioning,
+    /// Present but not desired: would need destroying, which is destructive.
+    Destroy,
+}
+
+/// A change the planner reports but never plans.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    /// The guest.
+    pub vmid: Vmid,
+    /// What it would need.
+    pub kind: CandidateKind,
+    /// The guest's kind (declared for provisioning, observed for destroy).
+    #[serde(rename = "guest_type")]
+    pub guest: GuestKind,
+}
+
+/// Why a guest is reported rather than (fully) acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// Changes are pending a restart and the restart policy is `manual`.
+    NeedsRestart {
+        /// The pending configuration keys.
+        keys: Vec<String>,
+    },
+    /// Managed configuration fields could not be compared because the configuration could
+    /// not be read; nothing was written.
+    SpecUnknown,
+    /// The guest exists with a different kind than declared.
+    KindMismatch {
+        /// Declared kind.
+        desired: GuestKind,
+        /// Observed kind.
+        actual: GuestKind,
+    },
+    /// The guest holds a configuration lock.
+    Locked {
+        /// The lock (`backup`, `migrate`, ...).
+        lock: String,
+    },
+    /// The guest is a template, which is never changed.
+    Template,
+    /// The power state is one the planner does not change from.
+    UnknownRunState {
+        /// The state as reported.
+        state: String,
+    },
+}
+
+/// A guest the planner could not (fully) reconcile, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    /// The guest.
+    pub vmid: Vmid,
+    /// Why.
+    #[serde(flatten)]
+    pub kind: NoticeKind,
+}
+
+impl Notice {
+    /// Whether the condition stops the guest from converging (as opposed to being
+    /// advisory, like a restart left to the operator).
+    pub fn blocks_convergence(&self) -> bool {
+        !matches!(self.kind, NoticeKind::NeedsRestart { .. })
+    }
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let vmid = self.vmid;
+        match &self.kind {
+            NoticeKind::NeedsRestart { keys } => write!(
+                f,
+                "{vmid}: needs a restart to apply pending {} (restart policy is manual)",
+                keys.join(", ")
+            ),
+            NoticeKind::SpecUnknown => {
+                write!(f, "{vmid}: configuration unreadable, not written")
+            }
+            NoticeKind::KindMismatch { desired, actual } => write!(
+                f,
+                "{vmid}: declared as {desired} but the node has a {actual} with that id; not touched"
+            ),
+            NoticeKind::Locked { lock } => write!(f, "{vmid}: locked ({lock}); waiting"),
+            NoticeKind::Template => write!(f, "{vmid}: is a template; not touched"),
+            NoticeKind::UnknownRunState { state } => {
+                write!(
+                    f,
+                    "{vmid}: power state {state:?} not understood; not changed"
+                )
+            }
+        }
+    }
+}
+
+/// The planner's output.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Plan {
+    /// Benign actions, in vmid order, configuration before power state.
+    pub actions: Vec<Action>,
+    /// Provisioning and destroy candidates, in vmid order; never executed by the planner.
+    pub candidates: Vec<Candidate>,
+    /// Guests reported rather than reconciled.
+    pub notices: Vec<Notice>,
+}
+
+impl Plan {
+    /// True when there is nothing to do and nothing blocks convergence.
+    pub fn converged(&self) -> bool {
+        self.actions.is_empty() && !self.notices.iter().any(Notice::blocks_convergence)
+    }
+}
+
+/// Computes the plan. Pure and deterministic.
+///
+/// Both sides are maps ordered by vmid, so one merge walk pairs them up in linear time
+/// and emits everything already in vmid order.
+pub fn plan(desired: &DesiredState, actual: &ActualState, norm: &Normalizers) -> Plan {
+    let mut out = Plan::default();
+    let mut d_iter = desired.guests.iter().peekable();
+    let mut a_iter = actual.guests.iter().peekable();
+    loop {
+        let next = match (d_iter.peek(), a_iter.peek()) {
+            (None, None) => break,
+            (Some((dv, _)), Some((av, _))) => dv.cmp(av),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+        };
+        match next {
+            Ordering::Equal => {
+                if let (Some((_, d)), Some((_, a))) = (d_iter.next(), a_iter.next()) {
+                    plan_guest(d, a, norm, &mut out);
+                }
+            }
+            Ordering::Less => {
+                if let Some((&vmid, d)) = d_iter.next() {
+                    out.candidates.push(Candidate {
+                        vmid,
+                        kind: CandidateKind::Provisioning,
+                        guest: d.kind,
+                    });
+                }
+            }
+            Ordering::Greater => {
+                if let Some((&vmid, a)) = a_iter.next() {
+                    out.candidates.push(Candidate {
+                        vmid,
+                        kind: CandidateKind::Destroy,
+                        guest: a.kind,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Plans one guest present on both sides; appends to `out`.
+pub fn plan_guest(d: &DesiredGuest, a: &ActualGuest, norm: &Normalizers, out: &mut Plan) {
+    let vmid = d.vmid;
+    let mut notice = |kind| out.notices.push(Notice { vmid, kind });
+    if d.kind != a.kind {
+        notice(NoticeKind::KindMismatch {
+            desired: d.kind,
+            actual: a.kind,
+        });
+        return;
+    }
+    if a.template {
+        notice(NoticeKind::Template);
+        return;
+    }
+    if let Some(lock) = &a.lock {
+        notice(NoticeKind::Locked { lock: lock.clone() });
+        return;
+    }
+
+    let manages_spec = d.cores.is_some()
+        || d.memory_bytes.is_some()
+        || d.description.is_some()
+        || d.tags.is_some();
+    match &a.spec {
+        Some(spec) if manages_spec => {
+            let mut params = BTreeMap::new();
+            let mut reasons = String::new();
+            let mut deletes: Vec<&str> = Vec::new();
+            if let Some(cores) = d.cores
+                && Some(cores) != spec.cores
+            {
+                params.insert("cores".to_owned(), cores.to_string());
+                let from = spec.cores.map_or("unset".to_owned(), |c| c.to_string());
+                reason(&mut reasons, format_args!("cores {from}->{cores}"));
+            }
+            if let Some(bytes) = d.memory_bytes {
+                let want = memory_mib(bytes);
+                if want != spec.memory_mib {
+                    params.insert("memory".to_owned(), want.to_string());
+                    reason(
+                        &mut reasons,
+                        format_args!("memory {}MiB->{want}MiB", spec.memory_mib),
+                    );
+                }
+            }
+            if let Some(desc) = &d.description
+                && !norm.description_equal(desc, spec.description.as_deref())
+            {
+                if desc.trim_end().is_empty() {
+                    deletes.push("description");
+                } else {
+                    params.insert("description".to_owned(), desc.clone());
+                }
+                reason(&mut reasons, format_args!("description"));
+            }
+            if let Some(tags) = &d.tags
+                && !norm.tags_equal(tags, spec.tags.as_deref())
+            {
+                let stored = norm.tags_stored(tags.iter().map(String::as_str));
+                let from = spec.tags.as_deref().unwrap_or("");
+                reason(&mut reasons, format_args!("tags {from:?}->{stored:?}"));
+                if stored.is_empty() {
+                    deletes.push("tags");
+                } else {
+                    params.insert("tags".to_owned(), stored);
+                }
+            }
+            if !deletes.is_empty() {
+                params.insert("delete".to_owned(), deletes.join(","));
+            }
+            if !params.is_empty() {
+                out.actions.push(Action {
+                    vmid,
+                    guest: d.kind,
+                    kind: ActionKind::SetConfig,
+                    params,
+                    digest: Some(spec.digest.clone()),
+                    reason: format!("spec drift: {reasons}"),
+                });
+            }
+        }
+        Some(_) => {}
+        None if manages_spec => out.notices.push(Notice {
+            vmid,
+            kind: NoticeKind::SpecUnknown,
+        }),
+        None => {}
+    }
+
+    let power = |kind: ActionKind, reason: String| Action {
+        vmid,
+        guest: d.kind,
+        kind,
+        params: BTreeMap::new(),
+        digest: None,
+        reason,
+    };
+    match (&d.run, &a.run) {
+        (DesiredRun::Running, ActualRun::Stopped) => out
+            .actions
+            .push(power(ActionKind::Start, "run stopped->running".into())),
+        (DesiredRun::Stopped, ActualRun::Running) => out
+            .actions
+            .push(power(ActionKind::Stop, "run running->stopped".into())),
+        (DesiredRun::Running | DesiredRun::Stopped, ActualRun::Other(state)) => {
+            out.notices.push(Notice {
+                vmid,
+                kind: NoticeKind::UnknownRunState {
+                    state: state.clone(),
+                },
+            })
+        }
+        _ => {}
+    }
+
+    if a.run == ActualRun::Running && !a.pending_restart.is_empty() && d.run != DesiredRun::Stopped
+    {
+        match d.restart {
+            RestartPolicy::Reboot => out.actions.push(power(
+                ActionKind::Reboot,
+                format!("apply pending {}", a.pending_restart.join(", ")),
+            )),
+            RestartPolicy::Manual => out.notices.push(Notice {
+                vmid,
+                kind: NoticeKind::NeedsRestart {
+                    keys: a.pending_restart.clone(),
+                },
+            }),
+        }
+    }
+}
+
+fn reason(buf: &mut String, part: std::fmt::Arguments<'_>) {
+    if !buf.is_empty() {
+        buf.push_str(", ");
+    }
+    let _ = buf.write_fmt(part);
+}

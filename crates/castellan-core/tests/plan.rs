@@ -1,0 +1,681 @@
+//! Planner tests: one table of cases, each a desired and an actual state and the plan
+//! expected, rendered as text; and property tests that planning is idempotent.
+
+use castellan_core::model::*;
+use castellan_core::normalize::{Normalizers, TagOrder};
+use castellan_core::plan::{Plan, plan};
+use proptest::prelude::*;
+
+fn lxc(vmid: Vmid) -> DesiredGuest {
+    DesiredGuest::new(vmid, GuestKind::Lxc)
+}
+fn qemu(vmid: Vmid) -> DesiredGuest {
+    DesiredGuest::new(vmid, GuestKind::Qemu)
+}
+
+/// An observed guest with a readable spec: 1 core, 512 MiB, no description or tags.
+fn seen(vmid: Vmid, kind: GuestKind, run: ActualRun) -> ActualGuest {
+    let mut g = ActualGuest::new(vmid, kind, run);
+    g.spec = Some(ActualSpec {
+        cores: Some(1),
+        memory_mib: 512,
+        description: None,
+        tags: None,
+        digest: format!("digest-{vmid}"),
+    });
+    g
+}
+
+fn spec(g: &mut ActualGuest) -> &mut ActualSpec {
+    g.spec.as_mut().expect("test guest has a spec")
+}
+
+/// Renders a plan as one line per action, candidate and notice.
+fn render(p: &Plan) -> Vec<String> {
+    let mut lines = Vec::new();
+    for a in &p.actions {
+        let params: Vec<String> = a.params.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        let digest = a
+            .digest
+            .as_deref()
+            .map(|d| format!(" @{d}"))
+            .unwrap_or_default();
+        lines.push(
+            format!(
+                "{} {} {}{digest}",
+                a.vmid,
+                a.kind.as_str(),
+                params.join(" ")
+            )
+            .trim_end()
+            .to_owned(),
+        );
+    }
+    for c in &p.candidates {
+        lines.push(format!("{} candidate {:?} {}", c.vmid, c.kind, c.guest));
+    }
+    for n in &p.notices {
+        lines.push(format!("notice {n}"));
+    }
+    lines
+}
+
+fn check(desired: Vec<DesiredGuest>, actual: Vec<ActualGuest>, norm: Normalizers, want: &[&str]) {
+    let d = DesiredState {
+        node: "pve-01".into(),
+        guests: desired.into_iter().map(|g| (g.vmid, g)).collect(),
+    };
+    let a = ActualState {
+        guests: actual.into_iter().map(|g| (g.vmid, g)).collect(),
+    };
+    let p = plan(&d, &a, &norm);
+    assert_eq!(render(&p), want, "\nplan: {p:#?}");
+    assert_eq!(plan(&d, &a, &norm), p, "plan is deterministic");
+}
+
+struct Case {
+    name: &'static str,
+    desired: Vec<DesiredGuest>,
+    actual: Vec<ActualGuest>,
+    norm: Normalizers,
+    want: &'static [&'static str],
+}
+
+fn case(
+    name: &'static str,
+    desired: Vec<DesiredGuest>,
+    actual: Vec<ActualGuest>,
+    want: &'static [&'static str],
+) -> Case {
+    Case {
+        name,
+        desired,
+        actual,
+        norm: Normalizers::default(),
+        want,
+    }
+}
+
+#[test]
+fn planner_rules() {
+    use ActualRun::*;
+    use GuestKind::*;
+    let cases = vec![
+        case("nothing declared, nothing present", vec![], vec![], &[]),
+        case(
+            "unmanaged fields produce nothing",
+            vec![lxc(101)],
+            vec![seen(101, Lxc, Running)],
+            &[],
+        ),
+        case(
+            "start a stopped guest",
+            vec![DesiredGuest {
+                run: DesiredRun::Running,
+                ..lxc(101)
+            }],
+            vec![seen(101, Lxc, Stopped)],
+            &["101 start"],
+        ),
+        case(
+            "stop a running guest",
+            vec![DesiredGuest {
+                run: DesiredRun::Stopped,
+                ..qemu(200)
+            }],
+            vec![seen(200, Qemu, Running)],
+            &["200 stop"],
+        ),
+        case(
+            "unspecified run state is left alone",
+            vec![DesiredGuest {
+                run: DesiredRun::Unspecified,
+                ..lxc(101)
+            }],
+            vec![seen(101, Lxc, Stopped)],
+            &[],
+        ),
+        case(
+            "one set_config with every field, conditional on the digest, before run state",
+            vec![DesiredGuest {
+                run: DesiredRun::Running,
+                cores: Some(4),
+                memory_bytes: Some(2 << 30),
+                description: Some("web".into()),
+                tags: Some(vec!["web".into(), "prod".into()]),
+                ..lxc(101)
+            }],
+            vec![seen(101, Lxc, Stopped)],
+            &[
+                r#"101 set_config cores="4" description="web" memory="2048" tags="prod;web" @digest-101"#,
+                "101 start",
+            ],
+        ),
+        case(
+            "memory canonicalised to MiB by floor: already converged",
+            vec![DesiredGuest {
+                memory_bytes: Some((512 << 20) + 12345),
+                ..lxc(101)
+            }],
+            vec![seen(101, Lxc, Running)],
+            &[],
+        ),
+        case(
+            "memory not MiB-aligned writes the floor",
+            vec![DesiredGuest {
+                memory_bytes: Some((1024 << 20) + 1),
+                ..lxc(101)
+            }],
+            vec![seen(101, Lxc, Running)],
+            &[r#"101 set_config memory="1024" @digest-101"#],
+        ),
+        case(
+            "LXC description read back with a trailing newline is not drift",
+            vec![DesiredGuest {
+                description: Some("line one\nline two".into()),
+                ..lxc(101)
+            }],
+            vec![{
+                let mut g = seen(101, Lxc, Running);
+                spec(&mut g).description = Some("line one\nline two\n".into());
+                g
+            }],
+            &[],
+        ),
+        case(
+            "description changed",
+            vec![DesiredGuest {
+                description: Some("new".into()),
+                ..lxc(101)
+            }],
+            vec![{
+                let mut g = seen(101, Lxc, Running);
+                spec(&mut g).description = Some("old\n".into());
+                g
+            }],
+            &[r#"101 set_config description="new" @digest-101"#],
+        ),
+        case(
+            "empty description deletes it",
+            vec![DesiredGuest {
+                description: Some(String::new()),
+                tags: Some(vec![]),
+                ..lxc(101)
+            }],
+            vec![{
+                let mut g = seen(101, Lxc, Running);
+                spec(&mut g).description = Some("old\n".into());
+                spec(&mut g).tags = Some("a;b".into());
+                g
+            }],
+            &[r#"101 set_config delete="description,tags" @digest-101"#],
+        ),
+        case(
+            "tags compared as stored: order, case, duplicates and separators",
+            vec![DesiredGuest {
+                tags: Some(vec!["Web".into(), "db".into(), "web".into()]),
+                ..lxc(101)
+            }],
+            vec![{
+                let mut g = seen(101, Lxc, Running);
+                spec(&mut g).tags = Some("db;web".into());
+                g
+            }],
+            &[],
+        ),
+        case(
+            "tags drift writes the stored form",
+            vec![DesiredGuest {
+                tags: Some(vec!["z".into(), "a".into()]),
+                ..lxc(101)
+            }],
+            vec![{
+                let mut g = seen(101, Lxc, Running);
+                spec(&mut g).tags = Some("a".into());
+                g
+            }],
+            &[r#"101 set_config tags="a;z" @digest-101"#],
+        ),
+        Case {
+            name: "tag-style ordering=config keeps declared order",
+            desired: vec![DesiredGuest {
+                tags: Some(vec!["z".into(), "a".into()]),
+                ..lxc(101)
+            }],
+            actual: vec![{
+                let mut g = seen(101, Lxc, Running);
+                spec(&mut g).tags = Some("a;z".into());
+                g
+            }],
+            norm: Normalizers {
+                tag_order: TagOrder::Config,
+                ..Normalizers::default()
+            },
+            want: &[r#"101 set_config tags="z;a" @digest-101"#],
+        },
+        case(
+            "unknown spec: nothing written, power state still reconciled",
+            vec![DesiredGuest {
+                run: DesiredRun::Running,
+                cores: Some(2),
+                ..lxc(101)
+            }],
+            vec![ActualGuest::new(101, Lxc, Stopped)],
+            &[
+                "101 start",
+                "notice 101: configuration unreadable, not written",
+            ],
+        ),
+        case(
+            "unknown spec without managed fields is silent",
+            vec![lxc(101)],
+            vec![ActualGuest::new(101, Lxc, Running)],
+            &[],
+        ),
+        case(
+            "LXC without cores (all host cores) differs from any number",
+            vec![DesiredGuest {
+                cores: Some(2),
+                ..lxc(101)
+            }],
+            vec![{
+                let mut g = seen(101, Lxc, Running);
+                spec(&mut g).cores = None;
+                g
+            }],
+            &[r#"101 set_config cores="2" @digest-101"#],
+        ),
+        case(
+            "sorted by vmid whatever the declaration order",
+            vec![
+                DesiredGuest {
+                    run: DesiredRun::Running,
+                    ..lxc(300)
+                },
+                DesiredGuest {
+                    run: DesiredRun::Running,
+                    cores: Some(2),
+                    ..lxc(102)
+                },
+                DesiredGuest {
+                    run: DesiredRun::Stopped,
+                    ..qemu(101)
+                },
+            ],
+            vec![
+                seen(300, Lxc, Stopped),
+                seen(101, Qemu, Running),
+                seen(102, Lxc, Stopped),
+            ],
+            &[
+                "101 stop",
+                r#"102 set_config cores="2" @digest-102"#,
+                "102 start",
+                "300 start",
+            ],
+        ),
+        case(
+            "provisioning and destroy candidates are reported, never planned",
+            vec![
+                DesiredGuest {
+                    run: DesiredRun::Running,
+                    ..lxc(101)
+                },
+                qemu(105),
+            ],
+            vec![seen(101, Lxc, Running), seen(102, Qemu, Running)],
+            &[
+                "102 candidate Destroy qemu",
+                "105 candidate Provisioning qemu",
+            ],
+        ),
+        case(
+            "kind mismatch is not touched",
+            vec![DesiredGuest {
+                run: DesiredRun::Running,
+                cores: Some(2),
+                ..lxc(101)
+            }],
+            vec![seen(101, Qemu, Stopped)],
+            &["notice 101: declared as lxc but the node has a qemu with that id; not touched"],
+        ),
+        case(
+            "templates are not touched",
+            vec![DesiredGuest {
+                run: DesiredRun::Running,
+                ..qemu(900)
+            }],
+            vec![{
+                let mut g = seen(900, Qemu, Stopped);
+                g.template = true;
+                g
+            }],
+            &["notice 900: is a template; not touched"],
+        ),
+        case(
+            "locked guests wait",
+            vec![DesiredGuest {
+                run: DesiredRun::Running,
+                ..lxc(101)
+            }],
+            vec![{
+                let mut g = seen(101, Lxc, Stopped);
+                g.lock = Some("backup".into());
+                g
+            }],
+            &["notice 101: locked (backup); waiting"],
+        ),
+        case(
+            "a power state not understood is not changed",
+            vec![DesiredGuest {
+                run: DesiredRun::Stopped,
+                ..qemu(200)
+            }],
+            vec![seen(200, Qemu, Other("paused".into()))],
+            &[r#"notice 200: power state "paused" not understood; not changed"#],
+        ),
+        case(
+            "pending restart reported under the manual policy",
+            vec![DesiredGuest {
+                cores: Some(1),
+                ..qemu(200)
+            }],
+            vec![{
+                let mut g = seen(200, Qemu, Running);
+                g.pending_restart = vec!["cores".into()];
+                g
+            }],
+            &["notice 200: needs a restart to apply pending cores (restart policy is manual)"],
+        ),
+        case(
+            "pending restart rebooted under the reboot policy",
+            vec![DesiredGuest {
+                restart: RestartPolicy::Reboot,
+                ..qemu(200)
+            }],
+            vec![{
+                let mut g = seen(200, Qemu, Running);
+                g.pending_restart = vec!["cores".into(), "memory".into()];
+                g
+            }],
+            &["200 reboot"],
+        ),
+        case(
+            "no reboot for a guest that is to be stopped",
+            vec![DesiredGuest {
+                run: DesiredRun::Stopped,
+                restart: RestartPolicy::Reboot,
+                ..qemu(200)
+            }],
+            vec![{
+                let mut g = seen(200, Qemu, Running);
+                g.pending_restart = vec!["memory".into()];
+                g
+            }],
+            &["200 stop"],
+        ),
+    ];
+    let n = cases.len();
+    for c in cases {
+        eprintln!("case: {}", c.name);
+        check(c.desired, c.actual, c.norm, c.want);
+    }
+    assert!(n >= 25, "every rule has a case");
+}
+
+#[test]
+fn plan_json_shape() {
+    let d = DesiredState {
+        node: "pve-01".into(),
+        guests: [(
+            101,
+            DesiredGuest {
+                cores: Some(2),
+                ..lxc(101)
+            },
+        )]
+        .into(),
+    };
+    let a = ActualState {
+        guests: [(101, seen(101, GuestKind::Lxc, ActualRun::Running))].into(),
+    };
+    let json = serde_json::to_value(plan(&d, &a, &Normalizers::default())).expect("serialises");
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "actions": [{
+                "vmid": 101, "guest_type": "lxc", "kind": "set_config",
+                "params": {"cores": "2"}, "digest": "digest-101",
+                "reason": "spec drift: cores 1->2"
+            }],
+            "candidates": [],
+            "notices": []
+        })
+    );
+}
+
+// ---- property tests -----------------------------------------------------------------
+
+/// How a stock Proxmox VE node stores a benign action: the model the planner must
+/// converge against.
+fn apply(actual: &mut ActualState, p: &Plan, norm: &Normalizers) {
+    use castellan_core::plan::ActionKind::*;
+    for a in &p.actions {
+        let g = actual
+            .guests
+            .get_mut(&a.vmid)
+            .expect("actions only for present guests");
+        match a.kind {
+            SetConfig => {
+                let running = g.run == ActualRun::Running;
+                let kind = g.kind;
+                let spec = g
+                    .spec
+                    .as_mut()
+                    .expect("set_config only where the spec was read");
+                assert_eq!(a.digest.as_deref(), Some(spec.digest.as_str()));
+                for (k, v) in &a.params {
+                    match k.as_str() {
+                        "cores" => spec.cores = Some(v.parse().expect("cores is a number")),
+                        "memory" => spec.memory_mib = v.parse().expect("memory is a number"),
+                        "description" => {
+                            spec.description = Some(match kind {
+                                GuestKind::Lxc => v.lines().map(|l| format!("{l}\n")).collect(),
+                                GuestKind::Qemu => v.trim_end().to_owned(),
+                            })
+                        }
+                        "tags" => spec.tags = Some(norm.tags_stored([v.as_str()])),
+                        "delete" => {
+                            for key in v.split(',') {
+                                match key {
+                                    "description" => spec.description = None,
+                                    "tags" => spec.tags = None,
+                                    other => panic!("unexpected delete of {other}"),
+                                }
+                            }
+                        }
+                        other => panic!("unexpected param {other}"),
+                    }
+                    if kind == GuestKind::Qemu
+                        && running
+                        && matches!(k.as_str(), "cores" | "memory")
+                        && !g.pending_restart.contains(k)
+                    {
+                        g.pending_restart.push(k.clone());
+                    }
+                }
+                spec.digest.push('+');
+            }
+            Start => {
+                g.run = ActualRun::Running;
+                g.pending_restart.clear();
+            }
+            Stop => g.run = ActualRun::Stopped,
+            Reboot => g.pending_restart.clear(),
+        }
+    }
+}
+
+fn arb_kind() -> impl Strategy<Value = GuestKind> {
+    prop_oneof![Just(GuestKind::Lxc), Just(GuestKind::Qemu)]
+}
+
+fn arb_tags() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec(
+        prop_oneof![
+            Just("web"),
+            Just("Web"),
+            Just("db"),
+            Just("prod"),
+            Just("a.b"),
+            Just("z_9")
+        ]
+        .prop_map(String::from),
+        0..5,
+    )
+}
+
+fn arb_text() -> impl Strategy<Value = String> {
+    "[a-z :%#\n]{0,12}[ \n]{0,2}"
+}
+
+fn arb_desired(vmid: Vmid) -> impl Strategy<Value = DesiredGuest> {
+    (
+        arb_kind(),
+        prop_oneof![
+            Just(DesiredRun::Running),
+            Just(DesiredRun::Stopped),
+            Just(DesiredRun::Unspecified)
+        ],
+        prop::option::of(1u32..16),
+        prop::option::of((16u64 << 20)..(64u64 << 30)),
+        prop::option::of(arb_text()),
+        prop::option::of(arb_tags()),
+        prop_oneof![Just(RestartPolicy::Manual), Just(RestartPolicy::Reboot)],
+    )
+        .prop_map(
+            move |(kind, run, cores, memory_bytes, description, tags, restart)| DesiredGuest {
+                vmid,
+                kind,
+                run,
+                cores,
+                memory_bytes,
+                description,
+                tags,
+                restart,
+            },
+        )
+}
+
+fn arb_actual(vmid: Vmid) -> impl Strategy<Value = ActualGuest> {
+    (
+        arb_kind(),
+        prop_oneof![
+            8 => Just(ActualRun::Running),
+            8 => Just(ActualRun::Stopped),
+            1 => Just(ActualRun::Other("paused".into()))
+        ],
+        prop::option::of((
+            prop::option::of(1u32..16),
+            16u64..65536,
+            prop::option::of(arb_text()),
+            prop::option::of(arb_tags().prop_map(|t| t.join(";"))),
+        )),
+        prop::bool::weighted(0.05),
+        prop::bool::weighted(0.05),
+    )
+        .prop_map(move |(kind, run, spec, template, locked)| {
+            let mut g = ActualGuest::new(vmid, kind, run);
+            g.spec = spec.map(|(cores, memory_mib, description, tags)| ActualSpec {
+                cores,
+                memory_mib,
+                description,
+                tags,
+                digest: format!("d{vmid}"),
+            });
+            g.template = template;
+            g.lock = locked.then(|| "backup".to_owned());
+            g
+        })
+}
+
+fn arb_states() -> impl Strategy<Value = (DesiredState, ActualState)> {
+    prop::collection::vec((any::<bool>(), any::<bool>()), 1..24).prop_flat_map(|presence| {
+        let mut desired = Vec::new();
+        let mut actual = Vec::new();
+        for (i, (in_d, in_a)) in presence.into_iter().enumerate() {
+            let vmid = 100 + i as Vmid;
+            if in_d {
+                desired.push(arb_desired(vmid).boxed());
+            }
+            if in_a {
+                actual.push(arb_actual(vmid).boxed());
+            }
+        }
+        (desired, actual).prop_map(|(d, a)| {
+            (
+                DesiredState {
+                    node: "pve-01".into(),
+                    guests: d.into_iter().map(|g| (g.vmid, g)).collect(),
+                },
+                ActualState {
+                    guests: a.into_iter().map(|g| (g.vmid, g)).collect(),
+                },
+            )
+        })
+    })
+}
+
+fn arb_norm() -> impl Strategy<Value = Normalizers> {
+    (
+        any::<bool>(),
+        prop_oneof![Just(TagOrder::Alphabetical), Just(TagOrder::Config)],
+    )
+        .prop_map(|(tags_case_sensitive, tag_order)| Normalizers {
+            tags_case_sensitive,
+            tag_order,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Applying a plan and re-planning yields nothing more to do, but for the reboot that
+    /// applies restart-pending changes; after that, nothing at all.
+    #[test]
+    fn plan_is_idempotent((desired, mut actual) in arb_states(), norm in arb_norm()) {
+        let first = plan(&desired, &actual, &norm);
+        prop_assert_eq!(&plan(&desired, &actual, &norm), &first);
+        apply(&mut actual, &first, &norm);
+        let second = plan(&desired, &actual, &norm);
+        for a in &second.actions {
+            prop_assert_eq!(a.kind, castellan_core::plan::ActionKind::Reboot, "{:?}", second);
+        }
+        apply(&mut actual, &second, &norm);
+        let third = plan(&desired, &actual, &norm);
+        prop_assert!(third.actions.is_empty(), "{:?}", third);
+        prop_assert_eq!(&third.candidates, &first.candidates);
+    }
+
+    /// Actions only ever touch guests on both sides, never write a config that was not
+    /// read, and never touch a locked guest, a template or a kind mismatch.
+    #[test]
+    fn plan_stays_in_bounds((desired, actual) in arb_states(), norm in arb_norm()) {
+        let p = plan(&desired, &actual, &norm);
+        for a in &p.actions {
+            let d = &desired.guests[&a.vmid];
+            let g = &actual.guests[&a.vmid];
+            prop_assert_eq!(d.kind, g.kind);
+            prop_assert!(g.lock.is_none() && !g.template);
+            if a.kind == castellan_core::plan::ActionKind::SetConfig {
+                let spec = g.spec.as_ref();
+                prop_assert!(spec.is_some());
+                prop_assert_eq!(a.digest.as_deref(), spec.map(|s| s.digest.as_str()));
+            }
+        }
+        let vmids: Vec<_> = p.actions.iter().map(|a| a.vmid).collect();
+        let mut sorted = vmids.clone();
+        sorted.sort();
+        prop_assert_eq!(vmids, sorted);
+    }
+}
