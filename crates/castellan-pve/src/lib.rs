@@ -1,1 +1,45 @@
 //! Async Proxmox VE API client: token auth, TLS pinning, tasks, typed errors, retries.
+//!
+//! [`PveClient`] speaks the subset of the PVE HTTP API (`/api2/json`) that castellan's agent
+//! needs: guest listing, status, config read and digest-guarded update, pending changes,
+//! power actions, deletion, and task polling.
+//!
+//! What it guarantees:
+//!
+//! - Every request is described by a [`RequestSpec`] built in [`request`] and sent by one
+//!   function; [`request::request_catalog`] enumerates them all so tests can check them
+//!   against the PVE API schema.
+//! - Lock conflicts (`CT 101 is locked (backup)`, `can't lock file ... got timeout`) are
+//!   retried with capped exponential backoff and jitter ([`RetryPolicy`]). Transport failures
+//!   are retried only for GETs: a POST that timed out may have been carried out.
+//! - A config changed behind our back is [`Error::DigestMismatch`], a vanished guest
+//!   [`Error::NotFound`]; neither is retried.
+//! - The token secret appears only in the `Authorization` header: never in `Debug`,
+//!   `Display`, logs or errors.
+//!
+//! It knows nothing about desired state, plans or signatures; `castellan-core` and the agent
+//! build on it.
+
+mod client;
+mod error;
+mod kind;
+mod lenient;
+pub mod request;
+mod retry;
+mod tls;
+mod token;
+mod types;
+mod upid;
+
+pub use client::{ClientConfig, PveClient};
+pub use error::Error;
+pub use kind::GuestKind;
+pub use request::{Method, PowerAction, RequestSpec, ShutdownOptions, request_catalog};
+pub use retry::RetryPolicy;
+pub use tls::{Fingerprint, TlsMode};
+pub use token::ApiToken;
+pub use types::{
+    ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk, TaskStatus, Version,
+    WaitOptions,
+};
+pub use upid::Upid;

@@ -1,0 +1,547 @@
+//! Descriptions of every request the client sends.
+//!
+//! Each API call is built here as a [`RequestSpec`] — method, path template, path parameters
+//! and parameters — and sent by one function in the client. [`request_catalog`] builds one of
+//! every kind with representative values through the same builders, so a test can check the
+//! whole surface against the PVE API schema (`shared/pve/api-schema-subset.json`).
+//!
+//! Parameter names and types follow that schema (pve-docs 9.1.3): booleans are sent as
+//! `0`/`1`, lists of config keys (`delete`) comma-separated (`pve-configid-list`).
+
+use crate::GuestKind;
+use crate::error::Error;
+use crate::types::ConfigUpdate;
+use crate::upid::Upid;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The HTTP methods the PVE API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// Read.
+    Get,
+    /// Create, or run an action.
+    Post,
+    /// Update.
+    Put,
+    /// Delete.
+    Delete,
+}
+
+impl Method {
+    /// The method's name, upper case, as in the schema.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    /// Whether repeating the request after a transport failure is harmless: only reads.
+    ///
+    /// A POST, PUT or DELETE that timed out may have been carried out, so the client never
+    /// re-sends one unless it knows the request never reached the server.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(self, Method::Get)
+    }
+
+    pub(crate) fn to_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Delete => reqwest::Method::DELETE,
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One API request, before it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSpec {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path template as in the schema, for example `/nodes/{node}/lxc/{vmid}/config`.
+    pub path: &'static str,
+    /// Values for the template's `{placeholders}`, in order.
+    pub path_params: Vec<(&'static str, String)>,
+    /// Query parameters (GET, DELETE) or form fields (POST, PUT), in PVE's text form.
+    pub params: BTreeMap<String, String>,
+}
+
+impl RequestSpec {
+    fn new(method: Method, path: &'static str) -> Self {
+        Self {
+            method,
+            path,
+            path_params: Vec::new(),
+            params: BTreeMap::new(),
+        }
+    }
+
+    fn path_param(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.path_params.push((name, value.into()));
+        self
+    }
+
+    fn param(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.params.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// The path with its placeholders filled in (not percent-encoded), for logs and for
+    /// schema validation: `/nodes/pve-01/lxc/101/config`.
+    pub fn concrete_path(&self) -> String {
+        self.segments().join("/")
+    }
+
+    /// The path split into segments with the placeholders filled in; the first segment is
+    /// empty (the path starts with `/`).
+    pub(crate) fn segments(&self) -> Vec<String> {
+        self.path
+            .split('/')
+            .map(|seg| {
+                seg.strip_prefix('{')
+                    .and_then(|s| s.strip_suffix('}'))
+                    .and_then(|name| {
+                        self.path_params
+                            .iter()
+                            .find(|(n, _)| *n == name)
+                            .map(|(_, v)| v.clone())
+                    })
+                    .unwrap_or_else(|| seg.to_owned())
+            })
+            .collect()
+    }
+
+    /// Every parameter the schema sees: path parameters and query/form parameters.
+    pub fn all_params(&self) -> BTreeMap<String, String> {
+        let mut all = self.params.clone();
+        for (k, v) in &self.path_params {
+            all.insert((*k).to_owned(), v.clone());
+        }
+        all
+    }
+}
+
+/// The guest actions that return a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PowerAction {
+    /// `POST .../status/start`.
+    Start,
+    /// `POST .../status/stop`: hard stop.
+    Stop,
+    /// `POST .../status/shutdown`: clean shutdown.
+    Shutdown,
+    /// `POST .../status/reboot`: clean reboot.
+    Reboot,
+}
+
+impl PowerAction {
+    /// All actions, for enumeration.
+    pub const ALL: [PowerAction; 4] = [
+        PowerAction::Start,
+        PowerAction::Stop,
+        PowerAction::Shutdown,
+        PowerAction::Reboot,
+    ];
+
+    /// The last path segment, `start` etc.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PowerAction::Start => "start",
+            PowerAction::Stop => "stop",
+            PowerAction::Shutdown => "shutdown",
+            PowerAction::Reboot => "reboot",
+        }
+    }
+}
+
+/// Options of a clean shutdown (`POST .../status/shutdown`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShutdownOptions {
+    /// Seconds to wait for the guest to shut down (PVE's default when `None`: 60 for
+    /// containers, no limit for VMs).
+    pub timeout: Option<u32>,
+    /// Hard-stop the guest if it has not shut down within the timeout.
+    pub force_stop: bool,
+}
+
+/// Smallest and largest vmid PVE accepts (`pve-vmid`).
+pub const VMID_MIN: u32 = 100;
+/// Largest vmid PVE accepts (`pve-vmid`).
+pub const VMID_MAX: u32 = 999_999_999;
+
+fn check_node(node: &str) -> Result<(), Error> {
+    // pve-node: a DNS label, `[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?`.
+    let ok = !node.is_empty()
+        && node.len() <= 63
+        && node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !node.starts_with('-')
+        && !node.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "invalid node name {node:?}: expected letters, digits and inner '-'"
+        )))
+    }
+}
+
+fn check_vmid(vmid: u32) -> Result<(), Error> {
+    if (VMID_MIN..=VMID_MAX).contains(&vmid) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "invalid vmid {vmid}: must be between {VMID_MIN} and {VMID_MAX}"
+        )))
+    }
+}
+
+fn check_config_key(key: &str) -> Result<(), Error> {
+    // pve-configid: `[a-z][a-z0-9_]+` (PVE::JSONSchema::pve_verify_configid).
+    let mut bytes = key.bytes();
+    let ok = key.len() >= 2
+        && matches!(bytes.next(), Some(b'a'..=b'z'))
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "invalid config key {key:?}: expected a lower-case letter followed by [a-z0-9_]"
+        )))
+    }
+}
+
+fn guest(
+    method: Method,
+    kind: GuestKind,
+    node: &str,
+    vmid: u32,
+    suffix: &str,
+) -> Result<RequestSpec, Error> {
+    check_node(node)?;
+    check_vmid(vmid)?;
+    let path = match (kind, suffix) {
+        (GuestKind::Lxc, "") => "/nodes/{node}/lxc/{vmid}",
+        (GuestKind::Qemu, "") => "/nodes/{node}/qemu/{vmid}",
+        (GuestKind::Lxc, "config") => "/nodes/{node}/lxc/{vmid}/config",
+        (GuestKind::Qemu, "config") => "/nodes/{node}/qemu/{vmid}/config",
+        (GuestKind::Lxc, "pending") => "/nodes/{node}/lxc/{vmid}/pending",
+        (GuestKind::Qemu, "pending") => "/nodes/{node}/qemu/{vmid}/pending",
+        (GuestKind::Lxc, "status/current") => "/nodes/{node}/lxc/{vmid}/status/current",
+        (GuestKind::Qemu, "status/current") => "/nodes/{node}/qemu/{vmid}/status/current",
+        (GuestKind::Lxc, "status/start") => "/nodes/{node}/lxc/{vmid}/status/start",
+        (GuestKind::Qemu, "status/start") => "/nodes/{node}/qemu/{vmid}/status/start",
+        (GuestKind::Lxc, "status/stop") => "/nodes/{node}/lxc/{vmid}/status/stop",
+        (GuestKind::Qemu, "status/stop") => "/nodes/{node}/qemu/{vmid}/status/stop",
+        (GuestKind::Lxc, "status/shutdown") => "/nodes/{node}/lxc/{vmid}/status/shutdown",
+        (GuestKind::Qemu, "status/shutdown") => "/nodes/{node}/qemu/{vmid}/status/shutdown",
+        (GuestKind::Lxc, "status/reboot") => "/nodes/{node}/lxc/{vmid}/status/reboot",
+        (GuestKind::Qemu, "status/reboot") => "/nodes/{node}/qemu/{vmid}/status/reboot",
+        _ => {
+            return Err(Error::Config(format!(
+                "internal: no {} path for {}",
+                suffix,
+                kind.as_str()
+            )));
+        }
+    };
+    Ok(RequestSpec::new(method, path)
+        .path_param("node", node)
+        .path_param("vmid", vmid.to_string()))
+}
+
+fn bool_param(b: bool) -> &'static str {
+    if b { "1" } else { "0" }
+}
+
+/// `GET /version`.
+pub fn version() -> RequestSpec {
+    RequestSpec::new(Method::Get, "/version")
+}
+
+/// `GET /nodes/{node}/lxc` or `GET /nodes/{node}/qemu`.
+pub fn list_guests(node: &str, kind: GuestKind) -> Result<RequestSpec, Error> {
+    check_node(node)?;
+    let path = match kind {
+        GuestKind::Lxc => "/nodes/{node}/lxc",
+        GuestKind::Qemu => "/nodes/{node}/qemu",
+    };
+    Ok(RequestSpec::new(Method::Get, path).path_param("node", node))
+}
+
+/// `GET /nodes/{node}/{kind}/{vmid}/status/current`.
+pub fn guest_status(node: &str, kind: GuestKind, vmid: u32) -> Result<RequestSpec, Error> {
+    guest(Method::Get, kind, node, vmid, "status/current")
+}
+
+/// `GET /nodes/{node}/{kind}/{vmid}/config` (the applied config, not pending values).
+pub fn guest_config(node: &str, kind: GuestKind, vmid: u32) -> Result<RequestSpec, Error> {
+    guest(Method::Get, kind, node, vmid, "config")
+}
+
+/// `GET /nodes/{node}/{kind}/{vmid}/pending`.
+pub fn pending(node: &str, kind: GuestKind, vmid: u32) -> Result<RequestSpec, Error> {
+    guest(Method::Get, kind, node, vmid, "pending")
+}
+
+/// LXC: `PUT /nodes/{node}/lxc/{vmid}/config` (synchronous, returns `null`).
+/// QEMU: `POST /nodes/{node}/qemu/{vmid}/config` (asynchronous, returns a UPID).
+///
+/// The digest is required and always sent, so PVE refuses the update if the config changed
+/// since it was read. A key may not be both set and deleted, and the update must change
+/// something.
+pub fn update_config(
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    update: &ConfigUpdate,
+) -> Result<RequestSpec, Error> {
+    let what = format!("config update of {} {vmid}", kind.as_str());
+    let digest = update.digest.trim();
+    // The schema allows at most 40 characters: a hex SHA-1 (PVE 8) or SHA-256 prefix.
+    if digest.is_empty() {
+        return Err(Error::Config(format!("{what} has no digest")));
+    }
+    if digest.len() > 40 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Config(format!(
+            "{what} has an invalid digest {digest:?}: expected at most 40 hex digits"
+        )));
+    }
+    if update.is_empty() {
+        return Err(Error::Config(format!("{what} changes nothing")));
+    }
+    let method = match kind {
+        GuestKind::Lxc => Method::Put,
+        GuestKind::Qemu => Method::Post,
+    };
+    let mut spec = guest(method, kind, node, vmid, "config")?;
+    for (key, value) in &update.set {
+        check_config_key(key)?;
+        if matches!(
+            key.as_str(),
+            "delete" | "digest" | "revert" | "node" | "vmid" | "skiplock" | "background_delay"
+        ) {
+            return Err(Error::Config(format!(
+                "{what} cannot set {key:?}: it is a request parameter, not a config key"
+            )));
+        }
+        if update.delete.iter().any(|d| d == key) {
+            return Err(Error::Config(format!(
+                "{what} both sets and deletes {key:?}"
+            )));
+        }
+        spec = spec.param(key, value.clone());
+    }
+    if !update.delete.is_empty() {
+        let mut keys: Vec<&str> = Vec::with_capacity(update.delete.len());
+        for key in &update.delete {
+            check_config_key(key)?;
+            if !keys.contains(&key.as_str()) {
+                keys.push(key);
+            }
+        }
+        spec = spec.param("delete", keys.join(","));
+    }
+    Ok(spec.param("digest", digest))
+}
+
+/// `POST /nodes/{node}/{kind}/{vmid}/status/{start,stop,shutdown,reboot}`.
+pub fn power(
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    action: PowerAction,
+) -> Result<RequestSpec, Error> {
+    let suffix = match action {
+        PowerAction::Start => "status/start",
+        PowerAction::Stop => "status/stop",
+        PowerAction::Shutdown => "status/shutdown",
+        PowerAction::Reboot => "status/reboot",
+    };
+    guest(Method::Post, kind, node, vmid, suffix)
+}
+
+/// `POST /nodes/{node}/{kind}/{vmid}/status/shutdown` with options.
+pub fn shutdown(
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    opts: ShutdownOptions,
+) -> Result<RequestSpec, Error> {
+    let mut spec = power(node, kind, vmid, PowerAction::Shutdown)?;
+    if let Some(t) = opts.timeout {
+        spec = spec.param("timeout", t.to_string());
+    }
+    if opts.force_stop {
+        spec = spec.param("forceStop", bool_param(true));
+    }
+    Ok(spec)
+}
+
+/// `DELETE /nodes/{node}/{kind}/{vmid}`, with `purge=1` to also remove the guest from
+/// backup jobs, replication and HA.
+pub fn delete_guest(
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    purge: bool,
+) -> Result<RequestSpec, Error> {
+    let spec = guest(Method::Delete, kind, node, vmid, "")?;
+    Ok(if purge {
+        spec.param("purge", bool_param(true))
+    } else {
+        spec
+    })
+}
+
+/// `GET /nodes/{node}/tasks/{upid}/status`.
+pub fn task_status(node: &str, upid: &Upid) -> Result<RequestSpec, Error> {
+    check_node(node)?;
+    Ok(
+        RequestSpec::new(Method::Get, "/nodes/{node}/tasks/{upid}/status")
+            .path_param("node", node)
+            .path_param("upid", upid.as_str()),
+    )
+}
+
+/// One of every request the client can send, built by the same functions the client uses,
+/// with representative values: for a test that validates them all against the API schema.
+#[doc(hidden)]
+pub fn request_catalog() -> Vec<RequestSpec> {
+    let node = "pve-01";
+    let mut out = vec![version()];
+    let upid =
+        "UPID:pve-01:0001E240:00A5B6C7:65F0A1B2:vzstart:101:root@pam!castellan:".parse::<Upid>();
+    let mut push = |r: Result<RequestSpec, Error>| match r {
+        Ok(spec) => out.push(spec),
+        // A builder rejecting its representative input is a bug the catalog test must
+        // see, so it is recorded as an impossible request rather than dropped.
+        Err(e) => out.push(
+            RequestSpec::new(Method::Get, "/invalid-representative-request")
+                .param("error", e.to_string()),
+        ),
+    };
+    for (kind, vmid) in [(GuestKind::Lxc, 101), (GuestKind::Qemu, 100)] {
+        push(list_guests(node, kind));
+        push(guest_status(node, kind, vmid));
+        push(guest_config(node, kind, vmid));
+        push(pending(node, kind, vmid));
+        let update = match kind {
+            GuestKind::Lxc => ConfigUpdate::new("8b0e27ef0f7c3c1bd4f1e0a7a0d5b6c9e2f1a3b4")
+                .set("cores", "2")
+                .set("memory", "1024")
+                .set("swap", "512")
+                .set("hostname", "web-01")
+                .set("onboot", "1")
+                .set("tags", "castellan;web")
+                .set("description", "managed by castellan\n")
+                .delete("nameserver"),
+            GuestKind::Qemu => ConfigUpdate::new("8b0e27ef0f7c3c1bd4f1e0a7a0d5b6c9e2f1a3b4")
+                .set("cores", "2")
+                .set("sockets", "1")
+                .set("memory", "2048")
+                .set("name", "db-01")
+                .set("onboot", "1")
+                .set("tags", "castellan;db")
+                .set("description", "managed by castellan\n")
+                .delete("balloon"),
+        };
+        push(update_config(node, kind, vmid, &update));
+        for action in PowerAction::ALL {
+            push(power(node, kind, vmid, action));
+        }
+        push(shutdown(
+            node,
+            kind,
+            vmid,
+            ShutdownOptions {
+                timeout: Some(60),
+                force_stop: true,
+            },
+        ));
+        push(delete_guest(node, kind, vmid, false));
+        push(delete_guest(node, kind, vmid, true));
+    }
+    match upid {
+        Ok(upid) => push(task_status(node, &upid)),
+        Err(e) => push(Err(e)),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concrete_paths() -> Result<(), Error> {
+        let spec = guest_config("pve-01", GuestKind::Lxc, 101)?;
+        assert_eq!(spec.concrete_path(), "/nodes/pve-01/lxc/101/config");
+        assert_eq!(spec.method, Method::Get);
+        let all = spec.all_params();
+        assert_eq!(all.get("vmid").map(String::as_str), Some("101"));
+        Ok(())
+    }
+
+    #[test]
+    fn lxc_updates_are_put_and_qemu_updates_post() -> Result<(), Error> {
+        let u = ConfigUpdate::new("abc123")
+            .set("memory", "512")
+            .delete("swap");
+        let lxc = update_config("pve", GuestKind::Lxc, 101, &u)?;
+        assert_eq!(lxc.method, Method::Put);
+        assert_eq!(lxc.params.get("digest").map(String::as_str), Some("abc123"));
+        assert_eq!(lxc.params.get("delete").map(String::as_str), Some("swap"));
+        assert_eq!(lxc.params.get("memory").map(String::as_str), Some("512"));
+        let qemu = update_config("pve", GuestKind::Qemu, 100, &u)?;
+        assert_eq!(qemu.method, Method::Post);
+        assert_eq!(qemu.path, "/nodes/{node}/qemu/{vmid}/config");
+        Ok(())
+    }
+
+    #[test]
+    fn rejects_bad_updates() {
+        let cases = [
+            ConfigUpdate::new("").set("memory", "512"),
+            ConfigUpdate::new("not-hex!").set("memory", "512"),
+            ConfigUpdate::new("abc"),
+            ConfigUpdate::new("abc")
+                .set("memory", "512")
+                .delete("memory"),
+            ConfigUpdate::new("abc").set("digest", "x"),
+            ConfigUpdate::new("abc").set("Memory", "1"),
+            ConfigUpdate::new("abc").delete("bad key"),
+        ];
+        for u in cases {
+            let r = update_config("pve", GuestKind::Lxc, 101, &u);
+            assert!(matches!(r, Err(Error::Config(_))), "{u:?} gave {r:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_targets() {
+        assert!(guest_config("pve", GuestKind::Lxc, 99).is_err());
+        assert!(guest_config("pve", GuestKind::Lxc, 1_000_000_000).is_err());
+        assert!(guest_config("-pve", GuestKind::Lxc, 100).is_err());
+        assert!(guest_config("pve/../x", GuestKind::Lxc, 100).is_err());
+        assert!(list_guests("", GuestKind::Qemu).is_err());
+    }
+
+    #[test]
+    fn catalog_has_no_invalid_entries() {
+        let catalog = request_catalog();
+        assert!(catalog.len() > 20);
+        for spec in &catalog {
+            assert_ne!(spec.path, "/invalid-representative-request", "{spec:?}");
+        }
+    }
+}
