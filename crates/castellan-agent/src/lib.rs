@@ -1,1 +1,99 @@
-//! castellan's per-host agent: config, observe, per-guest serial queue, executor, reconcile loop.
+//! castellan's per-host agent: reads its configuration and desired state, observes the
+//! node, plans with `castellan-core`, and executes benign actions through a per-guest
+//! serial queue.
+//!
+//! I/O lives here and in `castellan-pve`; every decision is made by the pure planner
+//! (`castellan_core::plan`) and the pure scheduler ([`scheduler`]).
+
+pub mod backend;
+pub mod config;
+pub mod desired_source;
+pub mod engine;
+pub mod observe;
+pub mod scheduler;
+
+pub use backend::{Backend, BackendError, PveBackend};
+pub use config::{AgentConfig, ConfigError, Tuning};
+pub use desired_source::{DesiredFileError, load_desired, watch_desired};
+pub use engine::{Applied, Engine, Mode, RunReport};
+pub use observe::observe_node;
+
+use std::fs::File;
+use std::future::Future;
+use std::sync::Arc;
+
+use castellan_pve::PveClient;
+use thiserror::Error;
+use tokio::sync::watch;
+
+/// Why the agent could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The data directory could not be created or locked.
+    #[error("data directory {path}: {message}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The API client could not be built (bad TLS material, for example).
+    #[error("proxmox client: {0}")]
+    Client(#[from] castellan_pve::Error),
+    /// The desired state is unusable; nothing was done.
+    #[error(transparent)]
+    Desired(#[from] DesiredFileError),
+}
+
+/// Holds the data directory's lock for as long as it lives, so two agents never manage
+/// one node from the same state.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Creates the data directory and takes its lock.
+pub fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, StartError> {
+    let err = |message: String| StartError::DataDir {
+        path: dir.to_owned(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create: {e}")))?;
+    let file =
+        File::create(dir.join("agent.lock")).map_err(|e| err(format!("cannot open lock: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(err("another agent holds its lock".into())),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(format!("cannot lock: {e}"))),
+    }
+}
+
+/// Runs the agent described by `config` until `shutdown` resolves (or, with
+/// [`Mode::Once`], until it is done). The desired state must be valid at start-up; later
+/// invalid versions are refused and logged while the last valid one stays in force.
+pub async fn run(
+    config: &AgentConfig,
+    mode: Mode,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport, StartError> {
+    let _lock = lock_data_dir(&config.data_dir)?;
+    if config.insecure {
+        tracing::warn!(event = "tls_verification_disabled", url = %config.client.base_url,
+            "pve.insecure = true: the node's certificate is not verified");
+    }
+    let desired = load_desired(&config.desired_file, &config.node)?;
+    let client = PveClient::new(config.client.clone())?;
+    let backend = Arc::new(PveBackend::new(client, config.node.clone()));
+    let (tx, rx) = watch::channel(Arc::new(desired));
+    let watcher = tokio::spawn(watch_desired(
+        config.desired_file.clone(),
+        config.node.clone(),
+        config.watch_interval,
+        tx,
+    ));
+    tracing::info!(event = "agent_started", node = %config.node, mode = ?mode);
+    let engine = Engine::new(backend, rx, config.normalize, config.tuning);
+    let report = engine.run(mode, shutdown).await;
+    watcher.abort();
+    Ok(report)
+}

@@ -1,0 +1,199 @@
+//! The agent's view of a node: observe guests, execute benign actions. [`Backend`] is the
+//! seam between the reconcile engine and Proxmox VE; [`PveBackend`] implements it over
+//! the API client.
+
+use std::future::Future;
+
+use castellan_core::model::{ActualGuest, ActualRun, GuestKind, Vmid};
+use castellan_core::plan::{Action, ActionKind};
+use castellan_core::pveconf::spec_from_config;
+use castellan_pve::{ConfigUpdate, PveClient, WaitOptions};
+use thiserror::Error;
+
+/// How the engine should treat a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The configuration changed since it was read: re-observe and re-plan at once.
+    Conflict,
+    /// The guest no longer exists.
+    Gone,
+    /// Worth retrying after a back-off (locks, transport, failed tasks).
+    Retry,
+}
+
+/// A failed observation or action.
+#[derive(Debug, Clone, Error)]
+#[error("{message}")]
+pub struct BackendError {
+    /// How to react.
+    pub class: FailureClass,
+    /// What happened (never contains a secret).
+    pub message: String,
+}
+
+impl BackendError {
+    /// A retryable failure.
+    pub fn retry(message: impl Into<String>) -> Self {
+        BackendError {
+            class: FailureClass::Retry,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<castellan_pve::Error> for BackendError {
+    fn from(e: castellan_pve::Error) -> Self {
+        use castellan_pve::Error as E;
+        let class = match &e {
+            E::DigestMismatch => FailureClass::Conflict,
+            E::NotFound { .. } => FailureClass::Gone,
+            _ => FailureClass::Retry,
+        };
+        BackendError {
+            class,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// What the engine needs from a node.
+pub trait Backend: Send + Sync + 'static {
+    /// Every guest on the node, with power state, lock and template flag but no
+    /// configuration.
+    fn list(&self) -> impl Future<Output = Result<Vec<ActualGuest>, BackendError>> + Send;
+
+    /// One guest in full (configuration and pending changes); `None` if it does not exist
+    /// as that kind.
+    fn observe(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+    ) -> impl Future<Output = Result<Option<ActualGuest>, BackendError>> + Send;
+
+    /// Executes one benign action and waits for its task to finish. Returns the number of
+    /// warnings the task reported.
+    fn execute(&self, action: &Action) -> impl Future<Output = Result<u32, BackendError>> + Send;
+}
+
+/// [`Backend`] over the Proxmox VE API.
+#[derive(Debug, Clone)]
+pub struct PveBackend {
+    client: PveClient,
+    node: String,
+    wait: WaitOptions,
+}
+
+impl PveBackend {
+    /// A backend for `node` reached through `client`.
+    pub fn new(client: PveClient, node: impl Into<String>) -> Self {
+        PveBackend {
+            client,
+            node: node.into(),
+            wait: WaitOptions::default(),
+        }
+    }
+
+    /// The API client.
+    pub fn client(&self) -> &PveClient {
+        &self.client
+    }
+}
+
+impl Backend for PveBackend {
+    async fn list(&self) -> Result<Vec<ActualGuest>, BackendError> {
+        let (lxc, qemu) = tokio::join!(
+            self.client
+                .list_guests(&self.node, castellan_pve::GuestKind::Lxc),
+            self.client
+                .list_guests(&self.node, castellan_pve::GuestKind::Qemu),
+        );
+        let mut out = Vec::new();
+        for (kind, listed) in [(GuestKind::Lxc, lxc?), (GuestKind::Qemu, qemu?)] {
+            for s in listed {
+                let mut g = ActualGuest::new(s.vmid, kind, ActualRun::from_pve(&s.status));
+                g.lock = s.lock.filter(|l| !l.is_empty());
+                g.template = s.template;
+                out.push(g);
+            }
+        }
+        out.sort_by_key(|g| g.vmid);
+        Ok(out)
+    }
+
+    async fn observe(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+    ) -> Result<Option<ActualGuest>, BackendError> {
+        let pk = pve_kind(kind);
+        let status = match self.client.guest_status(&self.node, pk, vmid).await {
+            Ok(s) => s,
+            Err(castellan_pve::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let config = match self.client.guest_config(&self.node, pk, vmid).await {
+            Ok(c) => c,
+            Err(castellan_pve::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut g = ActualGuest::new(vmid, kind, ActualRun::from_pve(&status.status));
+        g.template = status.template || config.get_bool("template").unwrap_or(false);
+        g.lock = status
+            .lock
+            .or_else(|| config.get_str("lock"))
+            .filter(|l| !l.is_empty());
+        g.spec = match spec_from_config(kind, &config.values, &config.digest) {
+            Ok(spec) => Some(spec),
+            Err(e) => {
+                tracing::warn!(vmid, error = %e, "configuration not understood; it will not be written");
+                None
+            }
+        };
+        if kind == GuestKind::Qemu && g.run == ActualRun::Running {
+            let pending = self.client.pending(&self.node, pk, vmid).await?;
+            g.pending_restart = pending
+                .into_iter()
+                .filter(|p| p.pending.is_some() || p.delete)
+                .map(|p| p.key)
+                .collect();
+        }
+        Ok(Some(g))
+    }
+
+    async fn execute(&self, action: &Action) -> Result<u32, BackendError> {
+        let pk = pve_kind(action.guest);
+        let (node, vmid) = (self.node.as_str(), action.vmid);
+        let upid = match action.kind {
+            ActionKind::SetConfig => {
+                let digest = action.digest.clone().ok_or_else(|| {
+                    BackendError::retry("refusing a configuration write without a digest")
+                })?;
+                let mut update = ConfigUpdate::new(digest);
+                for (k, v) in &action.params {
+                    if k == "delete" {
+                        update.delete.extend(v.split(',').map(str::to_owned));
+                    } else {
+                        update.set.insert(k.clone(), v.clone());
+                    }
+                }
+                match self.client.update_config(node, pk, vmid, &update).await? {
+                    Some(upid) => upid,
+                    None => return Ok(0),
+                }
+            }
+            ActionKind::Start => self.client.start(node, pk, vmid).await?,
+            ActionKind::Stop => self.client.stop(node, pk, vmid).await?,
+            ActionKind::Reboot => self.client.reboot(node, pk, vmid).await?,
+        };
+        let ok = self.client.wait_task(node, &upid, self.wait).await?;
+        Ok(ok.warnings)
+    }
+}
+
+/// Until the client shares castellan-core's kind, map between the two.
+fn pve_kind(kind: GuestKind) -> castellan_pve::GuestKind {
+    match kind {
+        GuestKind::Lxc => castellan_pve::GuestKind::Lxc,
+        GuestKind::Qemu => castellan_pve::GuestKind::Qemu,
+    }
+}

@@ -1,0 +1,319 @@
+//! `agent.toml`, read in two stages: [`RawConfig`] (syntax, unknown fields refused) and
+//! [`AgentConfig`] (paths resolved against the file's directory, the token read from its
+//! file, TLS settled). Resolution takes the base directory as a parameter and never looks
+//! at the process environment, so tests are hermetic.
+//!
+//! ```toml
+//! node = "pve-01"
+//! data_dir = "/var/lib/castellan"
+//!
+//! [pve]
+//! url = "https://pve-01.example:8006"
+//! token_file = "/etc/castellan/pve-token"   # or token = "root@pam!castellan=..."
+//! fingerprint = "AB:CD:..."                  # or ca_file = "...", or insecure = true
+//!
+//! [desired]
+//! file = "desired.toml"
+//!
+//! [agent]                  # optional tuning
+//! max_parallel = 8         # guests reconciled at once
+//! resync_secs = 60         # full re-observation of the node
+//! backoff_base_ms = 1000   # first retry delay of a failing guest; doubles per failure
+//! backoff_max_secs = 300
+//!
+//! [normalize]              # match datacenter.cfg `tag-style`, if changed from the default
+//! tags_case_sensitive = false
+//! tag_order = "alphabetical"   # or "config"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use castellan_core::Normalizers;
+use castellan_pve::{ApiToken, ClientConfig, Fingerprint, RetryPolicy, TlsMode};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Why a configuration was refused.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown field or a value of the wrong type.
+    #[error("invalid {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// Well-formed but unusable.
+    #[error("invalid {path}: {field}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field concerned.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// `agent.toml` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// The Proxmox VE node this agent manages.
+    pub node: String,
+    /// Where the agent keeps its state.
+    pub data_dir: PathBuf,
+    /// How to reach the node's API.
+    pub pve: RawPve,
+    /// Where desired state comes from.
+    pub desired: RawDesired,
+    /// Tuning.
+    #[serde(default)]
+    pub agent: Tuning,
+    /// Comparison rules matching the cluster's datacenter.cfg.
+    #[serde(default)]
+    pub normalize: Normalizers,
+}
+
+/// `[pve]`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPve {
+    /// API base URL, e.g. `https://pve-01:8006`.
+    pub url: String,
+    /// The API token, `USER@REALM!TOKENID=SECRET`.
+    pub token: Option<String>,
+    /// A file holding the API token.
+    pub token_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of the node's certificate.
+    pub fingerprint: Option<String>,
+    /// A CA certificate (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (logged as a warning at start-up).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Per-request timeout in seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl std::fmt::Debug for RawPve {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawPve")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("fingerprint", &self.fingerprint)
+            .field("ca_file", &self.ca_file)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+/// `[desired]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDesired {
+    /// The desired-state file, watched for changes.
+    pub file: PathBuf,
+    /// How often the file is checked for changes, in milliseconds.
+    #[serde(default = "default_watch_ms")]
+    pub watch_ms: u64,
+}
+
+fn default_watch_ms() -> u64 {
+    1000
+}
+
+/// `[agent]`: how hard and how often the agent works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tuning {
+    /// Guests reconciled at once.
+    pub max_parallel: usize,
+    /// Seconds between full re-observations of the node.
+    pub resync_secs: u64,
+    /// First retry delay of a failing guest, in milliseconds; doubles per failure.
+    pub backoff_base_ms: u64,
+    /// Longest retry delay, in seconds.
+    pub backoff_max_secs: u64,
+    /// With `--once`: attempts per guest before giving up.
+    pub once_attempts: u32,
+    /// Actions one reconcile of a guest may take before yielding to the others.
+    pub max_steps: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            max_parallel: 8,
+            resync_secs: 60,
+            backoff_base_ms: 1000,
+            backoff_max_secs: 300,
+            once_attempts: 5,
+            max_steps: 8,
+        }
+    }
+}
+
+/// A resolved, ready-to-use agent configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node managed.
+    pub node: String,
+    /// State directory (absolute or relative to the working directory of the caller).
+    pub data_dir: PathBuf,
+    /// How to reach the API.
+    pub client: ClientConfig,
+    /// Whether TLS verification is off (warned about at start-up).
+    pub insecure: bool,
+    /// The desired-state file.
+    pub desired_file: PathBuf,
+    /// How often to check it.
+    pub watch_interval: Duration,
+    /// Tuning.
+    pub tuning: Tuning,
+    /// Comparison rules.
+    pub normalize: Normalizers,
+}
+
+impl AgentConfig {
+    /// Reads and resolves a configuration file.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_str_in(&text, path, base)
+    }
+
+    /// Parses and resolves configuration text; relative paths are taken from `base`.
+    /// `path` only names the file in errors.
+    pub fn from_str_in(text: &str, path: &Path, base: &Path) -> Result<AgentConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        raw.resolve(path, base)
+    }
+}
+
+impl RawConfig {
+    /// Second stage: validates values and resolves paths and the token.
+    pub fn resolve(self, path: &Path, base: &Path) -> Result<AgentConfig, ConfigError> {
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        if self.node.is_empty() {
+            return Err(invalid("node", "must not be empty".into()));
+        }
+        let url: url::Url = self
+            .pve
+            .url
+            .parse()
+            .map_err(|e| invalid("pve.url", format!("{e}: {:?}", self.pve.url)))?;
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(invalid(
+                "pve.url",
+                "must be an https:// (or http://) URL".into(),
+            ));
+        }
+        let token_text = match (&self.pve.token, &self.pve.token_file) {
+            (Some(t), None) => t.clone(),
+            (None, Some(file)) => {
+                let file = abs(file);
+                std::fs::read_to_string(&file)
+                    .map_err(|e| {
+                        invalid(
+                            "pve.token_file",
+                            format!("cannot read {}: {e}", file.display()),
+                        )
+                    })?
+                    .trim()
+                    .to_owned()
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "pve.token",
+                    "give token or token_file, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "pve.token",
+                    "token or token_file is required".into(),
+                ));
+            }
+        };
+        // The parse error never echoes the secret (castellan-pve guarantees it).
+        let token: ApiToken = token_text
+            .parse()
+            .map_err(|e: castellan_pve::Error| invalid("pve.token", e.to_string()))?;
+        let tls = match (&self.pve.fingerprint, &self.pve.ca_file, self.pve.insecure) {
+            (Some(fp), None, false) => TlsMode::Fingerprint(
+                fp.parse::<Fingerprint>()
+                    .map_err(|e| invalid("pve.fingerprint", e.to_string()))?,
+            ),
+            (None, Some(ca), false) => TlsMode::CaFile(abs(ca)),
+            (None, None, true) => TlsMode::Insecure,
+            (None, None, false) => TlsMode::System,
+            _ => {
+                return Err(invalid(
+                    "pve",
+                    "choose one of fingerprint, ca_file or insecure = true".into(),
+                ));
+            }
+        };
+        let t = self.agent;
+        if t.max_parallel == 0 {
+            return Err(invalid("agent.max_parallel", "must be at least 1".into()));
+        }
+        if t.resync_secs == 0 {
+            return Err(invalid("agent.resync_secs", "must be at least 1".into()));
+        }
+        if t.max_steps == 0 || t.once_attempts == 0 {
+            return Err(invalid(
+                "agent",
+                "max_steps and once_attempts must be at least 1".into(),
+            ));
+        }
+        let mut client = ClientConfig::new(url, token);
+        client.tls = tls;
+        client.timeout = Duration::from_secs(self.pve.timeout_secs.max(1));
+        client.retry = RetryPolicy::default();
+        Ok(AgentConfig {
+            node: self.node,
+            data_dir: abs(&self.data_dir),
+            client,
+            insecure: self.pve.insecure,
+            desired_file: abs(&self.desired.file),
+            watch_interval: Duration::from_millis(self.desired.watch_ms.max(50)),
+            tuning: t,
+            normalize: self.normalize,
+        })
+    }
+}

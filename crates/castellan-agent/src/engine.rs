@@ -1,0 +1,372 @@
+//! The reconcile engine: a level-triggered loop over the per-guest queue.
+//!
+//! Each reconcile of a guest reads the *latest* desired state and a fresh observation of
+//! that one guest, plans, executes the first action, and repeats until the guest has
+//! nothing left to do (or a step limit, so one guest cannot monopolise a slot). Between
+//! actions it re-observes, so a configuration write is always conditional on the digest
+//! just read and a concurrent change is never overwritten.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use castellan_core::Normalizers;
+use castellan_core::model::{DesiredState, Vmid};
+use castellan_core::plan::{ActionKind, NoticeKind, Plan, plan, plan_guest};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::backend::{Backend, FailureClass};
+use crate::config::Tuning;
+use crate::observe::observe_node;
+use crate::scheduler::{Finished, Scheduler};
+
+/// Run until shut down, or until converged / nothing more can be done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Keep reconciling, resync periodically.
+    Continuous,
+    /// Reconcile until every guest is done or given up, then report.
+    Once,
+}
+
+/// One action the agent executed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// The guest.
+    pub vmid: Vmid,
+    /// What was done.
+    pub kind: ActionKind,
+    /// Why.
+    pub reason: String,
+    /// Warnings the task reported.
+    pub warnings: u32,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunReport {
+    /// Actions executed, in completion order.
+    pub applied: Vec<Applied>,
+    /// Guests given up on, with their last error.
+    pub failed: BTreeMap<Vmid, String>,
+    /// The plan against the node as observed at the end (`--once`), or `None`.
+    pub final_plan: Option<Plan>,
+}
+
+impl RunReport {
+    /// Whether the node converged: no failures, nothing left to do, nothing blocking.
+    pub fn converged(&self) -> bool {
+        self.failed.is_empty() && self.final_plan.as_ref().is_some_and(Plan::converged)
+    }
+
+    /// Why the run did not converge, one line per reason.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .failed
+            .iter()
+            .map(|(v, e)| format!("{v}: gave up: {e}"))
+            .collect();
+        if let Some(p) = &self.final_plan {
+            for a in &p.actions {
+                out.push(format!(
+                    "{}: {} still needed ({})",
+                    a.vmid,
+                    a.kind.as_str(),
+                    a.reason
+                ));
+            }
+            for n in p.notices.iter().filter(|n| n.blocks_convergence()) {
+                out.push(n.to_string());
+            }
+        }
+        out
+    }
+}
+
+enum GuestOutcome {
+    Done,
+    Requeue,
+    Failed(String),
+}
+
+/// The engine: one per node.
+pub struct Engine<B: Backend> {
+    backend: Arc<B>,
+    desired: watch::Receiver<Arc<DesiredState>>,
+    norm: Normalizers,
+    tuning: Tuning,
+}
+
+impl<B: Backend> std::fmt::Debug for Engine<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("tuning", &self.tuning)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Engine<B> {
+    /// An engine over `backend`, following `desired`.
+    pub fn new(
+        backend: Arc<B>,
+        desired: watch::Receiver<Arc<DesiredState>>,
+        norm: Normalizers,
+        tuning: Tuning,
+    ) -> Self {
+        Engine {
+            backend,
+            desired,
+            norm,
+            tuning,
+        }
+    }
+
+    /// Runs until `shutdown` resolves (or, in [`Mode::Once`], until done). In-flight
+    /// reconciles finish their current action before the engine returns.
+    pub async fn run(mut self, mode: Mode, shutdown: impl Future<Output = ()>) -> RunReport {
+        let t = self.tuning;
+        let mut sched = Scheduler::new(
+            Duration::from_millis(t.backoff_base_ms),
+            Duration::from_secs(t.backoff_max_secs),
+            (mode == Mode::Once).then_some(t.once_attempts),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut report = RunReport::default();
+        let mut joins: JoinSet<(Vmid, GuestOutcome, Vec<Applied>)> = JoinSet::new();
+        let resync_every = Duration::from_secs(t.resync_secs);
+        let mut next_resync = Instant::now();
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut stopping = false;
+        // A failed resync (node unreachable) in --once mode counts against an attempt budget
+        // like a guest would.
+        let mut resync_failures = 0u32;
+
+        loop {
+            if !stopping && Instant::now() >= next_resync {
+                match self.resync(&mut sched).await {
+                    Ok(()) => {
+                        resync_failures = 0;
+                        next_resync = Instant::now() + resync_every;
+                    }
+                    Err(e) => {
+                        resync_failures += 1;
+                        tracing::error!(event = "resync_failed", error = %e);
+                        if mode == Mode::Once && resync_failures >= t.once_attempts {
+                            report
+                                .failed
+                                .insert(0, format!("cannot observe the node: {e}"));
+                            break;
+                        }
+                        next_resync = Instant::now()
+                            + crate::scheduler::backoff(
+                                Duration::from_millis(t.backoff_base_ms),
+                                Duration::from_secs(t.backoff_max_secs),
+                                resync_failures,
+                                0,
+                            );
+                    }
+                }
+            }
+            if !stopping {
+                let free = t.max_parallel.saturating_sub(sched.in_flight());
+                for vmid in sched.take_ready(Instant::now(), free) {
+                    let backend = Arc::clone(&self.backend);
+                    let desired = self.desired.clone();
+                    let norm = self.norm;
+                    let stop = Arc::clone(&stop);
+                    let steps = t.max_steps;
+                    joins.spawn(async move {
+                        let mut applied = Vec::new();
+                        let outcome = reconcile_guest(
+                            &*backend,
+                            &desired,
+                            &norm,
+                            vmid,
+                            steps,
+                            &stop,
+                            &mut applied,
+                        )
+                        .await;
+                        (vmid, outcome, applied)
+                    });
+                }
+            }
+            if mode == Mode::Once && sched.idle() && resync_failures == 0 {
+                break;
+            }
+            if stopping && joins.is_empty() {
+                break;
+            }
+            let wake = sched
+                .next_wakeup()
+                .into_iter()
+                .chain((mode == Mode::Continuous || resync_failures > 0).then_some(next_resync))
+                .min();
+            let sleep = tokio::time::sleep_until(wake.map_or_else(
+                || tokio::time::Instant::now() + Duration::from_secs(3600),
+                Into::into,
+            ));
+            tokio::select! {
+                Some(joined) = joins.join_next(), if !joins.is_empty() => {
+                    match joined {
+                        Ok((vmid, outcome, applied)) => {
+                            report.applied.extend(applied);
+                            let finished = match outcome {
+                                GuestOutcome::Done => Finished::Done,
+                                GuestOutcome::Requeue => Finished::Requeue,
+                                GuestOutcome::Failed(e) => {
+                                    tracing::warn!(event = "guest_failed", vmid, error = %e, failures = sched.failures(vmid) + 1);
+                                    Finished::Failed(e)
+                                }
+                            };
+                            sched.finish(vmid, finished, Instant::now());
+                        }
+                        Err(e) => tracing::error!(event = "reconcile_panicked", error = %e),
+                    }
+                }
+                changed = self.desired.changed(), if !stopping => {
+                    if changed.is_err() {
+                        // The desired-state source is gone: nothing more will change.
+                        stopping = mode == Mode::Continuous;
+                    } else {
+                        tracing::info!(event = "desired_state_changed");
+                        next_resync = Instant::now();
+                    }
+                }
+                _ = sleep => {}
+                _ = &mut shutdown, if !stopping => {
+                    tracing::info!(event = "shutdown_requested", in_flight = joins.len());
+                    stopping = true;
+                    stop.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        report.failed.extend(sched.given_up());
+        if mode == Mode::Once && !report.failed.contains_key(&0) {
+            let desired = self.desired.borrow().clone();
+            match observe_node(&self.backend, &desired, t.max_parallel).await {
+                Ok(actual) => report.final_plan = Some(plan(&desired, &actual, &self.norm)),
+                Err(e) => {
+                    report
+                        .failed
+                        .insert(0, format!("cannot observe the node: {e}"));
+                }
+            }
+        }
+        report
+    }
+
+    /// Lists the node, reports candidates, and queues every desired guest present.
+    async fn resync(&mut self, sched: &mut Scheduler) -> Result<(), crate::backend::BackendError> {
+        let desired = self.desired.borrow_and_update().clone();
+        let listed = self.backend.list().await?;
+        let mut actual = castellan_core::model::ActualState::default();
+        for g in listed {
+            actual.guests.insert(g.vmid, g);
+        }
+        let overview = plan(&desired, &actual, &self.norm);
+        for c in &overview.candidates {
+            tracing::info!(event = "candidate_refused", vmid = c.vmid, candidate = ?c.kind, guest_type = %c.guest,
+            "not acted on: {}", match c.kind {
+                castellan_core::plan::CandidateKind::Destroy => "destroying a guest is destructive and needs a signed operation",
+                castellan_core::plan::CandidateKind::Provisioning => "provisioning is not enabled",
+            });
+        }
+        let mut known = Vec::new();
+        for (&vmid, d) in &desired.guests {
+            if actual.guests.get(&vmid).is_some_and(|a| a.kind == d.kind) {
+                sched.mark_dirty(vmid, true);
+                known.push(vmid);
+            }
+        }
+        for n in overview
+            .notices
+            .iter()
+            .filter(|n| matches!(n.kind, NoticeKind::KindMismatch { .. }))
+        {
+            tracing::warn!(event = "guest_skipped", vmid = n.vmid, "{n}");
+        }
+        tracing::debug!(
+            event = "resynced",
+            listed = actual.guests.len(),
+            queued = known.len()
+        );
+        Ok(())
+    }
+}
+
+/// Reconciles one guest: observe, plan, execute the first action, repeat.
+async fn reconcile_guest<B: Backend>(
+    backend: &B,
+    desired: &watch::Receiver<Arc<DesiredState>>,
+    norm: &Normalizers,
+    vmid: Vmid,
+    max_steps: u32,
+    stop: &AtomicBool,
+    applied: &mut Vec<Applied>,
+) -> GuestOutcome {
+    for _ in 0..max_steps {
+        if stop.load(Ordering::SeqCst) {
+            return GuestOutcome::Done;
+        }
+        // The latest desired state, read now rather than when the guest was queued.
+        let Some(want) = desired.borrow().guests.get(&vmid).cloned() else {
+            return GuestOutcome::Done;
+        };
+        let actual = match backend.observe(want.kind, vmid).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return GuestOutcome::Done, // gone: the next resync reports it
+            Err(e) => return GuestOutcome::Failed(format!("observe: {e}")),
+        };
+        let mut p = Plan::default();
+        plan_guest(&want, &actual, norm, &mut p);
+        if let Some(n) = p
+            .notices
+            .iter()
+            .find(|n| matches!(n.kind, NoticeKind::Locked { .. }))
+        {
+            return GuestOutcome::Failed(n.to_string());
+        }
+        let Some(action) = p.actions.into_iter().next() else {
+            for n in &p.notices {
+                tracing::info!(event = "guest_notice", vmid, "{n}");
+            }
+            return GuestOutcome::Done;
+        };
+        let started = Instant::now();
+        match backend.execute(&action).await {
+            Ok(warnings) => {
+                tracing::info!(
+                    event = "action_applied", vmid, action = action.kind.as_str(),
+                    reason = %action.reason, warnings, elapsed_ms = started.elapsed().as_millis() as u64
+                );
+                applied.push(Applied {
+                    vmid,
+                    kind: action.kind,
+                    reason: action.reason,
+                    warnings,
+                });
+            }
+            Err(e) => match e.class {
+                FailureClass::Conflict => {
+                    tracing::info!(
+                        event = "action_conflicted",
+                        vmid,
+                        action = action.kind.as_str(),
+                        "configuration changed underneath; re-reading"
+                    );
+                }
+                FailureClass::Gone => return GuestOutcome::Done,
+                FailureClass::Retry => {
+                    tracing::warn!(event = "action_failed", vmid, action = action.kind.as_str(), error = %e);
+                    return GuestOutcome::Failed(format!("{}: {e}", action.kind.as_str()));
+                }
+            },
+        }
+    }
+    GuestOutcome::Requeue
+}

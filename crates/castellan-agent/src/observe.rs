@@ -1,0 +1,54 @@
+//! Observing a whole node: list every guest, then read the configuration of each guest
+//! that is also desired (the others only need their listing to be reported).
+
+use std::sync::Arc;
+
+use castellan_core::model::{ActualState, DesiredState};
+use futures_util::stream::{self, StreamExt};
+
+use crate::backend::{Backend, BackendError};
+
+/// Observes the node with at most `parallel` requests in flight. A desired guest whose
+/// configuration cannot be read stays in the result with an unknown spec (so nothing is
+/// written to it) — one unreadable guest does not hide the rest.
+pub async fn observe_node<B: Backend>(
+    backend: &Arc<B>,
+    desired: &DesiredState,
+    parallel: usize,
+) -> Result<ActualState, BackendError> {
+    let listed = backend.list().await?;
+    let mut actual = ActualState::default();
+    let mut wanted = Vec::new();
+    for g in listed {
+        if desired
+            .guests
+            .get(&g.vmid)
+            .is_some_and(|d| d.kind == g.kind)
+        {
+            wanted.push((g.kind, g.vmid));
+        }
+        actual.guests.insert(g.vmid, g);
+    }
+    let observed: Vec<_> = stream::iter(wanted)
+        .map(|(kind, vmid)| {
+            let backend = Arc::clone(backend);
+            async move { (vmid, backend.observe(kind, vmid).await) }
+        })
+        .buffer_unordered(parallel.max(1))
+        .collect()
+        .await;
+    for (vmid, result) in observed {
+        match result {
+            Ok(Some(g)) => {
+                actual.guests.insert(vmid, g);
+            }
+            Ok(None) => {
+                actual.guests.remove(&vmid);
+            }
+            Err(e) => {
+                tracing::warn!(vmid, error = %e, "could not read guest; its configuration is treated as unknown");
+            }
+        }
+    }
+    Ok(actual)
+}

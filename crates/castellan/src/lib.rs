@@ -1,0 +1,149 @@
+//! The operator's command line: `castellan plan`, `castellan agent`, `castellan demo`.
+
+pub mod demo;
+pub mod logging;
+pub mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use castellan_agent::{AgentConfig, Mode, PveBackend, load_desired, observe_node};
+use castellan_core::plan;
+use castellan_pve::PveClient;
+use clap::{Parser, Subcommand};
+
+/// castellan: declared state for Proxmox VE guests; benign changes applied automatically,
+/// destructive ones never without an operator's signature.
+#[derive(Debug, Parser)]
+#[command(name = "castellan", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Logging.
+    #[command(flatten)]
+    pub log: logging::LogArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what the agent would do, without doing it.
+    Plan {
+        /// The agent configuration.
+        #[arg(long, short = 'c', default_value = "agent.toml")]
+        config: PathBuf,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit 2 when the plan has actions (0 when there is nothing to do).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Run the agent: converge the node towards its desired state.
+    Agent {
+        /// The agent configuration.
+        #[arg(long, short = 'c', default_value = "agent.toml")]
+        config: PathBuf,
+        /// Reconcile until converged or nothing more can be done, then exit: 0 if
+        /// converged, 1 with the reasons otherwise.
+        #[arg(long)]
+        once: bool,
+        /// With --once: print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the whole system on one machine against a simulated Proxmox VE node.
+    Demo {
+        /// Stay up afterwards: the agent keeps running and pvesim stays reachable.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Plan {
+            config,
+            json,
+            detailed_exitcode,
+        } => plan_cmd(&config, json, detailed_exitcode).await,
+        Command::Agent { config, once, json } => agent_cmd(&config, once, json).await,
+        Command::Demo { keep } => demo::run(keep).await,
+    }
+}
+
+async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow::Result<ExitCode> {
+    let config = AgentConfig::load(path)?;
+    let desired = load_desired(&config.desired_file, &config.node)?;
+    let client = PveClient::new(config.client.clone()).context("proxmox client")?;
+    let backend = Arc::new(PveBackend::new(client, config.node.clone()));
+    let actual = observe_node(&backend, &desired, config.tuning.max_parallel)
+        .await
+        .with_context(|| format!("cannot observe node {}", config.node))?;
+    let p = plan(&desired, &actual, &config.normalize);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        print!("{}", render::plan_table(&config.node, &p));
+    }
+    Ok(if detailed && !p.actions.is_empty() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn agent_cmd(path: &std::path::Path, once: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let config = AgentConfig::load(path)?;
+    let mode = if once { Mode::Once } else { Mode::Continuous };
+    let report = castellan_agent::run(&config, mode, shutdown_signal()).await?;
+    if !once {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "converged": report.converged(),
+                "applied": report.applied,
+                "failed": report.failed,
+                "final_plan": report.final_plan,
+                "reasons": report.reasons(),
+            }))?
+        );
+    } else {
+        print!("{}", render::report(&config.node, &report));
+    }
+    Ok(if report.converged() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
