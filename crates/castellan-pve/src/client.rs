@@ -734,18 +734,23 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The rustls error behind a reqwest error, if the failure was in the TLS handshake.
+///
+/// tokio-rustls reports it as an `io::Error` (kind `InvalidData`) wrapping the
+/// `rustls::Error`, which hyper-util wraps in a further `io::Error`. `io::Error::source`
+/// skips the wrapped error itself, so custom io errors are unwrapped with `get_ref`.
 fn find_tls_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(tls) = s.downcast_ref::<rustls::Error>() {
             return Some(tls.to_string());
         }
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+        source = match s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
         {
-            return Some(tls.to_string());
-        }
-        source = s.source();
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => s.source(),
+        };
     }
     None
 }
