@@ -1,6 +1,8 @@
 //! Integration tests of the client against a scripted fake PVE node (plain HTTP and TLS) and
 //! of its request surface against the shared PVE API schema.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod http;
 mod redaction;
 mod schema;
