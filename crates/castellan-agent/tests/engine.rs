@@ -1,0 +1,314 @@
+//! The reconcile engine against an in-memory backend that stores writes as Proxmox VE
+//! does, with scripted failures: convergence, isolation of a failing guest, conflict
+//! handling, one action in flight per guest, and the latest desired state winning.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use castellan_agent::backend::{Backend, BackendError, FailureClass};
+use castellan_agent::{Engine, Mode, Tuning};
+use castellan_core::model::*;
+use castellan_core::plan::{Action, ActionKind};
+use castellan_core::{DesiredState, Normalizers};
+use tokio::sync::watch;
+
+#[derive(Default)]
+struct Node {
+    guests: BTreeMap<Vmid, ActualGuest>,
+    /// Failures to return from the next executes of a guest.
+    failures: BTreeMap<Vmid, VecDeque<BackendError>>,
+    /// Guests whose executes always fail.
+    broken: Vec<Vmid>,
+    executed: Vec<(Vmid, ActionKind)>,
+    in_flight: BTreeMap<Vmid, u32>,
+    max_in_flight_per_guest: u32,
+}
+
+#[derive(Clone, Default)]
+struct Fake {
+    node: Arc<Mutex<Node>>,
+    latency: Duration,
+}
+
+impl Fake {
+    fn with(guests: Vec<ActualGuest>) -> Self {
+        let fake = Fake::default();
+        fake.lock().guests = guests.into_iter().map(|g| (g.vmid, g)).collect();
+        fake
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Node> {
+        self.node.lock().expect("fake node lock")
+    }
+}
+
+impl Backend for Fake {
+    async fn list(&self) -> Result<Vec<ActualGuest>, BackendError> {
+        Ok(self
+            .lock()
+            .guests
+            .values()
+            .map(|g| ActualGuest {
+                spec: None,
+                ..g.clone()
+            })
+            .collect())
+    }
+
+    async fn observe(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+    ) -> Result<Option<ActualGuest>, BackendError> {
+        Ok(self
+            .lock()
+            .guests
+            .get(&vmid)
+            .filter(|g| g.kind == kind)
+            .cloned())
+    }
+
+    async fn execute(&self, action: &Action) -> Result<u32, BackendError> {
+        {
+            let mut n = self.lock();
+            let c = n.in_flight.entry(action.vmid).or_default();
+            *c += 1;
+            let c = *c;
+            n.max_in_flight_per_guest = n.max_in_flight_per_guest.max(c);
+        }
+        tokio::time::sleep(self.latency).await;
+        let mut n = self.lock();
+        *n.in_flight.entry(action.vmid).or_default() -= 1;
+        if n.broken.contains(&action.vmid) {
+            return Err(BackendError::retry("task failed: storage offline"));
+        }
+        if let Some(e) = n
+            .failures
+            .get_mut(&action.vmid)
+            .and_then(VecDeque::pop_front)
+        {
+            return Err(e);
+        }
+        n.executed.push((action.vmid, action.kind));
+        let g = n
+            .guests
+            .get_mut(&action.vmid)
+            .expect("action for a known guest");
+        match action.kind {
+            ActionKind::SetConfig => {
+                let spec = g.spec.as_mut().expect("spec was read");
+                if action.digest.as_deref() != Some(spec.digest.as_str()) {
+                    return Err(BackendError {
+                        class: FailureClass::Conflict,
+                        message: "digest".into(),
+                    });
+                }
+                for (k, v) in &action.params {
+                    match k.as_str() {
+                        "cores" => spec.cores = v.parse().ok(),
+                        "memory" => spec.memory_mib = v.parse().unwrap_or(0),
+                        "description" => spec.description = Some(format!("{v}\n")),
+                        "tags" => spec.tags = Some(v.clone()),
+                        _ => {}
+                    }
+                }
+                spec.digest.push('+');
+            }
+            ActionKind::Start => g.run = ActualRun::Running,
+            ActionKind::Stop => g.run = ActualRun::Stopped,
+            ActionKind::Reboot => g.pending_restart.clear(),
+        }
+        Ok(0)
+    }
+}
+
+fn guest(vmid: Vmid, run: ActualRun, cores: u32) -> ActualGuest {
+    let mut g = ActualGuest::new(vmid, GuestKind::Lxc, run);
+    g.spec = Some(ActualSpec {
+        cores: Some(cores),
+        memory_mib: 512,
+        description: None,
+        tags: None,
+        digest: format!("d{vmid}"),
+    });
+    g
+}
+
+fn want(vmids: &[Vmid], cores: u32) -> DesiredState {
+    DesiredState {
+        node: "pve-01".into(),
+        guests: vmids
+            .iter()
+            .map(|&v| {
+                (
+                    v,
+                    DesiredGuest {
+                        run: DesiredRun::Running,
+                        cores: Some(cores),
+                        ..DesiredGuest::new(v, GuestKind::Lxc)
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn tuning() -> Tuning {
+    Tuning {
+        max_parallel: 4,
+        backoff_base_ms: 10,
+        backoff_max_secs: 1,
+        once_attempts: 3,
+        ..Tuning::default()
+    }
+}
+
+async fn run_once(fake: &Fake, desired: DesiredState) -> castellan_agent::RunReport {
+    let (_tx, rx) = watch::channel(Arc::new(desired));
+    Engine::new(Arc::new(fake.clone()), rx, Normalizers::default(), tuning())
+        .run(Mode::Once, std::future::pending())
+        .await
+}
+
+#[tokio::test]
+async fn converges_and_reports() {
+    let fake = Fake::with(vec![
+        guest(101, ActualRun::Stopped, 1),
+        guest(102, ActualRun::Running, 1),
+        guest(150, ActualRun::Running, 1),
+    ]);
+    let report = run_once(&fake, want(&[101, 102, 104], 2)).await;
+    assert!(report.converged(), "{:?}", report.reasons());
+    let n = fake.lock();
+    let of = |vmid| {
+        n.executed
+            .iter()
+            .filter(|e| e.0 == vmid)
+            .map(|e| e.1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(101),
+        vec![ActionKind::SetConfig, ActionKind::Start],
+        "config before run state"
+    );
+    assert_eq!(of(102), vec![ActionKind::SetConfig]);
+    assert_eq!(n.executed.len(), 3);
+    assert_eq!(
+        n.guests[&150].run,
+        ActualRun::Running,
+        "destroy candidate untouched"
+    );
+    let p = report.final_plan.expect("final plan");
+    assert_eq!(p.candidates.len(), 2, "{:?}", p.candidates);
+    assert_eq!(report.applied.len(), 3);
+}
+
+#[tokio::test]
+async fn a_failing_guest_does_not_stop_the_others() {
+    let fake = Fake::with(
+        (101..111)
+            .map(|v| guest(v, ActualRun::Stopped, 1))
+            .collect(),
+    );
+    fake.lock().broken.push(103);
+    let report = run_once(&fake, want(&(101..111).collect::<Vec<_>>(), 2)).await;
+    assert!(!report.converged());
+    assert_eq!(report.failed.keys().copied().collect::<Vec<_>>(), vec![103]);
+    assert!(
+        report.failed[&103].contains("storage offline"),
+        "{:?}",
+        report.failed
+    );
+    let reasons = report.reasons().join("\n");
+    assert!(reasons.contains("103: gave up"), "{reasons}");
+    let n = fake.lock();
+    for v in (101..111).filter(|v| *v != 103) {
+        assert_eq!(n.guests[&v].run, ActualRun::Running, "{v} converged");
+        assert_eq!(n.guests[&v].spec.as_ref().and_then(|s| s.cores), Some(2));
+    }
+    assert_eq!(n.guests[&103].run, ActualRun::Stopped);
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_conflicts_replanned() {
+    let fake = Fake::with(vec![
+        guest(101, ActualRun::Running, 1),
+        guest(102, ActualRun::Running, 1),
+    ]);
+    {
+        let mut n = fake.lock();
+        n.failures.insert(
+            101,
+            VecDeque::from([
+                BackendError::retry("CT 101 is locked (backup)"),
+                BackendError::retry("lock timeout"),
+            ]),
+        );
+        n.failures.insert(
+            102,
+            (0..5)
+                .map(|_| BackendError {
+                    class: FailureClass::Conflict,
+                    message: "digest".into(),
+                })
+                .collect(),
+        );
+    }
+    let report = run_once(&fake, want(&[101, 102], 3)).await;
+    assert!(report.converged(), "{:?}", report.reasons());
+    let n = fake.lock();
+    assert_eq!(n.guests[&101].spec.as_ref().and_then(|s| s.cores), Some(3));
+    assert_eq!(
+        n.guests[&102].spec.as_ref().and_then(|s| s.cores),
+        Some(3),
+        "conflicts do not count as failures"
+    );
+}
+
+#[tokio::test]
+async fn one_action_in_flight_per_guest() {
+    let mut fake = Fake::with(
+        (101..121)
+            .map(|v| guest(v, ActualRun::Stopped, 1))
+            .collect(),
+    );
+    fake.latency = Duration::from_millis(5);
+    let report = run_once(&fake, want(&(101..121).collect::<Vec<_>>(), 2)).await;
+    assert!(report.converged(), "{:?}", report.reasons());
+    assert_eq!(fake.lock().max_in_flight_per_guest, 1);
+    assert_eq!(fake.lock().executed.len(), 40);
+}
+
+#[tokio::test]
+async fn the_latest_desired_state_wins() {
+    let mut fake = Fake::with(vec![guest(101, ActualRun::Running, 1)]);
+    fake.latency = Duration::from_millis(50);
+    let (tx, rx) = watch::channel(Arc::new(want(&[101], 2)));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = Engine::new(Arc::new(fake.clone()), rx, Normalizers::default(), tuning());
+    let task = tokio::spawn(engine.run(Mode::Continuous, async move {
+        let _ = stop_rx.await;
+    }));
+    // Change the desired state while the first write is in flight.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    tx.send(Arc::new(want(&[101], 6))).expect("engine listens");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let cores = fake.lock().guests[&101].spec.as_ref().and_then(|s| s.cores);
+        if cores == Some(6) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "did not converge to the newest state: {cores:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("engine stops")
+        .expect("engine ran");
+    assert_eq!(fake.lock().max_in_flight_per_guest, 1);
+}
