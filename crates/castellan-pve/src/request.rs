@@ -220,41 +220,49 @@ fn check_config_key(key: &str) -> Result<(), Error> {
     }
 }
 
+/// The per-guest endpoints, so that path templates come from one total table.
+#[derive(Debug, Clone, Copy)]
+enum GuestPath {
+    Root,
+    Config,
+    Pending,
+    StatusCurrent,
+    Power(PowerAction),
+}
+
+fn template(kind: GuestKind, path: GuestPath) -> &'static str {
+    use GuestKind::{Lxc, Qemu};
+    use PowerAction::{Reboot, Shutdown, Start, Stop};
+    match (kind, path) {
+        (Lxc, GuestPath::Root) => "/nodes/{node}/lxc/{vmid}",
+        (Qemu, GuestPath::Root) => "/nodes/{node}/qemu/{vmid}",
+        (Lxc, GuestPath::Config) => "/nodes/{node}/lxc/{vmid}/config",
+        (Qemu, GuestPath::Config) => "/nodes/{node}/qemu/{vmid}/config",
+        (Lxc, GuestPath::Pending) => "/nodes/{node}/lxc/{vmid}/pending",
+        (Qemu, GuestPath::Pending) => "/nodes/{node}/qemu/{vmid}/pending",
+        (Lxc, GuestPath::StatusCurrent) => "/nodes/{node}/lxc/{vmid}/status/current",
+        (Qemu, GuestPath::StatusCurrent) => "/nodes/{node}/qemu/{vmid}/status/current",
+        (Lxc, GuestPath::Power(Start)) => "/nodes/{node}/lxc/{vmid}/status/start",
+        (Qemu, GuestPath::Power(Start)) => "/nodes/{node}/qemu/{vmid}/status/start",
+        (Lxc, GuestPath::Power(Stop)) => "/nodes/{node}/lxc/{vmid}/status/stop",
+        (Qemu, GuestPath::Power(Stop)) => "/nodes/{node}/qemu/{vmid}/status/stop",
+        (Lxc, GuestPath::Power(Shutdown)) => "/nodes/{node}/lxc/{vmid}/status/shutdown",
+        (Qemu, GuestPath::Power(Shutdown)) => "/nodes/{node}/qemu/{vmid}/status/shutdown",
+        (Lxc, GuestPath::Power(Reboot)) => "/nodes/{node}/lxc/{vmid}/status/reboot",
+        (Qemu, GuestPath::Power(Reboot)) => "/nodes/{node}/qemu/{vmid}/status/reboot",
+    }
+}
+
 fn guest(
     method: Method,
     kind: GuestKind,
     node: &str,
     vmid: u32,
-    suffix: &str,
+    path: GuestPath,
 ) -> Result<RequestSpec, Error> {
     check_node(node)?;
     check_vmid(vmid)?;
-    let path = match (kind, suffix) {
-        (GuestKind::Lxc, "") => "/nodes/{node}/lxc/{vmid}",
-        (GuestKind::Qemu, "") => "/nodes/{node}/qemu/{vmid}",
-        (GuestKind::Lxc, "config") => "/nodes/{node}/lxc/{vmid}/config",
-        (GuestKind::Qemu, "config") => "/nodes/{node}/qemu/{vmid}/config",
-        (GuestKind::Lxc, "pending") => "/nodes/{node}/lxc/{vmid}/pending",
-        (GuestKind::Qemu, "pending") => "/nodes/{node}/qemu/{vmid}/pending",
-        (GuestKind::Lxc, "status/current") => "/nodes/{node}/lxc/{vmid}/status/current",
-        (GuestKind::Qemu, "status/current") => "/nodes/{node}/qemu/{vmid}/status/current",
-        (GuestKind::Lxc, "status/start") => "/nodes/{node}/lxc/{vmid}/status/start",
-        (GuestKind::Qemu, "status/start") => "/nodes/{node}/qemu/{vmid}/status/start",
-        (GuestKind::Lxc, "status/stop") => "/nodes/{node}/lxc/{vmid}/status/stop",
-        (GuestKind::Qemu, "status/stop") => "/nodes/{node}/qemu/{vmid}/status/stop",
-        (GuestKind::Lxc, "status/shutdown") => "/nodes/{node}/lxc/{vmid}/status/shutdown",
-        (GuestKind::Qemu, "status/shutdown") => "/nodes/{node}/qemu/{vmid}/status/shutdown",
-        (GuestKind::Lxc, "status/reboot") => "/nodes/{node}/lxc/{vmid}/status/reboot",
-        (GuestKind::Qemu, "status/reboot") => "/nodes/{node}/qemu/{vmid}/status/reboot",
-        _ => {
-            return Err(Error::Config(format!(
-                "internal: no {} path for {}",
-                suffix,
-                kind.as_str()
-            )));
-        }
-    };
-    Ok(RequestSpec::new(method, path)
+    Ok(RequestSpec::new(method, template(kind, path))
         .path_param("node", node)
         .path_param("vmid", vmid.to_string()))
 }
@@ -280,17 +288,17 @@ pub fn list_guests(node: &str, kind: GuestKind) -> Result<RequestSpec, Error> {
 
 /// `GET /nodes/{node}/{kind}/{vmid}/status/current`.
 pub fn guest_status(node: &str, kind: GuestKind, vmid: u32) -> Result<RequestSpec, Error> {
-    guest(Method::Get, kind, node, vmid, "status/current")
+    guest(Method::Get, kind, node, vmid, GuestPath::StatusCurrent)
 }
 
 /// `GET /nodes/{node}/{kind}/{vmid}/config` (the applied config, not pending values).
 pub fn guest_config(node: &str, kind: GuestKind, vmid: u32) -> Result<RequestSpec, Error> {
-    guest(Method::Get, kind, node, vmid, "config")
+    guest(Method::Get, kind, node, vmid, GuestPath::Config)
 }
 
 /// `GET /nodes/{node}/{kind}/{vmid}/pending`.
 pub fn pending(node: &str, kind: GuestKind, vmid: u32) -> Result<RequestSpec, Error> {
-    guest(Method::Get, kind, node, vmid, "pending")
+    guest(Method::Get, kind, node, vmid, GuestPath::Pending)
 }
 
 /// LXC: `PUT /nodes/{node}/lxc/{vmid}/config` (synchronous, returns `null`).
@@ -323,7 +331,7 @@ pub fn update_config(
         GuestKind::Lxc => Method::Put,
         GuestKind::Qemu => Method::Post,
     };
-    let mut spec = guest(method, kind, node, vmid, "config")?;
+    let mut spec = guest(method, kind, node, vmid, GuestPath::Config)?;
     for (key, value) in &update.set {
         check_config_key(key)?;
         if matches!(
@@ -361,13 +369,7 @@ pub fn power(
     vmid: u32,
     action: PowerAction,
 ) -> Result<RequestSpec, Error> {
-    let suffix = match action {
-        PowerAction::Start => "status/start",
-        PowerAction::Stop => "status/stop",
-        PowerAction::Shutdown => "status/shutdown",
-        PowerAction::Reboot => "status/reboot",
-    };
-    guest(Method::Post, kind, node, vmid, suffix)
+    guest(Method::Post, kind, node, vmid, GuestPath::Power(action))
 }
 
 /// `POST /nodes/{node}/{kind}/{vmid}/status/shutdown` with options.
@@ -395,7 +397,7 @@ pub fn delete_guest(
     vmid: u32,
     purge: bool,
 ) -> Result<RequestSpec, Error> {
-    let spec = guest(Method::Delete, kind, node, vmid, "")?;
+    let spec = guest(Method::Delete, kind, node, vmid, GuestPath::Root)?;
     Ok(if purge {
         spec.param("purge", bool_param(true))
     } else {
