@@ -24,12 +24,29 @@ pub struct ApiToken {
 }
 
 impl ApiToken {
-    /// Builds a token from its parts, validating each of them like [`FromStr`] does.
+    /// Builds a token from its parts, validating each of them like [`FromStr`] does. Errors
+    /// name the offending user, realm or token name (never the secret).
     pub fn new(userid: &str, token_name: &str, secret: &str) -> Result<Self, Error> {
-        let (user, realm) = userid.rsplit_once('@').ok_or_else(|| {
+        Self::from_parts(userid, token_name, secret).map_err(|bad| {
+            let value = match bad.part {
+                Part::UserId => format!(" {userid:?}"),
+                Part::User => format!(" {:?}", userid.rsplit_once('@').map_or(userid, |(u, _)| u)),
+                Part::Realm => format!(" {:?}", userid.rsplit_once('@').map_or("", |(_, r)| r)),
+                Part::TokenName => format!(" {token_name:?}"),
+                Part::Secret => String::new(),
+            };
             Error::Config(format!(
-                "invalid api token user {userid:?}: expected user@realm"
+                "invalid api token {}{value}: {}",
+                bad.part.name(),
+                bad.rule
             ))
+        })
+    }
+
+    fn from_parts(userid: &str, token_name: &str, secret: &str) -> Result<Self, BadPart> {
+        let (user, realm) = userid.rsplit_once('@').ok_or(BadPart {
+            part: Part::UserId,
+            rule: "expected user@realm",
         })?;
         validate_user(user)?;
         validate_realm(realm)?;
@@ -91,7 +108,8 @@ impl FromStr for ApiToken {
     type Err = Error;
 
     /// Parses `user@realm!tokenid=secret`. The error message names the part that is wrong
-    /// but never repeats the input, which may contain the secret.
+    /// but never repeats any of the input: a mangled token string (say, parts in the wrong
+    /// order) may put the secret anywhere.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         // Realms and token names cannot contain '!' or '=', so the first '!' ends the user
@@ -111,7 +129,13 @@ impl FromStr for ApiToken {
         let userid = &s[..bang];
         let token_name = &s[bang + 1..eq];
         let secret = &s[eq + 1..];
-        Self::new(userid, token_name, secret)
+        Self::from_parts(userid, token_name, secret).map_err(|bad| {
+            Error::Config(format!(
+                "invalid api token: the {} {}",
+                bad.part.name(),
+                bad.rule
+            ))
+        })
     }
 }
 
@@ -133,23 +157,54 @@ impl fmt::Display for ApiToken {
     }
 }
 
+/// Which part of a token is malformed.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    UserId,
+    User,
+    Realm,
+    TokenName,
+    Secret,
+}
+
+impl Part {
+    fn name(self) -> &'static str {
+        match self {
+            Part::UserId => "user id",
+            Part::User => "user",
+            Part::Realm => "realm",
+            Part::TokenName => "token name",
+            Part::Secret => "secret",
+        }
+    }
+}
+
+/// A malformed part and the rule it breaks; carries no input text.
+#[derive(Debug, Clone, Copy)]
+struct BadPart {
+    part: Part,
+    rule: &'static str,
+}
+
 // Validation follows pve-access-control's formats: `pve-userid` is
 // `[^\s:/]+@[A-Za-z][A-Za-z0-9\.\-_]+` and `pve-tokenid` is `[A-Za-z][A-Za-z0-9\.\-_]+`
 // (PVE::Auth::Plugin, $realm_regex / $user_regex; PVE::AccessControl, $token_subid_regex).
 
-fn validate_user(user: &str) -> Result<(), Error> {
+fn validate_user(user: &str) -> Result<(), BadPart> {
+    let bad = |rule| {
+        Err(BadPart {
+            part: Part::User,
+            rule,
+        })
+    };
     if user.is_empty() || user.len() > 60 {
-        return Err(Error::Config(format!(
-            "invalid api token user {user:?}: must be 1 to 60 characters"
-        )));
+        return bad("must be 1 to 60 characters");
     }
     if user
         .chars()
         .any(|c| c.is_whitespace() || c == ':' || c == '/')
     {
-        return Err(Error::Config(format!(
-            "invalid api token user {user:?}: must not contain whitespace, ':' or '/'"
-        )));
+        return bad("must not contain whitespace, ':' or '/'");
     }
     Ok(())
 }
@@ -160,35 +215,40 @@ fn is_ident(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }
 
-fn validate_realm(realm: &str) -> Result<(), Error> {
+const IDENT_RULE: &str = "must be a letter followed by at least one letter, digit, '.', '-' or '_'";
+
+fn validate_realm(realm: &str) -> Result<(), BadPart> {
     if realm.len() < 2 || realm.len() > 32 || !is_ident(realm) {
-        return Err(Error::Config(format!(
-            "invalid api token realm {realm:?}: expected a letter followed by letters, digits, '.', '-' or '_'"
-        )));
+        return Err(BadPart {
+            part: Part::Realm,
+            rule: IDENT_RULE,
+        });
     }
     Ok(())
 }
 
-fn validate_token_name(name: &str) -> Result<(), Error> {
+fn validate_token_name(name: &str) -> Result<(), BadPart> {
     if name.len() < 2 || name.len() > 64 || !is_ident(name) {
-        return Err(Error::Config(format!(
-            "invalid api token name {name:?}: expected a letter followed by letters, digits, '.', '-' or '_'"
-        )));
+        return Err(BadPart {
+            part: Part::TokenName,
+            rule: IDENT_RULE,
+        });
     }
     Ok(())
 }
 
-fn validate_secret(secret: &str) -> Result<(), Error> {
-    // Never include the secret itself in these messages.
+fn validate_secret(secret: &str) -> Result<(), BadPart> {
+    let bad = |rule| {
+        Err(BadPart {
+            part: Part::Secret,
+            rule,
+        })
+    };
     if secret.is_empty() {
-        return Err(Error::Config(
-            "invalid api token: the secret is empty".into(),
-        ));
+        return bad("is empty");
     }
     if !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::Config(
-            "invalid api token: the secret must be printable ascii without spaces".into(),
-        ));
+        return bad("must be printable ascii without spaces");
     }
     Ok(())
 }
@@ -237,6 +297,9 @@ mod tests {
             "root@pam!=SECRETVALUE",
             "ro ot@pam!castellan=SECRETVALUE",
             "root@pam!castellan=SECRET VALUE",
+            // Parts in the wrong order put the secret where a user name belongs.
+            "castellan=SECRETVALUE!root@pam",
+            "SECRETVALUE@pam!x=y",
         ] {
             let err = match bad.parse::<ApiToken>() {
                 Ok(t) => panic!("{bad:?} parsed as {t:?}"),
@@ -245,6 +308,20 @@ mod tests {
             assert!(!err.contains("SECRET"), "{err}");
             assert!(err.starts_with("invalid api token"), "{err}");
         }
+    }
+
+    #[test]
+    fn new_names_the_bad_part() {
+        let err = ApiToken::new("root@p", "castellan", "SECRETVALUE").map(|_| ());
+        assert!(
+            matches!(&err, Err(Error::Config(m)) if m.starts_with("invalid api token realm \"p\"")),
+            "{err:?}"
+        );
+        let err = ApiToken::new("root@pam", "castellan", "SECRET VALUE").map(|_| ());
+        assert!(
+            matches!(&err, Err(Error::Config(m)) if m == "invalid api token secret: must be printable ascii without spaces"),
+            "{err:?}"
+        );
     }
 
     #[test]

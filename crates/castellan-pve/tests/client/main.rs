@@ -4,6 +4,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod http;
+mod props;
 mod redaction;
 mod schema;
 mod support;
