@@ -1,3 +1,267 @@
-pub async fn run(_keep: bool) -> anyhow::Result<std::process::ExitCode> {
-    anyhow::bail!("demo not yet built")
+//! `castellan demo`: the whole benign loop on one machine. pvesim serves a small node over
+//! HTTPS with a fresh self-signed certificate; an agent pinned to that certificate plans,
+//! converges the node, and reports what it refused to touch.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use castellan_agent::{AgentConfig, Mode, PveBackend, load_desired, observe_node};
+use castellan_core::plan;
+use castellan_pve::PveClient;
+use pvesim::{Fault, FaultRule, Seed, SimConfig};
+
+use crate::render;
+
+/// The simulated node, in drift: see `DESIRED` for what it should be.
+pub const SEED: &str = r#"
+[[guest]]
+vmid = 101
+kind = "lxc"
+status = "stopped"
+[guest.config]
+hostname = "web-1"
+cores = 1
+memory = 512
+description = "web front end"
+tags = "web"
+rootfs = "local-lvm:vm-101-disk-0,size=8G"
+
+[[guest]]
+vmid = 102
+kind = "lxc"
+status = "running"
+[guest.config]
+hostname = "db-1"
+cores = 2
+memory = 2048
+description = "primary database"
+rootfs = "local-lvm:vm-102-disk-0,size=32G"
+
+[[guest]]
+vmid = 103
+kind = "lxc"
+status = "running"
+[guest.config]
+hostname = "cache-1"
+cores = 1
+memory = 1024
+rootfs = "local-lvm:vm-103-disk-0,size=4G"
+
+[[guest]]
+vmid = 150
+kind = "lxc"
+status = "stopped"
+[guest.config]
+hostname = "old-test"
+memory = 512
+rootfs = "local-lvm:vm-150-disk-0,size=8G"
+
+[[guest]]
+vmid = 200
+kind = "qemu"
+status = "running"
+[guest.config]
+name = "app-vm"
+cores = 2
+memory = "4096"
+scsi0 = "local-lvm:vm-200-disk-0,size=32G"
+
+[[guest]]
+vmid = 201
+kind = "qemu"
+status = "running"
+[guest.config]
+name = "ci-runner"
+cores = 4
+memory = "8192"
+scsi0 = "local-lvm:vm-201-disk-0,size=64G"
+
+[[guest]]
+vmid = 202
+kind = "qemu"
+status = "running"
+[guest.config]
+name = "build-vm"
+cores = 8
+memory = "8192"
+tags = "ci"
+scsi0 = "local-lvm:vm-202-disk-0,size=64G"
+"#;
+
+/// What the operator declared.
+pub const DESIRED: &str = r#"node = "pve-01"
+
+# Stopped, too small, missing a tag: start it, resize it, tag it. Its description reads back
+# from PVE with a trailing newline, which is not drift.
+[[guest]]
+vmid = 101
+kind = "lxc"
+run = "running"
+cores = 2
+memory = "1GiB"
+description = "web front end"
+tags = ["web", "prod"]
+
+[[guest]]
+vmid = 102
+kind = "lxc"
+memory = "4GiB"
+description = "primary database"
+tags = ["db", "prod"]
+
+# pvesim makes its config lock contended twice; the agent retries.
+[[guest]]
+vmid = 103
+kind = "lxc"
+cores = 2
+
+# Declared but absent: a provisioning candidate, not acted on.
+[[guest]]
+vmid = 104
+kind = "lxc"
+run = "running"
+
+# A running VM cannot take new cores live: they go pending, and the policy says reboot.
+[[guest]]
+vmid = 200
+kind = "qemu"
+run = "running"
+cores = 4
+restart = "reboot"
+
+[[guest]]
+vmid = 201
+kind = "qemu"
+run = "stopped"
+
+# Pending memory on a running VM with the default policy: reported, not rebooted.
+[[guest]]
+vmid = 202
+kind = "qemu"
+memory = "16GiB"
+tags = ["ci"]
+"#;
+
+const TOKEN: &str = "root@pam!castellan=demo-secret-0b7d2c8e";
+
+/// Runs the demo. Exit 0 when the node converged.
+pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
+    let seed = Seed::from_toml_str(SEED).context("demo seed")?;
+    let mut sim_cfg = SimConfig::new("pve-01", TOKEN, seed);
+    sim_cfg.tls = true;
+    sim_cfg.faults = vec![FaultRule {
+        vmid: Some(103),
+        method: Some("PUT".into()),
+        path_suffix: Some("config".into()),
+        times: Some(2),
+        fault: Fault::LockTimeout,
+    }];
+    let sim = pvesim::start(sim_cfg, "127.0.0.1:0".parse()?)
+        .await
+        .context("cannot start pvesim")?;
+    let fingerprint = sim
+        .fingerprint()
+        .context("pvesim did not report its certificate fingerprint")?;
+
+    let dir = tempfile::Builder::new()
+        .prefix("castellan-demo-")
+        .tempdir()?;
+    let config_path = write_files(dir.path(), &sim.base_url(), &fingerprint)?;
+    let config = AgentConfig::load(&config_path)?;
+
+    println!("castellan demo");
+    println!(
+        "  pvesim (simulated Proxmox VE node pve-01) at {}",
+        sim.base_url()
+    );
+    println!("  certificate pinned by SHA-256 fingerprint {fingerprint}");
+    println!(
+        "  fault injected: guest 103's config lock is contended twice (the client backs off and retries)"
+    );
+    println!("  agent configuration in {}\n", dir.path().display());
+
+    // 1. What the agent would do.
+    let desired = load_desired(&config.desired_file, &config.node)?;
+    let client = PveClient::new(config.client.clone())?;
+    let backend = Arc::new(PveBackend::new(client, config.node.clone()));
+    let before = observe_node(&backend, &desired, config.tuning.max_parallel).await?;
+    let p = plan(&desired, &before, &config.normalize);
+    println!("== castellan plan ==\n");
+    print!("{}", render::plan_table(&config.node, &p));
+
+    // 2. Converge.
+    println!("\n== castellan agent --once ==\n");
+    let report = castellan_agent::run(&config, Mode::Once, std::future::pending()).await?;
+    print!("{}", render::report(&config.node, &report));
+
+    // 3. Show that nothing destructive happened.
+    let mut untouched = String::new();
+    for c in report.final_plan.iter().flat_map(|p| &p.candidates) {
+        let state = match (c.kind, sim.guest(c.vmid).is_some()) {
+            (castellan_core::plan::CandidateKind::Destroy, true) => {
+                "destroy candidate, still present: not destroyed"
+            }
+            (castellan_core::plan::CandidateKind::Provisioning, false) => {
+                "provisioning candidate, still absent: not created"
+            }
+            (_, true) => "present",
+            (_, false) => "absent",
+        };
+        let _ = writeln!(untouched, "  {}: {state}", c.vmid);
+    }
+    println!("\nOn the node afterwards (the benign loop never creates or destroys):\n{untouched}");
+
+    let converged = report.converged();
+    if keep {
+        // Leave the directory for the operator to edit.
+        let kept = dir.keep();
+        println!("== staying up (Ctrl-C to stop) ==\n");
+        println!(
+            "  edit {} and watch the agent converge the node",
+            kept.join("desired.toml").display()
+        );
+        println!(
+            "  plan:   castellan plan -c {}",
+            kept.join("agent.toml").display()
+        );
+        println!(
+            "  pvesim: curl -k -H 'Authorization: PVEAPIToken={TOKEN}' {}/api2/json/nodes/pve-01/lxc",
+            sim.base_url()
+        );
+        castellan_agent::run(&config, Mode::Continuous, crate::shutdown_signal()).await?;
+    }
+    sim.shutdown().await;
+    Ok(if converged {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Writes `agent.toml`, `desired.toml` and the token file; returns the config's path.
+fn write_files(dir: &Path, url: &str, fingerprint: &str) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::write(dir.join("desired.toml"), DESIRED)?;
+    std::fs::write(dir.join("pve-token"), format!("{TOKEN}\n"))?;
+    let config = format!(
+        r#"node = "pve-01"
+data_dir = "state"
+
+[pve]
+url = "{url}"
+token_file = "pve-token"
+fingerprint = "{fingerprint}"
+
+[desired]
+file = "desired.toml"
+
+[agent]
+backoff_base_ms = 200
+"#
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, config)?;
+    Ok(path)
 }

@@ -24,14 +24,15 @@ pub struct LogArgs {
     pub log: Option<String>,
 }
 
-/// Installs the global subscriber. Called once, by `main`.
-pub fn init(args: &LogArgs) {
+/// Installs the global subscriber. Called once, by `main`. `default` is the filter used
+/// when neither `--log` nor `RUST_LOG` says otherwise.
+pub fn init(args: &LogArgs, default: &str) {
     let filter = args
         .log
         .as_deref()
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("info"));
+        .unwrap_or_else(|| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -7,7 +7,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = castellan::Cli::parse();
-    castellan::logging::init(&cli.log);
+    // The demo tells its story on stdout; its logs would drown it unless asked for.
+    let default_filter = match cli.command {
+        castellan::Command::Demo { .. } => "warn",
+        _ => "info",
+    };
+    castellan::logging::init(&cli.log, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
