@@ -102,10 +102,8 @@ impl PveBackend {
 impl Backend for PveBackend {
     async fn list(&self) -> Result<Vec<ActualGuest>, BackendError> {
         let (lxc, qemu) = tokio::join!(
-            self.client
-                .list_guests(&self.node, castellan_pve::GuestKind::Lxc),
-            self.client
-                .list_guests(&self.node, castellan_pve::GuestKind::Qemu),
+            self.client.list_guests(&self.node, GuestKind::Lxc),
+            self.client.list_guests(&self.node, GuestKind::Qemu),
         );
         let mut out = Vec::new();
         for (kind, listed) in [(GuestKind::Lxc, lxc?), (GuestKind::Qemu, qemu?)] {
@@ -125,13 +123,12 @@ impl Backend for PveBackend {
         kind: GuestKind,
         vmid: Vmid,
     ) -> Result<Option<ActualGuest>, BackendError> {
-        let pk = pve_kind(kind);
-        let status = match self.client.guest_status(&self.node, pk, vmid).await {
+        let status = match self.client.guest_status(&self.node, kind, vmid).await {
             Ok(s) => s,
             Err(castellan_pve::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let config = match self.client.guest_config(&self.node, pk, vmid).await {
+        let config = match self.client.guest_config(&self.node, kind, vmid).await {
             Ok(c) => c,
             Err(castellan_pve::Error::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e.into()),
@@ -150,7 +147,7 @@ impl Backend for PveBackend {
             }
         };
         if kind == GuestKind::Qemu && g.run == ActualRun::Running {
-            let pending = self.client.pending(&self.node, pk, vmid).await?;
+            let pending = self.client.pending(&self.node, kind, vmid).await?;
             g.pending_restart = pending
                 .into_iter()
                 .filter(|p| p.pending.is_some() || p.delete)
@@ -161,7 +158,7 @@ impl Backend for PveBackend {
     }
 
     async fn execute(&self, action: &Action) -> Result<u32, BackendError> {
-        let pk = pve_kind(action.guest);
+        let kind = action.guest;
         let (node, vmid) = (self.node.as_str(), action.vmid);
         let upid = match action.kind {
             ActionKind::SetConfig => {
@@ -176,24 +173,16 @@ impl Backend for PveBackend {
                         update.set.insert(k.clone(), v.clone());
                     }
                 }
-                match self.client.update_config(node, pk, vmid, &update).await? {
+                match self.client.update_config(node, kind, vmid, &update).await? {
                     Some(upid) => upid,
                     None => return Ok(0),
                 }
             }
-            ActionKind::Start => self.client.start(node, pk, vmid).await?,
-            ActionKind::Stop => self.client.stop(node, pk, vmid).await?,
-            ActionKind::Reboot => self.client.reboot(node, pk, vmid).await?,
+            ActionKind::Start => self.client.start(node, kind, vmid).await?,
+            ActionKind::Stop => self.client.stop(node, kind, vmid).await?,
+            ActionKind::Reboot => self.client.reboot(node, kind, vmid).await?,
         };
         let ok = self.client.wait_task(node, &upid, self.wait).await?;
         Ok(ok.warnings)
-    }
-}
-
-/// Until the client shares castellan-core's kind, map between the two.
-fn pve_kind(kind: GuestKind) -> castellan_pve::GuestKind {
-    match kind {
-        GuestKind::Lxc => castellan_pve::GuestKind::Lxc,
-        GuestKind::Qemu => castellan_pve::GuestKind::Qemu,
     }
 }

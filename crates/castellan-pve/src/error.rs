@@ -176,7 +176,11 @@ enum Kind {
 fn classify_message(message: &str) -> Option<Kind> {
     // pve-guest-common PVE::AbstractConfig::check_config_digest:
     // "detected modified configuration - file changed by other user? Try again.\n"
-    if message.contains("detected modified configuration") {
+    // qemu-server's update_vm_api has its own check, spelled (sic):
+    // "checksum missmatch (file change by other user?)\n"
+    if message.contains("detected modified configuration")
+        || message.contains("checksum missmatch (file change by other user?)")
+    {
         return Some(Kind::DigestMismatch);
     }
     // pve-common PVE::Tools::lock_file_full: "can't lock file '$filename' - got timeout"
@@ -284,6 +288,11 @@ mod tests {
                 500,
                 "detected modified configuration - file changed by other user? Try again."
             ),
+            Error::DigestMismatch
+        ));
+        // qemu-server's wording for the same condition.
+        assert!(matches!(
+            check(500, "checksum missmatch (file change by other user?)"),
             Error::DigestMismatch
         ));
         assert!(matches!(

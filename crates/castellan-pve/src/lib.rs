@@ -22,7 +22,6 @@
 
 mod client;
 mod error;
-mod kind;
 mod lenient;
 pub mod request;
 mod retry;
@@ -31,9 +30,9 @@ mod token;
 mod types;
 mod upid;
 
+pub use castellan_core::model::GuestKind;
 pub use client::{ClientConfig, PveClient};
 pub use error::Error;
-pub use kind::GuestKind;
 pub use request::{Method, PowerAction, RequestSpec, ShutdownOptions, request_catalog};
 pub use retry::RetryPolicy;
 pub use tls::{Fingerprint, TlsMode};
