@@ -42,12 +42,15 @@ impl Normalizers {
         self.canonical_tags(tags).join(";")
     }
 
-    /// Whether desired tags match the stored string. Allocation is limited to two small
-    /// vectors of slices: this runs for every guest on every plan.
+    /// Whether desired tags match the stored string. This runs for every guest on every
+    /// plan, so up to [`INLINE_TAGS`] tags per side are canonicalised on the stack.
     pub fn tags_equal(&self, desired: &[String], actual: Option<&str>) -> bool {
-        let want = self.canonical_tags(desired.iter().map(String::as_str));
-        let have = self.canonical_tags(actual);
-        want.len() == have.len() && want.iter().zip(&have).all(|(w, h)| self.tag_eq(w, h))
+        let mut want = TagBuf::default();
+        let mut have = TagBuf::default();
+        self.canonical_into(desired.iter().map(String::as_str), &mut want);
+        self.canonical_into(actual, &mut have);
+        let (want, have) = (want.as_slice(), have.as_slice());
+        want.len() == have.len() && want.iter().zip(have).all(|(w, h)| self.tag_eq(w, h))
     }
 
     fn tag_eq(&self, a: &str, b: &str) -> bool {
@@ -59,29 +62,67 @@ impl Normalizers {
     }
 
     fn canonical_tags<'a>(&self, tags: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-        let mut out: Vec<&str> = Vec::new();
+        let mut buf = TagBuf::default();
+        self.canonical_into(tags, &mut buf);
+        buf.as_slice().to_vec()
+    }
+
+    fn canonical_into<'a>(&self, tags: impl IntoIterator<Item = &'a str>, out: &mut TagBuf<'a>) {
         for tag in tags.into_iter().flat_map(split_tags) {
-            if !out.iter().any(|t| self.tag_eq(t, tag)) {
+            if !out.as_slice().iter().any(|t| self.tag_eq(t, tag)) {
                 out.push(tag);
             }
         }
+        let list = out.as_mut_slice();
         if self.tag_order == TagOrder::Alphabetical {
             if self.tags_case_sensitive {
-                out.sort_unstable();
+                list.sort_unstable();
             } else {
-                out.sort_by(|a, b| {
+                list.sort_unstable_by(|a, b| {
                     let lower = |s: &'a str| s.bytes().map(|c| c.to_ascii_lowercase());
                     lower(a).cmp(lower(b))
                 });
             }
         }
-        out
     }
 
     /// Whether a desired description matches the stored one (trailing whitespace and an
     /// absent value are not differences).
     pub fn description_equal(&self, desired: &str, actual: Option<&str>) -> bool {
         desired.trim_end() == actual.unwrap_or("").trim_end()
+    }
+}
+
+/// Tags held on the stack by [`Normalizers::tags_equal`] before spilling to the heap.
+pub const INLINE_TAGS: usize = 16;
+
+/// A list of tag slices, inline up to [`INLINE_TAGS`].
+#[derive(Default)]
+struct TagBuf<'a> {
+    inline: [&'a str; INLINE_TAGS],
+    len: usize,
+    spill: Vec<&'a str>,
+}
+
+impl<'a> TagBuf<'a> {
+    fn push(&mut self, tag: &'a str) {
+        if !self.spill.is_empty() {
+            self.spill.push(tag);
+        } else if self.len < INLINE_TAGS {
+            self.inline[self.len] = tag;
+            self.len += 1;
+        } else {
+            self.spill.extend_from_slice(&self.inline);
+            self.spill.push(tag);
+        }
+    }
+
+    fn as_slice(&self) -> &[&'a str] {
+        if self.spill.is_empty() { &self.inline[..self.len] } else { &self.spill }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [&'a str] {
+        if self.spill.is_empty() { &mut self.inline[..self.len] } else { &mut self.spill }
     }
 }
 
@@ -131,6 +172,17 @@ mod tests {
             ..Normalizers::default()
         };
         assert_eq!(cs.tags_stored(["prod", "PROD"]), "PROD;prod");
+    }
+
+    #[test]
+    fn many_tags_spill_to_the_heap() {
+        let n = Normalizers::default();
+        let many: Vec<String> = (0..40).rev().map(|i| format!("t{i:02}")).collect();
+        let stored = n.tags_stored(many.iter().map(String::as_str));
+        assert_eq!(stored.split(';').count(), 40);
+        assert!(stored.starts_with("t00;t01;"));
+        assert!(n.tags_equal(&many, Some(&stored)));
+        assert!(!n.tags_equal(&many[1..], Some(&stored)));
     }
 
     #[test]
