@@ -118,11 +118,19 @@ impl<'a> TagBuf<'a> {
     }
 
     fn as_slice(&self) -> &[&'a str] {
-        if self.spill.is_empty() { &self.inline[..self.len] } else { &self.spill }
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
     }
 
     fn as_mut_slice(&mut self) -> &mut [&'a str] {
-        if self.spill.is_empty() { &mut self.inline[..self.len] } else { &mut self.spill }
+        if self.spill.is_empty() {
+            &mut self.inline[..self.len]
+        } else {
+            &mut self.spill
+        }
     }
 }
 

@@ -150,7 +150,7 @@ fn is_startup_order(v: &str) -> bool {
 }
 
 /// `PVE::JSONSchema::parse_size`: `\d+(\.\d+)?[KMGT]?` to bytes.
-pub(crate) fn parse_size(v: &str) -> Option<u64> {
+pub fn parse_size(v: &str) -> Option<u64> {
     let (num, mult) = match v.chars().last()? {
         'K' => (&v[..v.len() - 1], 1u64 << 10),
         'M' => (&v[..v.len() - 1], 1 << 20),

@@ -19,6 +19,7 @@ mod pattern;
 mod validate;
 
 pub use embedded::embedded;
+pub use formats::parse_size;
 pub use model::{Format, Method, ObjectSchema, PropSchema, Schema};
 pub use validate::{
     ParamErrors, Resolved, indexed_base, parse_boolean, split_list, validate_resolved,

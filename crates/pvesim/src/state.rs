@@ -265,16 +265,7 @@ fn label(kind: GuestKind) -> &'static str {
 const NODE_CPUS: u32 = 8;
 const NODE_MEM: u64 = 64 << 30;
 
-fn parse_size(v: &str) -> Option<u64> {
-    let (num, mult) = match v.chars().last()? {
-        'K' => (&v[..v.len() - 1], 1u64 << 10),
-        'M' => (&v[..v.len() - 1], 1 << 20),
-        'G' => (&v[..v.len() - 1], 1 << 30),
-        'T' => (&v[..v.len() - 1], 1 << 40),
-        _ => (v, 1),
-    };
-    num.parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
-}
+use pve_schema::parse_size;
 
 /// qemu-server `parse_hotplug_features`: default `network,disk,usb`; `0` none; `1` default.
 fn hotplug_features(v: Option<&str>) -> Vec<String> {
