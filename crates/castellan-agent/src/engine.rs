@@ -21,7 +21,7 @@ use tokio::task::JoinSet;
 
 use crate::backend::{Backend, FailureClass};
 use crate::config::Tuning;
-use crate::observe::observe_node;
+use crate::observe::{list_node, observe_node};
 use crate::scheduler::{Finished, Scheduler};
 
 /// Run until shut down, or until converged / nothing more can be done.
@@ -263,11 +263,7 @@ impl<B: Backend> Engine<B> {
     /// Lists the node, reports candidates, and queues every desired guest present.
     async fn resync(&mut self, sched: &mut Scheduler) -> Result<(), crate::backend::BackendError> {
         let desired = self.desired.borrow_and_update().clone();
-        let listed = self.backend.list().await?;
-        let mut actual = castellan_core::model::ActualState::default();
-        for g in listed {
-            actual.guests.insert(g.vmid, g);
-        }
+        let actual = list_node(&*self.backend).await?;
         let overview = plan(&desired, &actual, &self.norm);
         for c in &overview.candidates {
             tracing::info!(event = "candidate_refused", vmid = c.vmid, candidate = ?c.kind, guest_type = %c.guest,

@@ -16,7 +16,7 @@ pub use backend::{Backend, BackendError, PveBackend};
 pub use config::{AgentConfig, ConfigError, Tuning};
 pub use desired_source::{DesiredFileError, load_desired, watch_desired};
 pub use engine::{Applied, Engine, Mode, RunReport};
-pub use observe::observe_node;
+pub use observe::{list_node, observe_node};
 
 use std::fs::File;
 use std::future::Future;

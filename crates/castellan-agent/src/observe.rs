@@ -8,6 +8,16 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::backend::{Backend, BackendError};
 
+/// Lists the node: every guest with its power state, lock and template flag, no
+/// configuration.
+pub async fn list_node<B: Backend>(backend: &B) -> Result<ActualState, BackendError> {
+    let mut actual = ActualState::default();
+    for g in backend.list().await? {
+        actual.guests.insert(g.vmid, g);
+    }
+    Ok(actual)
+}
+
 /// Observes the node with at most `parallel` requests in flight. A desired guest whose
 /// configuration cannot be read stays in the result with an unknown spec (so nothing is
 /// written to it) — one unreadable guest does not hide the rest.

@@ -5,12 +5,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use castellan_agent::{AgentConfig, Mode, PveBackend, load_desired, observe_node};
-use castellan_core::plan;
-use castellan_pve::PveClient;
+use castellan_agent::{AgentConfig, Mode};
 use pvesim::{Fault, FaultRule, Seed, SimConfig};
 
 use crate::render;
@@ -184,11 +181,7 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     println!("  agent configuration in {}\n", dir.path().display());
 
     // 1. What the agent would do.
-    let desired = load_desired(&config.desired_file, &config.node)?;
-    let client = PveClient::new(config.client.clone())?;
-    let backend = Arc::new(PveBackend::new(client, config.node.clone()));
-    let before = observe_node(&backend, &desired, config.tuning.max_parallel).await?;
-    let p = plan(&desired, &before, &config.normalize);
+    let p = crate::current_plan(&config).await?;
     println!("== castellan plan ==\n");
     print!("{}", render::plan_table(&config.node, &p));
 

@@ -76,15 +76,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow::Result<ExitCode> {
-    let config = AgentConfig::load(path)?;
+/// Observes the node described by `config` and plans against its desired state, as
+/// `castellan plan` shows it. Executes nothing.
+pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<castellan_core::Plan> {
     let desired = load_desired(&config.desired_file, &config.node)?;
     let client = PveClient::new(config.client.clone()).context("proxmox client")?;
     let backend = Arc::new(PveBackend::new(client, config.node.clone()));
     let actual = observe_node(&backend, &desired, config.tuning.max_parallel)
         .await
         .with_context(|| format!("cannot observe node {}", config.node))?;
-    let p = plan(&desired, &actual, &config.normalize);
+    Ok(plan(&desired, &actual, &config.normalize))
+}
+
+async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow::Result<ExitCode> {
+    let config = AgentConfig::load(path)?;
+    let p = current_plan(&config).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
