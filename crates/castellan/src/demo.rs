@@ -169,26 +169,26 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     let config_path = write_files(dir.path(), &sim.base_url(), &fingerprint)?;
     let config = AgentConfig::load(&config_path)?;
 
-    println!("castellan demo");
-    println!(
+    crate::outln!("castellan demo")?;
+    crate::outln!(
         "  pvesim (simulated Proxmox VE node pve-01) at {}",
         sim.base_url()
-    );
-    println!("  certificate pinned by SHA-256 fingerprint {fingerprint}");
-    println!(
+    )?;
+    crate::outln!("  certificate pinned by SHA-256 fingerprint {fingerprint}")?;
+    crate::outln!(
         "  fault injected: guest 103's config lock is contended twice (the client backs off and retries)"
-    );
-    println!("  agent configuration in {}\n", dir.path().display());
+    )?;
+    crate::outln!("  agent configuration in {}\n", dir.path().display())?;
 
     // 1. What the agent would do.
     let p = crate::current_plan(&config).await?;
-    println!("== castellan plan ==\n");
-    print!("{}", render::plan_table(&config.node, &p));
+    crate::outln!("== castellan plan ==\n")?;
+    crate::out!("{}", render::plan_table(&config.node, &p))?;
 
     // 2. Converge.
-    println!("\n== castellan agent --once ==\n");
+    crate::outln!("\n== castellan agent --once ==\n")?;
     let report = castellan_agent::run(&config, Mode::Once, std::future::pending()).await?;
-    print!("{}", render::report(&config.node, &report));
+    crate::out!("{}", render::report(&config.node, &report))?;
 
     // 3. Show that nothing destructive happened.
     let mut untouched = String::new();
@@ -205,25 +205,27 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
         };
         let _ = writeln!(untouched, "  {}: {state}", c.vmid);
     }
-    println!("\nOn the node afterwards (the benign loop never creates or destroys):\n{untouched}");
+    crate::outln!(
+        "\nOn the node afterwards (the benign loop never creates or destroys):\n{untouched}"
+    )?;
 
     let converged = report.converged();
     if keep {
         // Leave the directory for the operator to edit.
         let kept = dir.keep();
-        println!("== staying up (Ctrl-C to stop) ==\n");
-        println!(
+        crate::outln!("== staying up (Ctrl-C to stop) ==\n")?;
+        crate::outln!(
             "  edit {} and watch the agent converge the node",
             kept.join("desired.toml").display()
-        );
-        println!(
+        )?;
+        crate::outln!(
             "  plan:   castellan plan -c {}",
             kept.join("agent.toml").display()
-        );
-        println!(
+        )?;
+        crate::outln!(
             "  pvesim: curl -k -H 'Authorization: PVEAPIToken={TOKEN}' {}/api2/json/nodes/pve-01/lxc",
             sim.base_url()
-        );
+        )?;
         castellan_agent::run(&config, Mode::Continuous, crate::shutdown_signal()).await?;
     }
     sim.shutdown().await;

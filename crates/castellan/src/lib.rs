@@ -1,5 +1,24 @@
 //! The operator's command line: `castellan plan`, `castellan agent`, `castellan demo`.
 
+/// Writes to stdout like `print!`, but returns the I/O error instead of panicking, so a
+/// closed pipe (`castellan plan | head`) ends the command quietly (see `main`).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// Like `println!`, returning the I/O error; see [`out!`].
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 pub mod demo;
 pub mod logging;
 pub mod render;
@@ -92,9 +111,9 @@ async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow:
     let config = AgentConfig::load(path)?;
     let p = current_plan(&config).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&p)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&p)?)?;
     } else {
-        print!("{}", render::plan_table(&config.node, &p));
+        crate::out!("{}", render::plan_table(&config.node, &p))?;
     }
     Ok(if detailed && !p.actions.is_empty() {
         ExitCode::from(2)
@@ -111,7 +130,7 @@ async fn agent_cmd(path: &std::path::Path, once: bool, json: bool) -> anyhow::Re
         return Ok(ExitCode::SUCCESS);
     }
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "converged": report.converged(),
@@ -120,9 +139,9 @@ async fn agent_cmd(path: &std::path::Path, once: bool, json: bool) -> anyhow::Re
                 "final_plan": report.final_plan,
                 "reasons": report.reasons(),
             }))?
-        );
+        )?;
     } else {
-        print!("{}", render::report(&config.node, &report));
+        crate::out!("{}", render::report(&config.node, &report))?;
     }
     Ok(if report.converged() {
         ExitCode::SUCCESS

@@ -22,6 +22,13 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(castellan::run(cli)) {
         Ok(code) => code,
+        // The reader of our output went away (`castellan plan | head`): not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -449,3 +449,24 @@ fn demo_converges_and_exits_zero() {
     );
     assert!(stdout.contains("200    reboot"), "{stdout}");
 }
+
+/// Regression: `castellan demo | head -1` used to panic with "failed printing to stdout:
+/// Broken pipe"; a reader that goes away now ends the command quietly.
+#[test]
+fn closed_stdout_is_not_a_crash() {
+    use std::io::Read as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .arg("demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("demo runs");
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).expect("demo prints");
+    drop(stdout);
+    let out = child.wait_with_output().expect("demo exits");
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
