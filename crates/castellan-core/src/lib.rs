@@ -11,6 +11,7 @@ pub mod model;
 pub mod normalize;
 pub mod plan;
 pub mod pveconf;
+pub mod role;
 pub mod units;
 
 pub use desired::{DesiredError, parse_desired};
@@ -20,3 +21,4 @@ pub use model::{
 };
 pub use normalize::Normalizers;
 pub use plan::{Action, ActionKind, Candidate, CandidateKind, Notice, NoticeKind, Plan, plan};
+pub use role::{RejectReason, Role};
