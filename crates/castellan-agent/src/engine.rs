@@ -310,7 +310,11 @@ async fn reconcile_guest<B: Backend>(
             return GuestOutcome::Done;
         }
         // The latest desired state, read now rather than when the guest was queued.
-        let Some(want) = desired.borrow().guests.get(&vmid).cloned() else {
+        let (want, node) = {
+            let d = desired.borrow();
+            (d.guests.get(&vmid).cloned(), d.node.clone())
+        };
+        let Some(want) = want else {
             return GuestOutcome::Done;
         };
         let actual = match backend.observe(want.kind, vmid).await {
@@ -319,7 +323,7 @@ async fn reconcile_guest<B: Backend>(
             Err(e) => return GuestOutcome::Failed(format!("observe: {e}")),
         };
         let mut p = Plan::default();
-        plan_guest(&want, &actual, norm, &mut p);
+        plan_guest(&node, &want, &actual, norm, &mut p);
         if let Some(n) = p
             .notices
             .iter()

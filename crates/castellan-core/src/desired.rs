@@ -14,6 +14,12 @@
 //! description = "web front end"
 //! tags = ["web", "prod"]
 //! restart = "manual"      # "manual" (report pending changes) | "reboot"
+//!
+//! [[guest]]
+//! vmid = 102
+//! kind = "lxc"
+//! ensure = "absent"       # destroy it: destructive, so it waits for a signed op
+//! purge = true            # also drop it from backup jobs, replication and HA
 //! ```
 
 use std::collections::BTreeMap;
@@ -22,7 +28,9 @@ use std::fmt;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::model::{DesiredGuest, DesiredRun, DesiredState, GuestKind, RestartPolicy, VMID_RANGE};
+use crate::model::{
+    DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind, RestartPolicy, VMID_RANGE,
+};
 use crate::normalize::valid_tag;
 use crate::units::{MIB, parse_size};
 
@@ -103,7 +111,10 @@ struct RawGuest {
     description: Option<String>,
     tags: Option<Vec<String>>,
     #[serde(default)]
-    restart: RestartPolicy,
+    restart: Option<RestartPolicy>,
+    #[serde(default)]
+    ensure: Ensure,
+    purge: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +149,17 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
     let mut first_at: BTreeMap<i64, usize> = BTreeMap::new();
     for (i, g) in raw.guests.into_iter().enumerate() {
         let at = format!("guest[{i}] (vmid {})", g.vmid);
+        let managed: Vec<&str> = [
+            ("run", g.run.is_some()),
+            ("cores", g.cores.is_some()),
+            ("memory", g.memory.is_some()),
+            ("description", g.description.is_some()),
+            ("tags", g.tags.is_some()),
+            ("restart", g.restart.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, set)| set.then_some(f))
+        .collect();
         let before = problems.len();
         let mut problem = |field: &'static str, message: String| {
             problems.push(Problem {
@@ -222,6 +244,23 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
                 }
             }
         }
+        if g.ensure == Ensure::Absent {
+            if !managed.is_empty() {
+                problem(
+                    "ensure",
+                    format!(
+                        "an absent guest has no {}; remove {} or the ensure line",
+                        managed.join(", "),
+                        if managed.len() == 1 { "it" } else { "them" }
+                    ),
+                );
+            }
+        } else if g.purge.is_some() {
+            problem(
+                "purge",
+                "only applies to a guest with ensure = \"absent\"".to_owned(),
+            );
+        }
         if problems.len() == before {
             let run = match g.run {
                 None => DesiredRun::Unspecified,
@@ -238,7 +277,9 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
                     memory_bytes,
                     description: g.description,
                     tags: g.tags,
-                    restart: g.restart,
+                    restart: g.restart.unwrap_or_default(),
+                    ensure: g.ensure,
+                    purge: g.purge.unwrap_or(false),
                 },
             );
         }

@@ -1,14 +1,19 @@
 //! The pure core of castellan: the desired and actual state of a node's guests, the
 //! normalisation that makes a faithful Proxmox VE round-trip compare equal, and the
-//! planner that turns the difference into benign actions.
+//! planner that turns the difference into benign actions; the signed-operation format,
+//! the classifier and the reversibility gate that keep destructive actions behind an
+//! operator's signature.
 //!
 //! Nothing in this crate does I/O or reads a clock: every function takes its inputs as
 //! parameters and returns what to do, so the planner can be tested exhaustively and
 //! driven by the agent (see `ARCHITECTURE.md`).
 
+pub mod classify;
 pub mod desired;
+pub mod gate;
 pub mod model;
 pub mod normalize;
+pub mod op;
 pub mod plan;
 pub mod pveconf;
 pub mod role;

@@ -89,6 +89,23 @@ pub struct DesiredGuest {
     pub tags: Option<Vec<String>>,
     /// What to do about changes pending a restart.
     pub restart: RestartPolicy,
+    /// Whether the guest should exist. `Absent` plans a destroy, which is destructive and
+    /// waits for an operator's signature.
+    pub ensure: Ensure,
+    /// For an absent guest: also remove it from backup jobs, replication and HA
+    /// (Proxmox VE's `purge`). Part of what the operator signs.
+    pub purge: bool,
+}
+
+/// Whether a declared guest should exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ensure {
+    /// The guest should exist (the default).
+    #[default]
+    Present,
+    /// The guest should not exist: a signed destroy.
+    Absent,
 }
 
 impl DesiredGuest {
@@ -103,6 +120,8 @@ impl DesiredGuest {
             description: None,
             tags: None,
             restart: RestartPolicy::Manual,
+            ensure: Ensure::Present,
+            purge: false,
         }
     }
 }

@@ -14,6 +14,10 @@
 //!   planned against; configuration comes before power state; output is in vmid order.
 //! - A running guest with changes pending a restart is rebooted only where its restart
 //!   policy allows, otherwise reported.
+//! - A guest declared `ensure = "absent"` that exists becomes a [`DestructiveAction`]
+//!   (`destroy`), bound to the configuration digest it was planned against. The planner
+//!   only proposes it: the gate decides, and without a signed op it is never executed.
+//!   One that is already gone is converged.
 //! - Templates, locked guests, guests whose kind differs from the declared one and guests
 //!   in a power state the planner does not understand are reported, not touched.
 
@@ -23,8 +27,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use crate::gate::DestructiveAction;
 use crate::model::{
-    ActualGuest, ActualRun, ActualState, DesiredGuest, DesiredRun, DesiredState, GuestKind,
+    ActualGuest, ActualRun, ActualState, DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind,
     RestartPolicy, Vmid,
 };
 use crate::normalize::{Normalizers, memory_mib};
@@ -184,12 +189,17 @@ pub struct Plan {
     pub candidates: Vec<Candidate>,
     /// Guests reported rather than reconciled.
     pub notices: Vec<Notice>,
+    /// Destructive actions the desired state asks for, in vmid order. Each needs a
+    /// signed op before it executes.
+    pub destructive: Vec<DestructiveAction>,
 }
 
 impl Plan {
     /// True when there is nothing to do and nothing blocks convergence.
     pub fn converged(&self) -> bool {
-        self.actions.is_empty() && !self.notices.iter().any(Notice::blocks_convergence)
+        self.actions.is_empty()
+            && self.destructive.is_empty()
+            && !self.notices.iter().any(Notice::blocks_convergence)
     }
 }
 
@@ -211,11 +221,13 @@ pub fn plan(desired: &DesiredState, actual: &ActualState, norm: &Normalizers) ->
         match next {
             Ordering::Equal => {
                 if let (Some((_, d)), Some((_, a))) = (d_iter.next(), a_iter.next()) {
-                    plan_guest(d, a, norm, &mut out);
+                    plan_guest(&desired.node, d, a, norm, &mut out);
                 }
             }
             Ordering::Less => {
-                if let Some((&vmid, d)) = d_iter.next() {
+                if let Some((&vmid, d)) = d_iter.next()
+                    && d.ensure == Ensure::Present
+                {
                     out.candidates.push(Candidate {
                         vmid,
                         kind: CandidateKind::Provisioning,
@@ -237,14 +249,45 @@ pub fn plan(desired: &DesiredState, actual: &ActualState, norm: &Normalizers) ->
     out
 }
 
-/// Plans one guest present on both sides; appends to `out`.
-pub fn plan_guest(d: &DesiredGuest, a: &ActualGuest, norm: &Normalizers, out: &mut Plan) {
+/// Plans one guest of node `host` present on both sides; appends to `out`.
+pub fn plan_guest(
+    host: &str,
+    d: &DesiredGuest,
+    a: &ActualGuest,
+    norm: &Normalizers,
+    out: &mut Plan,
+) {
     let vmid = d.vmid;
     let mut notice = |kind| out.notices.push(Notice { vmid, kind });
     if d.kind != a.kind {
         notice(NoticeKind::KindMismatch {
             desired: d.kind,
             actual: a.kind,
+        });
+        return;
+    }
+    if d.ensure == Ensure::Absent {
+        if let Some(lock) = &a.lock {
+            notice(NoticeKind::Locked { lock: lock.clone() });
+            return;
+        }
+        // A destroy is bound to the digest it was planned against; without one there
+        // is nothing to bind an approval to.
+        let Some(spec) = &a.spec else {
+            notice(NoticeKind::SpecUnknown);
+            return;
+        };
+        let mut params = BTreeMap::new();
+        if d.purge {
+            params.insert("purge".to_owned(), "1".to_owned());
+        }
+        out.destructive.push(DestructiveAction {
+            op: "destroy".to_owned(),
+            host: host.to_owned(),
+            vmid,
+            guest: a.kind,
+            params,
+            state_digest: spec.digest.clone(),
         });
         return;
     }

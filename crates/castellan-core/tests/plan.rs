@@ -57,7 +57,101 @@ fn render(p: &Plan) -> Vec<String> {
     for n in &p.notices {
         lines.push(format!("notice {n}"));
     }
+    for d in &p.destructive {
+        let params: Vec<String> = d.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        lines.push(
+            format!(
+                "{} {} {} {} @{} {}",
+                d.vmid,
+                d.op,
+                d.guest,
+                d.host,
+                d.state_digest,
+                params.join(" ")
+            )
+            .trim_end()
+            .to_owned(),
+        );
+    }
     lines
+}
+
+fn absent(mut g: DesiredGuest, purge: bool) -> DesiredGuest {
+    g.ensure = Ensure::Absent;
+    g.purge = purge;
+    g
+}
+
+#[test]
+fn absent_guests_become_destructive_actions_never_benign_ones() {
+    use ActualRun::*;
+    let norm = Normalizers::default;
+    // Present: a destroy bound to the digest it was planned against.
+    check(
+        vec![absent(lxc(101), false)],
+        vec![seen(101, GuestKind::Lxc, Running)],
+        norm(),
+        &["101 destroy lxc pve-01 @digest-101"],
+    );
+    check(
+        vec![absent(qemu(102), true)],
+        vec![seen(102, GuestKind::Qemu, Stopped)],
+        norm(),
+        &["102 destroy qemu pve-01 @digest-102 purge=1"],
+    );
+    // Already gone: converged, and not a provisioning candidate.
+    let d = DesiredState {
+        node: "pve-01".into(),
+        guests: [(103, absent(lxc(103), false))].into_iter().collect(),
+    };
+    let p = plan(&d, &ActualState::default(), &norm());
+    assert!(p.converged() && p.candidates.is_empty(), "{p:?}");
+    // Unreadable config: nothing to bind an approval to.
+    let mut blind = seen(104, GuestKind::Lxc, Running);
+    blind.spec = None;
+    check(
+        vec![absent(lxc(104), false)],
+        vec![blind],
+        norm(),
+        &["notice 104: configuration unreadable, not written"],
+    );
+    // Locked or of the other kind: reported, not proposed.
+    let mut locked = seen(105, GuestKind::Lxc, Running);
+    locked.lock = Some("backup".into());
+    check(
+        vec![absent(lxc(105), false)],
+        vec![locked],
+        norm(),
+        &["notice 105: locked (backup); waiting"],
+    );
+    let p = plan(
+        &DesiredState {
+            node: "pve-01".into(),
+            guests: [(106, absent(lxc(106), false))].into_iter().collect(),
+        },
+        &ActualState {
+            guests: [(106, seen(106, GuestKind::Qemu, Running))]
+                .into_iter()
+                .collect(),
+        },
+        &norm(),
+    );
+    assert!(p.destructive.is_empty() && p.notices.len() == 1, "{p:?}");
+    // A pending destroy is not convergence.
+    let p = plan(
+        &DesiredState {
+            node: "pve-01".into(),
+            guests: [(101, absent(lxc(101), false))].into_iter().collect(),
+        },
+        &ActualState {
+            guests: [(101, seen(101, GuestKind::Lxc, Running))]
+                .into_iter()
+                .collect(),
+        },
+        &norm(),
+    );
+    assert!(!p.converged());
+    assert!(p.actions.is_empty(), "a destroy is never a benign action");
 }
 
 fn check(desired: Vec<DesiredGuest>, actual: Vec<ActualGuest>, norm: Normalizers, want: &[&str]) {
@@ -449,7 +543,8 @@ fn plan_json_shape() {
                 "reason": "spec drift: cores 1->2"
             }],
             "candidates": [],
-            "notices": []
+            "notices": [],
+            "destructive": []
         })
     );
 }
@@ -563,6 +658,8 @@ fn arb_desired(vmid: Vmid) -> impl Strategy<Value = DesiredGuest> {
                 description,
                 tags,
                 restart,
+                ensure: Ensure::Present,
+                purge: false,
             },
         )
 }

@@ -1,0 +1,192 @@
+//! The classifier: is an operation benign (applied on the desired state's word) or
+//! destructive (needs an operator's signature)?
+//!
+//! Classification is by **provenance and data-bearingness, never by verb**:
+//! - An operation that cannot lose data — power state, the benign configuration keys — is
+//!   benign whatever it is called.
+//! - An operation that can lose data — destroying a guest, wiping or removing storage,
+//!   restoring over a guest, decommissioning a host — is destructive, unless the agent's
+//!   own journal shows the target holds nothing anyone else put there: a guest the agent
+//!   created in the same journaled transaction that now undoes it, or a guest the agent
+//!   itself recorded as scratch.
+//! - Anything this code does not recognise is destructive.
+//!
+//! Provenance is accepted only as a [`JournalProvenance`], which the agent builds from its
+//! own journal. Tags, flags or fields arriving from the desired state or the hub have no
+//! way in: this module does not look at guest tags or desired-state fields at all.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Benign or destructive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// Applied automatically.
+    Benign,
+    /// Executed only with a verified operator signature.
+    Destructive,
+}
+
+/// What the agent's journal says about where a guest came from. Only the agent's journal
+/// may produce this; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JournalProvenance {
+    /// The agent created the guest in journaled transaction `transaction`.
+    CreatedByAgent {
+        /// The journal intent that created it.
+        transaction: u64,
+    },
+    /// The agent created the guest as scratch space and recorded it so.
+    AgentScratch {
+        /// The journal intent that created it.
+        transaction: u64,
+    },
+}
+
+/// A classification with its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Classification {
+    /// The class.
+    pub class: Class,
+    /// Why, for the audit log and for people.
+    pub why: &'static str,
+}
+
+/// Configuration keys whose change cannot lose data.
+pub const BENIGN_CONFIG_KEYS: &[&str] = &["cores", "memory", "description", "tags"];
+
+/// Operations that can lose data held by a guest or a host.
+pub const DATA_BEARING_OPS: &[&str] = &[
+    "destroy",
+    "wipe_storage",
+    "remove_volume",
+    "restore_overwrite",
+    "decommission",
+];
+
+/// Classifies operation `op` with `params` on a target whose journal provenance is
+/// `provenance`, as part of journal transaction `within` (if any).
+pub fn classify(
+    op: &str,
+    params: &BTreeMap<String, String>,
+    provenance: Option<JournalProvenance>,
+    within: Option<u64>,
+) -> Classification {
+    let benign = |why| Classification {
+        class: Class::Benign,
+        why,
+    };
+    let destructive = |why| Classification {
+        class: Class::Destructive,
+        why,
+    };
+    match op {
+        "start" | "stop" | "shutdown" | "reboot" => benign("power state holds no data"),
+        "set_config" => {
+            let all_benign = params.iter().all(|(k, v)| match k.as_str() {
+                "delete" => v
+                    .split([',', ';', ' '])
+                    .filter(|s| !s.is_empty())
+                    .all(|key| BENIGN_CONFIG_KEYS.contains(&key)),
+                "digest" => true,
+                key => BENIGN_CONFIG_KEYS.contains(&key),
+            });
+            if all_benign {
+                benign("configuration keys that hold no data")
+            } else {
+                destructive("configuration change touching keys that may hold data")
+            }
+        }
+        op if DATA_BEARING_OPS.contains(&op) => match (op, provenance) {
+            ("destroy", Some(JournalProvenance::AgentScratch { .. })) => {
+                benign("scratch guest recorded by this agent's journal")
+            }
+            ("destroy", Some(JournalProvenance::CreatedByAgent { transaction }))
+                if within == Some(transaction) =>
+            {
+                benign("undoes a guest created in the same journaled transaction")
+            }
+            _ => destructive("may destroy data"),
+        },
+        _ => destructive("unknown operation: fails safe to destructive"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    #[allow(clippy::type_complexity)]
+    fn table() {
+        use Class::*;
+        let created = Some(JournalProvenance::CreatedByAgent { transaction: 7 });
+        let scratch = Some(JournalProvenance::AgentScratch { transaction: 3 });
+        let cases: &[(
+            &str,
+            BTreeMap<String, String>,
+            Option<JournalProvenance>,
+            Option<u64>,
+            Class,
+        )] = &[
+            ("start", p(&[]), None, None, Benign),
+            ("stop", p(&[]), None, None, Benign),
+            ("reboot", p(&[]), None, None, Benign),
+            (
+                "set_config",
+                p(&[("cores", "2"), ("memory", "512")]),
+                None,
+                None,
+                Benign,
+            ),
+            (
+                "set_config",
+                p(&[("delete", "description,tags")]),
+                None,
+                None,
+                Benign,
+            ),
+            (
+                "set_config",
+                p(&[("delete", "mp0")]),
+                None,
+                None,
+                Destructive,
+            ),
+            (
+                "set_config",
+                p(&[("scsi0", "local:0")]),
+                None,
+                None,
+                Destructive,
+            ),
+            ("destroy", p(&[]), None, None, Destructive),
+            ("destroy", p(&[]), created, Some(7), Benign),
+            ("destroy", p(&[]), created, Some(8), Destructive),
+            ("destroy", p(&[]), created, None, Destructive),
+            ("destroy", p(&[]), scratch, None, Benign),
+            ("wipe_storage", p(&[]), scratch, None, Destructive),
+            ("restore_overwrite", p(&[]), None, None, Destructive),
+            ("decommission", p(&[]), None, None, Destructive),
+            ("frobnicate", p(&[]), None, None, Destructive),
+            ("", p(&[]), None, None, Destructive),
+        ];
+        for (op, params, prov, within, want) in cases {
+            assert_eq!(
+                classify(op, params, *prov, *within).class,
+                *want,
+                "{op} {params:?} {prov:?} {within:?}"
+            );
+        }
+    }
+}

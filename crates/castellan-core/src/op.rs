@@ -1,0 +1,505 @@
+//! The signed operation, format v1: the payload an operator signs to authorise one
+//! destructive action on one host.
+//!
+//! An op file is a small TOML document in exactly one canonical form, so the bytes that
+//! were signed are the bytes that are checked, and one operation has one encoding:
+//!
+//! ```toml
+//! version = 1
+//! op = "destroy"
+//! host = "pve-01"
+//! guest = 101
+//! precondition = "9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20"
+//! nonce = "6b1f0e54a9c2d83f71e0a4b59c6d2e13"
+//! not_before = "2026-11-22T10:00:00Z"
+//! not_after = "2026-11-22T11:00:00Z"
+//!
+//! [params]
+//! purge = "1"
+//! ```
+//!
+//! Canonical form, which [`SignedOp::parse`] requires and [`SignedOp::render`] writes:
+//! - the keys above, in that order, one per line, `key = value` with single spaces, each
+//!   line ending in `\n`; `precondition` is left out when there is none;
+//! - `[params]` after one blank line, only when there are parameters, keys in byte order;
+//! - strings in double quotes, drawn from restricted alphabets so no escaping is ever
+//!   needed (see the `valid_*` rules below); times are RFC 3339 UTC to the second (`Z`);
+//! - nothing else: no comments, no trailing blank lines, no byte-order mark.
+//!
+//! Anything that parses as TOML but is not byte-for-byte canonical is refused as
+//! `bad_format`, so a signed file cannot be reinterpreted by a laxer reader.
+//!
+//! The op's [`digest`](SignedOp::digest) — SHA-256 of the canonical bytes — identifies it
+//! in the journal and the audit log.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use thiserror::Error;
+
+use crate::model::{VMID_RANGE, Vmid};
+
+/// The SSHSIG namespace operations are signed under.
+pub const NAMESPACE: &str = "castellan-op";
+/// The format version this code reads and writes.
+pub const VERSION: u32 = 1;
+/// Largest op file accepted.
+pub const MAX_OP_BYTES: usize = 16 * 1024;
+/// Longest validity window an op may carry: approvals are meant to be used, not stored.
+pub const MAX_VALIDITY: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// Most parameters an op may carry.
+pub const MAX_PARAMS: usize = 32;
+
+/// Destructive operations this version knows how to execute. The gate treats any other
+/// operation name as destructive and unexecutable.
+pub const KNOWN_OPS: &[&str] = &["destroy"];
+
+/// A signed-operation payload, parsed and validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedOp {
+    /// The operation, e.g. `destroy`.
+    pub op: String,
+    /// The node the op is for.
+    pub host: String,
+    /// The target guest.
+    pub guest: Vmid,
+    /// The target's configuration digest when the op was approved; the op goes stale
+    /// when the guest changes.
+    pub precondition: Option<String>,
+    /// Single-use token: 128 bits or more of randomness, lower-case hex.
+    pub nonce: String,
+    /// Not valid before this instant.
+    pub not_before: Timestamp,
+    /// Not valid at or after this instant.
+    pub not_after: Timestamp,
+    /// Canonical operation parameters.
+    pub params: BTreeMap<String, String>,
+}
+
+/// Why an op file was refused. Every variant maps to the `bad_format` rejection.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OpFormatError {
+    /// The file is larger than [`MAX_OP_BYTES`].
+    #[error("op file is {0} bytes, more than the {MAX_OP_BYTES} accepted")]
+    TooLarge(usize),
+    /// Not UTF-8.
+    #[error("op file is not UTF-8")]
+    NotUtf8,
+    /// Not TOML, or a missing, unknown or mistyped field.
+    #[error("op file is not a castellan op: {0}")]
+    Syntax(String),
+    /// A field's value is out of its allowed range or alphabet.
+    #[error("op field {field}: {message}")]
+    Invalid {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Valid content, but not byte-for-byte in canonical form.
+    #[error(
+        "op file is not in canonical form (line {line}: expected {expected:?}); regenerate it with `castellan op new`"
+    )]
+    NotCanonical {
+        /// First differing line, 1-based.
+        line: usize,
+        /// What that line should be.
+        expected: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOp {
+    version: i64,
+    op: String,
+    host: String,
+    guest: i64,
+    precondition: Option<String>,
+    nonce: String,
+    not_before: String,
+    not_after: String,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> OpFormatError {
+    OpFormatError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Operation names: lower-case ASCII words joined by `_`.
+pub fn valid_op_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        && !s.starts_with('_')
+        && !s.ends_with('_')
+}
+
+/// Host names as Proxmox VE accepts node names.
+pub fn valid_host(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Parameter names: lower-case ASCII letters, digits, `-` and `_`.
+pub fn valid_param_key(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Parameter values: printable ASCII without quotes, backslashes or spaces, so a value
+/// never needs escaping.
+pub fn valid_param_value(s: &str) -> bool {
+    s.len() <= 256
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' && b != b'\'')
+}
+
+fn valid_hex(s: &str, min: usize, max: usize) -> bool {
+    (min..=max).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+fn parse_time(field: &'static str, s: &str) -> Result<Timestamp, OpFormatError> {
+    let t: Timestamp = s
+        .parse()
+        .map_err(|e| invalid(field, format!("{s:?} is not an RFC 3339 time: {e}")))?;
+    Ok(t)
+}
+
+/// An instant as the op format writes it: RFC 3339, UTC, whole seconds.
+pub fn format_time(t: Timestamp) -> String {
+    // Whole seconds only; sub-second precision is dropped, never rounded up.
+    let secs = Timestamp::from_second(t.as_second()).unwrap_or(t);
+    secs.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+impl SignedOp {
+    /// Parses an op file, which must be in canonical form.
+    pub fn parse(bytes: &[u8]) -> Result<SignedOp, OpFormatError> {
+        if bytes.len() > MAX_OP_BYTES {
+            return Err(OpFormatError::TooLarge(bytes.len()));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| OpFormatError::NotUtf8)?;
+        let raw: RawOp = toml::from_str(text).map_err(|e| {
+            // toml's messages quote the offending line; keep only the first line of it.
+            let msg = e.message().to_owned();
+            OpFormatError::Syntax(msg)
+        })?;
+        if raw.version != i64::from(VERSION) {
+            return Err(invalid(
+                "version",
+                format!(
+                    "version {} is not supported (this castellan reads {VERSION})",
+                    raw.version
+                ),
+            ));
+        }
+        let guest = u32::try_from(raw.guest)
+            .ok()
+            .filter(|v| VMID_RANGE.contains(v))
+            .ok_or_else(|| {
+                invalid(
+                    "guest",
+                    format!(
+                        "{} is not a vmid between {} and {}",
+                        raw.guest,
+                        VMID_RANGE.start(),
+                        VMID_RANGE.end()
+                    ),
+                )
+            })?;
+        let op = SignedOp {
+            op: raw.op,
+            host: raw.host,
+            guest,
+            precondition: raw.precondition,
+            nonce: raw.nonce,
+            not_before: parse_time("not_before", &raw.not_before)?,
+            not_after: parse_time("not_after", &raw.not_after)?,
+            params: raw.params,
+        };
+        op.validate()?;
+        let canonical = op.render();
+        if canonical.as_bytes() != bytes {
+            let line = first_difference(&canonical, text);
+            let expected = canonical
+                .lines()
+                .nth(line - 1)
+                .unwrap_or("<end of file>")
+                .to_owned();
+            return Err(OpFormatError::NotCanonical { line, expected });
+        }
+        Ok(op)
+    }
+
+    /// Checks every field against the format's rules.
+    pub fn validate(&self) -> Result<(), OpFormatError> {
+        if !valid_op_name(&self.op) {
+            return Err(invalid(
+                "op",
+                format!(
+                    "{:?} is not an operation name (lower-case words joined by _)",
+                    self.op
+                ),
+            ));
+        }
+        if !valid_host(&self.host) {
+            return Err(invalid(
+                "host",
+                format!("{:?} is not a valid node name", self.host),
+            ));
+        }
+        if !VMID_RANGE.contains(&self.guest) {
+            return Err(invalid("guest", format!("{} is out of range", self.guest)));
+        }
+        if let Some(p) = &self.precondition
+            && !valid_hex(p, 8, 128)
+        {
+            return Err(invalid(
+                "precondition",
+                "must be a lower-case hex digest of 8 to 128 digits",
+            ));
+        }
+        if !valid_hex(&self.nonce, 32, 64) {
+            return Err(invalid(
+                "nonce",
+                "must be 32 to 64 lower-case hex digits (128 to 256 bits)",
+            ));
+        }
+        if self.not_before.subsec_nanosecond() != 0 || self.not_after.subsec_nanosecond() != 0 {
+            return Err(invalid("not_before", "times are whole seconds"));
+        }
+        if self.not_after <= self.not_before {
+            return Err(invalid("not_after", "must be later than not_before"));
+        }
+        if self.not_before.duration_until(self.not_after) > MAX_VALIDITY {
+            return Err(invalid(
+                "not_after",
+                "the validity window is longer than the 7 days allowed",
+            ));
+        }
+        if self.params.len() > MAX_PARAMS {
+            return Err(invalid(
+                "params",
+                format!(
+                    "{} parameters, more than the {MAX_PARAMS} allowed",
+                    self.params.len()
+                ),
+            ));
+        }
+        for (k, v) in &self.params {
+            if !valid_param_key(k) {
+                return Err(invalid(
+                    "params",
+                    format!("{k:?} is not a parameter name (a-z, 0-9, - and _)"),
+                ));
+            }
+            if !valid_param_value(v) {
+                return Err(invalid(
+                    "params",
+                    format!(
+                        "the value of {k:?} must be printable ASCII without spaces or quotes, at most 256 bytes"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical encoding: the exact bytes that are signed.
+    pub fn render(&self) -> String {
+        let mut s = String::with_capacity(256);
+        // Writing to a String cannot fail.
+        let _ = writeln!(s, "version = {VERSION}");
+        let _ = writeln!(s, "op = \"{}\"", self.op);
+        let _ = writeln!(s, "host = \"{}\"", self.host);
+        let _ = writeln!(s, "guest = {}", self.guest);
+        if let Some(p) = &self.precondition {
+            let _ = writeln!(s, "precondition = \"{p}\"");
+        }
+        let _ = writeln!(s, "nonce = \"{}\"", self.nonce);
+        let _ = writeln!(s, "not_before = \"{}\"", format_time(self.not_before));
+        let _ = writeln!(s, "not_after = \"{}\"", format_time(self.not_after));
+        if !self.params.is_empty() {
+            s.push_str("\n[params]\n");
+            for (k, v) in &self.params {
+                let _ = writeln!(s, "{k} = \"{v}\"");
+            }
+        }
+        s
+    }
+
+    /// SHA-256 of the canonical encoding, lower-case hex: the op's identity in the journal
+    /// and the audit log.
+    pub fn digest(&self) -> String {
+        hex::encode(Sha256::digest(self.render().as_bytes()))
+    }
+
+    /// Whether the op's window contains `now`: `Err(NotYetValid | Expired)` otherwise.
+    pub fn window_check(&self, now: Timestamp) -> Result<(), crate::RejectReason> {
+        if now < self.not_before {
+            Err(crate::RejectReason::NotYetValid)
+        } else if now >= self.not_after {
+            Err(crate::RejectReason::Expired)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl fmt::Display for SignedOp {
+    /// A human summary, as `castellan op show` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "operation:    {} guest {} on host {}",
+            self.op, self.guest, self.host
+        )?;
+        if self.params.is_empty() {
+            writeln!(f, "parameters:   (none)")?;
+        } else {
+            let p: Vec<String> = self
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            writeln!(f, "parameters:   {}", p.join(" "))?;
+        }
+        match &self.precondition {
+            Some(p) => writeln!(f, "precondition: guest config digest {p}")?,
+            None => writeln!(f, "precondition: (none: bound to no particular state)")?,
+        }
+        writeln!(
+            f,
+            "valid:        {} until {}",
+            format_time(self.not_before),
+            format_time(self.not_after)
+        )?;
+        writeln!(f, "nonce:        {}", self.nonce)?;
+        write!(f, "digest:       sha256:{}", self.digest())
+    }
+}
+
+/// The parser's safety property, for fuzzing and property tests: parsing `bytes` never
+/// panics, and when it succeeds the op's canonical encoding is exactly `bytes` and its
+/// fields pass validation. Panics if the property is violated.
+pub fn check_parse_invariant(bytes: &[u8]) {
+    if let Ok(op) = SignedOp::parse(bytes) {
+        assert_eq!(op.render().as_bytes(), bytes, "parsed op is not canonical");
+        assert!(op.validate().is_ok(), "parsed op fails validation");
+    }
+}
+
+fn first_difference(a: &str, b: &str) -> usize {
+    let mut al = a.split_inclusive('\n');
+    let mut bl = b.split_inclusive('\n');
+    let mut line = 1;
+    loop {
+        match (al.next(), bl.next()) {
+            (Some(x), Some(y)) if x == y => line += 1,
+            _ => return line,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sample() -> SignedOp {
+        SignedOp {
+            op: "destroy".into(),
+            host: "pve-01".into(),
+            guest: 101,
+            precondition: Some("9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20".into()),
+            nonce: "6b1f0e54a9c2d83f71e0a4b59c6d2e13".into(),
+            not_before: "2026-11-22T10:00:00Z".parse().unwrap(),
+            not_after: "2026-11-22T11:00:00Z".parse().unwrap(),
+            params: BTreeMap::from([("purge".into(), "1".into())]),
+        }
+    }
+
+    #[test]
+    fn renders_the_documented_form() {
+        let text = sample().render();
+        assert_eq!(
+            text,
+            "version = 1\nop = \"destroy\"\nhost = \"pve-01\"\nguest = 101\n\
+             precondition = \"9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20\"\n\
+             nonce = \"6b1f0e54a9c2d83f71e0a4b59c6d2e13\"\n\
+             not_before = \"2026-11-22T10:00:00Z\"\nnot_after = \"2026-11-22T11:00:00Z\"\n\
+             \n[params]\npurge = \"1\"\n"
+        );
+        assert_eq!(SignedOp::parse(text.as_bytes()).unwrap(), sample());
+    }
+
+    #[test]
+    fn refuses_non_canonical_spellings() {
+        let text = sample().render();
+        for (what, bad) in [
+            ("extra space", text.replace("op = ", "op  = ")),
+            ("comment", format!("# hi\n{text}")),
+            ("trailing blank line", format!("{text}\n")),
+            ("crlf", text.replace('\n', "\r\n")),
+            ("literal string", text.replace("\"pve-01\"", "'pve-01'")),
+            ("offset time", text.replace("10:00:00Z", "11:00:00+01:00")),
+            (
+                "reordered",
+                text.replace(
+                    "version = 1\nop = \"destroy\"\n",
+                    "op = \"destroy\"\nversion = 1\n",
+                ),
+            ),
+        ] {
+            let err = SignedOp::parse(bad.as_bytes()).unwrap_err();
+            assert!(
+                matches!(err, OpFormatError::NotCanonical { .. }),
+                "{what}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_bad_fields() {
+        let mut op = sample();
+        op.nonce = "short".into();
+        assert!(SignedOp::parse(op.render().as_bytes()).is_err());
+        let mut op = sample();
+        op.not_after = op.not_before;
+        assert!(SignedOp::parse(op.render().as_bytes()).is_err());
+        let mut op = sample();
+        op.not_after = op.not_before + SignedDuration::from_hours(8 * 24);
+        assert!(SignedOp::parse(op.render().as_bytes()).is_err());
+        let text = sample().render().replace("version = 1", "version = 2");
+        assert!(matches!(
+            SignedOp::parse(text.as_bytes()),
+            Err(OpFormatError::Invalid {
+                field: "version",
+                ..
+            })
+        ));
+        let text = format!("{}extra = \"x\"\n", sample().render());
+        assert!(SignedOp::parse(text.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn digest_changes_with_any_field() {
+        let base = sample().digest();
+        let mut op = sample();
+        op.guest = 102;
+        assert_ne!(op.digest(), base);
+        let mut op = sample();
+        op.params.clear();
+        assert_ne!(op.digest(), base);
+    }
+}
