@@ -2,12 +2,13 @@
 //! seam between the reconcile engine and Proxmox VE; [`PveBackend`] implements it over
 //! the API client.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use castellan_core::model::{ActualGuest, ActualRun, GuestKind, Vmid};
 use castellan_core::plan::{Action, ActionKind};
 use castellan_core::pveconf::spec_from_config;
-use castellan_pve::{ConfigUpdate, PveClient, WaitOptions};
+use castellan_pve::{ConfigUpdate, PveClient, Upid, WaitOptions};
 use thiserror::Error;
 
 /// How the engine should treat a failure.
@@ -70,9 +71,60 @@ pub trait Backend: Send + Sync + 'static {
         vmid: Vmid,
     ) -> impl Future<Output = Result<Option<ActualGuest>, BackendError>> + Send;
 
-    /// Executes one benign action and waits for its task to finish. Returns the number of
-    /// warnings the task reported.
-    fn execute(&self, action: &Action) -> impl Future<Output = Result<u32, BackendError>> + Send;
+    /// Sends one benign action. Returns the task to wait for, or `None` when the API
+    /// applied it synchronously.
+    fn dispatch(
+        &self,
+        action: &Action,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
+
+    /// Sends the destroy of a guest (which must be stopped) with the signed op's
+    /// parameters. Returns its task.
+    fn dispatch_destroy(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        params: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<String, BackendError>> + Send;
+
+    /// Waits for a task to finish. Returns the number of warnings it reported; a failed
+    /// task is an error.
+    fn wait_task(&self, task: &str) -> impl Future<Output = Result<u32, BackendError>> + Send;
+
+    /// Looks at a task once, without waiting (crash recovery's `TaskStatusOnce`).
+    fn task_status_once(
+        &self,
+        task: &str,
+    ) -> impl Future<Output = Result<TaskState, BackendError>> + Send;
+
+    /// Sends one benign action and waits for it. Returns the task's warnings.
+    fn execute(&self, action: &Action) -> impl Future<Output = Result<u32, BackendError>> + Send {
+        async move {
+            match self.dispatch(action).await? {
+                Some(task) => self.wait_task(&task).await,
+                None => Ok(0),
+            }
+        }
+    }
+}
+
+/// A task's state at one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// Still running.
+    Running,
+    /// Finished successfully, with this many warnings.
+    Succeeded {
+        /// Warnings reported.
+        warnings: u32,
+    },
+    /// Finished with an error.
+    Failed {
+        /// Its exit status.
+        exitstatus: String,
+    },
+    /// The node does not know the task (it never started, or its log was rotated).
+    Unknown,
 }
 
 /// [`Backend`] over the Proxmox VE API.
@@ -157,7 +209,7 @@ impl Backend for PveBackend {
         Ok(Some(g))
     }
 
-    async fn execute(&self, action: &Action) -> Result<u32, BackendError> {
+    async fn dispatch(&self, action: &Action) -> Result<Option<String>, BackendError> {
         let kind = action.guest;
         let (node, vmid) = (self.node.as_str(), action.vmid);
         let upid = match action.kind {
@@ -175,14 +227,66 @@ impl Backend for PveBackend {
                 }
                 match self.client.update_config(node, kind, vmid, &update).await? {
                     Some(upid) => upid,
-                    None => return Ok(0),
+                    None => return Ok(None),
                 }
             }
             ActionKind::Start => self.client.start(node, kind, vmid).await?,
             ActionKind::Stop => self.client.stop(node, kind, vmid).await?,
             ActionKind::Reboot => self.client.reboot(node, kind, vmid).await?,
         };
-        let ok = self.client.wait_task(node, &upid, self.wait).await?;
+        Ok(Some(upid.to_string()))
+    }
+
+    async fn dispatch_destroy(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        params: &BTreeMap<String, String>,
+    ) -> Result<String, BackendError> {
+        let mut purge = false;
+        for (k, v) in params {
+            match (k.as_str(), v.as_str()) {
+                ("purge", "1") => purge = true,
+                ("purge", "0") => {}
+                _ => {
+                    return Err(BackendError {
+                        class: FailureClass::Retry,
+                        message: format!("destroy does not take parameter {k}={v}"),
+                    });
+                }
+            }
+        }
+        let upid = self
+            .client
+            .delete_guest(&self.node, kind, vmid, purge)
+            .await?;
+        Ok(upid.to_string())
+    }
+
+    async fn wait_task(&self, task: &str) -> Result<u32, BackendError> {
+        let upid = parse_upid(task)?;
+        let ok = self.client.wait_task(&self.node, &upid, self.wait).await?;
         Ok(ok.warnings)
     }
+
+    async fn task_status_once(&self, task: &str) -> Result<TaskState, BackendError> {
+        let upid = parse_upid(task)?;
+        let status = match self.client.task_status(&self.node, &upid).await {
+            Ok(s) => s,
+            Err(castellan_pve::Error::NotFound { .. }) => return Ok(TaskState::Unknown),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(match status.outcome() {
+            None => TaskState::Running,
+            Some(Ok(ok)) => TaskState::Succeeded {
+                warnings: ok.warnings,
+            },
+            Some(Err(exitstatus)) => TaskState::Failed { exitstatus },
+        })
+    }
+}
+
+fn parse_upid(task: &str) -> Result<Upid, BackendError> {
+    task.parse()
+        .map_err(|e| BackendError::retry(format!("task id {task:?} is not a UPID: {e}")))
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use castellan_agent::backend::{Backend, BackendError, FailureClass};
+use castellan_agent::backend::{Backend, BackendError, FailureClass, TaskState};
 use castellan_agent::{Engine, Mode, Tuning};
 use castellan_core::model::*;
 use castellan_core::plan::{Action, ActionKind};
@@ -23,6 +23,7 @@ struct Node {
     executed: Vec<(Vmid, ActionKind)>,
     in_flight: BTreeMap<Vmid, u32>,
     max_in_flight_per_guest: u32,
+    destroyed: Vec<Vmid>,
 }
 
 #[derive(Clone, Default)]
@@ -68,7 +69,7 @@ impl Backend for Fake {
             .cloned())
     }
 
-    async fn execute(&self, action: &Action) -> Result<u32, BackendError> {
+    async fn dispatch(&self, action: &Action) -> Result<Option<String>, BackendError> {
         {
             let mut n = self.lock();
             let c = n.in_flight.entry(action.vmid).or_default();
@@ -118,7 +119,35 @@ impl Backend for Fake {
             ActionKind::Stop => g.run = ActualRun::Stopped,
             ActionKind::Reboot => g.pending_restart.clear(),
         }
+        Ok(None)
+    }
+
+    async fn dispatch_destroy(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        _params: &BTreeMap<String, String>,
+    ) -> Result<String, BackendError> {
+        let mut n = self.lock();
+        match n.guests.get(&vmid) {
+            Some(g) if g.kind == kind => {
+                n.guests.remove(&vmid);
+                n.destroyed.push(vmid);
+                Ok(format!("fake-destroy-{vmid}"))
+            }
+            _ => Err(BackendError {
+                class: FailureClass::Gone,
+                message: "no such guest".into(),
+            }),
+        }
+    }
+
+    async fn wait_task(&self, _task: &str) -> Result<u32, BackendError> {
         Ok(0)
+    }
+
+    async fn task_status_once(&self, _task: &str) -> Result<TaskState, BackendError> {
+        Ok(TaskState::Succeeded { warnings: 0 })
     }
 }
 
