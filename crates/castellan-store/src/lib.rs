@@ -242,9 +242,24 @@ impl Store {
             path: path.clone(),
             source,
         };
+        // A read-only connection to a WAL database creates the `-wal` and `-shm` files if
+        // they are missing (and cannot remove them again), which would leave files behind
+        // (owned by whoever ran `castellan audit verify`). They are missing exactly when no
+        // connection has the database open, and then the main file is complete: read it
+        // as immutable (no locks, no side files). If the agent starts meanwhile, its writes
+        // go to a new WAL and reach the main file only at a checkpoint, so a concurrent
+        // verification can at worst report an error, never damage anything.
+        let wal = PathBuf::from(format!("{}-wal", path.display()));
+        let uri = if wal.exists() {
+            sqlite_uri(&path, "mode=ro")
+        } else {
+            sqlite_uri(&path, "mode=ro&immutable=1")
+        };
         let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
         )
         .map_err(open_err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
@@ -358,6 +373,28 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// An SQLite `file:` URI for `path` with the query `query`: every byte outside a safe set
+/// is percent-encoded (SQLite decodes `%XX`, and `?` and `#` would end the path).
+fn sqlite_uri(path: &Path, query: &str) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    // `file://` and an empty authority: the path follows, even if it starts with `//`.
+    let mut uri = String::from(if abs.is_absolute() {
+        "file://"
+    } else {
+        "file:"
+    });
+    for &b in abs.as_os_str().as_encoded_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push('?');
+    uri.push_str(query);
+    uri
 }
 
 /// Checks `application_id` and `user_version`: refuses a foreign database, one newer than
