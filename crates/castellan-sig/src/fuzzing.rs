@@ -1,0 +1,111 @@
+//! Fuzz target bodies. `fuzz/fuzz_targets/*.rs` (cargo-fuzz, nightly) call these, and the
+//! crate's own property tests run the same bodies on the stable toolchain. Each body
+//! must never panic on any input; the assertions inside check invariants that hold for
+//! every input.
+
+use std::sync::OnceLock;
+
+use castellan_core::RejectReason;
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use crate::allowed_signers::AllowedSigners;
+use crate::sshsig::{DecodeError, OP_NAMESPACE, armor, decode_armored, verify};
+
+/// The fixed allowed_signers list [`sshsig_decode`] verifies against: one ed25519 key
+/// twice (namespaces `castellan-op` and `file`), an expired P-256 key and a not yet
+/// valid RSA key.
+pub const FIXTURE_ALLOWED_SIGNERS: &str = include_str!("../testdata/fuzz/allowed_signers");
+/// The message the fixture signatures are made over.
+pub const FIXTURE_MESSAGE: &[u8] = include_bytes!("../testdata/fuzz/message");
+/// A valid `castellan-op` signature over [`FIXTURE_MESSAGE`] by the fixture's ed25519 key.
+pub const FIXTURE_ED25519_SIG: &[u8] = include_bytes!("../testdata/fuzz/ed25519.sig");
+/// The same by the expired P-256 key.
+pub const FIXTURE_P256_SIG: &[u8] = include_bytes!("../testdata/fuzz/p256.sig");
+/// The same by the not yet valid RSA key.
+pub const FIXTURE_RSA_SIG: &[u8] = include_bytes!("../testdata/fuzz/rsa.sig");
+
+/// The instant the fuzz bodies verify at (2025-06-01T00:00:00Z).
+pub fn fixture_time() -> Timestamp {
+    Timestamp::from_second(1_748_736_000).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn fixture() -> Option<&'static AllowedSigners> {
+    static SIGNERS: OnceLock<Option<AllowedSigners>> = OnceLock::new();
+    SIGNERS
+        .get_or_init(|| AllowedSigners::parse_in(FIXTURE_ALLOWED_SIGNERS, &TimeZone::UTC).ok())
+        .as_ref()
+}
+
+/// Decodes `data` as an armored SSHSIG (or, when it is not armored, as a binary SSHSIG
+/// blob, which is armored first) and verifies it against the fixture for two namespaces.
+/// Checks that decoding and verification agree and that a verification names the
+/// embedded key and an entry of the fixture.
+pub fn sshsig_decode(data: &[u8]) {
+    #[allow(clippy::expect_used)]
+    let signers = fixture().expect("the fuzz fixture parses");
+    let armored = if data.starts_with(b"-----BEGIN") {
+        data.to_vec()
+    } else {
+        armor(data).into_bytes()
+    };
+    let decoded = decode_armored(&armored);
+    for ns in [OP_NAMESPACE, "file"] {
+        let result = verify(signers, ns, FIXTURE_MESSAGE, &armored, fixture_time());
+        match (&decoded, &result) {
+            (Err(DecodeError::RsaSha1), Err(r)) => assert_eq!(r.reason, RejectReason::BadSignature),
+            (Err(_), Err(r)) => assert_eq!(r.reason, RejectReason::BadFormat),
+            (Err(e), Ok(_)) => panic!("verified a signature that does not decode: {e}"),
+            (Ok(_), Err(r)) => {
+                assert_ne!(r.reason, RejectReason::BadFormat, "{r}");
+                assert!(!r.detail.is_empty());
+            }
+            (Ok(sig), Ok(v)) => {
+                assert_eq!(sig.namespace(), ns);
+                let fp = sig
+                    .public_key()
+                    .fingerprint(ssh_key::HashAlg::Sha256)
+                    .to_string();
+                assert_eq!(v.fingerprint, fp);
+                assert!(signers.entries.iter().any(|e| e.line == v.entry_line
+                    && e.fingerprint == fp
+                    && e.permits_namespace(ns)));
+            }
+        }
+    }
+}
+
+/// Parses `data` as allowed_signers text (UTC for local times). When it parses, the
+/// canonical text of the result must parse to the same entries, and the matchers must
+/// run on arbitrary names.
+pub fn allowed_signers(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(parsed) = AllowedSigners::parse_in(text, &TimeZone::UTC) else {
+        return;
+    };
+    let canonical = parsed.to_text();
+    let reparsed = match AllowedSigners::parse_in(&canonical, &TimeZone::UTC) {
+        Ok(r) => r,
+        Err(e) => panic!("canonical text does not parse: {e}\n{canonical}"),
+    };
+    assert_eq!(parsed.entries.len(), reparsed.entries.len());
+    for (a, b) in parsed.entries.iter().zip(&reparsed.entries) {
+        assert_eq!(a.principals, b.principals);
+        assert_eq!(a.namespaces, b.namespaces);
+        assert_eq!(a.valid_after, b.valid_after);
+        assert_eq!(a.valid_before, b.valid_before);
+        assert_eq!(a.key, b.key);
+        assert_eq!(a.fingerprint, b.fingerprint);
+        for name in [
+            "",
+            "alice@example.com",
+            "castellan-op",
+            text.get(..8).unwrap_or(""),
+        ] {
+            assert_eq!(a.matches_principal(name), b.matches_principal(name));
+            assert_eq!(a.permits_namespace(name), b.permits_namespace(name));
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Property tests: the fuzz target bodies on the stable toolchain, and parsers that never
+//! panic.
+
+use castellan_core::RejectReason;
+use castellan_sig::fuzzing::{self, FIXTURE_ALLOWED_SIGNERS, FIXTURE_MESSAGE, fixture_time};
+use castellan_sig::sshsig::dearmor;
+use castellan_sig::{AllowedSigners, OP_NAMESPACE, verify};
+use jiff::tz::TimeZone;
+use proptest::prelude::*;
+
+fn fixture() -> AllowedSigners {
+    AllowedSigners::parse_in(FIXTURE_ALLOWED_SIGNERS, &TimeZone::UTC).unwrap()
+}
+
+#[test]
+fn fixture_signatures_behave() {
+    let s = fixture();
+    let at = fixture_time();
+    let v = verify(
+        &s,
+        OP_NAMESPACE,
+        FIXTURE_MESSAGE,
+        fuzzing::FIXTURE_ED25519_SIG,
+        at,
+    )
+    .unwrap();
+    assert_eq!(v.entry_line, 2);
+    let r = verify(
+        &s,
+        OP_NAMESPACE,
+        FIXTURE_MESSAGE,
+        fuzzing::FIXTURE_P256_SIG,
+        at,
+    )
+    .unwrap_err();
+    assert_eq!(r.reason, RejectReason::Expired);
+    let r = verify(
+        &s,
+        OP_NAMESPACE,
+        FIXTURE_MESSAGE,
+        fuzzing::FIXTURE_RSA_SIG,
+        at,
+    )
+    .unwrap_err();
+    assert_eq!(r.reason, RejectReason::NotYetValid);
+    for sig in [
+        fuzzing::FIXTURE_ED25519_SIG,
+        fuzzing::FIXTURE_P256_SIG,
+        fuzzing::FIXTURE_RSA_SIG,
+    ] {
+        fuzzing::sshsig_decode(sig);
+        fuzzing::sshsig_decode(&dearmor(sig).unwrap());
+    }
+    fuzzing::allowed_signers(FIXTURE_ALLOWED_SIGNERS.as_bytes());
+}
+
+fn fixture_blobs() -> Vec<Vec<u8>> {
+    [
+        fuzzing::FIXTURE_ED25519_SIG,
+        fuzzing::FIXTURE_P256_SIG,
+        fuzzing::FIXTURE_RSA_SIG,
+    ]
+    .iter()
+    .map(|s| dearmor(s).unwrap())
+    .collect()
+}
+
+/// Pieces allowed_signers lines are made of, to reach deep into the parser.
+fn line_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("alice@example.com".to_owned()),
+        Just("\"a b,*@x\"".to_owned()),
+        Just("!bad".to_owned()),
+        Just("namespaces=\"castellan-op,fi\\\"le\"".to_owned()),
+        Just("valid-after=\"20240101\"".to_owned()),
+        Just("valid-before=\"209901011200Z\"".to_owned()),
+        Just("VALID-BEFORE=\"20240101UTC\"".to_owned()),
+        Just("cert-authority".to_owned()),
+        Just(",".to_owned()),
+        Just("\"".to_owned()),
+        Just(" ".to_owned()),
+        Just("\t".to_owned()),
+        Just("#".to_owned()),
+        Just("\n".to_owned()),
+        Just("ssh-ed25519".to_owned()),
+        Just("AAAAC3NzaC1lZDI1NTE5AAAAICAeXPKcJnMTRS9Tg4emm1wS/O+r9jnb/DJ//VlOEkMg".to_owned()),
+        Just(
+            FIXTURE_ALLOWED_SIGNERS
+                .lines()
+                .nth(3)
+                .unwrap_or("")
+                .to_owned()
+        ),
+        "[ -~]{0,12}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+    #[test]
+    fn allowed_signers_body_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        fuzzing::allowed_signers(&data);
+    }
+
+    #[test]
+    fn allowed_signers_body_on_token_soup(pieces in proptest::collection::vec(line_piece(), 0..16)) {
+        fuzzing::allowed_signers(pieces.join("").as_bytes());
+        fuzzing::allowed_signers(pieces.join(" ").as_bytes());
+    }
+
+    #[test]
+    fn sshsig_body_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        fuzzing::sshsig_decode(&data);
+    }
+
+    #[test]
+    fn sshsig_body_on_mutated_signatures(
+        which in 0usize..3,
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+        truncate in any::<bool>(),
+    ) {
+        let mut blob = fixture_blobs()[which].clone();
+        for (i, x) in flips {
+            let i = i.index(blob.len());
+            blob[i] ^= x;
+        }
+        if truncate {
+            blob.truncate(cut.index(blob.len() + 1));
+        }
+        fuzzing::sshsig_decode(&blob);
+    }
+
+    #[test]
+    fn parse_never_panics_on_any_string(text in "\\PC{0,300}") {
+        let _ = AllowedSigners::parse(&text);
+    }
+}
