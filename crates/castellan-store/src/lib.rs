@@ -8,6 +8,38 @@
 //! keeps it behind a `Mutex` and calls it from `spawn_blocking`, since every commit waits
 //! for an fsync.
 //!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use castellan_core::GuestKind;
+//! use castellan_store::{AuditEvent, AuditFields, NewIntent, Outcome, Store, verify_chain};
+//! # let dir = tempfile::tempdir()?;
+//! # let data_dir = dir.path();
+//! let mut store = Store::open(data_dir)?;
+//! let now = store.effective_now(jiff::Timestamp::from_second(1_700_000_000)?)?;
+//! store.append_audit(AuditEvent::AgentStarted, now)?;
+//! let intent = NewIntent {
+//!     action_id: "sha256:...".into(),
+//!     op: "start".into(),
+//!     vmid: 101,
+//!     guest: GuestKind::Qemu,
+//!     params: Default::default(),
+//!     nonce: None,
+//!     nonce_not_after: None,
+//!     destructive: false,
+//!     upid_hint: None,
+//! };
+//! let (id, _record) = store.begin_intent(intent, AuditEvent::IntentRecorded, now)?;
+//! // ... send the request to the node ...
+//! store.mark_dispatched(id, Some("UPID:pve:..."), AuditEvent::TaskDispatched { upid: None }, now)?;
+//! // ... wait for the task ...
+//! let outcome = Outcome::Succeeded;
+//! store.mark_terminal(id, outcome.clone(), outcome.event(), now)?;
+//! store.append_audit(AuditEvent::ActionAllowed.with(AuditFields::action(102, "stop", "sha256:...")), now)?;
+//! assert_eq!(verify_chain(&store)?.records, 5);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Schema (version 1)
 //!
 //! | table | rows | key points |
@@ -80,9 +112,14 @@
 //! | after `mark_dispatched` | state `dispatched` with the UPID | poll the task to its end, then `mark_terminal` |
 //! | after `mark_terminal` | terminal state and outcome | nothing |
 //!
-//! In every case the journal step and its audit record are both there or both absent.
+//! In every case the journal step and its audit record are both there or both absent
+//! (`tests/crash.rs` SIGKILLs a writer at random points and checks exactly this).
 //! Provenance is written after the creating intent; a crash in between leaves a guest
 //! without provenance, which classifies as unknown, hence destructive: the safe side.
+//!
+//! Cost: every write is one fsynced commit, about 3 ms on the project machine, so a full
+//! action (intent, dispatch, terminal) costs about 10 ms, negligible beside a Proxmox task
+//! (`cargo bench -p castellan-store --bench journal`).
 //!
 //! # Audit log and its hash chain
 //!
@@ -463,7 +500,31 @@ mod tests {
     fn assert_send<T: Send>() {}
 
     #[test]
-    fn store_is_send() {
+    fn store_is_send_and_errors_are_send_sync() {
+        fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
         assert_send::<Store>();
+        assert_error::<StoreError>();
+        assert_error::<ChainBroken>();
+    }
+
+    #[test]
+    fn connection_is_durable_and_checked() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let get = |pragma: &str| -> rusqlite::Result<String> {
+            store.conn.query_row(&format!("PRAGMA {pragma}"), [], |r| {
+                Ok(match r.get_ref(0)? {
+                    rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                    v => v.as_str().unwrap_or_default().to_owned(),
+                })
+            })
+        };
+        assert_eq!(get("journal_mode")?, "wal");
+        assert_eq!(get("synchronous")?, "2"); // FULL
+        assert_eq!(get("foreign_keys")?, "1");
+        assert_eq!(get("busy_timeout")?, "5000");
+        assert_eq!(get("application_id")?, schema::APPLICATION_ID.to_string());
+        assert_eq!(get("user_version")?, SCHEMA_VERSION.to_string());
+        Ok(())
     }
 }
