@@ -21,6 +21,12 @@
 //! backoff_base_ms = 1000   # first retry delay of a failing guest; doubles per failure
 //! backoff_max_secs = 300
 //!
+//! [signers]                # who may sign destructive ops; left out = nobody (all pending)
+//! config = "signers.toml"
+//!
+//! [ops]
+//! inbox = "inbox"          # drop-in directory for signed ops; default <data_dir>/inbox
+//!
 //! [normalize]              # match datacenter.cfg `tag-style`, if changed from the default
 //! tags_case_sensitive = false
 //! tag_order = "alphabetical"   # or "config"
@@ -83,6 +89,28 @@ pub struct RawConfig {
     /// Comparison rules matching the cluster's datacenter.cfg.
     #[serde(default)]
     pub normalize: Normalizers,
+    /// Who may sign destructive operations.
+    #[serde(default)]
+    pub signers: Option<RawSigners>,
+    /// Where signed operations arrive.
+    #[serde(default)]
+    pub ops: RawOps,
+}
+
+/// `[signers]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigners {
+    /// The signer config (`signers.toml`: allowed_signers file, roles, thresholds).
+    pub config: PathBuf,
+}
+
+/// `[ops]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOps {
+    /// The drop-in directory for signed ops; `<data_dir>/inbox` if left out.
+    pub inbox: Option<PathBuf>,
 }
 
 /// `[pve]`.
@@ -189,6 +217,10 @@ pub struct AgentConfig {
     pub tuning: Tuning,
     /// Comparison rules.
     pub normalize: Normalizers,
+    /// The signer config file, if destructive ops may be signed at all.
+    pub signers_file: Option<PathBuf>,
+    /// The signed-op drop-in directory.
+    pub inbox: PathBuf,
 }
 
 impl AgentConfig {
@@ -305,9 +337,17 @@ impl RawConfig {
         client.tls = tls;
         client.timeout = Duration::from_secs(self.pve.timeout_secs.max(1));
         client.retry = RetryPolicy::default();
+        let data_dir = abs(&self.data_dir);
+        let inbox = self
+            .ops
+            .inbox
+            .as_deref()
+            .map_or_else(|| data_dir.join("inbox"), abs);
         Ok(AgentConfig {
             node: self.node,
-            data_dir: abs(&self.data_dir),
+            signers_file: self.signers.as_ref().map(|s| abs(&s.config)),
+            inbox,
+            data_dir,
             client,
             insecure: self.pve.insecure,
             desired_file: abs(&self.desired.file),

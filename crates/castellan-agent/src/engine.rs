@@ -14,13 +14,18 @@ use std::time::{Duration, Instant};
 
 use castellan_core::Normalizers;
 use castellan_core::model::{DesiredState, Vmid};
-use castellan_core::plan::{ActionKind, NoticeKind, Plan, plan, plan_guest};
+use castellan_core::plan::{NoticeKind, Plan, plan, plan_guest};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::backend::{Backend, FailureClass};
 use crate::config::Tuning;
+use crate::gatekeeper::{DestructiveOutcome, Gatekeeper};
+use crate::inbox::Inbox;
+
+/// How often the inbox is checked for new signed ops.
+const INBOX_POLL: Duration = Duration::from_millis(500);
 use crate::observe::{list_node, observe_node};
 use crate::scheduler::{Finished, Scheduler};
 
@@ -38,8 +43,9 @@ pub enum Mode {
 pub struct Applied {
     /// The guest.
     pub vmid: Vmid,
-    /// What was done.
-    pub kind: ActionKind,
+    /// What was done: a benign action kind (`set_config`, `start`, ...) or a signed
+    /// destructive operation (`destroy`).
+    pub kind: String,
     /// Why.
     pub reason: String,
     /// Warnings the task reported.
@@ -82,6 +88,12 @@ impl RunReport {
             for n in p.notices.iter().filter(|n| n.blocks_convergence()) {
                 out.push(n.to_string());
             }
+            for d in &p.destructive {
+                out.push(format!(
+                    "{}: {} pending a signed op (bound to config digest {})",
+                    d.vmid, d.op, d.state_digest
+                ));
+            }
         }
         out
     }
@@ -96,6 +108,7 @@ enum GuestOutcome {
 /// The engine: one per node.
 pub struct Engine<B: Backend> {
     backend: Arc<B>,
+    keeper: Arc<Gatekeeper>,
     desired: watch::Receiver<Arc<DesiredState>>,
     norm: Normalizers,
     tuning: Tuning,
@@ -113,29 +126,47 @@ impl<B: Backend> Engine<B> {
     /// An engine over `backend`, following `desired`.
     pub fn new(
         backend: Arc<B>,
+        keeper: Arc<Gatekeeper>,
         desired: watch::Receiver<Arc<DesiredState>>,
         norm: Normalizers,
         tuning: Tuning,
     ) -> Self {
         Engine {
             backend,
+            keeper,
             desired,
             norm,
             tuning,
         }
     }
 
-    /// Runs until `shutdown` resolves (or, in [`Mode::Once`], until done). In-flight
-    /// reconciles finish their current action before the engine returns.
+    /// Runs until `shutdown` resolves (or, in [`Mode::Once`], until done). Crash recovery
+    /// runs first, before anything new is mutated; in-flight reconciles finish their
+    /// current action before the engine returns.
     pub async fn run(mut self, mode: Mode, shutdown: impl Future<Output = ()>) -> RunReport {
         let t = self.tuning;
+        let mut report = RunReport::default();
+        match self.keeper.recover(&*self.backend).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(event = "recovery_completed", intents = n),
+            Err(e) => {
+                // Nothing new may run while the journal holds unsettled intents.
+                tracing::error!(event = "recovery_failed", error = %e);
+                report
+                    .failed
+                    .insert(0, format!("crash recovery failed: {e}"));
+                return report;
+            }
+        }
+        let mut inbox_stamp = self.keeper.inbox().map(Inbox::stamp);
+        let mut inbox_tick = tokio::time::interval(INBOX_POLL);
+        inbox_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sched = Scheduler::new(
             Duration::from_millis(t.backoff_base_ms),
             Duration::from_secs(t.backoff_max_secs),
             (mode == Mode::Once).then_some(t.once_attempts),
         );
         let stop = Arc::new(AtomicBool::new(false));
-        let mut report = RunReport::default();
         let mut joins: JoinSet<(Vmid, GuestOutcome, Vec<Applied>)> = JoinSet::new();
         let resync_every = Duration::from_secs(t.resync_secs);
         let mut next_resync = Instant::now();
@@ -175,6 +206,7 @@ impl<B: Backend> Engine<B> {
                 let free = t.max_parallel.saturating_sub(sched.in_flight());
                 for vmid in sched.take_ready(Instant::now(), free) {
                     let backend = Arc::clone(&self.backend);
+                    let keeper = Arc::clone(&self.keeper);
                     let desired = self.desired.clone();
                     let norm = self.norm;
                     let stop = Arc::clone(&stop);
@@ -183,6 +215,7 @@ impl<B: Backend> Engine<B> {
                         let mut applied = Vec::new();
                         let outcome = reconcile_guest(
                             &*backend,
+                            &keeper,
                             &desired,
                             &norm,
                             vmid,
@@ -238,6 +271,14 @@ impl<B: Backend> Engine<B> {
                     }
                 }
                 _ = sleep => {}
+                _ = inbox_tick.tick(), if !stopping && inbox_stamp.is_some() => {
+                    let now = self.keeper.inbox().map(Inbox::stamp);
+                    if now != inbox_stamp {
+                        tracing::info!(event = "inbox_changed");
+                        inbox_stamp = now;
+                        next_resync = Instant::now();
+                    }
+                }
                 _ = &mut shutdown, if !stopping => {
                     tracing::info!(event = "shutdown_requested", in_flight = joins.len());
                     stopping = true;
@@ -264,6 +305,7 @@ impl<B: Backend> Engine<B> {
     async fn resync(&mut self, sched: &mut Scheduler) -> Result<(), crate::backend::BackendError> {
         let desired = self.desired.borrow_and_update().clone();
         let actual = list_node(&*self.backend).await?;
+        self.keeper.sweep().await;
         let overview = plan(&desired, &actual, &self.norm);
         for c in &overview.candidates {
             tracing::info!(event = "candidate_refused", vmid = c.vmid, candidate = ?c.kind, guest_type = %c.guest,
@@ -296,8 +338,10 @@ impl<B: Backend> Engine<B> {
 }
 
 /// Reconciles one guest: observe, plan, execute the first action, repeat.
+#[allow(clippy::too_many_arguments)]
 async fn reconcile_guest<B: Backend>(
     backend: &B,
+    keeper: &Gatekeeper,
     desired: &watch::Receiver<Arc<DesiredState>>,
     norm: &Normalizers,
     vmid: Vmid,
@@ -331,6 +375,26 @@ async fn reconcile_guest<B: Backend>(
         {
             return GuestOutcome::Failed(n.to_string());
         }
+        if let Some(d) = p.destructive.first() {
+            let running = actual.run == castellan_core::model::ActualRun::Running;
+            return match keeper.destructive(backend, d, running).await {
+                DestructiveOutcome::Executed { signers } => {
+                    applied.push(Applied {
+                        vmid,
+                        kind: d.op.clone(),
+                        reason: if signers.is_empty() {
+                            "scratch recorded by this agent's journal".into()
+                        } else {
+                            format!("signed by {}", signers.join(", "))
+                        },
+                        warnings: 0,
+                    });
+                    GuestOutcome::Done
+                }
+                DestructiveOutcome::Pending { .. } => GuestOutcome::Done,
+                DestructiveOutcome::Failed(e) => GuestOutcome::Failed(e),
+            };
+        }
         let Some(action) = p.actions.into_iter().next() else {
             for n in &p.notices {
                 tracing::info!(event = "guest_notice", vmid, "{n}");
@@ -338,7 +402,7 @@ async fn reconcile_guest<B: Backend>(
             return GuestOutcome::Done;
         };
         let started = Instant::now();
-        match backend.execute(&action).await {
+        match keeper.benign(backend, &action).await {
             Ok(warnings) => {
                 tracing::info!(
                     event = "action_applied", vmid, action = action.kind.as_str(),
@@ -346,7 +410,7 @@ async fn reconcile_guest<B: Backend>(
                 );
                 applied.push(Applied {
                     vmid,
-                    kind: action.kind,
+                    kind: action.kind.as_str().to_owned(),
                     reason: action.reason,
                     warnings,
                 });

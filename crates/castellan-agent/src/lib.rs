@@ -9,6 +9,8 @@ pub mod backend;
 pub mod config;
 pub mod desired_source;
 pub mod engine;
+pub mod gatekeeper;
+pub mod inbox;
 pub mod observe;
 pub mod scheduler;
 
@@ -16,6 +18,8 @@ pub use backend::{Backend, BackendError, PveBackend};
 pub use config::{AgentConfig, ConfigError, Tuning};
 pub use desired_source::{DesiredFileError, load_desired, watch_desired};
 pub use engine::{Applied, Engine, Mode, RunReport};
+pub use gatekeeper::Gatekeeper;
+pub use inbox::Inbox;
 pub use observe::{list_node, observe_node};
 
 use std::fs::File;
@@ -43,6 +47,46 @@ pub enum StartError {
     /// The desired state is unusable; nothing was done.
     #[error(transparent)]
     Desired(#[from] DesiredFileError),
+    /// The signer config is unusable; nothing was done.
+    #[error(transparent)]
+    Signers(#[from] castellan_sig::SignerConfigError),
+    /// The journal could not be opened; nothing was done.
+    #[error(transparent)]
+    Store(#[from] castellan_store::StoreError),
+    /// The signed-op inbox could not be created.
+    #[error("inbox {path}: {source}")]
+    Inbox {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the agent's journal, signer config and inbox: everything the gate needs.
+pub fn gatekeeper(config: &AgentConfig) -> Result<Gatekeeper, StartError> {
+    let signers = match &config.signers_file {
+        Some(path) => Some(castellan_sig::SignerConfig::load(path)?),
+        None => {
+            tracing::info!(
+                event = "no_signers",
+                "no [signers] config: every destructive action stays pending"
+            );
+            None
+        }
+    };
+    let store = castellan_store::Store::open(&config.data_dir)?;
+    let inbox = Inbox::open(&config.inbox).map_err(|source| StartError::Inbox {
+        path: config.inbox.clone(),
+        source,
+    })?;
+    Ok(Gatekeeper::new(
+        config.node.clone(),
+        signers,
+        store,
+        Some(inbox),
+        &config.data_dir,
+    ))
 }
 
 /// Holds the data directory's lock for as long as it lives, so two agents never manage
@@ -82,6 +126,7 @@ pub async fn run(
             "pve.insecure = true: the node's certificate is not verified");
     }
     let desired = load_desired(&config.desired_file, &config.node)?;
+    let keeper = Arc::new(gatekeeper(config)?);
     let client = PveClient::new(config.client.clone())?;
     let backend = Arc::new(PveBackend::new(client, config.node.clone()));
     let (tx, rx) = watch::channel(Arc::new(desired));
@@ -92,7 +137,7 @@ pub async fn run(
         tx,
     ));
     tracing::info!(event = "agent_started", node = %config.node, mode = ?mode);
-    let engine = Engine::new(backend, rx, config.normalize, config.tuning);
+    let engine = Engine::new(backend, keeper, rx, config.normalize, config.tuning);
     let report = engine.run(mode, shutdown).await;
     watcher.abort();
     Ok(report)

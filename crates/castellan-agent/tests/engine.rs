@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use castellan_agent::backend::{Backend, BackendError, FailureClass, TaskState};
-use castellan_agent::{Engine, Mode, Tuning};
+use castellan_agent::{Engine, Gatekeeper, Inbox, Mode, Tuning};
 use castellan_core::model::*;
 use castellan_core::plan::{Action, ActionKind};
 use castellan_core::{DesiredState, Normalizers};
+use castellan_store::Store;
 use tokio::sync::watch;
 
 #[derive(Default)]
@@ -192,11 +193,44 @@ fn tuning() -> Tuning {
     }
 }
 
+/// A gatekeeper journaling into a fresh data directory (kept alive by the returned guard).
+fn keeper() -> (Arc<Gatekeeper>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store opens");
+    let inbox = Inbox::open(&dir.path().join("inbox")).expect("inbox");
+    (
+        Arc::new(Gatekeeper::new(
+            "pve-01",
+            None,
+            store,
+            Some(inbox),
+            dir.path(),
+        )),
+        dir,
+    )
+}
+
+fn engine(
+    fake: &Fake,
+    rx: watch::Receiver<Arc<DesiredState>>,
+) -> (Engine<Fake>, tempfile::TempDir) {
+    let (k, dir) = keeper();
+    (
+        Engine::new(
+            Arc::new(fake.clone()),
+            k,
+            rx,
+            Normalizers::default(),
+            tuning(),
+        ),
+        dir,
+    )
+}
+
 async fn run_once(fake: &Fake, desired: DesiredState) -> castellan_agent::RunReport {
     let (_tx, rx) = watch::channel(Arc::new(desired));
-    Engine::new(Arc::new(fake.clone()), rx, Normalizers::default(), tuning())
-        .run(Mode::Once, std::future::pending())
-        .await
+    let (engine, _dir) = engine(fake, rx);
+    engine.run(Mode::Once, std::future::pending()).await
 }
 
 #[tokio::test]
@@ -315,7 +349,7 @@ async fn the_latest_desired_state_wins() {
     fake.latency = Duration::from_millis(50);
     let (tx, rx) = watch::channel(Arc::new(want(&[101], 2)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let engine = Engine::new(Arc::new(fake.clone()), rx, Normalizers::default(), tuning());
+    let (engine, _dir) = engine(&fake, rx);
     let task = tokio::spawn(engine.run(Mode::Continuous, async move {
         let _ = stop_rx.await;
     }));

@@ -310,6 +310,24 @@ impl Store {
         })
     }
 
+    /// Runs `f` with relaxed durability (`synchronous = NORMAL`), for records whose loss
+    /// in a power cut is harmless: the benign actions' journal and audit records. In WAL
+    /// mode such commits still survive a process crash (SIGKILL) and stay atomic and in
+    /// order; only an OS crash or power loss may drop the most recent of them, never a
+    /// record before a later `FULL` commit (that commit's fsync covers the whole log up to
+    /// it). Destructive intents never run under this. Durability is back to `FULL` when
+    /// `f` returns.
+    pub fn relaxed<R>(&mut self, f: impl FnOnce(&mut Store) -> R) -> Result<R, StoreError> {
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .ctx("relaxing durability")?;
+        let out = f(self);
+        self.conn
+            .pragma_update(None, "synchronous", "FULL")
+            .ctx("restoring durability")?;
+        Ok(out)
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,0 +1,942 @@
+//! The gate's I/O edge: everything between the pure decision
+//! ([`castellan_core::gate::decide`]) and the node.
+//!
+//! - Every mutation goes through the journal: the gate decision is audited, the intent
+//!   journaled (consuming the op's nonce for a destructive action) before anything is
+//!   sent, the task id recorded once the node accepted it, and the outcome after.
+//! - A destructive action executes only with an [`Approval`] from the gate, built from a
+//!   signed op found in the inbox and verified against this host's signer config.
+//!   Without one it stays pending: its payload is written to `<data_dir>/pending/` for an
+//!   operator to sign, and audited once.
+//! - At start-up, before anything new runs, [`Gatekeeper::recover`] settles every intent
+//!   the journal holds without a terminal record.
+//!
+//! The store is synchronous (every commit waits for an fsync), so it is used from
+//! `spawn_blocking`, behind a mutex.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use castellan_core::RejectReason;
+use castellan_core::classify::{JournalProvenance, classify};
+use castellan_core::gate::{
+    Approval, Decision, DestructiveAction, Evidence, Policy, SignatureCheck, decide,
+};
+use castellan_core::model::{ActualRun, Vmid};
+use castellan_core::op::{NAMESPACE, SignedOp};
+use castellan_core::plan::{Action, ActionKind};
+use castellan_sig::SignerConfig;
+use castellan_store::{
+    AuditEntry, AuditEvent, AuditFields, IntentId, NewIntent, Outcome, ProvenanceKind, Store,
+    StoreError,
+};
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest as _, Sha256};
+
+use crate::backend::{Backend, BackendError, FailureClass, TaskState};
+use crate::inbox::{Inbox, OfferedOp, Settled};
+
+/// Where the time comes from (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The environment variable that makes the agent pause at a named point of a destroy so
+/// a test can SIGKILL it there (see `crates/castellan/tests/crash.rs`). It only ever
+/// delays the agent; it changes no decision.
+pub const CRASHPOINT_ENV: &str = "CASTELLAN_CRASHPOINT";
+
+/// How long a pending payload written for operators stays valid.
+pub const PENDING_TTL: SignedDuration = SignedDuration::from_hours(1);
+
+/// Verifies each signature over `op_bytes` against `signers` at time `at`, for the gate.
+/// Without a signer config every signature is `unknown_signer`.
+pub fn check_signatures(
+    signers: Option<&SignerConfig>,
+    op_bytes: &[u8],
+    sigs: &[Vec<u8>],
+    at: Timestamp,
+) -> Vec<SignatureCheck> {
+    sigs.iter()
+        .map(|sig| match signers {
+            None => SignatureCheck::Rejected {
+                reason: RejectReason::UnknownSigner,
+                detail: "this host trusts no signers ([signers] config is not set)".into(),
+            },
+            Some(cfg) => match cfg.verify(NAMESPACE, op_bytes, sig, at) {
+                Ok(v) => SignatureCheck::Verified {
+                    roles: cfg.roles_of(&v),
+                    fingerprint: v.fingerprint,
+                    principals: v.principals,
+                },
+                Err(r) => SignatureCheck::Rejected {
+                    reason: r.reason,
+                    detail: r.detail,
+                },
+            },
+        })
+        .collect()
+}
+
+/// A signed op offered for an action: the parsed op, the exact bytes that were signed and
+/// the signatures.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    /// The parsed op.
+    pub op: &'a SignedOp,
+    /// Its canonical bytes.
+    pub bytes: &'a [u8],
+    /// The armored signatures.
+    pub sigs: &'a [Vec<u8>],
+}
+
+/// The gate's verdict on one offered op for `action`: signatures checked, then the pure
+/// decision. `nonce_consumed` and `effective_now` come from the store (or, for
+/// `castellan op verify`, from the caller).
+pub fn judge(
+    signers: Option<&SignerConfig>,
+    host: &str,
+    action: &DestructiveAction,
+    provenance: Option<JournalProvenance>,
+    offer: Offer<'_>,
+    nonce_consumed: bool,
+    effective_now: Timestamp,
+) -> Decision {
+    let Offer { op, bytes, sigs } = offer;
+    let checks = check_signatures(signers, bytes, sigs, effective_now);
+    let class = classify(&action.op, &action.params, provenance, None);
+    let threshold = signers.map_or(1, |s| s.threshold(&action.op));
+    decide(
+        action,
+        class,
+        Some(Evidence {
+            op,
+            signatures: &checks,
+            nonce_consumed,
+        }),
+        Policy {
+            host,
+            effective_now,
+            threshold,
+        },
+    )
+}
+
+/// What became of a destructive action this round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestructiveOutcome {
+    /// Executed with an approval.
+    Executed {
+        /// The signers' fingerprints.
+        signers: Vec<String>,
+    },
+    /// Waiting for a signed op; the payload to sign is at `payload`.
+    Pending {
+        /// The payload file.
+        payload: PathBuf,
+    },
+    /// Could not be settled now (store or node trouble); retried later.
+    Failed(String),
+}
+
+/// The gate's I/O edge for one node. Cheap to share (`Arc`).
+pub struct Gatekeeper {
+    host: String,
+    signers: Option<SignerConfig>,
+    store: Arc<Mutex<Store>>,
+    inbox: Option<Inbox>,
+    pending_dir: PathBuf,
+    clock: Clock,
+    crashpoint: Option<String>,
+    /// Pending payloads already announced, by vmid: the action they were for.
+    announced: Mutex<HashMap<Vmid, DestructiveAction>>,
+}
+
+impl std::fmt::Debug for Gatekeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gatekeeper")
+            .field("host", &self.host)
+            .field("signers", &self.signers.is_some())
+            .field("inbox", &self.inbox)
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_err(e: StoreError) -> String {
+    format!("journal: {e}")
+}
+
+impl Gatekeeper {
+    /// A gatekeeper for `host`, journaling into `store`, reading signed ops from `inbox`
+    /// and writing pending payloads under `data_dir/pending`.
+    pub fn new(
+        host: impl Into<String>,
+        signers: Option<SignerConfig>,
+        store: Store,
+        inbox: Option<Inbox>,
+        data_dir: &Path,
+    ) -> Self {
+        Gatekeeper {
+            host: host.into(),
+            signers,
+            store: Arc::new(Mutex::new(store)),
+            inbox,
+            pending_dir: data_dir.join("pending"),
+            clock: Arc::new(Timestamp::now),
+            crashpoint: std::env::var(CRASHPOINT_ENV).ok().filter(|s| !s.is_empty()),
+            announced: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The inbox, if one is configured.
+    pub fn inbox(&self) -> Option<&Inbox> {
+        self.inbox.as_ref()
+    }
+
+    /// Where pending payloads are written.
+    pub fn pending_dir(&self) -> &Path {
+        &self.pending_dir
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// Runs `f` on the store off the async runtime.
+    async fn with_store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> R + Send + 'static,
+    ) -> Result<R, String> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = store
+                .lock()
+                .map_err(|_| "journal lock poisoned by an earlier panic".to_owned())?;
+            Ok(f(&mut guard))
+        })
+        .await
+        .map_err(|e| format!("journal task failed: {e}"))?
+    }
+
+    /// Appends one audit record.
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), String> {
+        let now = self.now();
+        self.with_store(move |s| s.append_audit(entry, now).map(|_| ()))
+            .await?
+            .map_err(store_err)
+    }
+
+    fn crashpoint(&self, name: &str) {
+        if self.crashpoint.as_deref() == Some(name) {
+            // Announce and wait to be killed: the test harness SIGKILLs the process here.
+            eprintln!("castellan-crashpoint: {name}");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
+
+    // ---- benign ------------------------------------------------------------------------
+
+    /// Executes one benign action through the journal: decision audited, intent recorded,
+    /// dispatched, waited for, outcome recorded. Returns the task's warnings.
+    pub async fn benign<B: Backend>(
+        &self,
+        backend: &B,
+        action: &Action,
+    ) -> Result<u32, BackendError> {
+        let op = action.kind.as_str();
+        let class = classify(op, &action.params, None, None);
+        if class.class != castellan_core::classify::Class::Benign {
+            // The planner only makes benign actions; refuse anything else outright.
+            return Err(BackendError::retry(format!(
+                "refusing {op} on {}: {}",
+                action.vmid, class.why
+            )));
+        }
+        let action_id = benign_action_id(action);
+        let fields = AuditFields::action(action.vmid, op, action_id.clone());
+        let intent = NewIntent {
+            action_id,
+            op: op.to_owned(),
+            vmid: action.vmid,
+            guest: action.guest,
+            params: action.params.clone(),
+            nonce: None,
+            nonce_not_after: None,
+            destructive: false,
+            upid_hint: action.digest.clone(),
+        };
+        let now = self.now();
+        // Benign records are written with relaxed durability: they survive a crash of the
+        // agent, and losing the last of them to a power cut is harmless because benign
+        // actions are re-planned from a fresh observation (see castellan-store).
+        let id = self
+            .with_store(move |s| {
+                s.relaxed(|s| {
+                    s.append_audit(AuditEvent::ActionAllowed.with(fields.clone()), now)?;
+                    s.begin_intent(intent, AuditEvent::IntentRecorded.with(fields), now)
+                        .map(|(id, _)| id)
+                })
+                .and_then(|r| r)
+            })
+            .await
+            .and_then(|r| r.map_err(store_err))
+            .map_err(BackendError::retry)?;
+        let result = async {
+            let Some(task) = backend.dispatch(action).await? else {
+                return Ok(0); // applied synchronously: no task to record
+            };
+            let now = self.now();
+            let t = task.clone();
+            self.with_store(move |s| {
+                s.relaxed(|s| {
+                    s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
+                })
+                .and_then(|r| r)
+            })
+            .await
+            .and_then(|r| r.map_err(store_err))
+            .map_err(BackendError::retry)?;
+            backend.wait_task(&task).await
+        }
+        .await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Succeeded,
+            Err(e) => Outcome::Failed {
+                error: e.message.clone(),
+            },
+        };
+        let now = self.now();
+        let ev = outcome.event();
+        if let Err(e) = self
+            .with_store(move |s| {
+                s.relaxed(|s| s.mark_terminal(id, outcome, ev, now))
+                    .and_then(|r| r)
+            })
+            .await
+            .and_then(|r| r.map_err(store_err))
+        {
+            tracing::error!(event = "journal_failed", vmid = action.vmid, error = %e);
+        }
+        result
+    }
+
+    // ---- destructive -----------------------------------------------------------------
+
+    /// Decides and, if approved, executes one destructive action the planner proposed.
+    pub async fn destructive<B: Backend>(
+        &self,
+        backend: &B,
+        action: &DestructiveAction,
+        running: bool,
+    ) -> DestructiveOutcome {
+        let vmid = action.vmid;
+        let provenance = match self
+            .with_store(move |s| s.provenance(vmid))
+            .await
+            .and_then(|r| r.map_err(store_err))
+        {
+            Ok(p) => p.map(|p| journal_provenance(&p.kind)),
+            Err(e) => return DestructiveOutcome::Failed(e),
+        };
+        let class = classify(&action.op, &action.params, provenance, None);
+        if class.class == castellan_core::classify::Class::Benign {
+            // Scratch recorded by this agent's own journal: no signature needed.
+            return match self.run_destroy_benign(backend, action, running).await {
+                Ok(()) => DestructiveOutcome::Executed { signers: vec![] },
+                Err(e) => DestructiveOutcome::Failed(e),
+            };
+        }
+        let offered = match &self.inbox {
+            Some(inbox) => match inbox.scan() {
+                Ok(v) => v,
+                Err(e) => {
+                    return DestructiveOutcome::Failed(format!(
+                        "inbox {}: {e}",
+                        inbox.dir().display()
+                    ));
+                }
+            },
+            None => Vec::new(),
+        };
+        for o in offered {
+            let Ok(op) = &o.op else { continue };
+            if op.guest != vmid || op.host != self.host {
+                continue;
+            }
+            let decision = match self.evaluate(action, provenance, &o, op).await {
+                Ok(d) => d,
+                Err(e) => return DestructiveOutcome::Failed(e),
+            };
+            match decision {
+                Decision::Accepted(approval) => {
+                    return match self.execute_approved(backend, &approval, &o, running).await {
+                        Ok(()) => DestructiveOutcome::Executed {
+                            signers: approval.signers().to_vec(),
+                        },
+                        Err(e) => DestructiveOutcome::Failed(e),
+                    };
+                }
+                Decision::Rejected { reason, detail } => {
+                    self.reject(&o, Some(op), reason, &detail).await;
+                }
+                Decision::Allowed | Decision::PendingSignature => {}
+            }
+        }
+        match self.announce_pending(action).await {
+            Ok(payload) => DestructiveOutcome::Pending { payload },
+            Err(e) => DestructiveOutcome::Failed(e),
+        }
+    }
+
+    async fn evaluate(
+        &self,
+        action: &DestructiveAction,
+        provenance: Option<JournalProvenance>,
+        o: &OfferedOp,
+        op: &SignedOp,
+    ) -> Result<Decision, String> {
+        let now = self.now();
+        let nonce = op.nonce.clone();
+        let (effective, consumed) = self
+            .with_store(move |s| {
+                let eff = s.effective_now(now)?;
+                let consumed = s.nonce_consumed(&nonce)?;
+                Ok::<_, StoreError>((eff, consumed))
+            })
+            .await?
+            .map_err(store_err)?;
+        Ok(judge(
+            self.signers.as_ref(),
+            &self.host,
+            action,
+            provenance,
+            Offer {
+                op,
+                bytes: &o.bytes,
+                sigs: &o.sig_bytes(),
+            },
+            consumed,
+            effective,
+        ))
+    }
+
+    /// Audits a refusal and, when it is final, moves the op to `rejected/`.
+    async fn reject(
+        &self,
+        o: &OfferedOp,
+        op: Option<&SignedOp>,
+        reason: RejectReason,
+        detail: &str,
+    ) {
+        // More signatures may still arrive, and a not-yet-valid op may become valid: those
+        // stay in the inbox (and are audited once per scan that looks at them).
+        let final_ = !matches!(
+            reason,
+            RejectReason::NotYetValid | RejectReason::ThresholdNotMet
+        );
+        let mut fields = AuditFields::default();
+        if let Some(op) = op {
+            fields =
+                AuditFields::action(op.guest, op.op.clone(), op.digest()).nonce(op.nonce.clone());
+        }
+        tracing::warn!(event = "op_rejected", op_file = %o.name(), reason = %reason, detail, final_);
+        let entry = AuditEvent::OpRejected {
+            reason,
+            detail: detail.to_owned(),
+        }
+        .with(fields);
+        if let Err(e) = self.audit(entry).await {
+            tracing::error!(event = "journal_failed", error = %e);
+            return;
+        }
+        if final_
+            && let Some(inbox) = &self.inbox
+            && let Err(e) = inbox.settle(o, Settled::Rejected(reason), detail)
+        {
+            tracing::error!(event = "inbox_settle_failed", op_file = %o.name(), error = %e);
+        }
+    }
+
+    /// Writes (or keeps) the payload to sign for `action`, auditing it once.
+    async fn announce_pending(&self, action: &DestructiveAction) -> Result<PathBuf, String> {
+        let path = self
+            .pending_dir
+            .join(format!("{}-{}-{}.op", action.host, action.vmid, action.op));
+        let now = self.now();
+        // Keep a still-fresh payload for the same action, so an operator signing it is not
+        // racing a rewrite.
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(existing) = SignedOp::parse(&bytes)
+            && existing.op == action.op
+            && existing.host == action.host
+            && existing.guest == action.vmid
+            && existing.params == action.params
+            && existing.precondition.as_deref() == Some(action.state_digest.as_str())
+            && existing.not_after > now + SignedDuration::from_mins(10)
+        {
+            let mut announced = self.announced.lock().map_err(|_| "poisoned")?;
+            if announced.get(&action.vmid) != Some(action) {
+                announced.insert(action.vmid, action.clone());
+                tracing::warn!(event = "signature_pending", vmid = action.vmid, op = %action.op, payload = %path.display(),
+                    "destructive action waits for a signed op: castellan op sign {}", path.display());
+            }
+            return Ok(path);
+        }
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let not_before = Timestamp::from_second(now.as_second()).unwrap_or(now);
+        let payload = action.payload(nonce.clone(), not_before, not_before + PENDING_TTL);
+        let text = payload.render();
+        std::fs::create_dir_all(&self.pending_dir)
+            .and_then(|()| write_atomic(&path, text.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let fields =
+            AuditFields::action(action.vmid, action.op.clone(), payload.digest()).nonce(nonce);
+        self.audit(AuditEvent::SignaturePending.with(fields))
+            .await?;
+        if let Ok(mut announced) = self.announced.lock() {
+            announced.insert(action.vmid, action.clone());
+        }
+        tracing::warn!(event = "signature_pending", vmid = action.vmid, op = %action.op, payload = %path.display(),
+            "destructive action waits for a signed op: castellan op sign {}", path.display());
+        Ok(path)
+    }
+
+    async fn execute_approved<B: Backend>(
+        &self,
+        backend: &B,
+        approval: &Approval,
+        o: &OfferedOp,
+        running: bool,
+    ) -> Result<(), String> {
+        let a = approval.action().clone();
+        let mut fields =
+            AuditFields::action(a.vmid, a.op.clone(), approval.op_digest()).nonce(approval.nonce());
+        for s in approval.signers() {
+            fields = fields.signer(s.clone());
+        }
+        tracing::info!(event = "signature_accepted", vmid = a.vmid, op = %a.op, signers = ?approval.signers());
+        self.audit(AuditEvent::SignatureAccepted.with(fields.clone()))
+            .await?;
+        self.crashpoint("accepted");
+        let intent = NewIntent {
+            action_id: approval.op_digest().to_owned(),
+            op: a.op.clone(),
+            vmid: a.vmid,
+            guest: a.guest,
+            params: a.params.clone(),
+            nonce: Some(approval.nonce().to_owned()),
+            nonce_not_after: Some(approval.not_after()),
+            destructive: true,
+            upid_hint: Some(a.state_digest.clone()),
+        };
+        let now = self.now();
+        let begun = self
+            .with_store(move |s| {
+                s.begin_intent(intent, AuditEvent::IntentRecorded.with(fields), now)
+            })
+            .await?;
+        let id = match begun {
+            Ok((id, _)) => id,
+            Err(StoreError::Replayed { .. }) => {
+                self.reject(
+                    o,
+                    o.op.as_ref().ok(),
+                    RejectReason::Replayed,
+                    "nonce already consumed",
+                )
+                .await;
+                return Ok(());
+            }
+            Err(StoreError::Expired { .. }) => {
+                self.reject(
+                    o,
+                    o.op.as_ref().ok(),
+                    RejectReason::Expired,
+                    "op expired before it could be journaled",
+                )
+                .await;
+                return Ok(());
+            }
+            Err(StoreError::DuplicateAction { .. }) => {
+                self.settle(o, Settled::Done, "already executed");
+                return Ok(());
+            }
+            Err(e) => return Err(store_err(e)),
+        };
+        self.crashpoint("intent");
+        let result = self.run_destroy(backend, id, &a, running).await;
+        self.crashpoint("terminal");
+        self.settle(o, Settled::Done, "");
+        result
+    }
+
+    fn settle(&self, o: &OfferedOp, how: Settled, detail: &str) {
+        if let Some(inbox) = &self.inbox
+            && let Err(e) = inbox.settle(o, how, detail)
+        {
+            tracing::error!(event = "inbox_settle_failed", op_file = %o.name(), error = %e);
+        }
+    }
+
+    /// Dispatches the destroy of a journaled intent (stopping the guest first), records
+    /// the task, waits for it and records the outcome.
+    async fn run_destroy<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+        running: bool,
+    ) -> Result<(), String> {
+        let sent = async {
+            if running {
+                let stop = Action {
+                    vmid: a.vmid,
+                    guest: a.guest,
+                    kind: ActionKind::Stop,
+                    params: BTreeMap::new(),
+                    digest: None,
+                    reason: format!("stopping before {}", a.op),
+                };
+                backend.execute(&stop).await?;
+            }
+            backend.dispatch_destroy(a.guest, a.vmid, &a.params).await
+        }
+        .await;
+        let task = match sent {
+            Ok(t) => t,
+            Err(e) => {
+                let outcome = if e.class == FailureClass::Gone {
+                    Outcome::Succeeded
+                } else {
+                    Outcome::Failed {
+                        error: e.message.clone(),
+                    }
+                };
+                self.terminal(id, outcome).await?;
+                return Err(format!("{} {}: {e}", a.op, a.vmid));
+            }
+        };
+        self.crashpoint("posted");
+        let now = self.now();
+        let t = task.clone();
+        self.with_store(move |s| {
+            s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
+        })
+        .await?
+        .map_err(store_err)?;
+        self.crashpoint("dispatched");
+        self.finish_task(backend, id, a, &task).await
+    }
+
+    async fn finish_task<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+        task: &str,
+    ) -> Result<(), String> {
+        match backend.wait_task(task).await {
+            Ok(_) => {
+                self.terminal(id, Outcome::Succeeded).await?;
+                let vmid = a.vmid;
+                let _ = self.with_store(move |s| s.forget_provenance(vmid)).await;
+                tracing::info!(event = "action_applied", vmid = a.vmid, action = %a.op, task);
+                Ok(())
+            }
+            Err(e) => {
+                self.terminal(
+                    id,
+                    Outcome::Failed {
+                        error: e.message.clone(),
+                    },
+                )
+                .await?;
+                Err(format!("{} {}: {e}", a.op, a.vmid))
+            }
+        }
+    }
+
+    async fn terminal(&self, id: IntentId, outcome: Outcome) -> Result<(), String> {
+        let now = self.now();
+        let ev = outcome.event();
+        self.with_store(move |s| s.mark_terminal(id, outcome, ev, now).map(|_| ()))
+            .await?
+            .map_err(store_err)
+    }
+
+    async fn run_destroy_benign<B: Backend>(
+        &self,
+        backend: &B,
+        a: &DestructiveAction,
+        running: bool,
+    ) -> Result<(), String> {
+        let action_id = {
+            let mut h = Sha256::new();
+            h.update(format!("{}:{}:{}:{}", a.op, a.host, a.vmid, a.state_digest));
+            hex::encode(h.finalize())
+        };
+        let fields = AuditFields::action(a.vmid, a.op.clone(), action_id.clone());
+        let intent = NewIntent {
+            action_id,
+            op: a.op.clone(),
+            vmid: a.vmid,
+            guest: a.guest,
+            params: a.params.clone(),
+            nonce: None,
+            nonce_not_after: None,
+            destructive: false,
+            upid_hint: Some(a.state_digest.clone()),
+        };
+        let now = self.now();
+        let id = self
+            .with_store(move |s| {
+                s.append_audit(AuditEvent::ActionAllowed.with(fields.clone()), now)?;
+                s.begin_intent(intent, AuditEvent::IntentRecorded.with(fields), now)
+                    .map(|(id, _)| id)
+            })
+            .await?
+            .map_err(store_err)?;
+        self.run_destroy(backend, id, a, running).await
+    }
+
+    // ---- recovery --------------------------------------------------------------------
+
+    /// Settles every intent without a terminal record, before anything new runs: asks the
+    /// node once about each task (`TaskStatusOnce`), then resumes, completes or rolls back.
+    /// Returns how many intents it handled.
+    pub async fn recover<B: Backend>(&self, backend: &B) -> Result<u64, String> {
+        self.audit(AuditEvent::AgentStarted.into()).await?;
+        let in_flight = self
+            .with_store(|s| s.in_flight())
+            .await?
+            .map_err(store_err)?;
+        let n = in_flight.len() as u64;
+        for intent in in_flight {
+            let fields =
+                AuditFields::action(intent.vmid, intent.op.clone(), intent.action_id.clone())
+                    .intent(intent.id);
+            self.audit(AuditEvent::RecoveryResumed.with(fields)).await?;
+            tracing::warn!(event = "recovery_resumed", intent = intent.id.0, vmid = intent.vmid, op = %intent.op, state = %intent.state.as_str());
+            let outcome = self.recover_one(backend, &intent).await?;
+            if let Some(outcome) = outcome {
+                tracing::warn!(event = "recovery_settled", intent = intent.id.0, vmid = intent.vmid, outcome = ?outcome);
+                self.terminal(intent.id, outcome).await?;
+            }
+        }
+        self.audit(AuditEvent::RecoveryCompleted { intents: n }.into())
+            .await?;
+        Ok(n)
+    }
+
+    /// Settles one in-flight intent. Returns the outcome to record, or `None` when the
+    /// intent was resumed and recorded its own outcome.
+    async fn recover_one<B: Backend>(
+        &self,
+        backend: &B,
+        intent: &castellan_store::Intent,
+    ) -> Result<Option<Outcome>, String> {
+        // A task id recorded: ask the node about it once.
+        if let Some(task) = &intent.upid {
+            match backend
+                .task_status_once(task)
+                .await
+                .map_err(|e| e.message)?
+            {
+                TaskState::Running => {
+                    return Ok(Some(match backend.wait_task(task).await {
+                        Ok(_) => Outcome::Succeeded,
+                        Err(e) => Outcome::Failed { error: e.message },
+                    }));
+                }
+                TaskState::Succeeded { .. } => return Ok(Some(Outcome::Succeeded)),
+                TaskState::Failed { exitstatus } => {
+                    return Ok(Some(Outcome::Failed { error: exitstatus }));
+                }
+                TaskState::Unknown => {} // fall back to looking at the guest
+            }
+        }
+        if !intent.destructive && intent.op != "destroy" {
+            // Benign and idempotent: the planner re-plans against a fresh observation.
+            return Ok(Some(Outcome::RolledBack {
+                reason: "interrupted before its task was known; re-planned".into(),
+            }));
+        }
+        // A destroy whose request may or may not have reached the node.
+        let mut seen = backend
+            .observe(intent.guest, intent.vmid)
+            .await
+            .map_err(|e| e.message)?;
+        // A destroy in progress holds the guest's lock: give it time to finish.
+        for _ in 0..50 {
+            match &seen {
+                Some(g) if g.lock.is_some() => {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    seen = backend
+                        .observe(intent.guest, intent.vmid)
+                        .await
+                        .map_err(|e| e.message)?;
+                }
+                _ => break,
+            }
+        }
+        let Some(g) = seen else {
+            return Ok(Some(Outcome::Succeeded));
+        };
+        let digest = g.spec.as_ref().map(|s| s.digest.clone());
+        let unchanged = digest.is_some() && digest == intent.upid_hint;
+        let now = self.now();
+        let valid = intent.nonce_not_after.is_none_or(|t| now < t);
+        if intent.upid.is_none() && unchanged && valid && g.lock.is_none() {
+            // Never sent (or refused before it changed anything): the approval still
+            // holds for exactly this state, so finish what was approved, once.
+            let a = DestructiveAction {
+                op: intent.op.clone(),
+                host: self.host.clone(),
+                vmid: intent.vmid,
+                guest: intent.guest,
+                params: intent.params.clone(),
+                state_digest: g.spec.map(|s| s.digest).unwrap_or_default(),
+            };
+            let running = g.run == ActualRun::Running;
+            // run_destroy records the terminal outcome itself.
+            let _ = self.run_destroy(backend, intent.id, &a, running).await;
+            return Ok(None);
+        }
+        Ok(Some(Outcome::RolledBack {
+            reason: if !unchanged {
+                "the guest changed since approval; not retried".into()
+            } else if !valid {
+                "the approval expired before the destroy was sent".into()
+            } else {
+                "the destroy task was lost and the guest still exists; not retried".into()
+            },
+        }))
+    }
+
+    // ---- inbox housekeeping ----------------------------------------------------------
+
+    /// Settles inbox ops that can never authorise anything here: malformed, for another
+    /// host, already used, already executed or expired. Ops that may still match a
+    /// pending action stay.
+    pub async fn sweep(&self) {
+        let Some(inbox) = &self.inbox else { return };
+        let offered = match inbox.scan() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(event = "inbox_unreadable", dir = %inbox.dir().display(), error = %e);
+                return;
+            }
+        };
+        for o in offered {
+            let op = match &o.op {
+                Ok(op) => op.clone(),
+                Err(e) => {
+                    self.reject(&o, None, RejectReason::BadFormat, &e.to_string())
+                        .await;
+                    continue;
+                }
+            };
+            let now = self.now();
+            let nonce = op.nonce.clone();
+            let digest = op.digest();
+            let vmid = op.guest;
+            let looked = self
+                .with_store(move |s| {
+                    let eff = s.effective_now(now)?;
+                    let consumed = s.nonce_consumed(&nonce)?;
+                    let executed = s
+                        .intents_for(vmid)?
+                        .iter()
+                        .any(|i| i.action_id == digest && i.state.is_terminal());
+                    Ok::<_, StoreError>((eff, consumed, executed))
+                })
+                .await
+                .and_then(|r| r.map_err(store_err));
+            let (effective, consumed, executed) = match looked {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(event = "journal_failed", error = %e);
+                    return;
+                }
+            };
+            if executed {
+                self.settle(&o, Settled::Done, "");
+                continue;
+            }
+            // Judge it against the action it describes: this reports signature problems
+            // first, then the host, the window and the nonce, exactly as the gate would.
+            let as_described = DestructiveAction {
+                op: op.op.clone(),
+                host: self.host.clone(),
+                vmid: op.guest,
+                guest: castellan_core::model::GuestKind::Lxc,
+                params: op.params.clone(),
+                state_digest: op.precondition.clone().unwrap_or_default(),
+            };
+            let decision = judge(
+                self.signers.as_ref(),
+                &self.host,
+                &as_described,
+                None,
+                Offer {
+                    op: &op,
+                    bytes: &o.bytes,
+                    sigs: &o.sig_bytes(),
+                },
+                consumed,
+                effective,
+            );
+            if let Decision::Rejected { reason, detail } = decision {
+                self.reject(&o, Some(&op), reason, &detail).await;
+            }
+        }
+    }
+}
+
+fn journal_provenance(kind: &ProvenanceKind) -> JournalProvenance {
+    match kind {
+        ProvenanceKind::CreatedByAgent { intent } => JournalProvenance::CreatedByAgent {
+            transaction: intent.0,
+        },
+        ProvenanceKind::Scratch { intent } => JournalProvenance::AgentScratch {
+            transaction: intent.0,
+        },
+    }
+}
+
+/// A benign action's journal id: the action as planned plus a random part, because the
+/// same benign action may legitimately run again later (a guest stopped out of band is
+/// started again with the same configuration digest), and benign idempotency comes from
+/// re-planning, not from the id.
+fn benign_action_id(action: &Action) -> String {
+    let mut h = Sha256::new();
+    h.update(action.vmid.to_be_bytes());
+    h.update(action.kind.as_str());
+    for (k, v) in &action.params {
+        h.update(k.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
+    h.update(action.digest.as_deref().unwrap_or(""));
+    h.update(rand::random::<[u8; 16]>());
+    hex::encode(h.finalize())
+}
+
+/// Writes a file atomically: temp file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
