@@ -153,7 +153,14 @@ impl AllowedSigners {
     /// Reads and parses an `allowed_signers` file (at most 1 MiB); errors name the path.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, AllowedSignersError> {
         let path = path.as_ref();
-        let text = read_limited(path, MAX_ALLOWED_SIGNERS_BYTES)?;
+        let text = read_limited(path, MAX_ALLOWED_SIGNERS_BYTES).map_err(|p| {
+            let path = path.to_owned();
+            match p {
+                ReadProblem::Io(source) => AllowedSignersError::Read { path, source },
+                ReadProblem::TooLarge(limit) => AllowedSignersError::TooLarge { path, limit },
+                ReadProblem::NotUtf8 { line } => AllowedSignersError::NotUtf8 { path, line },
+            }
+        })?;
         Self::parse(&text).map_err(|e| AllowedSignersError::InFile {
             path: path.to_owned(),
             source: Box::new(e),
@@ -182,23 +189,34 @@ impl AllowedSigners {
     }
 }
 
+/// Why [`read_limited`] failed.
+#[derive(Debug)]
+pub(crate) enum ReadProblem {
+    Io(std::io::Error),
+    TooLarge(u64),
+    NotUtf8 { line: usize },
+}
+
+impl fmt::Display for ReadProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "{e}"),
+            Self::TooLarge(limit) => write!(f, "larger than {limit} bytes"),
+            Self::NotUtf8 { line } => write!(f, "line {line}: not valid utf-8"),
+        }
+    }
+}
+
 /// Reads a UTF-8 file of at most `limit` bytes.
-pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<String, AllowedSignersError> {
+pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<String, ReadProblem> {
     use std::io::Read;
-    let read_err = |source| AllowedSignersError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_err)?;
+    let file = std::fs::File::open(path).map_err(ReadProblem::Io)?;
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(read_err)?;
+        .map_err(ReadProblem::Io)?;
     if bytes.len() as u64 > limit {
-        return Err(AllowedSignersError::TooLarge {
-            path: path.to_owned(),
-            limit,
-        });
+        return Err(ReadProblem::TooLarge(limit));
     }
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
@@ -206,10 +224,7 @@ pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<String, AllowedSig
             .iter()
             .filter(|&&b| b == b'\n')
             .count();
-        AllowedSignersError::NotUtf8 {
-            path: path.to_owned(),
-            line,
-        }
+        ReadProblem::NotUtf8 { line }
     })
 }
 
@@ -644,7 +659,7 @@ mod tests {
 
     #[test]
     fn local_times_use_the_given_zone() {
-        let tz = TimeZone::get("Europe/Berlin").unwrap();
+        let tz = TimeZone::posix("CET-1CEST,M3.5.0,M10.5.0/3").unwrap();
         let a =
             AllowedSigners::parse_in(&format!("a valid-after=\"202401011200\" {ED}"), &tz).unwrap();
         assert_eq!(

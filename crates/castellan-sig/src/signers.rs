@@ -60,12 +60,12 @@ pub struct SignerConfig {
 #[non_exhaustive]
 pub enum SignerConfigError {
     /// The configuration file could not be read.
-    #[error("{}: cannot read signer config: {source}", path.display())]
+    #[error("{}: cannot read signer config: {reason}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: AllowedSignersError,
+        /// What went wrong (I/O error, too large, not UTF-8).
+        reason: String,
     },
     /// Not valid TOML, or an unknown or mistyped field.
     #[error("{}{message}", origin(path.as_deref()))]
@@ -113,12 +113,11 @@ impl SignerConfig {
     /// directory).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SignerConfigError> {
         let path = path.as_ref();
-        let text = read_limited(path, MAX_SIGNER_CONFIG_BYTES).map_err(|source| {
-            SignerConfigError::Read {
+        let text =
+            read_limited(path, MAX_SIGNER_CONFIG_BYTES).map_err(|p| SignerConfigError::Read {
                 path: path.to_owned(),
-                source,
-            }
-        })?;
+                reason: p.to_string(),
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_str_in(&text, base).map_err(|e| e.with_path(path))
     }

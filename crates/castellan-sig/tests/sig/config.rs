@@ -132,6 +132,15 @@ fn unknown_fields_and_bad_files_are_refused() {
         "{e}"
     );
 
+    let e = SignerConfig::load(dir.path().join("absent.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("absent.toml: cannot read signer config: "),
+        "{e}"
+    );
+    assert!(!e.contains("allowed_signers"), "{e}");
+
     // roles and thresholds may be absent.
     let (dir, _path) = setup(&format!("alice {K1}\n"), "");
     let c = SignerConfig::from_str_in("allowed_signers = \"keys/allowed_signers\"", dir.path())

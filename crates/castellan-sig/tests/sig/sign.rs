@@ -46,8 +46,8 @@ fn signs_next_to_the_file_without_overwriting() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // A relative file path in the current directory works too (no parent component).
-    let sig = sign_file(&opts, "file", Path::new(&op)).unwrap();
+    // Another namespace, same file: the next free name.
+    let sig = sign_file(&opts, "file", &op).unwrap();
     assert_eq!(sig, dir.path().join("op.toml.4.sig"));
 }
 

@@ -1,0 +1,10 @@
+//! Armored (or raw, armored by the body) SSHSIG decode + verify against a fixed
+//! allowed_signers list. The body lives in `castellan_sig::fuzzing` so the property
+//! tests run it too.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    castellan_sig::fuzzing::sshsig_decode(data);
+});
