@@ -1,4 +1,5 @@
-//! The operator's command line: `castellan plan`, `castellan agent`, `castellan demo`.
+//! The operator's command line: `castellan plan`, `castellan agent`, `castellan demo`,
+//! `castellan op` (signed operations) and `castellan audit` (the agent's audit log).
 
 /// Writes to stdout like `print!`, but returns the I/O error instead of panicking, so a
 /// closed pipe (`castellan plan | head`) ends the command quietly (see `main`).
@@ -19,8 +20,10 @@ macro_rules! outln {
     }};
 }
 
+pub mod audit;
 pub mod demo;
 pub mod logging;
+pub mod op;
 pub mod render;
 
 use std::path::PathBuf;
@@ -80,6 +83,31 @@ pub enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Signed operations: the approvals destructive actions need (new, sign, verify, show).
+    Op {
+        /// What to do.
+        #[command(subcommand)]
+        command: op::OpCommand,
+    },
+    /// The agent's hash-chained audit log (verify, show, export).
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
+}
+
+impl Command {
+    /// The exit code for a command that fails with an error. `op` and `audit` answer
+    /// questions with 0 (yes) and 1 (no: rejected, broken), so their errors (bad usage,
+    /// unreadable files, a refused config) exit 2, as clap's usage errors do; the other
+    /// commands exit 1 on error.
+    pub fn error_exit_code(&self) -> u8 {
+        match self {
+            Command::Op { .. } | Command::Audit { .. } => 2,
+            Command::Plan { .. } | Command::Agent { .. } | Command::Demo { .. } => 1,
+        }
+    }
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -92,6 +120,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => plan_cmd(&config, json, detailed_exitcode).await,
         Command::Agent { config, once, json } => agent_cmd(&config, once, json).await,
         Command::Demo { keep } => demo::run(keep).await,
+        Command::Op { command } => op::run(command),
+        Command::Audit { command } => audit::run(command),
     }
 }
 

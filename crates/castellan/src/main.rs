@@ -10,14 +10,17 @@ fn main() -> ExitCode {
     // The demo tells its story on stdout; its logs would drown it unless asked for.
     let default_filter = match cli.command {
         castellan::Command::Demo { .. } => "warn",
+        // Operator tools: their answer is on stdout; only trouble belongs on stderr.
+        castellan::Command::Op { .. } | castellan::Command::Audit { .. } => "warn",
         _ => "info",
     };
     castellan::logging::init(&cli.log, default_filter);
+    let error_code = cli.command.error_exit_code();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(error_code);
         }
     };
     match runtime.block_on(castellan::run(cli)) {
@@ -31,7 +34,7 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(error_code)
         }
     }
 }

@@ -1,0 +1,201 @@
+//! `castellan audit`: check, show and export an agent's hash-chained audit log, read-only
+//! (see `castellan_store` for the chain's definition).
+//!
+//! Exit codes: 0 done (the chain verified); 1 `audit verify` found the chain broken; 2 the
+//! command could not run (no database in the data directory, unreadable database).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use castellan_core::op::format_time;
+use castellan_store::{AuditEvent, AuditRecord, Store, StoreError, verify_chain};
+use clap::Subcommand;
+
+/// `castellan audit` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain: exit 0 with the record count and head, 1 naming the first
+    /// broken record.
+    Verify {
+        /// The agent's data directory (holding castellan.db).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Print the audit records as a table (not verified: use `castellan audit verify`).
+    Show {
+        /// The agent's data directory (holding castellan.db).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Print the records as a JSON array (each as `audit export` writes it).
+        #[arg(long)]
+        json: bool,
+        /// Only the last N records.
+        #[arg(long, value_name = "N")]
+        last: Option<u64>,
+    },
+    /// Write every record as one JSON line to stdout (what the hub verifies).
+    Export {
+        /// The agent's data directory (holding castellan.db).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+/// Runs one `castellan audit` subcommand.
+pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AuditCommand::Verify { data_dir } => verify_cmd(&data_dir),
+        AuditCommand::Show {
+            data_dir,
+            json,
+            last,
+        } => show_cmd(&data_dir, json, last),
+        AuditCommand::Export { data_dir } => export_cmd(&data_dir),
+    }
+}
+
+fn open(data_dir: &Path) -> anyhow::Result<Store> {
+    Store::open_readonly(data_dir).map_err(|e| match e {
+        StoreError::NotFound { path } => anyhow::anyhow!(
+            "no audit log in {}: {} does not exist (is --data-dir the agent's data_dir?)",
+            data_dir.display(),
+            path.display()
+        ),
+        other => anyhow::Error::new(other),
+    })
+}
+
+fn verify_cmd(data_dir: &Path) -> anyhow::Result<ExitCode> {
+    let store = open(data_dir)?;
+    match verify_chain(&store) {
+        Ok(report) => {
+            outln!(
+                "ok: {} record{}, head {}",
+                report.records,
+                if report.records == 1 { "" } else { "s" },
+                report.head_hash
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(broken) => {
+            outln!("broken at record {}: {}", broken.seq, broken.reason)?;
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Reads every record (or the last `last`), in order.
+fn records(store: &Store, last: Option<u64>) -> anyhow::Result<Vec<AuditRecord>> {
+    let head = store
+        .audit_head()
+        .context("cannot read the audit log")?
+        .map_or(0, |(seq, _)| seq);
+    let from = match last {
+        Some(n) => head.saturating_sub(n) + 1,
+        None => 1,
+    };
+    let mut out = Vec::new();
+    let mut next = from;
+    loop {
+        let batch = store
+            .audit_records(next, 1000)
+            .context("cannot read the audit log")?;
+        let Some(last) = batch.last() else { break };
+        next = last.seq + 1;
+        out.extend(batch);
+    }
+    Ok(out)
+}
+
+/// The event-specific detail of a record, plus its intent and nonce.
+pub fn detail(r: &AuditRecord) -> String {
+    let mut parts = Vec::new();
+    match &r.event {
+        AuditEvent::OpRejected { reason, detail } => parts.push(format!("{reason}: {detail}")),
+        AuditEvent::TaskDispatched { upid: Some(u) } => parts.push(format!("task {u}")),
+        AuditEvent::ActionFailed { error } => parts.push(error.clone()),
+        AuditEvent::ActionRolledBack { reason } => parts.push(reason.clone()),
+        AuditEvent::RecoveryCompleted { intents } => parts.push(format!(
+            "{intents} in-flight intent{}",
+            if *intents == 1 { "" } else { "s" }
+        )),
+        _ => {}
+    }
+    if let Some(i) = r.fields.intent {
+        parts.push(format!("intent {}", i.0));
+    }
+    if let Some(n) = &r.fields.nonce {
+        parts.push(format!("nonce {n}"));
+    }
+    parts.join("; ")
+}
+
+/// The records as a table: seq, time, event, vmid, op, signers, detail.
+pub fn table(records: &[AuditRecord]) -> String {
+    let rows: Vec<[String; 7]> = records
+        .iter()
+        .map(|r| {
+            [
+                r.seq.to_string(),
+                format_time(r.time),
+                r.event.kind().to_owned(),
+                r.fields.vmid.map(|v| v.to_string()).unwrap_or_default(),
+                r.fields.op.clone().unwrap_or_default(),
+                r.fields.signer_fingerprints.join(","),
+                detail(r),
+            ]
+        })
+        .collect();
+    let header = ["SEQ", "TIME", "EVENT", "VMID", "OP", "SIGNERS", "DETAIL"];
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else if i == 0 || i == 3 {
+                // numbers, right-aligned
+                let _ = write!(l, "{cell:>w$}  ");
+            } else {
+                let _ = write!(l, "{cell:<w$}  ");
+            }
+        }
+        let _ = writeln!(out, "{}", l.trim_end());
+    };
+    line(&header);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
+fn show_cmd(data_dir: &Path, json: bool, last: Option<u64>) -> anyhow::Result<ExitCode> {
+    let store = open(data_dir)?;
+    let records = records(&store, last)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&records)?)?;
+    } else if records.is_empty() {
+        outln!("the audit log is empty")?;
+    } else {
+        crate::out!("{}", table(&records))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_cmd(data_dir: &Path) -> anyhow::Result<ExitCode> {
+    let store = open(data_dir)?;
+    match store.export_jsonl(std::io::stdout().lock()) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(StoreError::Export(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
