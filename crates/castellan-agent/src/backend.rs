@@ -97,6 +97,21 @@ pub trait Backend: Send + Sync + 'static {
         task: &str,
     ) -> impl Future<Output = Result<TaskState, BackendError>> + Send;
 
+    /// Finds the task of operation `op` on guest `vmid` started at or after `since`
+    /// (Unix seconds), newest first: recovery's way to find a task whose id was never
+    /// recorded because the agent died between the request and recording its answer.
+    /// Backends that cannot list tasks answer `None`; recovery then judges by the guest.
+    fn find_task(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        op: &str,
+        since: i64,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
+        let _ = (kind, vmid, op, since);
+        async { Ok(None) }
+    }
+
     /// Sends one benign action and waits for it. Returns the task's warnings.
     fn execute(&self, action: &Action) -> impl Future<Output = Result<u32, BackendError>> + Send {
         async move {
@@ -261,6 +276,32 @@ impl Backend for PveBackend {
             .delete_guest(&self.node, kind, vmid, purge)
             .await?;
         Ok(upid.to_string())
+    }
+
+    async fn find_task(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        op: &str,
+        since: i64,
+    ) -> Result<Option<String>, BackendError> {
+        let typefilter = match (op, kind) {
+            ("destroy", GuestKind::Lxc) => "vzdestroy",
+            ("destroy", GuestKind::Qemu) => "qmdestroy",
+            ("start", GuestKind::Lxc) => "vzstart",
+            ("start", GuestKind::Qemu) => "qmstart",
+            ("stop", GuestKind::Lxc) => "vzstop",
+            ("stop", GuestKind::Qemu) => "qmstop",
+            _ => return Ok(None),
+        };
+        let tasks = self
+            .client
+            .list_tasks(&self.node, vmid, typefilter, since)
+            .await?;
+        Ok(tasks
+            .into_iter()
+            .max_by_key(|t| t.starttime)
+            .map(|t| t.upid.to_string()))
     }
 
     async fn wait_task(&self, task: &str) -> Result<u32, BackendError> {

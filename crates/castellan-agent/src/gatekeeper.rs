@@ -742,8 +742,22 @@ impl Gatekeeper {
         backend: &B,
         intent: &castellan_store::Intent,
     ) -> Result<Option<Outcome>, String> {
-        // A task id recorded: ask the node about it once.
-        if let Some(task) = &intent.upid {
+        // The task: recorded at dispatch, or, if the agent died between the request and
+        // recording its answer, looked up in the node's task list (tasks of this type for
+        // this guest since shortly before the intent; the margin absorbs clock skew
+        // between agent and node).
+        let mut task = intent.upid.clone();
+        if task.is_none() {
+            let since = intent.created_at.as_second() - 120;
+            task = backend
+                .find_task(intent.guest, intent.vmid, &intent.op, since)
+                .await
+                .map_err(|e| e.message)?;
+            if let Some(t) = &task {
+                tracing::warn!(event = "recovery_found_task", intent = intent.id.0, task = %t);
+            }
+        }
+        if let Some(task) = &task {
             match backend
                 .task_status_once(task)
                 .await
@@ -793,7 +807,7 @@ impl Gatekeeper {
         let unchanged = digest.is_some() && digest == intent.upid_hint;
         let now = self.now();
         let valid = intent.nonce_not_after.is_none_or(|t| now < t);
-        if intent.upid.is_none() && unchanged && valid && g.lock.is_none() {
+        if task.is_none() && unchanged && valid && g.lock.is_none() {
             // Never sent (or refused before it changed anything): the approval still
             // holds for exactly this state, so finish what was approved, once.
             let a = DestructiveAction {

@@ -1,6 +1,7 @@
 //! The client: one function sends every [`RequestSpec`], with retries and error mapping.
 
 use crate::GuestKind;
+use crate::TaskSummary;
 use crate::error::{self, Error};
 use crate::lenient;
 use crate::request::{self, Method, PowerAction, RequestSpec, ShutdownOptions};
@@ -366,6 +367,49 @@ impl PveClient {
         let spec = request::delete_guest(node, kind, vmid, purge)?;
         self.execute_upid(&spec, || format!("deletion of {} {vmid}", kind.as_str()))
             .await
+    }
+
+    /// `GET /nodes/{node}/tasks`: the tasks of type `typefilter` (e.g. `vzdestroy`) for
+    /// guest `vmid` started at or after `since` (Unix seconds), running or finished,
+    /// newest first. Crash recovery uses it to find a task whose UPID was never recorded.
+    pub async fn list_tasks(
+        &self,
+        node: &str,
+        vmid: u32,
+        typefilter: &str,
+        since: i64,
+    ) -> Result<Vec<TaskSummary>, Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(deserialize_with = "lenient::de_string")]
+            upid: String,
+            #[serde(default, rename = "type", deserialize_with = "lenient::de_opt_string")]
+            kind: Option<String>,
+            #[serde(default, deserialize_with = "lenient::de_opt_string")]
+            status: Option<String>,
+            #[serde(default, deserialize_with = "lenient::de_opt_i64")]
+            starttime: Option<i64>,
+            #[serde(default, deserialize_with = "lenient::de_opt_i64")]
+            endtime: Option<i64>,
+        }
+        let spec = request::list_tasks(node, vmid, typefilter, since)?;
+        let data = self.execute(&spec).await?;
+        let raw: Vec<Raw> = decode(data, || format!("task list of {vmid}"))?;
+        raw.into_iter()
+            .map(|r| {
+                let upid: Upid = r.upid.parse().map_err(|e: Error| Error::Decode {
+                    what: "task list".into(),
+                    message: e.to_string(),
+                })?;
+                Ok(TaskSummary {
+                    upid,
+                    kind: r.kind,
+                    status: r.status,
+                    starttime: r.starttime,
+                    endtime: r.endtime,
+                })
+            })
+            .collect()
     }
 
     /// `GET /nodes/{node}/tasks/{upid}/status`: one poll of a task.

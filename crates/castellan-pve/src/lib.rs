@@ -38,7 +38,7 @@ pub use retry::RetryPolicy;
 pub use tls::{Fingerprint, TlsMode};
 pub use token::ApiToken;
 pub use types::{
-    ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk, TaskStatus, Version,
-    WaitOptions,
+    ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk, TaskStatus,
+    TaskSummary, Version, WaitOptions,
 };
 pub use upid::Upid;

@@ -415,6 +415,24 @@ pub fn task_status(node: &str, upid: &Upid) -> Result<RequestSpec, Error> {
     )
 }
 
+/// `GET /nodes/{node}/tasks?vmid=..&typefilter=..&source=all&since=..`: the node's tasks
+/// for one guest and task type (running and finished), newest first.
+pub fn list_tasks(
+    node: &str,
+    vmid: u32,
+    typefilter: &str,
+    since: i64,
+) -> Result<RequestSpec, Error> {
+    check_node(node)?;
+    Ok(RequestSpec::new(Method::Get, "/nodes/{node}/tasks")
+        .path_param("node", node)
+        .param("vmid", vmid.to_string())
+        .param("typefilter", typefilter)
+        .param("source", "all")
+        .param("since", since.max(0).to_string())
+        .param("limit", "50"))
+}
+
 /// One of every request the client can send, built by the same functions the client uses,
 /// with representative values: for a test that validates them all against the API schema.
 #[doc(hidden)]
@@ -477,6 +495,7 @@ pub fn request_catalog() -> Vec<RequestSpec> {
         Ok(upid) => push(task_status(node, &upid)),
         Err(e) => push(Err(e)),
     }
+    push(list_tasks(node, 101, "vzdestroy", 1_763_800_000));
     out
 }
 

@@ -2,6 +2,7 @@
 
 use crate::GuestKind;
 use crate::lenient;
+use crate::upid::Upid;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -186,6 +187,21 @@ pub struct TaskStatus {
     pub user: Option<String>,
     /// The task's start time, seconds since the Unix epoch.
     pub starttime: Option<i64>,
+}
+
+/// One entry of `GET /nodes/{node}/tasks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    /// The task.
+    pub upid: Upid,
+    /// Its type, for example `vzdestroy`.
+    pub kind: Option<String>,
+    /// Its exit status once finished (absent while running).
+    pub status: Option<String>,
+    /// Start, Unix seconds.
+    pub starttime: Option<i64>,
+    /// End, Unix seconds (absent while running).
+    pub endtime: Option<i64>,
 }
 
 /// A task that finished successfully.

@@ -1394,6 +1394,8 @@ impl State {
             .map(String::as_str)
             .unwrap_or("archive");
         let vmid = params.get("vmid");
+        let since: Option<u64> = params.get("since").and_then(|v| v.parse().ok());
+        let until: Option<u64> = params.get("until").and_then(|v| v.parse().ok());
         let typefilter = params.get("typefilter");
         let userfilter = params.get("userfilter").map(|u| u.to_lowercase());
         let errors = params
@@ -1412,6 +1414,8 @@ impl State {
             };
             if !src_ok
                 || vmid.is_some_and(|v| *v != t.id)
+                || since.is_some_and(|s| t.starttime < s)
+                || until.is_some_and(|u| t.starttime > u)
                 || typefilter.is_some_and(|f| *f != t.ty)
                 || userfilter
                     .as_ref()

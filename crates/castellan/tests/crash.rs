@@ -1,0 +1,293 @@
+//! Crash recovery, end to end: the real `castellan agent` destroying a guest on pvesim
+//! with an operator-signed op is SIGKILLed at each journal step of the destroy, then
+//! restarted. Whatever the step, the guest must be destroyed exactly once, the journal
+//! must hold exactly one settled destroy intent, and the audit chain must verify.
+//!
+//! The agent pauses at a named step when `CASTELLAN_CRASHPOINT` names it and announces
+//! `castellan-crashpoint: <step>` on stderr; this harness then kills it with SIGKILL
+//! (`Child::kill`), so the process gets no chance to clean up.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use castellan_store::{IntentState, Store, verify_chain};
+use pvesim::{Seed, SimConfig, SimHandle};
+
+const TOKEN: &str = "root@pam!castellan=crash-secret-0b7e";
+
+const SEED: &str = r#"
+[[guest]]
+vmid = 101
+kind = "lxc"
+status = "running"
+[guest.config]
+hostname = "old-web"
+cores = 1
+memory = 512
+
+[[guest]]
+vmid = 102
+kind = "lxc"
+status = "running"
+[guest.config]
+hostname = "keep-me"
+cores = 1
+"#;
+
+const DESIRED: &str = r#"node = "pve-01"
+[[guest]]
+vmid = 101
+kind = "lxc"
+ensure = "absent"
+
+[[guest]]
+vmid = 102
+kind = "lxc"
+cores = 1
+"#;
+
+fn ssh_keygen() -> Option<PathBuf> {
+    let found = castellan_sig::sign::find_ssh_keygen();
+    if found.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("ssh-keygen is required for the crash tests (install openssh-client)");
+    }
+    found
+}
+
+struct Env {
+    sim: SimHandle,
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new(task_duration: Duration) -> Env {
+        let mut cfg = SimConfig::new("pve-01", TOKEN, Seed::from_toml_str(SEED).unwrap());
+        cfg.task_duration = task_duration;
+        let sim = pvesim::start(cfg, "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("agent.toml"),
+            format!(
+                "node = \"pve-01\"\ndata_dir = \"state\"\n[pve]\nurl = \"{}\"\ntoken = \"{TOKEN}\"\n\
+                 [desired]\nfile = \"desired.toml\"\n[signers]\nconfig = \"signers.toml\"\n\
+                 [agent]\nbackoff_base_ms = 50\nonce_attempts = 3\n",
+                sim.base_url()
+            ),
+        )
+        .unwrap();
+        std::fs::write(d.join("desired.toml"), DESIRED).unwrap();
+        let keygen = ssh_keygen().unwrap();
+        let st = Command::new(&keygen)
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f"])
+            .arg(d.join("alice"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let public = std::fs::read_to_string(d.join("alice.pub")).unwrap();
+        std::fs::write(
+            d.join("allowed_signers"),
+            format!("alice@example.com {public}"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("signers.toml"),
+            "allowed_signers = \"allowed_signers\"\n[roles]\n\"alice@example.com\" = \"operational\"\n",
+        )
+        .unwrap();
+        Env { sim, dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn agent(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_castellan"));
+        cmd.args(["agent", "--once", "--config"])
+            .arg(self.path("agent.toml"))
+            .env_remove("CASTELLAN_CRASHPOINT");
+        cmd
+    }
+
+    fn run_agent(&self) -> Output {
+        self.agent().output().unwrap()
+    }
+
+    /// The operator's side: take the payload the agent wrote, sign it with plain
+    /// `ssh-keygen -Y sign`, and drop both into the inbox (signature first).
+    fn sign_pending(&self) {
+        let payload = self.path("state/pending/pve-01-101-destroy.op");
+        assert!(payload.exists(), "the agent wrote the payload to sign");
+        let st = Command::new(ssh_keygen().unwrap())
+            .args(["-Y", "sign", "-n", "castellan-op", "-f"])
+            .arg(self.path("alice"))
+            .arg(&payload)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let inbox = self.path("state/inbox");
+        std::fs::copy(
+            payload.with_extension("op.sig"),
+            inbox.join("destroy-101.op.sig"),
+        )
+        .unwrap();
+        std::fs::copy(&payload, inbox.join("destroy-101.op")).unwrap();
+    }
+
+    fn deletes(&self) -> usize {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path.ends_with("/lxc/101"))
+            .count()
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs the agent until it reaches `step`, then SIGKILLs it.
+fn kill_at(env: &Env, step: &str) {
+    let mut child = env
+        .agent()
+        .env("CASTELLAN_CRASHPOINT", step)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let want = format!("castellan-crashpoint: {step}");
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&want) {
+                let _ = tx.send(Ok(()));
+                return;
+            }
+            seen.push(line);
+        }
+        let _ = tx.send(Err(seen.join("\n")));
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(())) => {}
+        Ok(Err(log)) => panic!("agent exited before reaching {step}:\n{log}"),
+        Err(_) => panic!("agent did not reach {step} in time"),
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed, not exited");
+}
+
+fn check_consistent(data_dir: &Path) {
+    let store = Store::open_readonly(data_dir).unwrap();
+    let report = verify_chain(&store).unwrap_or_else(|b| panic!("audit chain broken: {b}"));
+    assert!(report.records > 0);
+    assert!(
+        store.in_flight().unwrap().is_empty(),
+        "nothing left in flight"
+    );
+    let destroys: Vec<_> = store
+        .intents_for(101)
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.op == "destroy")
+        .collect();
+    assert_eq!(
+        destroys.len(),
+        1,
+        "exactly one destroy intent: {destroys:#?}"
+    );
+    assert_eq!(destroys[0].state, IntentState::Succeeded, "{destroys:#?}");
+    assert!(destroys[0].destructive);
+    let nonce = destroys[0].nonce.clone().unwrap();
+    assert!(store.nonce_consumed(&nonce).unwrap());
+}
+
+async fn crash_and_recover(step: &str, task_duration: Duration) {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::new(task_duration).await;
+    // 1. Without a signature the destroy is pending, and nothing is deleted.
+    let out = env.run_agent();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "pending is not converged: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("101: destroy pending a signed op"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(env.deletes(), 0);
+    // 2. The operator signs; the agent is killed at `step` of executing it.
+    env.sign_pending();
+    kill_at(&env, step);
+    // 3. Restarted, the agent recovers and settles everything.
+    let started = Instant::now();
+    let out = env.run_agent();
+    assert!(
+        out.status.success(),
+        "step {step}: converged after recovery\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        env.sim.guest(101).is_none(),
+        "step {step}: guest 101 destroyed"
+    );
+    assert!(env.sim.guest(102).is_some(), "the other guest is untouched");
+    assert_eq!(env.deletes(), 1, "step {step}: destroyed exactly once");
+    check_consistent(&env.path("state"));
+    // The op is settled out of the inbox, and offering it again changes nothing.
+    assert!(!env.path("state/inbox/destroy-101.op").exists());
+    let out = env.run_agent();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(env.deletes(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_signature_was_accepted() {
+    crash_and_recover("accepted", Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_intent_was_journaled() {
+    crash_and_recover("intent", Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_the_post_and_recording_its_task() {
+    crash_and_recover("posted", Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_the_post_and_recording_its_task_while_it_runs() {
+    // A slow destroy task: recovery finds the guest still locked by it and waits.
+    crash_and_recover("posted", Duration::from_millis(1500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_task_was_recorded() {
+    // The task is still running at restart: recovery asks for its status once, then
+    // waits for it.
+    crash_and_recover("dispatched", Duration::from_millis(1500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_outcome_was_recorded() {
+    crash_and_recover("terminal", Duration::from_millis(20)).await;
+}
