@@ -61,13 +61,14 @@ fn every_request_the_client_sends_matches_the_pve_schema() -> Result<(), Box<dyn
         "DELETE /nodes/{node}/lxc/{vmid}",
         "DELETE /nodes/{node}/qemu/{vmid}",
         "GET /nodes/{node}/tasks/{upid}/status",
+        "GET /nodes/{node}/tasks",
     ] {
         assert!(
             endpoints.iter().any(|e| e == expected),
             "catalog lacks {expected}"
         );
     }
-    assert_eq!(endpoints.len(), 22, "{endpoints:#?}");
+    assert_eq!(endpoints.len(), 23, "{endpoints:#?}");
     Ok(())
 }
 
