@@ -712,7 +712,13 @@ pub fn show_text(path: &Path, op: &SignedOp, sigs: &[SigInfo], now: Timestamp) -
         "signatures:   {} found, not verified here (check them with `castellan op verify`)",
         sigs.len()
     );
+    let width = sigs
+        .iter()
+        .map(|sig| sig.path.display().to_string().chars().count())
+        .max()
+        .unwrap_or(0);
     for sig in sigs {
+        let name = sig.path.display().to_string();
         match &sig.decoded {
             Ok(d) => {
                 let ns = if d.namespace == NAMESPACE {
@@ -720,16 +726,10 @@ pub fn show_text(path: &Path, op: &SignedOp, sigs: &[SigInfo], now: Timestamp) -
                 } else {
                     format!(" (namespace {:?}: not an op signature)", d.namespace)
                 };
-                let _ = writeln!(
-                    s,
-                    "  {}  {} {}{ns}",
-                    sig.path.display(),
-                    d.key_type,
-                    d.fingerprint
-                );
+                let _ = writeln!(s, "  {name:<width$}  {} {}{ns}", d.key_type, d.fingerprint);
             }
             Err(e) => {
-                let _ = writeln!(s, "  {}  unreadable: {e}", sig.path.display());
+                let _ = writeln!(s, "  {name:<width$}  unreadable: {e}");
             }
         }
     }
