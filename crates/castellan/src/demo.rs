@@ -115,6 +115,12 @@ vmid = 103
 kind = "lxc"
 cores = 2
 
+# Declared gone: destroying is destructive, so it waits for an operator's signed op.
+[[guest]]
+vmid = 150
+kind = "lxc"
+ensure = "absent"
+
 # Declared but absent: a provisioning candidate, not acted on.
 [[guest]]
 vmid = 104
@@ -166,7 +172,17 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     let dir = tempfile::Builder::new()
         .prefix("castellan-demo-")
         .tempdir()?;
-    let config_path = write_files(dir.path(), &sim.base_url(), &fingerprint)?;
+    // The demo's operator: a throwaway ed25519 key, made and used in memory (a real
+    // operator signs with `castellan op sign` or `ssh-keygen -Y sign`).
+    let operator = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(
+        &rand::random::<[u8; 32]>(),
+    ));
+    let config_path = write_files(
+        dir.path(),
+        &sim.base_url(),
+        &fingerprint,
+        operator.public_key(),
+    )?;
     let config = AgentConfig::load(&config_path)?;
 
     crate::outln!("castellan demo")?;
@@ -190,7 +206,40 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     let report = castellan_agent::run(&config, Mode::Once, std::future::pending()).await?;
     crate::out!("{}", render::report(&config.node, &report))?;
 
-    // 3. Show that nothing destructive happened.
+    // 3. The operator signs the pending destroy; the agent verifies and executes it.
+    let payload = config.data_dir.join("pending/pve-01-150-destroy.op");
+    let report = if payload.exists() {
+        let bytes = std::fs::read(&payload).context("reading the pending payload")?;
+        let op = castellan_core::op::SignedOp::parse(&bytes).context("the pending payload")?;
+        crate::outln!("\n== the operator reviews and signs the pending destroy ==\n")?;
+        crate::outln!("  castellan op show {}", payload.display())?;
+        for line in op.to_string().lines() {
+            crate::outln!("    {line}")?;
+        }
+        let sig = operator
+            .sign(
+                castellan_core::op::NAMESPACE,
+                ssh_key::HashAlg::Sha512,
+                &bytes,
+            )
+            .context("signing the payload")?
+            .to_pem(ssh_key::LineEnding::LF)
+            .context("encoding the signature")?;
+        std::fs::write(config.inbox.join("destroy-150.op.sig"), sig)?;
+        std::fs::write(config.inbox.join("destroy-150.op"), &bytes)?;
+        crate::outln!(
+            "  signed as operator@demo (namespace castellan-op) and dropped into {}",
+            config.inbox.display()
+        )?;
+        crate::outln!("\n== castellan agent --once ==\n")?;
+        let report = castellan_agent::run(&config, Mode::Once, std::future::pending()).await?;
+        crate::out!("{}", render::report(&config.node, &report))?;
+        report
+    } else {
+        report
+    };
+
+    // 4. Show what was left alone.
     let mut untouched = String::new();
     for c in report.final_plan.iter().flat_map(|p| &p.candidates) {
         let state = match (c.kind, sim.guest(c.vmid).is_some()) {
@@ -206,7 +255,7 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
         let _ = writeln!(untouched, "  {}: {state}", c.vmid);
     }
     crate::outln!(
-        "\nOn the node afterwards (the benign loop never creates or destroys):\n{untouched}"
+        "\nOn the node afterwards (nothing is created, nothing destroyed without a signature):\n{untouched}"
     )?;
 
     let converged = report.converged();
@@ -223,6 +272,10 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
             kept.join("agent.toml").display()
         )?;
         crate::outln!(
+            "  audit:  castellan audit show --data-dir {}",
+            kept.join("state").display()
+        )?;
+        crate::outln!(
             "  pvesim: curl -k -H 'Authorization: PVEAPIToken={TOKEN}' {}/api2/json/nodes/pve-01/lxc",
             sim.base_url()
         )?;
@@ -237,9 +290,22 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Writes `agent.toml`, `desired.toml` and the token file; returns the config's path.
-fn write_files(dir: &Path, url: &str, fingerprint: &str) -> anyhow::Result<std::path::PathBuf> {
+fn write_files(
+    dir: &Path,
+    url: &str,
+    fingerprint: &str,
+    operator: &ssh_key::PublicKey,
+) -> anyhow::Result<std::path::PathBuf> {
+    std::fs::write(
+        dir.join("allowed_signers"),
+        format!("operator@demo {}\n", operator.to_openssh()?),
+    )?;
     std::fs::write(dir.join("desired.toml"), DESIRED)?;
     std::fs::write(dir.join("pve-token"), format!("{TOKEN}\n"))?;
+    std::fs::write(
+        dir.join("signers.toml"),
+        "allowed_signers = \"allowed_signers\"\n\n[roles]\n\"operator@demo\" = \"operational\"\n",
+    )?;
     let config = format!(
         r#"node = "pve-01"
 data_dir = "state"
@@ -251,6 +317,9 @@ fingerprint = "{fingerprint}"
 
 [desired]
 file = "desired.toml"
+
+[signers]
+config = "signers.toml"
 
 [agent]
 backoff_base_ms = 200

@@ -18,11 +18,13 @@ pub fn plan_table(node: &str, p: &Plan) -> String {
         plural(p.candidates.len()),
         plural(notices),
     );
-    if p.actions.is_empty() {
+    if p.actions.is_empty() && p.destructive.is_empty() {
         let _ = writeln!(
             out,
             "\n  Nothing to do: the node matches its desired state."
         );
+    } else if p.actions.is_empty() {
+        let _ = writeln!(out, "\n  No benign actions.");
     } else {
         let _ = writeln!(
             out,
@@ -37,6 +39,28 @@ pub fn plan_table(node: &str, p: &Plan) -> String {
                 a.guest.as_str(),
                 a.kind.as_str(),
                 a.reason
+            );
+        }
+    }
+    if !p.destructive.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  Destructive (each needs an operator-signed op; see docs/signed-ops.md):"
+        );
+        for d in &p.destructive {
+            let params: Vec<String> = d.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let _ = writeln!(
+                out,
+                "  {:<6} {:<5} {:<11} bound to config digest {}{}",
+                d.vmid,
+                d.guest.as_str(),
+                d.op,
+                d.state_digest,
+                if params.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", params.join(" "))
+                }
             );
         }
     }
