@@ -840,6 +840,15 @@ impl Gatekeeper {
     /// host, already used, already executed or expired. Ops that may still match a
     /// pending action stay.
     pub async fn sweep(&self) {
+        // Spent nonces are kept until their op expired (by the never-backwards clock), so
+        // pruning can never make a still-valid op replayable.
+        let now = self.now();
+        match self.with_store(move |s| s.prune_nonces(now)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::debug!(event = "nonces_pruned", count = n),
+            Ok(Err(e)) => tracing::warn!(event = "nonce_prune_failed", error = %e),
+            Err(e) => tracing::warn!(event = "nonce_prune_failed", error = %e),
+        }
         let Some(inbox) = &self.inbox else { return };
         let offered = match inbox.scan() {
             Ok(v) => v,

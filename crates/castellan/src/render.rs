@@ -62,6 +62,18 @@ pub fn plan_table(node: &str, p: &Plan) -> String {
                     format!(" ({})", params.join(" "))
                 }
             );
+            let _ = writeln!(
+                out,
+                "         to approve: castellan op new {} --host {} --guest {} --precondition {}{} --output OPFILE && castellan op sign OPFILE --key KEY",
+                d.op,
+                d.host,
+                d.vmid,
+                d.state_digest,
+                params
+                    .iter()
+                    .map(|p| format!(" --param {p}"))
+                    .collect::<String>()
+            );
         }
     }
     if !p.candidates.is_empty() {
