@@ -32,7 +32,7 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
         /// Only the last N records.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         last: Option<u64>,
     },
     /// Write every record as one JSON line to stdout (what the hub verifies).

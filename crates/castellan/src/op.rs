@@ -409,8 +409,20 @@ fn verify_cmd(
     state_digest: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let signers = SignerConfig::load(signers_path)?;
-    let offered = OfferedOp::read(opfile, extra)
-        .with_context(|| format!("cannot read op {} and its signatures", opfile.display()))?;
+    let offered = match OfferedOp::read(opfile, extra) {
+        Ok(o) => o,
+        // Too large to be an op (or a signature): refused as the agent refuses it.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            outln!("rejected: bad_format: {e}")?;
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!(
+                "cannot read op {} and its signatures",
+                opfile.display()
+            )));
+        }
+    };
     let op = match &offered.op {
         Ok(op) => op,
         Err(e) => {

@@ -463,6 +463,8 @@ fn tampered_op_is_rejected() {
     // Not an op at all.
     std::fs::write(&op, "hello\n").unwrap();
     assert_rejected(&f.verify("op.toml", &[]), "bad_format");
+    std::fs::write(&op, vec![b'#'; 20_000]).unwrap();
+    assert_rejected(&f.verify("op.toml", &[]), "bad_format");
 
     // The original verifies again.
     std::fs::write(&op, &original).unwrap();
