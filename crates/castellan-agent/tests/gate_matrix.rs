@@ -1,0 +1,1418 @@
+//! The reversibility gate's adversarial matrix, end to end through the agent's
+//! [`Gatekeeper`]: the real verifier (`castellan-sig`) against signatures minted by the real
+//! `ssh-keygen -Y sign` (ed25519, ecdsa-256, rsa-2048 keys generated in the test), signed
+//! ops dropped into the inbox as an operator would, an in-memory backend holding guest
+//! 101, and a controllable clock.
+//!
+//! Each row checks what the gate did (executed / pending), what the node saw (destroyed or
+//! not), what the audit log recorded (`op_rejected` with its typed reason, or
+//! `signature_accepted`), where the op file went (`inbox/rejected/` with a `.reason` note,
+//! `inbox/done/`, or left in place), whether the nonce was consumed, and that the audit
+//! chain verifies at the end.
+//!
+//! Without `ssh-keygen` on PATH the tests print a note and pass, except under `CI=true`,
+//! where they fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use castellan_agent::backend::{Backend, BackendError, FailureClass, TaskState};
+use castellan_agent::gatekeeper::{DestructiveOutcome, Offer, judge};
+use castellan_agent::{Engine, Gatekeeper, Inbox, Mode, Tuning};
+use castellan_core::classify::{Class, classify};
+use castellan_core::gate::{Decision, DestructiveAction};
+use castellan_core::model::*;
+use castellan_core::op::SignedOp;
+use castellan_core::plan::{Action, ActionKind, Plan, plan_guest};
+use castellan_core::{Normalizers, RejectReason};
+use castellan_sig::SignerConfig;
+use castellan_sig::sign::signature_path;
+use castellan_store::{
+    AuditEvent, AuditRecord, IntentState, NewIntent, Outcome, ProvenanceKind, Store, verify_chain,
+};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
+
+const HOST: &str = "pve-01";
+const VMID: Vmid = 101;
+/// Guest 101's configuration digest. Proxmox VE's `digest` is a SHA-1 in hex, and the op
+/// format only admits a precondition of 8 to 128 lower-case hex digits, so the fake
+/// guest's digest is a 40-digit hex string ("d101" repeated), not the bare "d101".
+const D101: &str = "d101d101d101d101d101d101d101d101d101d101";
+/// A digest guest 101 had before it changed.
+const D_OLD: &str = "0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d";
+
+fn t0() -> Timestamp {
+    "2026-06-01T12:00:00Z".parse().unwrap()
+}
+
+fn mins(n: i64) -> SignedDuration {
+    SignedDuration::from_mins(n)
+}
+
+// ---- ssh-keygen ------------------------------------------------------------------------
+
+/// The path of `ssh-keygen`, or `None` (after a note) when it is missing outside CI.
+/// Under `CI=true` a missing ssh-keygen fails the test.
+fn ssh_keygen() -> Option<PathBuf> {
+    match castellan_sig::sign::find_ssh_keygen() {
+        Some(p) => Some(p),
+        None => {
+            assert!(
+                !std::env::var("CI").is_ok_and(|v| v == "true"),
+                "ssh-keygen not found on PATH, and CI=true: install openssh-client"
+            );
+            eprintln!("note: ssh-keygen not found on PATH; skipping this test");
+            None
+        }
+    }
+}
+
+/// Returns from the test early when ssh-keygen is missing (outside CI).
+macro_rules! need_ssh_keygen {
+    () => {
+        if ssh_keygen().is_none() {
+            return;
+        }
+    };
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run ssh-keygen");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A key pair made by `ssh-keygen -t TYPE [-b BITS] -N "" -f DIR/NAME`.
+#[derive(Debug, Clone)]
+struct Key {
+    private: PathBuf,
+    /// `type base64 comment`.
+    line: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it.
+    fingerprint: String,
+}
+
+fn keygen(dir: &Path, name: &str, ty: &str, bits: Option<u32>) -> Key {
+    let private = dir.join(name);
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", ty, "-N", "", "-C", name, "-f"])
+        .arg(&private);
+    if let Some(b) = bits {
+        cmd.args(["-b", &b.to_string()]);
+    }
+    run(&mut cmd);
+    let public = dir.join(format!("{name}.pub"));
+    let line = std::fs::read_to_string(&public).unwrap().trim().to_owned();
+    let listed = run(Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(&public));
+    let fingerprint = listed
+        .split_whitespace()
+        .nth(1)
+        .expect("ssh-keygen -l prints a fingerprint")
+        .to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{listed}");
+    Key {
+        private,
+        line,
+        fingerprint,
+    }
+}
+
+/// `ssh-keygen -Y sign -f KEY -n NS FILE`, exactly as an operator signs an op file;
+/// returns what it wrote to `FILE.sig` (and removes that file).
+fn sign_file(key: &Key, ns: &str, file: &Path) -> Vec<u8> {
+    let sig = signature_path(file, 1);
+    let _ = std::fs::remove_file(&sig);
+    run(Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-f"])
+        .arg(&key.private)
+        .args(["-n", ns])
+        .arg(file));
+    let bytes = std::fs::read(&sig).unwrap();
+    std::fs::remove_file(&sig).unwrap();
+    bytes
+}
+
+// ---- the fake node ---------------------------------------------------------------------
+
+#[derive(Default)]
+struct Node {
+    guests: BTreeMap<Vmid, ActualGuest>,
+    destroyed: Vec<Vmid>,
+}
+
+/// An in-memory node (trimmed from `tests/engine.rs`): `dispatch_destroy` removes the
+/// guest and records it in `destroyed`.
+#[derive(Clone, Default)]
+struct Fake {
+    node: Arc<Mutex<Node>>,
+}
+
+impl Fake {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Node> {
+        self.node.lock().expect("fake node lock")
+    }
+    fn put(&self, g: ActualGuest) {
+        self.lock().guests.insert(g.vmid, g);
+    }
+    fn destroyed(&self) -> Vec<Vmid> {
+        self.lock().destroyed.clone()
+    }
+    fn has(&self, vmid: Vmid) -> bool {
+        self.lock().guests.contains_key(&vmid)
+    }
+}
+
+impl Backend for Fake {
+    async fn list(&self) -> Result<Vec<ActualGuest>, BackendError> {
+        Ok(self
+            .lock()
+            .guests
+            .values()
+            .map(|g| ActualGuest {
+                spec: None,
+                ..g.clone()
+            })
+            .collect())
+    }
+
+    async fn observe(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+    ) -> Result<Option<ActualGuest>, BackendError> {
+        Ok(self
+            .lock()
+            .guests
+            .get(&vmid)
+            .filter(|g| g.kind == kind)
+            .cloned())
+    }
+
+    async fn dispatch(&self, action: &Action) -> Result<Option<String>, BackendError> {
+        let mut n = self.lock();
+        let g = n.guests.get_mut(&action.vmid).ok_or_else(|| BackendError {
+            class: FailureClass::Gone,
+            message: "no such guest".into(),
+        })?;
+        match action.kind {
+            ActionKind::Start => g.run = ActualRun::Running,
+            ActionKind::Stop => g.run = ActualRun::Stopped,
+            other => {
+                return Err(BackendError::retry(format!(
+                    "the gate matrix expects no {}",
+                    other.as_str()
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn dispatch_destroy(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        _params: &BTreeMap<String, String>,
+    ) -> Result<String, BackendError> {
+        let mut n = self.lock();
+        match n.guests.get(&vmid) {
+            Some(g) if g.kind == kind => {
+                n.guests.remove(&vmid);
+                n.destroyed.push(vmid);
+                Ok(format!("fake-destroy-{vmid}"))
+            }
+            _ => Err(BackendError {
+                class: FailureClass::Gone,
+                message: "no such guest".into(),
+            }),
+        }
+    }
+
+    async fn wait_task(&self, _task: &str) -> Result<u32, BackendError> {
+        Ok(0)
+    }
+
+    async fn task_status_once(&self, _task: &str) -> Result<TaskState, BackendError> {
+        Ok(TaskState::Succeeded { warnings: 0 })
+    }
+}
+
+fn guest101(tags: Option<&str>) -> ActualGuest {
+    let mut g = ActualGuest::new(VMID, GuestKind::Lxc, ActualRun::Stopped);
+    g.spec = Some(ActualSpec {
+        cores: Some(1),
+        memory_mib: 512,
+        description: None,
+        tags: tags.map(str::to_owned),
+        digest: D101.to_owned(),
+    });
+    g
+}
+
+/// The destroy of guest 101 the planner proposes for `ensure = "absent"`.
+fn action(params: &[(&str, &str)]) -> DestructiveAction {
+    DestructiveAction {
+        op: "destroy".into(),
+        host: HOST.into(),
+        vmid: VMID,
+        guest: GuestKind::Lxc,
+        params: params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        state_digest: D101.into(),
+    }
+}
+
+fn nonce() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// A signed-op payload for `a`, valid from `nb` until `na`.
+fn op_for(a: &DestructiveAction, nb: Timestamp, na: Timestamp) -> SignedOp {
+    a.payload(nonce(), nb, na)
+}
+
+/// The ordinary op for the destroy of 101: valid from 5 minutes before T0 for an hour.
+fn good_op() -> SignedOp {
+    op_for(&action(&[]), t0() - mins(5), t0() + mins(60))
+}
+
+// ---- the world -------------------------------------------------------------------------
+
+/// One agent's worth of state in a temporary directory: keys, signer config, data dir,
+/// inbox, clock, fake node and gatekeeper.
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    inbox: PathBuf,
+    signers_toml: PathBuf,
+    /// Operational, ed25519.
+    alice: Key,
+    /// Operational, ecdsa-256.
+    bob: Key,
+    /// Operational, rsa-2048 (only with `with_rsa`).
+    carol: Option<Key>,
+    /// Recovery role, ed25519.
+    breakglass: Key,
+    /// Not in allowed_signers.
+    stranger: Key,
+    clock: Arc<Mutex<Timestamp>>,
+    fake: Fake,
+    keeper: Option<Gatekeeper>,
+    staged: u32,
+}
+
+impl World {
+    fn new(threshold: u32, with_rsa: bool) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        let keys = root.join("keys");
+        std::fs::create_dir_all(&keys).unwrap();
+        let alice = keygen(&keys, "alice", "ed25519", None);
+        let bob = keygen(&keys, "bob", "ecdsa", Some(256));
+        let carol = with_rsa.then(|| keygen(&keys, "carol", "rsa", Some(2048)));
+        let breakglass = keygen(&keys, "breakglass", "ed25519", None);
+        let stranger = keygen(&keys, "stranger", "ed25519", None);
+
+        let etc = root.join("etc");
+        std::fs::create_dir_all(&etc).unwrap();
+        let mut allowed = format!(
+            "alice@example.com {}\nbob@example.com {}\nbreakglass@example.com {}\n",
+            alice.line, bob.line, breakglass.line
+        );
+        let mut roles = String::from(
+            "\"alice@example.com\" = \"operational\"\n\
+             \"bob@example.com\" = \"operational\"\n\
+             \"breakglass@example.com\" = \"recovery\"\n",
+        );
+        if let Some(c) = &carol {
+            allowed.push_str(&format!("carol@example.com {}\n", c.line));
+            roles.push_str("\"carol@example.com\" = \"operational\"\n");
+        }
+        std::fs::write(etc.join("allowed_signers"), allowed).unwrap();
+        let signers_toml = etc.join("signers.toml");
+        std::fs::write(
+            &signers_toml,
+            format!(
+                "allowed_signers = \"allowed_signers\"\n\n[roles]\n{roles}\n[thresholds]\ndestroy = {threshold}\n"
+            ),
+        )
+        .unwrap();
+
+        let data = root.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let inbox = data.join("inbox");
+        let fake = Fake::default();
+        fake.put(guest101(None));
+        let mut w = World {
+            _tmp: tmp,
+            root,
+            data,
+            inbox,
+            signers_toml,
+            alice,
+            bob,
+            carol,
+            breakglass,
+            stranger,
+            clock: Arc::new(Mutex::new(t0())),
+            fake,
+            keeper: None,
+            staged: 0,
+        };
+        w.start(Store::open(&w.data).unwrap());
+        w
+    }
+
+    fn signers(&self) -> SignerConfig {
+        SignerConfig::load(&self.signers_toml).expect("signers.toml loads")
+    }
+
+    /// (Re)starts the gatekeeper over `store`, as the agent does at start-up.
+    fn start(&mut self, store: Store) {
+        let inbox = Inbox::open(&self.inbox).unwrap();
+        let clock = Arc::clone(&self.clock);
+        self.keeper = Some(
+            Gatekeeper::new(HOST, Some(self.signers()), store, Some(inbox), &self.data)
+                .with_clock(Arc::new(move || *clock.lock().unwrap())),
+        );
+    }
+
+    /// Stops the gatekeeper (dropping its store), runs `f` on the store alone, and starts
+    /// a fresh gatekeeper over it: an agent restart.
+    fn restart_with(&mut self, f: impl FnOnce(&mut Store)) {
+        self.keeper = None;
+        let mut store = Store::open(&self.data).unwrap();
+        f(&mut store);
+        self.start(store);
+    }
+
+    fn keeper(&self) -> &Gatekeeper {
+        self.keeper.as_ref().expect("gatekeeper running")
+    }
+
+    fn set_clock(&self, t: Timestamp) {
+        *self.clock.lock().unwrap() = t;
+    }
+
+    async fn destroy(&self, a: &DestructiveAction) -> DestructiveOutcome {
+        self.keeper().destructive(&self.fake, a, false).await
+    }
+
+    /// Drops `op` into the inbox as `NAME` with one signature per `(key, namespace)`, each
+    /// made by `ssh-keygen -Y sign` over the op file; the signatures first, the op file
+    /// last, as the inbox asks.
+    fn offer(&mut self, name: &str, op: &SignedOp, sigs: &[(&Key, &str)]) -> PathBuf {
+        let sig_bytes = self.mint(op, sigs);
+        self.drop_in(name, op.render().as_bytes(), &sig_bytes)
+    }
+
+    /// Signs `op` in a staging directory; returns the signatures.
+    fn mint(&mut self, op: &SignedOp, sigs: &[(&Key, &str)]) -> Vec<Vec<u8>> {
+        self.staged += 1;
+        let stage = self.root.join(format!("stage-{}", self.staged));
+        std::fs::create_dir_all(&stage).unwrap();
+        let file = stage.join("op");
+        std::fs::write(&file, op.render()).unwrap();
+        sigs.iter().map(|(k, ns)| sign_file(k, ns, &file)).collect()
+    }
+
+    fn drop_in(&self, name: &str, op_bytes: &[u8], sigs: &[Vec<u8>]) -> PathBuf {
+        let path = self.inbox.join(name);
+        for (i, s) in sigs.iter().enumerate() {
+            let n = u32::try_from(i + 1).unwrap();
+            std::fs::write(signature_path(&path, n), s).unwrap();
+        }
+        std::fs::write(&path, op_bytes).unwrap();
+        path
+    }
+
+    /// A read-only look at the store (the gatekeeper keeps its own connection).
+    fn store(&self) -> Store {
+        Store::open_readonly(&self.data).unwrap()
+    }
+
+    fn audit(&self) -> Vec<AuditRecord> {
+        self.store().audit_records(1, 100_000).unwrap()
+    }
+
+    fn rejections_of(&self, op: &SignedOp) -> Vec<RejectReason> {
+        let digest = op.digest();
+        self.audit()
+            .into_iter()
+            .filter(|r| r.fields.action_digest.as_deref() == Some(digest.as_str()))
+            .filter_map(|r| match r.event {
+                AuditEvent::OpRejected { reason, .. } => {
+                    assert_eq!(
+                        r.fields.nonce.as_deref(),
+                        Some(op.nonce.as_str()),
+                        "an op_rejected record names the op's nonce"
+                    );
+                    Some(reason)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn acceptances_of(&self, op: &SignedOp) -> Vec<AuditRecord> {
+        let digest = op.digest();
+        self.audit()
+            .into_iter()
+            .filter(|r| {
+                r.event == AuditEvent::SignatureAccepted
+                    && r.fields.action_digest.as_deref() == Some(digest.as_str())
+            })
+            .collect()
+    }
+
+    fn nonce_consumed(&self, op: &SignedOp) -> bool {
+        self.store().nonce_consumed(&op.nonce).unwrap()
+    }
+
+    /// The row's refusal: audited with `reason` (whose wire word is `word`), the op never
+    /// accepted, its nonce free, and the op file either settled in `rejected/` with a
+    /// `.reason` note naming the reason (`settled`) or left in the inbox.
+    fn assert_refused(
+        &self,
+        name: &str,
+        op: &SignedOp,
+        reason: RejectReason,
+        word: &str,
+        settled: bool,
+    ) {
+        assert_eq!(reason.as_str(), word, "the reason's snake_case word");
+        let seen = self.rejections_of(op);
+        assert!(
+            seen.contains(&reason),
+            "expected an op_rejected record with reason {word}, the audit has {seen:?}"
+        );
+        assert!(
+            seen.iter().all(|r| *r == reason),
+            "only {word} was reported: {seen:?}"
+        );
+        assert!(self.acceptances_of(op).is_empty(), "the op was accepted");
+        assert!(!self.nonce_consumed(op), "a refused op consumed its nonce");
+        let in_inbox = self.inbox.join(name);
+        let rejected = self.inbox.join("rejected").join(name);
+        let note = self.inbox.join("rejected").join(format!("{name}.reason"));
+        assert!(
+            !self.inbox.join("done").join(name).exists(),
+            "a refused op is not done"
+        );
+        if settled {
+            assert!(!in_inbox.exists(), "{name} left in the inbox");
+            assert!(rejected.exists(), "{name} not moved to rejected/");
+            assert!(
+                signature_path(&rejected, 1).exists(),
+                "its signature moved with it"
+            );
+            let text = std::fs::read_to_string(&note).expect("a .reason note");
+            assert!(
+                text.starts_with(&format!("rejected: {word}: ")),
+                "the note names the reason: {text:?}"
+            );
+        } else {
+            assert!(in_inbox.exists(), "{name} must stay in the inbox");
+            assert!(!rejected.exists(), "{name} must not be rejected for good");
+            assert!(!note.exists());
+        }
+    }
+
+    /// Guest 101 is still there and nothing was destroyed.
+    fn assert_untouched(&self) {
+        assert!(self.fake.has(VMID), "guest 101 is gone");
+        assert_eq!(
+            self.fake.destroyed(),
+            Vec::<Vmid>::new(),
+            "something was destroyed"
+        );
+    }
+
+    /// The op executed: moved to `done/`, nonce consumed, accepted once, one destructive
+    /// intent that succeeded.
+    fn assert_executed(&self, name: &str, op: &SignedOp, signers: &[&Key]) {
+        assert!(!self.inbox.join(name).exists(), "{name} left in the inbox");
+        assert!(
+            self.inbox.join("done").join(name).exists(),
+            "{name} not in done/"
+        );
+        assert!(self.nonce_consumed(op), "the nonce was not consumed");
+        let acc = self.acceptances_of(op);
+        assert_eq!(acc.len(), 1, "accepted exactly once: {acc:?}");
+        let mut want: Vec<String> = signers.iter().map(|k| k.fingerprint.clone()).collect();
+        want.sort();
+        let mut got = acc[0].fields.signer_fingerprints.clone();
+        got.sort();
+        assert_eq!(got, want, "the audit names the signers");
+        assert_eq!(acc[0].fields.nonce.as_deref(), Some(op.nonce.as_str()));
+        let digest = op.digest();
+        let intents: Vec<_> = self
+            .store()
+            .intents_for(VMID)
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.action_id == digest)
+            .collect();
+        assert_eq!(intents.len(), 1, "{intents:?}");
+        assert!(intents[0].destructive);
+        assert_eq!(intents[0].nonce.as_deref(), Some(op.nonce.as_str()));
+        assert_eq!(intents[0].state, IntentState::Succeeded);
+    }
+
+    fn assert_chain(&self) {
+        let store = self.store();
+        let report = verify_chain(&store).expect("the audit chain verifies");
+        assert_eq!(report.records, self.audit().len() as u64);
+        assert!(
+            self.store().in_flight().unwrap().is_empty(),
+            "intents in flight"
+        );
+    }
+}
+
+fn is_pending(out: &DestructiveOutcome) -> bool {
+    matches!(out, DestructiveOutcome::Pending { .. })
+}
+
+fn executed_by(out: &DestructiveOutcome, keys: &[&Key]) {
+    let DestructiveOutcome::Executed { signers } = out else {
+        panic!("expected Executed, got {out:?}");
+    };
+    let mut got = signers.clone();
+    got.sort();
+    let mut want: Vec<String> = keys.iter().map(|k| k.fingerprint.clone()).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// One refusal row: a fresh world, `op` signed as `sigs`, one gate round for the destroy
+/// of 101 at T0; not executed and refused with `reason`.
+async fn refused_row(
+    op: impl FnOnce(&World) -> SignedOp,
+    sigs: impl FnOnce(&World) -> Vec<(Key, &'static str)>,
+    reason: RejectReason,
+    word: &str,
+) -> World {
+    let mut w = World::new(1, false);
+    let op = op(&w);
+    let sigs = sigs(&w);
+    let sig_refs: Vec<(&Key, &str)> = sigs.iter().map(|(k, ns)| (k, *ns)).collect();
+    w.offer("op", &op, &sig_refs);
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "not executed: {out:?}");
+    w.assert_untouched();
+    w.assert_refused("op", &op, reason, word, true);
+    w.assert_chain();
+    w
+}
+
+// ---- the matrix ------------------------------------------------------------------------
+
+/// 1. Unsigned destructive: pending, with a payload to sign bound to guest 101's digest,
+///    audited once, never executed.
+#[tokio::test]
+async fn r01_unsigned_destroy_is_pending_with_a_payload_to_sign() {
+    need_ssh_keygen!();
+    let w = World::new(1, false);
+    let a = action(&[]);
+    let out = w.destroy(&a).await;
+    let DestructiveOutcome::Pending { payload } = &out else {
+        panic!("expected Pending, got {out:?}");
+    };
+    assert_eq!(
+        payload,
+        &w.data.join("pending").join("pve-01-101-destroy.op")
+    );
+    let bytes = std::fs::read(payload).unwrap();
+    let p = SignedOp::parse(&bytes).expect("the payload is a canonical signed op");
+    assert_eq!(p.op, "destroy");
+    assert_eq!(p.host, HOST);
+    assert_eq!(p.guest, VMID);
+    assert_eq!(p.precondition.as_deref(), Some(D101), "bound to the digest");
+    assert!(p.params.is_empty());
+    assert!(p.not_before <= t0() && t0() < p.not_after, "{p:?}");
+    w.assert_untouched();
+
+    let pending: Vec<AuditRecord> = w
+        .audit()
+        .into_iter()
+        .filter(|r| r.event == AuditEvent::SignaturePending)
+        .collect();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0].fields.vmid, Some(VMID));
+    assert_eq!(pending[0].fields.op.as_deref(), Some("destroy"));
+    assert_eq!(
+        pending[0].fields.action_digest.as_deref(),
+        Some(p.digest().as_str())
+    );
+    assert_eq!(pending[0].fields.nonce.as_deref(), Some(p.nonce.as_str()));
+    assert!(
+        w.audit().iter().all(|r| !matches!(
+            r.event,
+            AuditEvent::SignatureAccepted | AuditEvent::IntentRecorded
+        )),
+        "nothing accepted or journaled"
+    );
+    assert!(w.store().intents_for(VMID).unwrap().is_empty());
+
+    // Asked again: the same payload, not re-announced.
+    let again = w.destroy(&a).await;
+    assert_eq!(again, out);
+    assert_eq!(std::fs::read(payload).unwrap(), bytes, "payload rewritten");
+    let n = w
+        .audit()
+        .iter()
+        .filter(|r| r.event == AuditEvent::SignaturePending)
+        .count();
+    assert_eq!(n, 1, "signature_pending audited once");
+    w.assert_untouched();
+    w.assert_chain();
+}
+
+/// 2. A key that is in no allowed_signers entry.
+#[tokio::test]
+async fn r02_unknown_signer() {
+    need_ssh_keygen!();
+    refused_row(
+        |_| good_op(),
+        |w| vec![(w.stranger.clone(), "castellan-op")],
+        RejectReason::UnknownSigner,
+        "unknown_signer",
+    )
+    .await;
+}
+
+/// 3. A trusted key, but signed under `-n file`.
+#[tokio::test]
+async fn r03_wrong_namespace() {
+    need_ssh_keygen!();
+    refused_row(
+        |_| good_op(),
+        |w| vec![(w.alice.clone(), "file")],
+        RejectReason::WrongNamespace,
+        "wrong_namespace",
+    )
+    .await;
+}
+
+/// 3b. (extra) A valid signature over other bytes: the op file was altered after signing.
+#[tokio::test]
+async fn r03b_tampered_op_is_bad_signature() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let signed = good_op();
+    let sigs = w.mint(&signed, &[(&w.alice.clone(), "castellan-op")]);
+    // Same action, another window: canonical and well-formed, but not what was signed.
+    let tampered = SignedOp {
+        not_after: signed.not_after + mins(600),
+        ..signed.clone()
+    };
+    w.drop_in("op", tampered.render().as_bytes(), &sigs);
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "{out:?}");
+    w.assert_untouched();
+    w.assert_refused(
+        "op",
+        &tampered,
+        RejectReason::BadSignature,
+        "bad_signature",
+        true,
+    );
+    w.assert_chain();
+}
+
+/// 4. Expired: the clock at exactly `not_after` (the window is half-open).
+#[tokio::test]
+async fn r04_expired() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = op_for(&action(&[]), t0(), t0() + mins(60));
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    w.set_clock(op.not_after);
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "{out:?}");
+    w.assert_untouched();
+    w.assert_refused("op", &op, RejectReason::Expired, "expired", true);
+    w.assert_chain();
+}
+
+/// 5. Not yet valid: refused but kept in the inbox; accepted once its window opens.
+#[tokio::test]
+async fn r05_not_yet_valid_then_accepted() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = op_for(&action(&[]), t0() + mins(10), t0() + mins(70));
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "{out:?}");
+    w.assert_untouched();
+    w.assert_refused("op", &op, RejectReason::NotYetValid, "not_yet_valid", false);
+    // A sweep keeps it too.
+    w.keeper().sweep().await;
+    assert!(
+        w.inbox.join("op").exists(),
+        "the sweep settled a not-yet-valid op"
+    );
+
+    // The window opens (exactly at not_before).
+    w.set_clock(op.not_before);
+    let out = w.destroy(&action(&[])).await;
+    executed_by(&out, &[&w.alice]);
+    assert_eq!(w.fake.destroyed(), vec![VMID]);
+    w.assert_executed("op", &op, &[&w.alice]);
+    w.assert_chain();
+}
+
+/// 6. The clock moved back: the store saw a late time once, so an op that expired by then
+///    stays expired when the wall clock is set back inside its window.
+#[tokio::test]
+async fn r06_clock_moved_back_past_not_after_stays_expired() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op(); // [T0-5m, T0+60m)
+    // The agent runs at T0+2h (an unsigned round: audited, so the high-water mark rises).
+    w.set_clock(t0() + mins(120));
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    assert_eq!(w.store().high_water().unwrap(), Some(t0() + mins(120)));
+    // The wall clock is set back to T0, inside the op's window.
+    w.set_clock(t0());
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    // Control: judged at T0 itself this op would pass.
+    let signers = w.signers();
+    let sigs = w.mint(&op, &[(&w.alice.clone(), "castellan-op")]);
+    let bytes = op.render();
+    let control = judge(
+        Some(&signers),
+        HOST,
+        &action(&[]),
+        None,
+        Offer {
+            op: &op,
+            bytes: bytes.as_bytes(),
+            sigs: &sigs,
+        },
+        false,
+        t0(),
+    );
+    assert!(
+        matches!(control, Decision::Accepted(_)),
+        "control: {control:?}"
+    );
+
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "{out:?}");
+    w.assert_untouched();
+    w.assert_refused("op", &op, RejectReason::Expired, "expired", true);
+    assert_eq!(w.store().high_water().unwrap(), Some(t0() + mins(120)));
+    w.assert_chain();
+}
+
+/// 7. Replay after restart: executed once; after the agent restarts over the same data
+///    directory and guest 101 is back with the same digest, the same op and signature are
+///    refused as replayed and nothing runs again.
+#[tokio::test]
+async fn r07_replay_after_restart() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    let out = w.destroy(&action(&[])).await;
+    executed_by(&out, &[&w.alice]);
+    assert_eq!(w.fake.destroyed(), vec![VMID]);
+    w.assert_executed("op", &op, &[&w.alice]);
+
+    // Restart: gatekeeper and store dropped, the store reopened from the data dir.
+    w.restart_with(|_| {});
+    assert_eq!(w.keeper().recover(&w.fake).await, Ok(0));
+    // Guest 101 again, with the very digest the op was approved against.
+    w.fake.put(guest101(None));
+    let done = w.inbox.join("done");
+    let sig = std::fs::read(signature_path(&done.join("op"), 1)).unwrap();
+    w.drop_in("op", op.render().as_bytes(), &[sig]);
+
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "replayed op executed: {out:?}");
+    assert!(w.fake.has(VMID));
+    assert_eq!(w.fake.destroyed(), vec![VMID], "destroyed twice");
+    assert_eq!(w.rejections_of(&op), vec![RejectReason::Replayed]);
+    assert!(w.inbox.join("rejected").join("op").exists());
+    let note = std::fs::read_to_string(w.inbox.join("rejected").join("op.reason")).unwrap();
+    assert!(note.starts_with("rejected: replayed: "), "{note:?}");
+    assert_eq!(w.acceptances_of(&op).len(), 1, "accepted once only");
+    let intents = w.store().intents_for(VMID).unwrap();
+    assert_eq!(intents.len(), 1, "one journaled destroy: {intents:?}");
+    w.assert_chain();
+}
+
+/// 8. An op for another host: never used here; the sweep refuses it as wrong_host.
+#[tokio::test]
+async fn r08_wrong_host() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = SignedOp {
+        host: "pve-02".into(),
+        ..good_op()
+    };
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "{out:?}");
+    w.assert_untouched();
+    w.keeper().sweep().await;
+    w.assert_untouched();
+    w.assert_refused("op", &op, RejectReason::WrongHost, "wrong_host", true);
+    w.assert_chain();
+}
+
+/// 9a. An op for guest 102 does not authorise the destroy of 101 (it is left for 102), and
+///     judged against 101's action it is a binding mismatch.
+#[tokio::test]
+async fn r09a_wrong_guest_is_binding_mismatch() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = SignedOp {
+        guest: 102,
+        ..good_op()
+    };
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "{out:?}");
+    w.assert_untouched();
+    assert!(w.rejections_of(&op).is_empty());
+    assert!(w.acceptances_of(&op).is_empty());
+    assert!(!w.nonce_consumed(&op));
+    assert!(w.inbox.join("op").exists(), "the op for 102 stays");
+
+    let signers = w.signers();
+    let sigs = vec![std::fs::read(signature_path(&w.inbox.join("op"), 1)).unwrap()];
+    let bytes = op.render();
+    let d = judge(
+        Some(&signers),
+        HOST,
+        &action(&[]),
+        None,
+        Offer {
+            op: &op,
+            bytes: bytes.as_bytes(),
+            sigs: &sigs,
+        },
+        false,
+        t0(),
+    );
+    let Decision::Rejected { reason, detail } = d else {
+        panic!("expected a rejection, got {d:?}");
+    };
+    assert_eq!(reason, RejectReason::BindingMismatch, "{detail}");
+    assert_eq!(reason.as_str(), "binding_mismatch");
+    w.assert_chain();
+}
+
+/// 9b. The op authorises another operation on 101.
+#[tokio::test]
+async fn r09b_wrong_op_is_binding_mismatch() {
+    need_ssh_keygen!();
+    refused_row(
+        |_| SignedOp {
+            op: "wipe_storage".into(),
+            ..good_op()
+        },
+        |w| vec![(w.alice.clone(), "castellan-op")],
+        RejectReason::BindingMismatch,
+        "binding_mismatch",
+    )
+    .await;
+}
+
+/// 9c. The op carries `purge=1`, the action none.
+#[tokio::test]
+async fn r09c_wrong_params_is_binding_mismatch() {
+    need_ssh_keygen!();
+    refused_row(
+        |_| op_for(&action(&[("purge", "1")]), t0() - mins(5), t0() + mins(60)),
+        |w| vec![(w.alice.clone(), "castellan-op")],
+        RejectReason::BindingMismatch,
+        "binding_mismatch",
+    )
+    .await;
+}
+
+/// 9d. The other way round: the action purges, the op does not say so.
+#[tokio::test]
+async fn r09d_missing_params_is_binding_mismatch() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    let out = w.destroy(&action(&[("purge", "1")])).await;
+    assert!(is_pending(&out), "{out:?}");
+    w.assert_untouched();
+    w.assert_refused(
+        "op",
+        &op,
+        RejectReason::BindingMismatch,
+        "binding_mismatch",
+        true,
+    );
+    w.assert_chain();
+}
+
+/// 10. Approved against an older digest of 101.
+#[tokio::test]
+async fn r10_stale_precondition() {
+    need_ssh_keygen!();
+    refused_row(
+        |_| SignedOp {
+            precondition: Some(D_OLD.into()),
+            ..good_op()
+        },
+        |w| vec![(w.alice.clone(), "castellan-op")],
+        RejectReason::StalePrecondition,
+        "stale_precondition",
+    )
+    .await;
+}
+
+/// 10b. Bound to no state at all.
+#[tokio::test]
+async fn r10b_no_precondition_is_stale_precondition() {
+    need_ssh_keygen!();
+    refused_row(
+        |_| SignedOp {
+            precondition: None,
+            ..good_op()
+        },
+        |w| vec![(w.alice.clone(), "castellan-op")],
+        RejectReason::StalePrecondition,
+        "stale_precondition",
+    )
+    .await;
+}
+
+/// 11. A recovery key may rotate keys, never destroy.
+#[tokio::test]
+async fn r11_recovery_key_on_destroy_is_role_denied() {
+    need_ssh_keygen!();
+    refused_row(
+        |_| good_op(),
+        |w| vec![(w.breakglass.clone(), "castellan-op")],
+        RejectReason::RoleDenied,
+        "role_denied",
+    )
+    .await;
+}
+
+/// 12. A scratch tag on the guest and in the desired state changes nothing: the destroy
+///     is still destructive. Only the agent's own journal can make it benign.
+#[tokio::test]
+async fn r12_hub_supplied_scratch_tag_is_still_destructive() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    w.fake.put(guest101(Some("castellan-scratch")));
+    // The planner's destroy for a desired state that also calls it scratch.
+    let desired = DesiredGuest {
+        ensure: Ensure::Absent,
+        tags: Some(vec!["castellan-scratch".into(), "scratch".into()]),
+        ..DesiredGuest::new(VMID, GuestKind::Lxc)
+    };
+    let actual = w.fake.lock().guests[&VMID].clone();
+    let mut p = Plan::default();
+    plan_guest(HOST, &desired, &actual, &Normalizers::default(), &mut p);
+    assert_eq!(p.destructive.len(), 1, "{p:?}");
+    let a = p.destructive[0].clone();
+    assert_eq!(a, action(&[]), "tags do not enter the action");
+    assert_eq!(
+        classify(&a.op, &a.params, None, None).class,
+        Class::Destructive
+    );
+
+    let out = w.destroy(&a).await;
+    assert!(is_pending(&out), "a tag made the destroy benign: {out:?}");
+    w.assert_untouched();
+
+    // Provenance from the journal that is not scratch (created by the agent, in another
+    // transaction) is not enough either.
+    w.restart_with(|s| {
+        let id = benign_intent(s, "create");
+        s.record_provenance(
+            VMID,
+            GuestKind::Lxc,
+            ProvenanceKind::CreatedByAgent { intent: id },
+            t0(),
+        )
+        .unwrap();
+    });
+    assert!(is_pending(&w.destroy(&a).await));
+    w.assert_untouched();
+
+    // The agent's journal records 101 as its scratch: now benign, no signature needed.
+    w.restart_with(|s| {
+        let id = benign_intent(s, "create_scratch");
+        s.record_provenance(
+            VMID,
+            GuestKind::Lxc,
+            ProvenanceKind::Scratch { intent: id },
+            t0(),
+        )
+        .unwrap();
+    });
+    let out = w.destroy(&a).await;
+    assert_eq!(out, DestructiveOutcome::Executed { signers: vec![] });
+    assert_eq!(w.fake.destroyed(), vec![VMID]);
+    assert!(
+        w.audit()
+            .iter()
+            .any(|r| r.event == AuditEvent::ActionAllowed
+                && r.fields.vmid == Some(VMID)
+                && r.fields.op.as_deref() == Some("destroy")),
+        "the unsigned destroy was audited as allowed"
+    );
+    assert!(
+        w.store().provenance(VMID).unwrap().is_none(),
+        "provenance forgotten once the guest is gone"
+    );
+    w.assert_chain();
+}
+
+/// A terminal benign intent for guest 101 (the transaction provenance cites).
+fn benign_intent(s: &mut Store, op: &str) -> castellan_store::IntentId {
+    let (id, _) = s
+        .begin_intent(
+            NewIntent {
+                action_id: format!("{op}-{}", nonce()),
+                op: op.into(),
+                vmid: VMID,
+                guest: GuestKind::Lxc,
+                params: BTreeMap::new(),
+                nonce: None,
+                nonce_not_after: None,
+                destructive: false,
+                upid_hint: None,
+            },
+            AuditEvent::IntentRecorded,
+            t0(),
+        )
+        .unwrap();
+    s.mark_terminal(id, Outcome::Succeeded, Outcome::Succeeded.event(), t0())
+        .unwrap();
+    id
+}
+
+/// 13. Threshold 2: the same key twice counts once, and a recovery key does not count
+///     for a destroy; a second distinct operational key completes it.
+#[tokio::test]
+async fn r13_threshold_two_needs_two_distinct_operational_keys() {
+    need_ssh_keygen!();
+    let mut w = World::new(2, false);
+    let op = good_op();
+    let alice = w.alice.clone();
+    let sigs = w.mint(&op, &[(&alice, "castellan-op"), (&alice, "castellan-op")]);
+    w.drop_in("op", op.render().as_bytes(), &sigs);
+    assert!(
+        signature_path(&w.inbox.join("op"), 2).exists(),
+        "two signature files"
+    );
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "{out:?}");
+    w.assert_untouched();
+    w.assert_refused(
+        "op",
+        &op,
+        RejectReason::ThresholdNotMet,
+        "threshold_not_met",
+        false,
+    );
+
+    // A recovery key's signature does not count toward a destroy.
+    let bg = w.breakglass.clone();
+    let extra = w.mint(&op, &[(&bg, "castellan-op")]);
+    std::fs::write(signature_path(&w.inbox.join("op"), 3), &extra[0]).unwrap();
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    w.assert_untouched();
+    w.assert_refused(
+        "op",
+        &op,
+        RejectReason::ThresholdNotMet,
+        "threshold_not_met",
+        false,
+    );
+
+    // A second, distinct operational key.
+    let bob = w.bob.clone();
+    let extra = w.mint(&op, &[(&bob, "castellan-op")]);
+    std::fs::write(signature_path(&w.inbox.join("op"), 4), &extra[0]).unwrap();
+    let out = w.destroy(&action(&[])).await;
+    executed_by(&out, &[&w.alice, &w.bob]);
+    assert_eq!(w.fake.destroyed(), vec![VMID]);
+    w.assert_executed("op", &op, &[&w.alice, &w.bob]);
+    for n in 1..=4 {
+        assert!(
+            signature_path(&w.inbox.join("done").join("op"), n).exists(),
+            "signature {n} moved to done/"
+        );
+    }
+    w.assert_chain();
+}
+
+/// 14. Valid: executed exactly once; the same op again is replayed.
+#[tokio::test]
+async fn r14_valid_executes_once_then_replay_is_refused() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    let out = w.destroy(&action(&[])).await;
+    executed_by(&out, &[&w.alice]);
+    assert_eq!(w.fake.destroyed(), vec![VMID]);
+    assert!(!w.fake.has(VMID));
+    w.assert_executed("op", &op, &[&w.alice]);
+    let kinds: Vec<&str> = w
+        .audit()
+        .iter()
+        .filter(|r| r.fields.vmid == Some(VMID))
+        .map(|r| r.event.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "signature_accepted",
+            "intent_recorded",
+            "task_dispatched",
+            "action_succeeded"
+        ],
+        "decision audited before the intent, the intent before the dispatch"
+    );
+
+    // Another round with nothing new: nothing happens.
+    w.fake.put(guest101(None));
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    assert_eq!(w.fake.destroyed(), vec![VMID]);
+
+    // The same op and signature, offered again for the same guest and digest.
+    let sig = std::fs::read(signature_path(&w.inbox.join("done").join("op"), 1)).unwrap();
+    w.drop_in("again", op.render().as_bytes(), &[sig]);
+    let out = w.destroy(&action(&[])).await;
+    assert!(is_pending(&out), "replay executed: {out:?}");
+    assert_eq!(w.fake.destroyed(), vec![VMID], "destroyed twice");
+    assert!(w.fake.has(VMID));
+    assert_eq!(w.rejections_of(&op), vec![RejectReason::Replayed]);
+    let note = std::fs::read_to_string(w.inbox.join("rejected").join("again.reason")).unwrap();
+    assert!(note.starts_with("rejected: replayed: "), "{note:?}");
+    assert_eq!(w.acceptances_of(&op).len(), 1);
+    w.assert_chain();
+}
+
+/// 15. Each key type the operators use: ed25519, ecdsa-256, rsa-2048 (rsa-sha2-512).
+#[tokio::test]
+async fn r15_each_key_type_is_accepted() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, true);
+    let keys = [
+        ("ed25519", w.alice.clone()),
+        ("ecdsa", w.bob.clone()),
+        ("rsa", w.carol.clone().unwrap()),
+    ];
+    for (i, (ty, key)) in keys.iter().enumerate() {
+        assert!(key.line.starts_with(match *ty {
+            "ed25519" => "ssh-ed25519 ",
+            "ecdsa" => "ecdsa-sha2-nistp256 ",
+            _ => "ssh-rsa ",
+        }));
+        w.fake.put(guest101(None));
+        let op = good_op();
+        let name = format!("op-{ty}");
+        w.offer(&name, &op, &[(key, "castellan-op")]);
+        let out = w.destroy(&action(&[])).await;
+        executed_by(&out, &[key]);
+        assert_eq!(w.fake.destroyed().len(), i + 1, "{ty}");
+        w.assert_executed(&name, &op, &[key]);
+    }
+    w.assert_chain();
+}
+
+// ---- end to end through the engine ----------------------------------------------------
+
+fn tuning() -> Tuning {
+    Tuning {
+        max_parallel: 4,
+        backoff_base_ms: 10,
+        backoff_max_secs: 1,
+        once_attempts: 3,
+        ..Tuning::default()
+    }
+}
+
+/// The engine with desired `ensure = "absent"` for 101 and the real clock: without an op
+/// the run does not converge and names the pending destroy; with the pending payload
+/// signed by an operator and dropped into the inbox, the guest is destroyed once and the
+/// run converges.
+#[tokio::test]
+async fn engine_destroys_only_with_a_signed_op() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    // The real clock for the engine.
+    let store = {
+        w.keeper = None;
+        Store::open(&w.data).unwrap()
+    };
+    let keeper = Arc::new(Gatekeeper::new(
+        HOST,
+        Some(w.signers()),
+        store,
+        Some(Inbox::open(&w.inbox).unwrap()),
+        &w.data,
+    ));
+    let desired = DesiredState {
+        node: HOST.into(),
+        guests: [(
+            VMID,
+            DesiredGuest {
+                ensure: Ensure::Absent,
+                ..DesiredGuest::new(VMID, GuestKind::Lxc)
+            },
+        )]
+        .into(),
+    };
+    let (_tx, rx) = watch::channel(Arc::new(desired));
+    let fake = w.fake.clone();
+    let engine = || {
+        Engine::new(
+            Arc::new(fake.clone()),
+            Arc::clone(&keeper),
+            rx.clone(),
+            Normalizers::default(),
+            tuning(),
+        )
+    };
+
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        engine().run(Mode::Once, std::future::pending()),
+    )
+    .await
+    .expect("run 1 finishes");
+    assert!(!report.converged(), "converged without a signature");
+    let reasons = report.reasons().join("\n");
+    assert!(
+        reasons.contains("101: destroy pending a signed op") && reasons.contains(D101),
+        "{reasons}"
+    );
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    assert!(w.fake.has(VMID));
+    assert!(w.fake.destroyed().is_empty());
+
+    // The operator signs the payload the agent wrote and drops it into the inbox.
+    let payload = w.data.join("pending").join("pve-01-101-destroy.op");
+    let bytes = std::fs::read(&payload).expect("a pending payload");
+    let op = SignedOp::parse(&bytes).unwrap();
+    let alice = w.alice.clone();
+    w.offer("destroy-101.op", &op, &[(&alice, "castellan-op")]);
+
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        engine().run(Mode::Once, std::future::pending()),
+    )
+    .await
+    .expect("run 2 finishes");
+    assert!(report.converged(), "{:?}", report.reasons());
+    assert_eq!(w.fake.destroyed(), vec![VMID]);
+    assert!(!w.fake.has(VMID));
+    assert_eq!(report.applied.len(), 1, "{:?}", report.applied);
+    assert_eq!(report.applied[0].vmid, VMID);
+    assert_eq!(report.applied[0].kind, "destroy");
+    assert!(report.applied[0].reason.contains(&w.alice.fingerprint));
+    w.assert_executed("destroy-101.op", &op, &[&w.alice]);
+
+    // A third run: nothing left to do, nothing destroyed again.
+    let report = tokio::time::timeout(
+        Duration::from_secs(30),
+        engine().run(Mode::Once, std::future::pending()),
+    )
+    .await
+    .expect("run 3 finishes");
+    assert!(report.converged(), "{:?}", report.reasons());
+    assert_eq!(w.fake.destroyed(), vec![VMID]);
+    drop(keeper);
+    w.assert_chain();
+}
+
+// ---- the clock that cannot go backwards, in crash recovery -------------------------------
+
+/// A destroy journaled (nonce consumed) at T0 whose request never reached the node: the
+/// agent died between `begin_intent` and the POST. Returns the op.
+fn journal_unsent_destroy(s: &mut Store) -> SignedOp {
+    let op = good_op(); // [T0-5m, T0+60m)
+    s.begin_intent(
+        NewIntent {
+            action_id: op.digest(),
+            op: "destroy".into(),
+            vmid: VMID,
+            guest: GuestKind::Lxc,
+            params: BTreeMap::new(),
+            nonce: Some(op.nonce.clone()),
+            nonce_not_after: Some(op.not_after),
+            destructive: true,
+            upid_hint: Some(D101.into()),
+        },
+        AuditEvent::IntentRecorded,
+        t0(),
+    )
+    .unwrap();
+    op
+}
+
+/// 6b (control). Recovery after the approval expired does not finish the destroy.
+#[tokio::test]
+async fn r06b_recovery_after_expiry_rolls_back() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    w.restart_with(|s| {
+        journal_unsent_destroy(s);
+    });
+    w.set_clock(t0() + mins(120));
+    assert_eq!(w.keeper().recover(&w.fake).await, Ok(1));
+    w.assert_untouched();
+    let intents = w.store().intents_for(VMID).unwrap();
+    assert_eq!(intents[0].state, IntentState::RolledBack, "{intents:?}");
+    w.assert_chain();
+}
+
+/// 6c. The same, but the wall clock was set back inside the op's window after the agent
+///     had seen a later time: recovery must judge the approval by the clock that cannot go
+///     backwards, as the gate does, and roll back.
+#[tokio::test]
+#[ignore = "BUG: Gatekeeper::recover_one judges an unsent destroy's approval by the raw clock (gatekeeper.rs:808-809), not max(now, high-water)"]
+async fn r06c_recovery_judges_expiry_by_the_high_water_mark() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    w.restart_with(|s| {
+        journal_unsent_destroy(s);
+        // The agent came up once at T0+2h (its start-up was audited) and went down again
+        // before recovery could settle anything.
+        s.append_audit(AuditEvent::AgentStarted, t0() + mins(120))
+            .unwrap();
+    });
+    // The wall clock is set back to T0+10m, inside the op's window.
+    w.set_clock(t0() + mins(10));
+    assert_eq!(w.store().high_water().unwrap(), Some(t0() + mins(120)));
+    assert_eq!(w.keeper().recover(&w.fake).await, Ok(1));
+    assert!(
+        w.fake.destroyed().is_empty(),
+        "recovery destroyed guest 101 on an approval that expired by the high-water mark"
+    );
+    let intents = w.store().intents_for(VMID).unwrap();
+    assert_eq!(intents[0].state, IntentState::RolledBack, "{intents:?}");
+    w.assert_chain();
+}
