@@ -492,6 +492,14 @@ impl Gatekeeper {
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let not_before = Timestamp::from_second(now.as_second()).unwrap_or(now);
         let payload = action.payload(nonce.clone(), not_before, not_before + PENDING_TTL);
+        // Refuse to offer operators something that could never verify (a node reporting
+        // a digest outside the op format's alphabet, say).
+        payload.validate().map_err(|e| {
+            format!(
+                "cannot offer {} of {} for signing: {e}",
+                action.op, action.vmid
+            )
+        })?;
         let text = payload.render();
         std::fs::create_dir_all(&self.pending_dir)
             .and_then(|()| write_atomic(&path, text.as_bytes()))
@@ -805,8 +813,13 @@ impl Gatekeeper {
         };
         let digest = g.spec.as_ref().map(|s| s.digest.clone());
         let unchanged = digest.is_some() && digest == intent.upid_hint;
+        // The approval's window is judged by the clock that cannot go backwards.
         let now = self.now();
-        let valid = intent.nonce_not_after.is_none_or(|t| now < t);
+        let effective = self
+            .with_store(move |s| s.effective_now(now))
+            .await?
+            .map_err(store_err)?;
+        let valid = intent.nonce_not_after.is_none_or(|t| effective < t);
         if task.is_none() && unchanged && valid && g.lock.is_none() {
             // Never sent (or refused before it changed anything): the approval still
             // holds for exactly this state, so finish what was approved, once.

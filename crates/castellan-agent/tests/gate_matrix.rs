@@ -1393,7 +1393,6 @@ async fn r06b_recovery_after_expiry_rolls_back() {
 ///     had seen a later time: recovery must judge the approval by the clock that cannot go
 ///     backwards, as the gate does, and roll back.
 #[tokio::test]
-#[ignore = "BUG: Gatekeeper::recover_one judges an unsent destroy's approval by the raw clock (gatekeeper.rs:808-809), not max(now, high-water)"]
 async fn r06c_recovery_judges_expiry_by_the_high_water_mark() {
     need_ssh_keygen!();
     let mut w = World::new(1, false);
