@@ -447,7 +447,9 @@ fn demo_converges_and_exits_zero() {
     let pending = stdout
         .find("150: destroy pending a signed op")
         .expect("pending first");
-    let done = stdout.find("150    destroy     signed by SHA256:").expect("then destroyed");
+    let done = stdout
+        .find("150    destroy     signed by SHA256:")
+        .expect("then destroyed");
     assert!(pending < done, "{stdout}");
     assert!(stdout.contains("200    reboot"), "{stdout}");
 }
