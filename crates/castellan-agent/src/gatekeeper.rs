@@ -223,12 +223,20 @@ impl Gatekeeper {
         .map_err(|e| format!("journal task failed: {e}"))?
     }
 
+    /// [`with_store`](Self::with_store) for a store call that can fail: both failures as
+    /// one message.
+    async fn store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, String> {
+        self.with_store(f).await?.map_err(store_err)
+    }
+
     /// Appends one audit record.
     pub async fn audit(&self, entry: AuditEntry) -> Result<(), String> {
         let now = self.now();
-        self.with_store(move |s| s.append_audit(entry, now).map(|_| ()))
-            .await?
-            .map_err(store_err)
+        self.store(move |s| s.append_audit(entry, now).map(|_| ()))
+            .await
     }
 
     fn crashpoint(&self, name: &str) {
@@ -277,16 +285,8 @@ impl Gatekeeper {
         // agent, and losing the last of them to a power cut is harmless because benign
         // actions are re-planned from a fresh observation (see castellan-store).
         let id = self
-            .with_store(move |s| {
-                s.relaxed(|s| {
-                    s.append_audit(AuditEvent::ActionAllowed.with(fields.clone()), now)?;
-                    s.begin_intent(intent, AuditEvent::IntentRecorded.with(fields), now)
-                        .map(|(id, _)| id)
-                })
-                .and_then(|r| r)
-            })
+            .store(move |s| s.relaxed(|s| allow_and_begin(s, intent, fields, now))?)
             .await
-            .and_then(|r| r.map_err(store_err))
             .map_err(BackendError::retry)?;
         let result = async {
             let Some(task) = backend.dispatch(action).await? else {
@@ -294,14 +294,12 @@ impl Gatekeeper {
             };
             let now = self.now();
             let t = task.clone();
-            self.with_store(move |s| {
+            self.store(move |s| {
                 s.relaxed(|s| {
                     s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
-                })
-                .and_then(|r| r)
+                })?
             })
             .await
-            .and_then(|r| r.map_err(store_err))
             .map_err(BackendError::retry)?;
             backend.wait_task(&task).await
         }
@@ -315,12 +313,8 @@ impl Gatekeeper {
         let now = self.now();
         let ev = outcome.event();
         if let Err(e) = self
-            .with_store(move |s| {
-                s.relaxed(|s| s.mark_terminal(id, outcome, ev, now))
-                    .and_then(|r| r)
-            })
+            .store(move |s| s.relaxed(|s| s.mark_terminal(id, outcome, ev, now))?)
             .await
-            .and_then(|r| r.map_err(store_err))
         {
             tracing::error!(event = "journal_failed", vmid = action.vmid, error = %e);
         }
@@ -337,11 +331,7 @@ impl Gatekeeper {
         running: bool,
     ) -> DestructiveOutcome {
         let vmid = action.vmid;
-        let provenance = match self
-            .with_store(move |s| s.provenance(vmid))
-            .await
-            .and_then(|r| r.map_err(store_err))
-        {
+        let provenance = match self.store(move |s| s.provenance(vmid)).await {
             Ok(p) => p.map(|p| journal_provenance(&p.kind)),
             Err(e) => return DestructiveOutcome::Failed(e),
         };
@@ -405,13 +395,8 @@ impl Gatekeeper {
         let now = self.now();
         let nonce = op.nonce.clone();
         let (effective, consumed) = self
-            .with_store(move |s| {
-                let eff = s.effective_now(now)?;
-                let consumed = s.nonce_consumed(&nonce)?;
-                Ok::<_, StoreError>((eff, consumed))
-            })
-            .await?
-            .map_err(store_err)?;
+            .store(move |s| Ok((s.effective_now(now)?, s.nonce_consumed(&nonce)?)))
+            .await?;
         Ok(judge(
             self.signers.as_ref(),
             &self.host,
@@ -634,11 +619,10 @@ impl Gatekeeper {
         self.crashpoint("posted");
         let now = self.now();
         let t = task.clone();
-        self.with_store(move |s| {
+        self.store(move |s| {
             s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
         })
-        .await?
-        .map_err(store_err)?;
+        .await?;
         self.crashpoint("dispatched");
         self.finish_task(backend, id, a, &task).await
     }
@@ -674,9 +658,8 @@ impl Gatekeeper {
     async fn terminal(&self, id: IntentId, outcome: Outcome) -> Result<(), String> {
         let now = self.now();
         let ev = outcome.event();
-        self.with_store(move |s| s.mark_terminal(id, outcome, ev, now).map(|_| ()))
-            .await?
-            .map_err(store_err)
+        self.store(move |s| s.mark_terminal(id, outcome, ev, now).map(|_| ()))
+            .await
     }
 
     async fn run_destroy_benign<B: Backend>(
@@ -703,14 +686,10 @@ impl Gatekeeper {
             upid_hint: Some(a.state_digest.clone()),
         };
         let now = self.now();
+        // Data-bearing even when benign by provenance: journaled at full durability.
         let id = self
-            .with_store(move |s| {
-                s.append_audit(AuditEvent::ActionAllowed.with(fields.clone()), now)?;
-                s.begin_intent(intent, AuditEvent::IntentRecorded.with(fields), now)
-                    .map(|(id, _)| id)
-            })
-            .await?
-            .map_err(store_err)?;
+            .store(move |s| allow_and_begin(s, intent, fields, now))
+            .await?;
         self.run_destroy(backend, id, a, running).await
     }
 
@@ -721,10 +700,7 @@ impl Gatekeeper {
     /// Returns how many intents it handled.
     pub async fn recover<B: Backend>(&self, backend: &B) -> Result<u64, String> {
         self.audit(AuditEvent::AgentStarted.into()).await?;
-        let in_flight = self
-            .with_store(|s| s.in_flight())
-            .await?
-            .map_err(store_err)?;
+        let in_flight = self.store(|s| s.in_flight()).await?;
         let n = in_flight.len() as u64;
         for intent in in_flight {
             let fields =
@@ -815,10 +791,7 @@ impl Gatekeeper {
         let unchanged = digest.is_some() && digest == intent.upid_hint;
         // The approval's window is judged by the clock that cannot go backwards.
         let now = self.now();
-        let effective = self
-            .with_store(move |s| s.effective_now(now))
-            .await?
-            .map_err(store_err)?;
+        let effective = self.store(move |s| s.effective_now(now)).await?;
         let valid = intent.nonce_not_after.is_none_or(|t| effective < t);
         if task.is_none() && unchanged && valid && g.lock.is_none() {
             // Never sent (or refused before it changed anything): the approval still
@@ -884,17 +857,16 @@ impl Gatekeeper {
             let digest = op.digest();
             let vmid = op.guest;
             let looked = self
-                .with_store(move |s| {
+                .store(move |s| {
                     let eff = s.effective_now(now)?;
                     let consumed = s.nonce_consumed(&nonce)?;
                     let executed = s
                         .intents_for(vmid)?
                         .iter()
                         .any(|i| i.action_id == digest && i.state.is_terminal());
-                    Ok::<_, StoreError>((eff, consumed, executed))
+                    Ok((eff, consumed, executed))
                 })
-                .await
-                .and_then(|r| r.map_err(store_err));
+                .await;
             let (effective, consumed, executed) = match looked {
                 Ok(v) => v,
                 Err(e) => {
@@ -934,6 +906,18 @@ impl Gatekeeper {
             }
         }
     }
+}
+
+/// Audits a benign gate decision and journals its intent.
+fn allow_and_begin(
+    s: &mut Store,
+    intent: NewIntent,
+    fields: AuditFields,
+    now: Timestamp,
+) -> Result<IntentId, StoreError> {
+    s.append_audit(AuditEvent::ActionAllowed.with(fields.clone()), now)?;
+    s.begin_intent(intent, AuditEvent::IntentRecorded.with(fields), now)
+        .map(|(id, _)| id)
 }
 
 fn journal_provenance(kind: &ProvenanceKind) -> JournalProvenance {

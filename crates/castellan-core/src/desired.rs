@@ -138,7 +138,7 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
     }
     let raw: RawDoc = toml::from_str(text).map_err(|e| DesiredError::Syntax(e.to_string()))?;
     let mut problems = Vec::new();
-    if !valid_node_name(&raw.node) {
+    if !crate::op::valid_host(&raw.node) {
         problems.push(Problem {
             at: "node".into(),
             field: "node",
@@ -292,15 +292,6 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
     } else {
         Err(DesiredError::Invalid(problems))
     }
-}
-
-/// `pve-node`: a hostname label.
-fn valid_node_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
 }
 
 #[cfg(test)]

@@ -141,7 +141,8 @@ pub fn valid_op_name(s: &str) -> bool {
         && !s.ends_with('_')
 }
 
-/// Host names as Proxmox VE accepts node names.
+/// Host names as Proxmox VE accepts node names (`pve-node`: a hostname label). The
+/// desired state's `node` obeys the same rule.
 pub fn valid_host(s: &str) -> bool {
     (1..=63).contains(&s.len())
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
