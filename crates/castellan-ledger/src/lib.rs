@@ -22,11 +22,16 @@
 //! - the ledger ([`store`]) is append-only; re-running a command never loses or
 //!   duplicates a record.
 
+pub mod acceptance;
 pub mod detect;
+pub mod intake;
 pub mod inventory;
 pub mod model;
+pub mod requests;
+pub mod review;
 pub mod schema;
 pub mod secrets;
+pub mod store;
 
 /// Serialises `value` as the ledger's documents are written: keys sorted, 2-space
 /// indentation, UTF-8 unescaped, a trailing newline.

@@ -1,5 +1,6 @@
 //! The operator's command line: `castellan plan`, `castellan agent`, `castellan demo`,
-//! `castellan op` (signed operations) and `castellan audit` (the agent's audit log).
+//! `castellan op` (signed operations), `castellan audit` (the agent's audit log) and
+//! `castellan ledger` (host-service governance).
 
 /// Writes to stdout like `print!`, but returns the I/O error instead of panicking, so a
 /// closed pipe (`castellan plan | head`) ends the command quietly (see `main`).
@@ -22,6 +23,7 @@ macro_rules! outln {
 
 pub mod audit;
 pub mod demo;
+pub mod ledger;
 pub mod logging;
 pub mod op;
 pub mod render;
@@ -95,6 +97,13 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Host-service governance: inventory, owner requests, owner-response intake, signed
+    /// reviewer records and the acceptance ledger.
+    Ledger {
+        /// What to do.
+        #[command(subcommand)]
+        command: ledger::LedgerCommand,
+    },
 }
 
 impl Command {
@@ -104,7 +113,7 @@ impl Command {
     /// commands exit 1 on error.
     pub fn error_exit_code(&self) -> u8 {
         match self {
-            Command::Op { .. } | Command::Audit { .. } => 2,
+            Command::Op { .. } | Command::Audit { .. } | Command::Ledger { .. } => 2,
             Command::Plan { .. } | Command::Agent { .. } | Command::Demo { .. } => 1,
         }
     }
@@ -122,6 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { keep } => demo::run(keep).await,
         Command::Op { command } => op::run(command),
         Command::Audit { command } => audit::run(command),
+        Command::Ledger { command } => ledger::run(command),
     }
 }
 

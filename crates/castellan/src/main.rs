@@ -11,7 +11,9 @@ fn main() -> ExitCode {
     let default_filter = match cli.command {
         castellan::Command::Demo { .. } => "warn",
         // Operator tools: their answer is on stdout; only trouble belongs on stderr.
-        castellan::Command::Op { .. } | castellan::Command::Audit { .. } => "warn",
+        castellan::Command::Op { .. }
+        | castellan::Command::Audit { .. }
+        | castellan::Command::Ledger { .. } => "warn",
         _ => "info",
     };
     castellan::logging::init(&cli.log, default_filter);

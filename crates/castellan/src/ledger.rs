@@ -1,0 +1,636 @@
+//! `castellan ledger`: host-service governance (see `castellan_ledger`).
+//!
+//! - `ledger inventory` finds every host-service surface in an ops repository;
+//! - `ledger requests` drafts one owner request per surface;
+//! - `ledger intake` checks an owner response and records it in a lane;
+//! - `ledger review` signs and records a reviewer decision (`castellan-review` SSHSIG);
+//! - `ledger acceptance` writes the `host_service_owner_response_acceptance_v1` report;
+//! - `ledger show` prints one candidate's records.
+//!
+//! Exit codes: 0 done; 1 the input was refused (a malformed response, a review that may not
+//! be made, a signature that does not verify) and nothing was recorded; 2 the command could
+//! not run (bad arguments, unreadable files, a refused signer config).
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, anyhow, bail};
+use castellan_ledger::acceptance::{self, CandidateState, LedgerView, ReportInputs, derive_state};
+use castellan_ledger::intake::{self, IntakeRecord, MAX_RESPONSE_BYTES, Verdict};
+use castellan_ledger::model::{InventoryReport, RequestDraft, RequestReport};
+use castellan_ledger::review::{self, Decision, ReviewPayload, StoredReview};
+use castellan_ledger::schema::{CANDIDATE_PREFIX, Lane};
+use castellan_ledger::secrets::Scanner;
+use castellan_ledger::store::{Appended, Ledger, REQUESTS_FILE, SIGNERS_FILE};
+use castellan_ledger::{inventory, now_utc8, requests, to_pretty_json};
+use castellan_sig::{SignOptions, SignerConfig, sign_file};
+use clap::Subcommand;
+use jiff::Timestamp;
+
+/// `castellan ledger` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Inventory the host-service surfaces of an ops repository
+    /// (`host_service_config_inventory_v1`).
+    Inventory {
+        /// The repository root.
+        #[arg(long)]
+        repo: PathBuf,
+        /// Write the report here instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Fix the report time (for committed snapshots); default now, in UTC+8.
+        #[arg(long, value_name = "TS")]
+        generated_at: Option<String>,
+    },
+    /// Draft one owner request per inventoried surface
+    /// (`host_service_owner_request_draft_v1`). Nothing is sent.
+    Requests {
+        /// The inventory report.
+        #[arg(long)]
+        inventory: PathBuf,
+        /// Write the drafts here instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Fix the report time; default now, in UTC+8.
+        #[arg(long, value_name = "TS")]
+        generated_at: Option<String>,
+    },
+    /// Check an owner response and record it in its outcome lane.
+    Intake {
+        /// The response (`host_service_owner_response_v1` JSON).
+        response: PathBuf,
+        /// The ledger directory (created on first use).
+        #[arg(long)]
+        ledger: PathBuf,
+        /// The owner request report; default LEDGER/owner-requests.json.
+        #[arg(long)]
+        requests: Option<PathBuf>,
+        /// Print the stored record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign and record a reviewer decision on a candidate's latest owner response.
+    Review {
+        /// The acceptance candidate id (or its surface_id).
+        candidate: String,
+        /// accepted or rejected.
+        #[arg(long)]
+        decision: String,
+        /// Why, in one line (scanned for secrets before signing).
+        #[arg(long)]
+        reason: String,
+        /// The reviewer's signing key: a private key file, or a `.pub` whose private half
+        /// is in the ssh-agent.
+        #[arg(long)]
+        sign_key: PathBuf,
+        /// The ledger directory.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// The owner request report; default LEDGER/owner-requests.json.
+        #[arg(long)]
+        requests: Option<PathBuf>,
+        /// The reviewer signer configuration; default LEDGER/signers.toml.
+        #[arg(long)]
+        signers: Option<PathBuf>,
+    },
+    /// Write the owner-response acceptance report
+    /// (`host_service_owner_response_acceptance_v1`).
+    Acceptance {
+        /// The repository root (for git_commit; report paths are relative to it).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+        /// The inventory report.
+        #[arg(long, default_value = "docs/security/host-service-config-inventory.snapshot.json")]
+        inventory_report: PathBuf,
+        /// The owner request report.
+        #[arg(long, default_value = "docs/security/host-service-owner-request-draft.snapshot.json")]
+        owner_request_report: PathBuf,
+        /// Write the report here instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Fix the report time; default now, in UTC+8.
+        #[arg(long, value_name = "TS")]
+        generated_at: Option<String>,
+        /// Derive candidate states and counters from this ledger's records (default: none,
+        /// every counter 0).
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+        /// The reviewer signer configuration; default LEDGER/signers.toml.
+        #[arg(long, requires = "ledger")]
+        signers: Option<PathBuf>,
+    },
+    /// Show one candidate: its state, every intake record and reviewer record.
+    Show {
+        /// The acceptance candidate id (or its surface_id).
+        candidate: String,
+        /// The ledger directory.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// The owner request report; default LEDGER/owner-requests.json.
+        #[arg(long)]
+        requests: Option<PathBuf>,
+        /// The reviewer signer configuration; default LEDGER/signers.toml.
+        #[arg(long)]
+        signers: Option<PathBuf>,
+    },
+}
+
+/// An input refused: printed, exit 1, nothing recorded.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refuse(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Refused(msg.into()))
+}
+
+/// Runs one `castellan ledger` subcommand.
+pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
+    let result = match cmd {
+        LedgerCommand::Inventory {
+            repo,
+            output,
+            generated_at,
+        } => inventory_cmd(&repo, output.as_deref(), generated_at),
+        LedgerCommand::Requests {
+            inventory,
+            output,
+            generated_at,
+        } => requests_cmd(&inventory, output.as_deref(), generated_at),
+        LedgerCommand::Intake {
+            response,
+            ledger,
+            requests,
+            json,
+        } => intake_cmd(&response, &ledger, requests.as_deref(), json),
+        LedgerCommand::Review {
+            candidate,
+            decision,
+            reason,
+            sign_key,
+            ledger,
+            requests,
+            signers,
+        } => review_cmd(
+            &candidate,
+            &decision,
+            &reason,
+            &sign_key,
+            &ledger,
+            requests.as_deref(),
+            signers.as_deref(),
+        ),
+        LedgerCommand::Acceptance {
+            root,
+            inventory_report,
+            owner_request_report,
+            output,
+            generated_at,
+            ledger,
+            signers,
+        } => acceptance_cmd(
+            &root,
+            &inventory_report,
+            &owner_request_report,
+            output.as_deref(),
+            generated_at,
+            ledger.as_deref(),
+            signers.as_deref(),
+        ),
+        LedgerCommand::Show {
+            candidate,
+            ledger,
+            requests,
+            signers,
+        } => show_cmd(&candidate, &ledger, requests.as_deref(), signers.as_deref()),
+    };
+    match result {
+        Err(e) if e.downcast_ref::<Refused>().is_some() => {
+            eprintln!("refused: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+        other => other,
+    }
+}
+
+fn write_out(doc: &str, output: Option<&Path>) -> anyhow::Result<()> {
+    match output {
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            // Whole or nothing: write beside, then rename over.
+            let tmp = path.with_extension("tmp~");
+            std::fs::write(&tmp, doc).with_context(|| format!("cannot write {}", tmp.display()))?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(())
+        }
+        None => {
+            crate::out!("{doc}")?;
+            Ok(())
+        }
+    }
+}
+
+/// Reads a JSON document of type `T`, naming the file and the problem.
+fn read_doc<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    const MAX: u64 = 512 * 1024 * 1024;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if bytes.len() as u64 > MAX {
+        bail!("{what} {} is larger than 512 MiB", path.display());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow!("{} is not a valid {what}: {e}", path.display()))
+}
+
+fn inventory_cmd(repo: &Path, output: Option<&Path>, generated_at: Option<String>) -> anyhow::Result<ExitCode> {
+    let scan = inventory::scan_repo(repo)?;
+    let report = inventory::report(
+        scan,
+        &generated_at.unwrap_or_else(now_utc8),
+        &inventory::git_short_sha(repo),
+    );
+    write_out(&to_pretty_json(&report), output)?;
+    eprintln!(
+        "HOST_SERVICE_CONFIG_INVENTORY_OK surfaces={} write_capable={} live_evidence={} files={}",
+        report.summary.surface_count,
+        report.summary.write_capable_surface_count,
+        report.summary.live_evidence_required_count,
+        report.summary.scanned_file_count,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn requests_cmd(inventory: &Path, output: Option<&Path>, generated_at: Option<String>) -> anyhow::Result<ExitCode> {
+    let inv: InventoryReport = read_doc(inventory, "inventory report")?;
+    let report = requests::build(&inv, &generated_at.unwrap_or_else(now_utc8));
+    write_out(&to_pretty_json(&report), output)?;
+    eprintln!(
+        "HOST_SERVICE_OWNER_REQUEST_DRAFT_OK requests={} write_capable={} fields={} sent=0",
+        report.summary.request_draft_count,
+        report.summary.write_capable_request_count,
+        report.summary.required_owner_field_count,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_requests(ledger: &Path, requests: Option<&Path>) -> anyhow::Result<RequestReport> {
+    let path = requests.map_or_else(|| ledger.join(REQUESTS_FILE), Path::to_owned);
+    if requests.is_none() && !path.exists() {
+        bail!(
+            "no owner request report: pass --requests FILE or put it at {}",
+            path.display()
+        );
+    }
+    read_doc(&path, "owner request report")
+}
+
+fn load_signers(ledger: &Path, signers: Option<&Path>, required: bool) -> anyhow::Result<Option<SignerConfig>> {
+    let path = signers.map_or_else(|| ledger.join(SIGNERS_FILE), Path::to_owned);
+    if signers.is_none() && !path.exists() {
+        if required {
+            bail!(
+                "no reviewer signer configuration: pass --signers FILE or put signers.toml in {}",
+                ledger.display()
+            );
+        }
+        return Ok(None);
+    }
+    Ok(Some(SignerConfig::load(&path)?))
+}
+
+fn find_draft<'a>(requests: &'a RequestReport, candidate: &str) -> anyhow::Result<&'a RequestDraft> {
+    let surface = candidate
+        .strip_prefix(CANDIDATE_PREFIX)
+        .and_then(|s| s.strip_prefix(':'))
+        .unwrap_or(candidate);
+    requests
+        .request_drafts
+        .iter()
+        .find(|d| d.surface_id == surface)
+        .ok_or_else(|| anyhow!("no candidate {candidate:?} in the owner request report"))
+}
+
+fn intake_cmd(response: &Path, ledger_dir: &Path, requests: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    let requests = load_requests(ledger_dir, requests)?;
+    let file = std::fs::File::open(response)
+        .with_context(|| format!("cannot read response {}", response.display()))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_RESPONSE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read response {}", response.display()))?;
+    let signers = load_signers(ledger_dir, None, false)?;
+    let mut ledger = Ledger::open(ledger_dir)?;
+    let needed = review::reviewers_needed(signers.as_ref(), true);
+    let record = intake::analyze(&bytes, &requests, ledger.key(), needed).map_err(|e| {
+        refuse(format!("{}: {e}; nothing was recorded", response.display()))
+    })?;
+    let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let appended = ledger.append_intake(&record, &now)?;
+    if json {
+        crate::outln!("{}", to_pretty_json(&record).trim_end())?;
+    } else {
+        print_intake(&record, &appended)?;
+    }
+    if record.lane() == Some(Lane::Quarantine) {
+        eprintln!(
+            "warning: {} holds secret material or raw configuration; only redacted fingerprints \
+             were recorded. Delete the file and rotate any secret it exposed.",
+            response.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_intake(record: &IntakeRecord, appended: &Appended) -> anyhow::Result<()> {
+    match appended {
+        Appended::New(seq) => crate::outln!(
+            "recorded {} (#{seq}) for {}",
+            record.response_id,
+            record.candidate_id
+        )?,
+        Appended::Existing(seq, at) => crate::outln!(
+            "already recorded {} (#{seq}, {at}) for {}: nothing changed",
+            record.response_id,
+            record.candidate_id
+        )?,
+    }
+    crate::outln!("lane: {}", record.lane)?;
+    for c in &record.checks {
+        let mark = match c.result {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::NotApplicable => "n/a ",
+        };
+        crate::outln!("  {mark}  {:<38} {}", c.check_id, c.reason)?;
+    }
+    if !record.supplement.is_empty() {
+        crate::outln!("the owner must supply:")?;
+        for s in &record.supplement {
+            crate::outln!("  - {s}")?;
+        }
+    }
+    for f in &record.findings {
+        crate::outln!(
+            "  secret: {} ({}) at {}, {} bytes, {}",
+            f.rule_name,
+            f.rule_id,
+            f.location,
+            f.length,
+            f.fingerprint
+        )?;
+    }
+    for r in &record.raw_payloads {
+        crate::outln!("  raw payload: {} at {}", r.label, r.location)?;
+    }
+    for x in &record.execution_requests {
+        crate::outln!("  execution request: {} at {}", x.label, x.location)?;
+    }
+    Ok(())
+}
+
+/// The SSH public key fingerprint (`SHA256:...`) of a key file (private or `.pub`).
+fn key_fingerprint(key: &Path) -> Option<String> {
+    let public = if key.extension().is_some_and(|e| e == "pub") {
+        key.to_owned()
+    } else {
+        let mut p = key.as_os_str().to_owned();
+        p.push(".pub");
+        PathBuf::from(p)
+    };
+    let text = std::fs::read_to_string(&public).ok()?;
+    let k = ssh_key::PublicKey::from_openssh(text.trim()).ok()?;
+    Some(k.fingerprint(ssh_key::HashAlg::Sha256).to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn review_cmd(
+    candidate: &str,
+    decision: &str,
+    reason: &str,
+    key: &Path,
+    ledger_dir: &Path,
+    requests: Option<&Path>,
+    signers: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let decision: Decision = decision.parse()?;
+    if !ledger_dir.join(castellan_ledger::store::DB_FILE).exists() {
+        bail!(
+            "{}: no ledger here (run `castellan ledger intake` first)",
+            ledger_dir.display()
+        );
+    }
+    let requests = load_requests(ledger_dir, requests)?;
+    let draft = find_draft(&requests, candidate)?;
+    let signers = load_signers(ledger_dir, signers, true)?
+        .ok_or_else(|| anyhow!("no reviewer signer configuration"))?;
+    let mut ledger = Ledger::open(ledger_dir)?;
+    let view = LedgerView::load(&ledger, Some(&signers))?;
+    let state = derive_state(draft, Some(&view), Some(&signers));
+    let Some(latest) = &state.latest else {
+        return Err(refuse(format!(
+            "{}: no owner response has been recorded yet",
+            intake::candidate_id(&draft.surface_id)
+        )));
+    };
+    if state.stale {
+        return Err(refuse(
+            "the surface changed since its latest owner response; a fresh response is needed",
+        ));
+    }
+    if decision == Decision::Accepted && latest.lane() != Some(Lane::ReadyForReview) {
+        return Err(refuse(format!(
+            "cannot accept: the latest owner response {} is in lane {}, not ready_for_host_service_review",
+            latest.response_id, latest.lane
+        )));
+    }
+    let reason = reason.trim();
+    let mut found = Vec::new();
+    Scanner::builtin().scan(reason, "reason", &mut found);
+    if let Some(f) = found.first() {
+        return Err(refuse(format!(
+            "the reason looks like it contains a secret ({}); nothing was signed",
+            f.rule_name
+        )));
+    }
+    let payload = ReviewPayload {
+        version: 1,
+        candidate: intake::candidate_id(&draft.surface_id),
+        response: latest.response_id.clone(),
+        surface_sha256: draft.repo_sha256.clone(),
+        decision,
+        reason: reason.to_owned(),
+        reviewed_at: Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        nonce: hex::encode(rand::random::<[u8; 16]>()),
+    };
+    payload.validate().map_err(|e| refuse(e.to_string()))?;
+
+    // Re-running the same review is a no-op: same key, response, decision and reason.
+    if let Some(fp) = key_fingerprint(key)
+        && let Some(prev) = view.reviews.iter().find(|r| {
+            r.signer == fp
+                && r.payload.candidate == payload.candidate
+                && r.payload.response == payload.response
+                && r.payload.surface_sha256 == payload.surface_sha256
+                && r.payload.decision == payload.decision
+                && r.payload.reason == payload.reason
+        })
+    {
+        crate::outln!(
+            "already recorded {} by {fp}: nothing changed",
+            prev.payload.record_id()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let scratch = tempfile::Builder::new()
+        .prefix(".review-")
+        .tempdir_in(ledger_dir)
+        .with_context(|| format!("cannot create a scratch directory in {}", ledger_dir.display()))?;
+    let payload_path = scratch.path().join("review.toml");
+    let bytes = payload.render().into_bytes();
+    std::fs::write(&payload_path, &bytes)
+        .with_context(|| format!("cannot write {}", payload_path.display()))?;
+    let mut opts = SignOptions::new(key);
+    opts.echo_stderr = true;
+    let sig_path = sign_file(&opts, review::NAMESPACE, &payload_path).context("signing failed")?;
+    let signature =
+        std::fs::read(&sig_path).with_context(|| format!("cannot read {}", sig_path.display()))?;
+    let stored = StoredReview {
+        payload: bytes,
+        signature,
+    };
+    let verified = review::verify(&stored, &signers).map_err(|e| refuse(e.to_string()))?;
+    let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let appended = ledger.append_review(&verified.payload, &verified.signer, &stored.signature, &now)?;
+    let seq = match appended {
+        Appended::New(s) | Appended::Existing(s, _) => s,
+    };
+    crate::outln!(
+        "recorded {} (#{seq}): {} {} by {} ({})",
+        verified.payload.record_id(),
+        verified.payload.decision.as_str(),
+        verified.payload.candidate,
+        verified.signer,
+        verified.principals.join(",")
+    )?;
+    let view = LedgerView::load(&ledger, Some(&signers))?;
+    let state = derive_state(draft, Some(&view), Some(&signers));
+    print_state(&state)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_state(state: &CandidateState) -> anyhow::Result<()> {
+    crate::outln!("status: {} (reviewer outcome: {})", state.lane, state.reviewer_outcome)?;
+    if let acceptance::CandidateState {
+        outcome: review::Outcome::NeedsMore { have, need },
+        ..
+    } = state
+    {
+        crate::outln!("write-capable surface: {have} of {need} distinct reviewer signatures")?;
+    }
+    crate::outln!("runtime gate: closed (acceptance is never runtime approval)")?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn acceptance_cmd(
+    root: &Path,
+    inventory_report: &Path,
+    owner_request_report: &Path,
+    output: Option<&Path>,
+    generated_at: Option<String>,
+    ledger_dir: Option<&Path>,
+    signers: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let inventory: InventoryReport = read_doc(&root.join(inventory_report), "inventory report")?;
+    let requests: RequestReport = read_doc(&root.join(owner_request_report), "owner request report")?;
+    let (view, signers) = match ledger_dir {
+        None => (None, None),
+        Some(dir) => {
+            let signers = load_signers(dir, signers, false)?;
+            let ledger = Ledger::open_existing(dir)?;
+            let view = LedgerView::load(&ledger, signers.as_ref())?;
+            for (seq, why) in &view.refused {
+                eprintln!("warning: reviewer record #{seq} does not count: {why}");
+            }
+            (Some(view), signers)
+        }
+    };
+    let report = acceptance::build_report(&ReportInputs {
+        inventory: &inventory,
+        requests: &requests,
+        view: view.as_ref(),
+        signers: signers.as_ref(),
+        generated_at: &generated_at.unwrap_or_else(now_utc8),
+        git_commit: &inventory::git_short_sha(root),
+    });
+    write_out(&to_pretty_json(&report), output)?;
+    eprintln!("{}", acceptance::summary_line(&report));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_cmd(candidate: &str, ledger_dir: &Path, requests: Option<&Path>, signers: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let requests = load_requests(ledger_dir, requests)?;
+    let draft = find_draft(&requests, candidate)?;
+    let signers = load_signers(ledger_dir, signers, false)?;
+    let ledger = Ledger::open_existing(ledger_dir)?;
+    let view = LedgerView::load(&ledger, signers.as_ref())?;
+    let id = intake::candidate_id(&draft.surface_id);
+    crate::outln!("{id}")?;
+    crate::outln!(
+        "  {} at {} (sha256 {}), write-capable: {}",
+        draft.config_kind,
+        draft.repo_source_path,
+        draft.repo_sha256,
+        draft.write_capable_surface
+    )?;
+    let state = derive_state(draft, Some(&view), signers.as_ref());
+    print_state(&state)?;
+    crate::outln!("intake records:")?;
+    for i in view.intakes.iter().filter(|i| i.record.candidate_id == id) {
+        crate::outln!(
+            "  #{} {} {} lane={}{}",
+            i.seq,
+            i.recorded_at,
+            i.record.response_id,
+            i.record.lane,
+            if i.record.supplement.is_empty() {
+                String::new()
+            } else {
+                format!(" missing=[{}]", i.record.supplement.join("; "))
+            }
+        )?;
+    }
+    crate::outln!("reviewer records (verified):")?;
+    for r in view.reviews.iter().filter(|r| r.payload.candidate == id) {
+        crate::outln!(
+            "  {} {} by {} on {}: {}",
+            r.payload.reviewed_at,
+            r.payload.decision.as_str(),
+            r.signer,
+            r.payload.response,
+            r.payload.reason
+        )?;
+    }
+    for (seq, why) in &view.refused {
+        crate::outln!("  reviewer record #{seq} refused: {why}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
