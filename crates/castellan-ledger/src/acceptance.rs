@@ -47,18 +47,42 @@ const TEXT_FIELDS: [&str; 11] = [
 
 /// Per-field acceptance flags: (flag, the check whose pass it needs).
 const ACCEPTED_FLAGS: [(&str, &str); 12] = [
-    ("live_config_hash_accepted", "live_config_hash_metadata_only"),
+    (
+        "live_config_hash_accepted",
+        "live_config_hash_metadata_only",
+    ),
     ("maintenance_window_accepted", "maintenance_window_present"),
-    ("restart_window_accepted", "restart_window_separate_from_action"),
+    (
+        "restart_window_accepted",
+        "restart_window_separate_from_action",
+    ),
     ("rollback_owner_accepted", "rollback_owner_present"),
     ("post_check_plan_accepted", "post_check_plan_present"),
     ("disable_switch_accepted", "disable_switch_present"),
-    ("config_source_of_truth_accepted", "config_source_of_truth_present"),
-    ("service_dependency_map_accepted", "service_dependency_map_present"),
-    ("port_binding_inventory_accepted", "port_binding_inventory_present"),
-    ("cold_start_sequence_accepted", "cold_start_sequence_present"),
-    ("incident_recovery_evidence_accepted", "incident_recovery_evidence_present"),
-    ("daemon_runner_contention_accepted", "daemon_runner_contention_reviewed"),
+    (
+        "config_source_of_truth_accepted",
+        "config_source_of_truth_present",
+    ),
+    (
+        "service_dependency_map_accepted",
+        "service_dependency_map_present",
+    ),
+    (
+        "port_binding_inventory_accepted",
+        "port_binding_inventory_present",
+    ),
+    (
+        "cold_start_sequence_accepted",
+        "cold_start_sequence_present",
+    ),
+    (
+        "incident_recovery_evidence_accepted",
+        "incident_recovery_evidence_present",
+    ),
+    (
+        "daemon_runner_contention_accepted",
+        "daemon_runner_contention_reviewed",
+    ),
 ];
 
 /// Authorisation flags: always false.
@@ -143,9 +167,10 @@ impl LedgerView {
                     .push((row.seq, "no signer configuration to verify it".into())),
                 Some(s) => match review::verify(&row.review, s) {
                     Ok(v) if v.payload.candidate == row.candidate_id => view.reviews.push(v),
-                    Ok(_) => view
-                        .refused
-                        .push((row.seq, "stored candidate differs from the signed one".into())),
+                    Ok(_) => view.refused.push((
+                        row.seq,
+                        "stored candidate differs from the signed one".into(),
+                    )),
                     Err(e) => view.refused.push((row.seq, e.to_string())),
                 },
             }
@@ -170,7 +195,11 @@ pub struct CandidateState {
 }
 
 /// Derives a candidate's state from the records.
-pub fn derive_state(draft: &RequestDraft, view: Option<&LedgerView>, signers: Option<&SignerConfig>) -> CandidateState {
+pub fn derive_state(
+    draft: &RequestDraft,
+    view: Option<&LedgerView>,
+    signers: Option<&SignerConfig>,
+) -> CandidateState {
     let id = candidate_id(&draft.surface_id);
     let waiting = CandidateState {
         lane: Lane::WaitingOwnerResponse,
@@ -211,8 +240,10 @@ pub fn derive_state(draft: &RequestDraft, view: Option<&LedgerView>, signers: Op
         .collect();
     let need = review::reviewers_needed(signers, draft.write_capable_surface);
     let mut outcome = review::combine(&bound, need);
-    if matches!(outcome, Outcome::Accepted { .. } | Outcome::NeedsMore { .. })
-        && lane != Lane::ReadyForReview
+    if matches!(
+        outcome,
+        Outcome::Accepted { .. } | Outcome::NeedsMore { .. }
+    ) && lane != Lane::ReadyForReview
     {
         // An acceptance of a response that is not ready counts for nothing.
         outcome = Outcome::Pending;
@@ -221,7 +252,9 @@ pub fn derive_state(draft: &RequestDraft, view: Option<&LedgerView>, signers: Op
         (Outcome::Rejected, _) => (Lane::OwnerReviewOnlyUpdate, "rejected"),
         (Outcome::Accepted { .. }, _) => (Lane::WaitingRuntimeGate, "accepted"),
         (Outcome::NeedsMore { .. }, l) => (l, "extra_reviewer_record_required"),
-        (Outcome::Pending, Lane::ReadyForReview) => (Lane::ReadyForReview, "awaiting_reviewer_record"),
+        (Outcome::Pending, Lane::ReadyForReview) => {
+            (Lane::ReadyForReview, "awaiting_reviewer_record")
+        }
         (Outcome::Pending, l) => (l, "owner_action_required"),
     };
     CandidateState {
@@ -311,7 +344,10 @@ pub fn candidate(draft: &RequestDraft, state: &CandidateState) -> Value {
             matches!(state.outcome, Outcome::Rejected),
         );
         for (flag, check) in ACCEPTED_FLAGS {
-            flags.insert(flag, accepted && latest.verdict(check) == Some(Verdict::Pass));
+            flags.insert(
+                flag,
+                accepted && latest.verdict(check) == Some(Verdict::Pass),
+            );
         }
     }
     for f in AUTHORIZATION_FLAGS {

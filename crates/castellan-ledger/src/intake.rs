@@ -43,7 +43,9 @@ use sha2::Sha256;
 
 use crate::detect;
 use crate::model::{RequestDraft, RequestReport};
-use crate::schema::{CANDIDATE_PREFIX, INCIDENT_OWNER_RESPONSE_FIELDS, Lane, PENDING, RESPONSE_SCHEMA};
+use crate::schema::{
+    CANDIDATE_PREFIX, INCIDENT_OWNER_RESPONSE_FIELDS, Lane, PENDING, RESPONSE_SCHEMA,
+};
 use crate::secrets::{Finding, FingerprintKey, RedactedFinding, Scanner};
 
 /// Largest response accepted.
@@ -243,7 +245,11 @@ impl IntakeRecord {
 
     /// The evidence references of the stored response, as strings.
     pub fn evidence_refs(&self) -> Vec<String> {
-        let Some(v) = self.response.as_ref().and_then(|r| r.get("redacted_evidence_refs")) else {
+        let Some(v) = self
+            .response
+            .as_ref()
+            .and_then(|r| r.get("redacted_evidence_refs"))
+        else {
             return Vec::new();
         };
         ref_items(v)
@@ -287,7 +293,12 @@ pub fn analyze(
     }
     match obj.get("schema_version") {
         Some(Value::String(s)) if s == RESPONSE_SCHEMA => {}
-        Some(v) => return Err(IntakeError::SchemaVersion(format!(", found {}", describe(v)))),
+        Some(v) => {
+            return Err(IntakeError::SchemaVersion(format!(
+                ", found {}",
+                describe(v)
+            )));
+        }
         None => return Err(IntakeError::SchemaVersion(" (missing)".into())),
     }
     let request_id = envelope(obj, "request_id")?;
@@ -395,7 +406,11 @@ pub fn analyze(
         incident_signals: incidents,
         response_bytes: bytes.len() as u64,
         present_fields,
-        response: if quarantined { None } else { Some(value.clone()) },
+        response: if quarantined {
+            None
+        } else {
+            Some(value.clone())
+        },
     })
 }
 
@@ -462,10 +477,18 @@ impl Ctx<'_> {
 
         // owner_identity_present
         if self.has("owner_role_or_team") {
-            out.push(check("owner_identity_present", Pass, "owner_role_or_team is given"));
+            out.push(check(
+                "owner_identity_present",
+                Pass,
+                "owner_role_or_team is given",
+            ));
         } else {
             need(&mut supplement, "owner_role_or_team", "missing");
-            out.push(check("owner_identity_present", Fail, "owner_role_or_team is missing"));
+            out.push(check(
+                "owner_identity_present",
+                Fail,
+                "owner_role_or_team is missing",
+            ));
         }
 
         // decision_reason_present
@@ -477,9 +500,17 @@ impl Ctx<'_> {
             need(&mut supplement, f, "missing");
         }
         out.push(if absent.is_empty() {
-            check("decision_reason_present", Pass, "decision and decision_reason are given")
+            check(
+                "decision_reason_present",
+                Pass,
+                "decision and decision_reason are given",
+            )
         } else {
-            check("decision_reason_present", Fail, format!("missing: {}", absent.join(", ")))
+            check(
+                "decision_reason_present",
+                Fail,
+                format!("missing: {}", absent.join(", ")),
+            )
         });
 
         // affected_scope_matches_surface
@@ -516,9 +547,17 @@ impl Ctx<'_> {
             supplement.push(p.clone());
         }
         out.push(if scope_problems.is_empty() {
-            check("affected_scope_matches_surface", Pass, "affected_scope names the committed surface")
+            check(
+                "affected_scope_matches_surface",
+                Pass,
+                "affected_scope names the committed surface",
+            )
         } else {
-            check("affected_scope_matches_surface", Fail, scope_problems.join("; "))
+            check(
+                "affected_scope_matches_surface",
+                Fail,
+                scope_problems.join("; "),
+            )
         });
 
         // redacted_refs_only
@@ -526,13 +565,24 @@ impl Ctx<'_> {
             check(
                 "redacted_refs_only",
                 Fail,
-                format!("raw configuration ({}) pasted at {}", raw.label, raw.location),
+                format!(
+                    "raw configuration ({}) pasted at {}",
+                    raw.label, raw.location
+                ),
             )
         } else {
-            match self.obj.get("redacted_evidence_refs").filter(|v| present(v)) {
+            match self
+                .obj
+                .get("redacted_evidence_refs")
+                .filter(|v| present(v))
+            {
                 None => {
                     supplement.push("redacted_evidence_refs: missing".into());
-                    check("redacted_refs_only", Fail, "redacted_evidence_refs is missing")
+                    check(
+                        "redacted_refs_only",
+                        Fail,
+                        "redacted_evidence_refs is missing",
+                    )
                 }
                 Some(v) => {
                     let bad: Vec<String> = ref_items(v)
@@ -541,7 +591,11 @@ impl Ctx<'_> {
                         .map(|(loc, _)| loc)
                         .collect();
                     if bad.is_empty() {
-                        check("redacted_refs_only", Pass, "every evidence item is a reference")
+                        check(
+                            "redacted_refs_only",
+                            Pass,
+                            "every evidence item is a reference",
+                        )
                     } else {
                         for loc in &bad {
                             supplement.push(format!(
@@ -551,7 +605,10 @@ impl Ctx<'_> {
                         check(
                             "redacted_refs_only",
                             Fail,
-                            format!("not references: redacted_evidence_refs{}", bad.join(", redacted_evidence_refs")),
+                            format!(
+                                "not references: redacted_evidence_refs{}",
+                                bad.join(", redacted_evidence_refs")
+                            ),
                         )
                     }
                 }
@@ -561,7 +618,11 @@ impl Ctx<'_> {
 
         // secret_value_absent
         out.push(if self.findings.is_empty() {
-            check("secret_value_absent", Pass, "no secret found in any field, key or decoded payload")
+            check(
+                "secret_value_absent",
+                Pass,
+                "no secret found in any field, key or decoded payload",
+            )
         } else {
             let locs: BTreeSet<String> = self
                 .findings
@@ -581,41 +642,59 @@ impl Ctx<'_> {
 
         // live_config_hash_metadata_only
         let live_needed = self.request.requires_live_evidence;
-        out.push(if self.located_in(self.raw_payloads, "live_config_hash_ref") {
-            check(
-                "live_config_hash_metadata_only",
-                Fail,
-                "live_config_hash_ref holds raw configuration, not a hash reference",
-            )
-        } else {
-            match self.field("live_config_hash_ref") {
-                None if live_needed => {
-                    need(&mut supplement, "live_config_hash_ref", "missing (this surface requires live evidence)");
-                    check("live_config_hash_metadata_only", Fail, "live_config_hash_ref is missing")
-                }
-                None => check(
+        out.push(
+            if self.located_in(self.raw_payloads, "live_config_hash_ref") {
+                check(
                     "live_config_hash_metadata_only",
-                    Na,
-                    "this surface does not require live evidence",
-                ),
-                Some(v) if is_reference_value(v) => check(
-                    "live_config_hash_metadata_only",
-                    Pass,
-                    "live_config_hash_ref is a reference",
-                ),
-                Some(_) => {
-                    need(&mut supplement, "live_config_hash_ref", "not a hash reference (e.g. sha256:<64 hex>)");
-                    check(
+                    Fail,
+                    "live_config_hash_ref holds raw configuration, not a hash reference",
+                )
+            } else {
+                match self.field("live_config_hash_ref") {
+                    None if live_needed => {
+                        need(
+                            &mut supplement,
+                            "live_config_hash_ref",
+                            "missing (this surface requires live evidence)",
+                        );
+                        check(
+                            "live_config_hash_metadata_only",
+                            Fail,
+                            "live_config_hash_ref is missing",
+                        )
+                    }
+                    None => check(
                         "live_config_hash_metadata_only",
-                        Fail,
-                        "live_config_hash_ref is prose, not a hash reference",
-                    )
+                        Na,
+                        "this surface does not require live evidence",
+                    ),
+                    Some(v) if is_reference_value(v) => check(
+                        "live_config_hash_metadata_only",
+                        Pass,
+                        "live_config_hash_ref is a reference",
+                    ),
+                    Some(_) => {
+                        need(
+                            &mut supplement,
+                            "live_config_hash_ref",
+                            "not a hash reference (e.g. sha256:<64 hex>)",
+                        );
+                        check(
+                            "live_config_hash_metadata_only",
+                            Fail,
+                            "live_config_hash_ref is prose, not a hash reference",
+                        )
+                    }
                 }
-            }
-        });
+            },
+        );
 
         // maintenance_window_present
-        out.push(self.presence("maintenance_window_present", "maintenance_window", &mut supplement));
+        out.push(self.presence(
+            "maintenance_window_present",
+            "maintenance_window",
+            &mut supplement,
+        ));
 
         // restart_window_separate_from_action
         out.push(if self.located_in(self.execution, "restart_window") {
@@ -625,10 +704,18 @@ impl Ctx<'_> {
                 "restart_window contains an action to run, not only a window",
             )
         } else if self.has("restart_window") {
-            check("restart_window_separate_from_action", Pass, "restart_window is a window only")
+            check(
+                "restart_window_separate_from_action",
+                Pass,
+                "restart_window is a window only",
+            )
         } else {
             supplement.push("restart_window: missing".into());
-            check("restart_window_separate_from_action", Fail, "restart_window is missing")
+            check(
+                "restart_window_separate_from_action",
+                Fail,
+                "restart_window is missing",
+            )
         });
 
         out.push(self.presence("rollback_owner_present", "rollback_owner", &mut supplement));
@@ -637,7 +724,11 @@ impl Ctx<'_> {
         out.push(match self.field("post_check_plan") {
             None => {
                 supplement.push("post_check_plan: missing".into());
-                check("post_check_plan_present", Fail, "post_check_plan is missing")
+                check(
+                    "post_check_plan_present",
+                    Fail,
+                    "post_check_plan is missing",
+                )
             }
             Some(v) => {
                 let text = render_text(v).to_lowercase();
@@ -652,11 +743,19 @@ impl Ctx<'_> {
                     lacks.push("the rollback/stop condition");
                 }
                 if lacks.is_empty() {
-                    check("post_check_plan_present", Pass, "post_check_plan names health checks and a stop condition")
+                    check(
+                        "post_check_plan_present",
+                        Pass,
+                        "post_check_plan names health checks and a stop condition",
+                    )
                 } else {
                     let msg = format!("does not name {}", lacks.join(" or "));
                     supplement.push(format!("post_check_plan: {msg}"));
-                    check("post_check_plan_present", Fail, format!("post_check_plan {msg}"))
+                    check(
+                        "post_check_plan_present",
+                        Fail,
+                        format!("post_check_plan {msg}"),
+                    )
                 }
             }
         });
@@ -664,9 +763,18 @@ impl Ctx<'_> {
         out.push(self.presence("disable_switch_present", "disable_switch", &mut supplement));
 
         for (id, field) in [
-            ("config_source_of_truth_present", "config_source_of_truth_ref"),
-            ("service_dependency_map_present", "service_dependency_map_ref"),
-            ("port_binding_inventory_present", "port_binding_inventory_ref"),
+            (
+                "config_source_of_truth_present",
+                "config_source_of_truth_ref",
+            ),
+            (
+                "service_dependency_map_present",
+                "service_dependency_map_ref",
+            ),
+            (
+                "port_binding_inventory_present",
+                "port_binding_inventory_ref",
+            ),
             ("cold_start_sequence_present", "cold_start_sequence_ref"),
         ] {
             out.push(self.reference(id, field, &mut supplement));
@@ -727,10 +835,7 @@ impl Ctx<'_> {
         ));
 
         // silent_restart_not_accepted
-        let restarts = self
-            .incidents
-            .iter()
-            .any(|l| l.label == "silent_restart");
+        let restarts = self.incidents.iter().any(|l| l.label == "silent_restart");
         out.push(if !restarts {
             check("silent_restart_not_accepted", Na, "the response reports no restart or reload")
         } else {
@@ -771,7 +876,11 @@ impl Ctx<'_> {
                 ),
             )
         } else {
-            check("write_capable_requires_extra_review", Na, "the surface is not write-capable")
+            check(
+                "write_capable_requires_extra_review",
+                Na,
+                "the surface is not write-capable",
+            )
         });
 
         // no_runtime_request
@@ -786,7 +895,10 @@ impl Ctx<'_> {
             check(
                 "no_runtime_request",
                 Fail,
-                format!("execution requested: {}", what.into_iter().collect::<Vec<_>>().join("; ")),
+                format!(
+                    "execution requested: {}",
+                    what.into_iter().collect::<Vec<_>>().join("; ")
+                ),
             )
         });
 
@@ -827,7 +939,11 @@ impl Ctx<'_> {
                 supplement.push(format!(
                     "{field}: a description, not a reference (give a URL, ticket, commit, hash or artifact pointer)"
                 ));
-                check(id, Verdict::Fail, format!("{field} is a description, not a reference"))
+                check(
+                    id,
+                    Verdict::Fail,
+                    format!("{field} is a description, not a reference"),
+                )
             }
         }
     }
@@ -989,7 +1105,15 @@ fn walk<'a>(v: &'a Value, location: String, out: &mut Vec<Str<'a>>) {
         Value::String(s) => {
             let field = top_field(&location);
             let prose = !REF_FIELDS.contains(&field)
-                && !matches!(field, "schema_version" | "request_id" | "surface_id" | "repo_sha256" | "redacted_evidence_refs" | "responded_at");
+                && !matches!(
+                    field,
+                    "schema_version"
+                        | "request_id"
+                        | "surface_id"
+                        | "repo_sha256"
+                        | "redacted_evidence_refs"
+                        | "responded_at"
+                );
             out.push(Str {
                 location,
                 text: s,
@@ -1123,22 +1247,70 @@ fn patterns(list: &[(&'static str, &str)]) -> Vec<Pattern> {
 
 static EXECUTION: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     patterns(&[
-        ("ssh_write", r"(?i)\b(?:scp|rsync)\s+(?:-\S+\s+)*\S+\s+\S*@?[\w.-]+:\S*"),
-        ("ssh_read", r"(?i)\bssh\s+(?:-\S+\s+(?:\S+\s+)?)*(?:[\w.-]+@)?[\w.-]+\.[\w.-]+|\bssh\s+(?:-\S+\s+)*[\w.-]+@[\w.-]+|\b(?:please|pls|kindly|then|and)\s+ssh\b|\bssh\s+(?:into|to|onto)\s+\S+"),
-        ("docker_compose_up", r"(?i)\bdocker[- ]compose\s+(?:-\S+\s+(?:\S+\s+)?)*(?:up|start|restart|run|exec|create)\b"),
-        ("docker_compose_down", r"(?i)\bdocker[- ]compose\s+(?:-\S+\s+(?:\S+\s+)?)*(?:down|stop|rm|kill)\b"),
-        ("docker_compose_pull", r"(?i)\bdocker[- ]compose\s+(?:-\S+\s+(?:\S+\s+)?)*pull\b|\bdocker\s+pull\s+\S"),
-        ("docker_compose_up", r"(?i)\bdocker\s+(?:container\s+)?(?:run|start|restart|exec|update)\s+\S"),
-        ("docker_compose_down", r"(?i)\bdocker\s+(?:container\s+)?(?:stop|kill|rm|rmi)\s+\S"),
-        ("systemctl_restart", r"(?i)\bsystemctl\s+(?:--?\S+\s+)*(?:restart|try-restart|reload-or-restart|start|stop|kill|enable|disable|mask|unmask|isolate|reboot|poweroff)\b|\bservice\s+[\w@.-]+\s+(?:restart|stop|start)\b"),
-        ("systemctl_reload", r"(?i)\bsystemctl\s+(?:--?\S+\s+)*(?:reload|daemon-reload|daemon-reexec)\b|\bservice\s+[\w@.-]+\s+reload\b"),
-        ("repair_bot_execute", r"(?i)\brepair[-_ ]?bot\s+(?:run|execute|exec|trigger|apply|fix|heal)\b|\b(?:run|trigger|execute|start|kick off|invoke)\s+(?:the\s+)?repair[-_ ]?bot\b"),
-        ("ansible_apply", r"(?i)\bansible-playbook\b|\bansible\s+\S+\s+(?:.*\s)?(?:-m|--module-name|-a|--args|-b|--become)\b|\b(?:run|apply|execute|trigger)\s+(?:the\s+)?(?:ansible|playbook)\b"),
-        ("sudo_action", r"(?i)(?:^|[\s;&|`$(])sudo\s+\S|\bsu\s+-c\s|\bdoas\s+\S"),
-        ("host_file_write", r"(?i)(?:>>?|\btee\s+(?:-a\s+)?)\s*/(?:etc|usr|var|opt|srv|root|home|boot|lib)/|\b(?:rm\s+-[rRf]+|mkfs(?:\.\w+)?|dd\s+if=|sed\s+-i|truncate\s+-s|chmod\s+[0-7+=ugoa]|chown\s+\S+:?\S*\s+/)|\b(?:cp|mv|install|ln\s+-sf?)\s+\S+\s+/(?:etc|usr|opt|srv|boot)/"),
-        ("firewall_change", r"(?i)\b(?:iptables|ip6tables)\s+(?:-t\s+\w+\s+)?-[AIDRFXNP]\b|\bnft\s+(?:add|delete|insert|flush|replace)\b|\bufw\s+(?:allow|deny|delete|reject|enable|disable|insert)\b|\bfirewall-cmd\s+.*--(?:add|remove)-"),
-        ("restart_without_window", r"(?i)\b(?:please|pls|kindly|go ahead and|can you|could you|you can|just)\s+(?:\w+\s+){0,2}(?:restart|reboot|redeploy|bounce|recreate)\b|\b(?:restart|reboot|redeploy)\s+(?:it|them|the\s+\w+)\s+(?:now|immediately|asap|right away)\b"),
-        ("systemctl_reload", r"(?i)\b(?:please|pls|kindly|go ahead and|can you|could you)\s+(?:\w+\s+){0,2}reload\b"),
+        (
+            "ssh_write",
+            r"(?i)\b(?:scp|rsync)\s+(?:-\S+\s+)*\S+\s+\S*@?[\w.-]+:\S*",
+        ),
+        (
+            "ssh_read",
+            r"(?i)\bssh\s+(?:-\S+\s+(?:\S+\s+)?)*(?:[\w.-]+@)?[\w.-]+\.[\w.-]+|\bssh\s+(?:-\S+\s+)*[\w.-]+@[\w.-]+|\b(?:please|pls|kindly|then|and)\s+ssh\b|\bssh\s+(?:into|to|onto)\s+\S+",
+        ),
+        (
+            "docker_compose_up",
+            r"(?i)\bdocker[- ]compose\s+(?:-\S+\s+(?:\S+\s+)?)*(?:up|start|restart|run|exec|create)\b",
+        ),
+        (
+            "docker_compose_down",
+            r"(?i)\bdocker[- ]compose\s+(?:-\S+\s+(?:\S+\s+)?)*(?:down|stop|rm|kill)\b",
+        ),
+        (
+            "docker_compose_pull",
+            r"(?i)\bdocker[- ]compose\s+(?:-\S+\s+(?:\S+\s+)?)*pull\b|\bdocker\s+pull\s+\S",
+        ),
+        (
+            "docker_compose_up",
+            r"(?i)\bdocker\s+(?:container\s+)?(?:run|start|restart|exec|update)\s+\S",
+        ),
+        (
+            "docker_compose_down",
+            r"(?i)\bdocker\s+(?:container\s+)?(?:stop|kill|rm|rmi)\s+\S",
+        ),
+        (
+            "systemctl_restart",
+            r"(?i)\bsystemctl\s+(?:--?\S+\s+)*(?:restart|try-restart|reload-or-restart|start|stop|kill|enable|disable|mask|unmask|isolate|reboot|poweroff)\b|\bservice\s+[\w@.-]+\s+(?:restart|stop|start)\b",
+        ),
+        (
+            "systemctl_reload",
+            r"(?i)\bsystemctl\s+(?:--?\S+\s+)*(?:reload|daemon-reload|daemon-reexec)\b|\bservice\s+[\w@.-]+\s+reload\b",
+        ),
+        (
+            "repair_bot_execute",
+            r"(?i)\brepair[-_ ]?bot\s+(?:run|execute|exec|trigger|apply|fix|heal)\b|\b(?:run|trigger|execute|start|kick off|invoke)\s+(?:the\s+)?repair[-_ ]?bot\b",
+        ),
+        (
+            "ansible_apply",
+            r"(?i)\bansible-playbook\b|\bansible\s+\S+\s+(?:.*\s)?(?:-m|--module-name|-a|--args|-b|--become)\b|\b(?:run|apply|execute|trigger)\s+(?:the\s+)?(?:ansible|playbook)\b",
+        ),
+        (
+            "sudo_action",
+            r"(?i)(?:^|[\s;&|`$(])sudo\s+\S|\bsu\s+-c\s|\bdoas\s+\S",
+        ),
+        (
+            "host_file_write",
+            r"(?i)(?:>>?|\btee\s+(?:-a\s+)?)\s*/(?:etc|usr|var|opt|srv|root|home|boot|lib)/|\b(?:rm\s+-[rRf]+|mkfs(?:\.\w+)?|dd\s+if=|sed\s+-i|truncate\s+-s|chmod\s+[0-7+=ugoa]|chown\s+\S+:?\S*\s+/)|\b(?:cp|mv|install|ln\s+-sf?)\s+\S+\s+/(?:etc|usr|opt|srv|boot)/",
+        ),
+        (
+            "firewall_change",
+            r"(?i)\b(?:iptables|ip6tables)\s+(?:-t\s+\w+\s+)?-[AIDRFXNP]\b|\bnft\s+(?:add|delete|insert|flush|replace)\b|\bufw\s+(?:allow|deny|delete|reject|enable|disable|insert)\b|\bfirewall-cmd\s+.*--(?:add|remove)-",
+        ),
+        (
+            "restart_without_window",
+            r"(?i)\b(?:please|pls|kindly|go ahead and|can you|could you|you can|just)\s+(?:\w+\s+){0,2}(?:restart|reboot|redeploy|bounce|recreate)\b|\b(?:restart|reboot|redeploy)\s+(?:it|them|the\s+\w+)\s+(?:now|immediately|asap|right away)\b",
+        ),
+        (
+            "systemctl_reload",
+            r"(?i)\b(?:please|pls|kindly|go ahead and|can you|could you)\s+(?:\w+\s+){0,2}reload\b",
+        ),
     ])
 });
 
@@ -1166,10 +1338,22 @@ fn excerpt(text: &str, start: usize, end: usize) -> String {
 
 static INCIDENT: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     patterns(&[
-        ("incident", r"(?i)\b(?:incident|outage|post-?mortem|sev[ -]?[0-4]\b|went down|was down|crashed|degraded|unavailable for)"),
-        ("silent_restart", r"(?i)\b(?:silent(?:ly)?\s+(?:re)?(?:start|restart|reload)(?:ed|s)?|restarted\s+(?:itself|automatically|on its own|without)|auto-?restart(?:ed|s)?|unexpected(?:ly)?\s+(?:re)?start(?:ed)?|restart\s+loop|crash[- ]?loop(?:ing)?|oom[- ]?kill(?:ed|er)?|reloaded\s+without)"),
-        ("port_incident", r"(?i)\b(?:port\s+(?:conflict|collision|clash|exhaustion|incident|hijack)|address already in use|eaddrinuse|port\s+\d{1,5}\s+(?:was|is|got)\s+(?:taken|occupied|in use|already used)|(?:host|container)\s+port\s+(?:drift|mismatch))"),
-        ("cold_start", r"(?i)\b(?:cold[- ]?(?:start|boot)|after\s+(?:a\s+)?(?:power\s+(?:loss|failure|outage|cut)|host\s+reboot|full\s+reboot)|did\s+not\s+come\s+back\s+(?:up\s+)?after\s+(?:a\s+)?reboot)"),
+        (
+            "incident",
+            r"(?i)\b(?:incident|outage|post-?mortem|sev[ -]?[0-4]\b|went down|was down|crashed|degraded|unavailable for)",
+        ),
+        (
+            "silent_restart",
+            r"(?i)\b(?:silent(?:ly)?\s+(?:re)?(?:start|restart|reload)(?:ed|s)?|restarted\s+(?:itself|automatically|on its own|without)|auto-?restart(?:ed|s)?|unexpected(?:ly)?\s+(?:re)?start(?:ed)?|restart\s+loop|crash[- ]?loop(?:ing)?|oom[- ]?kill(?:ed|er)?|reloaded\s+without)",
+        ),
+        (
+            "port_incident",
+            r"(?i)\b(?:port\s+(?:conflict|collision|clash|exhaustion|incident|hijack)|address already in use|eaddrinuse|port\s+\d{1,5}\s+(?:was|is|got)\s+(?:taken|occupied|in use|already used)|(?:host|container)\s+port\s+(?:drift|mismatch))",
+        ),
+        (
+            "cold_start",
+            r"(?i)\b(?:cold[- ]?(?:start|boot)|after\s+(?:a\s+)?(?:power\s+(?:loss|failure|outage|cut)|host\s+reboot|full\s+reboot)|did\s+not\s+come\s+back\s+(?:up\s+)?after\s+(?:a\s+)?reboot)",
+        ),
     ])
 });
 
@@ -1190,7 +1374,10 @@ pub fn incident_signals(text: &str) -> Vec<&'static str> {
             }
             // The clause before the match, from its last sentence boundary.
             let before = &text[from..m.start()];
-            let clause = before.rsplit(['.', ';', '!', '?', '\n']).next().unwrap_or(before);
+            let clause = before
+                .rsplit(['.', ';', '!', '?', '\n'])
+                .next()
+                .unwrap_or(before);
             !NEGATION.is_match(clause)
         });
         if hit && !out.contains(&p.label) {
@@ -1218,7 +1405,13 @@ mod tests {
         ] {
             assert!(is_reference_list(s), "{s}");
         }
-        for s in ["", "we keep it in git", "see the wiki", "the usual place", "OPS-1 and the wiki"] {
+        for s in [
+            "",
+            "we keep it in git",
+            "see the wiki",
+            "the usual place",
+            "OPS-1 and the wiki",
+        ] {
             assert!(!is_reference_list(s), "{s}");
         }
     }
@@ -1226,19 +1419,37 @@ mod tests {
     #[test]
     fn execution_requests_are_found_and_windows_are_not() {
         let cases: [(&str, &[&str]); 10] = [
-            ("please run sudo systemctl restart nginx tonight", &["systemctl_restart", "sudo_action"]),
+            (
+                "please run sudo systemctl restart nginx tonight",
+                &["systemctl_restart", "sudo_action"],
+            ),
             ("ssh root@web1.example.com and check", &["ssh_read"]),
             ("docker compose -f app.yml up -d", &["docker_compose_up"]),
-            ("docker-compose pull && docker-compose up -d", &["docker_compose_up", "docker_compose_pull"]),
+            (
+                "docker-compose pull && docker-compose up -d",
+                &["docker_compose_up", "docker_compose_pull"],
+            ),
             ("ansible-playbook -i prod site.yml", &["ansible_apply"]),
-            ("trigger the repair-bot after merge", &["repair_bot_execute"]),
+            (
+                "trigger the repair-bot after merge",
+                &["repair_bot_execute"],
+            ),
             ("echo 'x' >> /etc/hosts", &["host_file_write"]),
-            ("iptables -A INPUT -p tcp --dport 443 -j ACCEPT", &["firewall_change"]),
+            (
+                "iptables -A INPUT -p tcp --dport 443 -j ACCEPT",
+                &["firewall_change"],
+            ),
             ("systemctl daemon-reload", &["systemctl_reload"]),
-            ("can you just restart the stack", &["restart_without_window"]),
+            (
+                "can you just restart the stack",
+                &["restart_without_window"],
+            ),
         ];
         for (text, want) in cases {
-            let got: BTreeSet<&str> = execution_requests(text).into_iter().map(|(l, _)| l).collect();
+            let got: BTreeSet<&str> = execution_requests(text)
+                .into_iter()
+                .map(|(l, _)| l)
+                .collect();
             for w in want {
                 assert!(got.contains(w), "{text}: {got:?}");
             }
@@ -1251,16 +1462,32 @@ mod tests {
             "docker compose ps shows healthy",
             "the ssh host key fingerprint is recorded in OPS-12",
         ] {
-            assert!(execution_requests(text).is_empty(), "{text}: {:?}", execution_requests(text));
+            assert!(
+                execution_requests(text).is_empty(),
+                "{text}: {:?}",
+                execution_requests(text)
+            );
         }
     }
 
     #[test]
     fn incident_signals_skip_negations() {
-        assert_eq!(incident_signals("the service restarted itself twice at 03:00"), vec!["silent_restart"]);
-        assert_eq!(incident_signals("port 8080 was taken by the exporter"), vec!["port_incident"]);
-        assert_eq!(incident_signals("after a power loss the stack needed a cold start"), vec!["cold_start"]);
-        assert_eq!(incident_signals("last week's outage (INC-7)"), vec!["incident"]);
+        assert_eq!(
+            incident_signals("the service restarted itself twice at 03:00"),
+            vec!["silent_restart"]
+        );
+        assert_eq!(
+            incident_signals("port 8080 was taken by the exporter"),
+            vec!["port_incident"]
+        );
+        assert_eq!(
+            incident_signals("after a power loss the stack needed a cold start"),
+            vec!["cold_start"]
+        );
+        assert_eq!(
+            incident_signals("last week's outage (INC-7)"),
+            vec!["incident"]
+        );
         assert!(incident_signals("no incident in the last 90 days").is_empty());
         assert!(incident_signals("it has never restarted silently").is_empty());
         assert!(incident_signals("routine change, config drift only").is_empty());

@@ -29,7 +29,9 @@ pub fn question(field: &str) -> &'static str {
         "restart_window" => {
             "When a restart may happen, as a window only: do not ask castellan to run it."
         }
-        "rollback_owner" => "Who owns the rollback, and where is the rollback procedure (a reference)?",
+        "rollback_owner" => {
+            "Who owns the rollback, and where is the rollback procedure (a reference)?"
+        }
         "post_check_plan" => {
             "How is success checked afterwards: service health, routes, queues, logs, and the condition that stops and rolls back?"
         }
@@ -69,7 +71,10 @@ pub fn required_fields() -> Vec<String> {
 
 /// Builds the request drafts for every surface of `inventory`, in inventory order.
 pub fn build(inventory: &InventoryReport, generated_at: &str) -> RequestReport {
-    let owner_fields: Vec<String> = REQUIRED_OWNER_FIELDS.iter().map(|f| (*f).to_owned()).collect();
+    let owner_fields: Vec<String> = REQUIRED_OWNER_FIELDS
+        .iter()
+        .map(|f| (*f).to_owned())
+        .collect();
     let questions: Vec<OwnerQuestion> = required_fields()
         .into_iter()
         .map(|field| OwnerQuestion {

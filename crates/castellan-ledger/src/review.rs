@@ -131,10 +131,10 @@ impl ReviewPayload {
 
     /// Parses canonical bytes, refusing any other encoding.
     pub fn parse(bytes: &[u8]) -> Result<Self, ReviewError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| ReviewError::Malformed("not UTF-8".into()))?;
-        let p: ReviewPayload = toml::from_str(text)
-            .map_err(|e| ReviewError::Malformed(e.message().to_owned()))?;
+        let text =
+            std::str::from_utf8(bytes).map_err(|_| ReviewError::Malformed("not UTF-8".into()))?;
+        let p: ReviewPayload =
+            toml::from_str(text).map_err(|e| ReviewError::Malformed(e.message().to_owned()))?;
         p.validate()?;
         if p.render() != text {
             return Err(ReviewError::Malformed(
@@ -170,7 +170,9 @@ impl ReviewPayload {
         }
         match self.reviewed_time() {
             Ok(t) if t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string() == self.reviewed_at => {}
-            _ => return bad("reviewed_at must be RFC 3339 UTC to the second (YYYY-MM-DDTHH:MM:SSZ)"),
+            _ => {
+                return bad("reviewed_at must be RFC 3339 UTC to the second (YYYY-MM-DDTHH:MM:SSZ)");
+            }
         }
         Ok(())
     }
@@ -182,7 +184,10 @@ impl ReviewPayload {
 
     /// The record id: `review:` + SHA-256 of the canonical bytes.
     pub fn record_id(&self) -> String {
-        format!("review:{}", hex::encode(Sha256::digest(self.render().as_bytes())))
+        format!(
+            "review:{}",
+            hex::encode(Sha256::digest(self.render().as_bytes()))
+        )
     }
 }
 
@@ -209,7 +214,10 @@ pub struct VerifiedReview {
 /// Verifies a record: canonical payload, signature by a key in `signers` (checked at
 /// `reviewed_at`, so an allowed_signers validity window applies to when the review was
 /// made), and the `reviewer` role.
-pub fn verify(record: &StoredReview, signers: &SignerConfig) -> Result<VerifiedReview, ReviewError> {
+pub fn verify(
+    record: &StoredReview,
+    signers: &SignerConfig,
+) -> Result<VerifiedReview, ReviewError> {
     let payload = ReviewPayload::parse(&record.payload)?;
     let at = payload
         .reviewed_time()
@@ -345,9 +353,15 @@ mod tests {
             Outcome::NeedsMore { have: 1, need: 2 }
         );
         let b = review("B", Accepted, "2026-11-22T10:06:00Z");
-        assert!(matches!(combine(&[a1.clone(), b.clone()], 2), Outcome::Accepted { .. }));
+        assert!(matches!(
+            combine(&[a1.clone(), b.clone()], 2),
+            Outcome::Accepted { .. }
+        ));
         let b_rejects_later = review("B", Rejected, "2026-11-22T11:00:00Z");
-        assert_eq!(combine(&[a1.clone(), b.clone(), b_rejects_later], 2), Outcome::Rejected);
+        assert_eq!(
+            combine(&[a1.clone(), b.clone(), b_rejects_later], 2),
+            Outcome::Rejected
+        );
         // A signer who rejected and later accepted counts as accepting.
         let a_rej = review("A", Rejected, "2026-11-22T09:00:00Z");
         assert!(matches!(combine(&[a_rej, a1], 1), Outcome::Accepted { .. }));

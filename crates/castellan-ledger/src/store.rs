@@ -244,7 +244,11 @@ impl Ledger {
             .conn
             .prepare("SELECT seq, recorded_at, record FROM intake ORDER BY seq")?;
         let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
@@ -339,10 +343,11 @@ fn open_db(path: &Path, create: bool) -> Result<Connection, LedgerError> {
         reason,
     };
     if app == 0 && version == 0 {
-        let tables: i64 =
-            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
+        let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))?;
         if tables != 0 {
-            return Err(foreign("an SQLite database that is not a castellan ledger".into()));
+            return Err(foreign(
+                "an SQLite database that is not a castellan ledger".into(),
+            ));
         }
         if !create {
             return Err(foreign("an empty database, not a castellan ledger".into()));

@@ -25,7 +25,10 @@ fn seed() -> String {
 
 /// The text between `start` and the first `end` after it.
 fn section<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
-    let from = text.find(start).unwrap_or_else(|| panic!("{start:?} not in the seed")) + start.len();
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{start:?} not in the seed"))
+        + start.len();
     let len = text[from..].find(end).unwrap();
     &text[from..from + len]
 }
@@ -154,12 +157,17 @@ fn top_level_summary_and_boundaries_match_the_seed() {
     let seed = seed();
     let r = report();
     let build = section(&seed, "def build_report(", "def main(");
-    let ret = section(build, "return {", "\"acceptance_candidates\": acceptance_candidates,");
+    let ret = section(
+        build,
+        "return {",
+        "\"acceptance_candidates\": acceptance_candidates,",
+    );
     // Top-level keys: those at the return dict's first indentation level; the seed text
     // lost its indentation, so take every key and remove the nested ones.
     let summary_text = section(ret, "\"summary\": {", "},");
     let boundaries_text = section(ret, "\"execution_boundaries\": {", "},");
-    let summary_keys: BTreeSet<String> = dict_pairs(summary_text).into_iter().map(|p| p.0).collect();
+    let summary_keys: BTreeSet<String> =
+        dict_pairs(summary_text).into_iter().map(|p| p.0).collect();
     let boundary_pairs = dict_pairs(boundaries_text);
     let nested: BTreeSet<String> = summary_keys
         .iter()
@@ -212,7 +220,10 @@ fn top_level_summary_and_boundaries_match_the_seed() {
         assert_eq!(r["execution_boundaries"][k], want, "{k}");
     }
     assert_eq!(keys(&r["execution_boundaries"]).len(), boundary_pairs.len());
-    assert_eq!(r["schema_version"], "host_service_owner_response_acceptance_v1");
+    assert_eq!(
+        r["schema_version"],
+        "host_service_owner_response_acceptance_v1"
+    );
     assert_eq!(
         r["status"],
         "owner_response_acceptance_ledger_ready_no_runtime_action"
@@ -262,7 +273,11 @@ fn candidates_have_the_seeds_fields_and_defaults() {
 fn the_summary_line_has_the_seeds_shape() {
     let seed = seed();
     let mut keys = Vec::new();
-    let part = section(&seed, "\"HOST_SERVICE_OWNER_RESPONSE_ACCEPTANCE_OK \"", "file=sys.stderr");
+    let part = section(
+        &seed,
+        "\"HOST_SERVICE_OWNER_RESPONSE_ACCEPTANCE_OK \"",
+        "file=sys.stderr",
+    );
     for c in Regex::new(r#"f"([a-z_]+)=\{summary\['([a-z_]+)'\]\}"#)
         .unwrap()
         .captures_iter(part)
@@ -294,7 +309,7 @@ fn json_is_sorted_with_two_space_indent() {
     // Sorted: the top-level keys appear in lexical order.
     let top: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("  \"") )
+        .filter(|l| l.starts_with("  \""))
         .map(|l| l.trim_start().split('"').nth(1).unwrap())
         .collect();
     let mut sorted = top.clone();
