@@ -171,7 +171,9 @@ impl ReviewPayload {
         match self.reviewed_time() {
             Ok(t) if t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string() == self.reviewed_at => {}
             _ => {
-                return bad("reviewed_at must be RFC 3339 UTC to the second (YYYY-MM-DDTHH:MM:SSZ)");
+                return bad(
+                    "reviewed_at must be RFC 3339 UTC to the second (YYYY-MM-DDTHH:MM:SSZ)",
+                );
             }
         }
         Ok(())
