@@ -102,10 +102,16 @@ pub enum LedgerCommand {
         #[arg(long, default_value = ".")]
         root: PathBuf,
         /// The inventory report.
-        #[arg(long, default_value = "docs/security/host-service-config-inventory.snapshot.json")]
+        #[arg(
+            long,
+            default_value = "docs/security/host-service-config-inventory.snapshot.json"
+        )]
         inventory_report: PathBuf,
         /// The owner request report.
-        #[arg(long, default_value = "docs/security/host-service-owner-request-draft.snapshot.json")]
+        #[arg(
+            long,
+            default_value = "docs/security/host-service-owner-request-draft.snapshot.json"
+        )]
         owner_request_report: PathBuf,
         /// Write the report here instead of stdout.
         #[arg(long, short = 'o')]
@@ -246,8 +252,8 @@ fn write_out(doc: &str, output: Option<&Path>) -> anyhow::Result<()> {
 /// Reads a JSON document of type `T`, naming the file and the problem.
 fn read_doc<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
     const MAX: u64 = 512 * 1024 * 1024;
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
     let mut bytes = Vec::new();
     file.take(MAX + 1)
         .read_to_end(&mut bytes)
@@ -259,7 +265,11 @@ fn read_doc<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::
         .map_err(|e| anyhow!("{} is not a valid {what}: {e}", path.display()))
 }
 
-fn inventory_cmd(repo: &Path, output: Option<&Path>, generated_at: Option<String>) -> anyhow::Result<ExitCode> {
+fn inventory_cmd(
+    repo: &Path,
+    output: Option<&Path>,
+    generated_at: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let scan = inventory::scan_repo(repo)?;
     let report = inventory::report(
         scan,
@@ -277,7 +287,11 @@ fn inventory_cmd(repo: &Path, output: Option<&Path>, generated_at: Option<String
     Ok(ExitCode::SUCCESS)
 }
 
-fn requests_cmd(inventory: &Path, output: Option<&Path>, generated_at: Option<String>) -> anyhow::Result<ExitCode> {
+fn requests_cmd(
+    inventory: &Path,
+    output: Option<&Path>,
+    generated_at: Option<String>,
+) -> anyhow::Result<ExitCode> {
     let inv: InventoryReport = read_doc(inventory, "inventory report")?;
     let report = requests::build(&inv, &generated_at.unwrap_or_else(now_utc8));
     write_out(&to_pretty_json(&report), output)?;
@@ -301,7 +315,11 @@ fn load_requests(ledger: &Path, requests: Option<&Path>) -> anyhow::Result<Reque
     read_doc(&path, "owner request report")
 }
 
-fn load_signers(ledger: &Path, signers: Option<&Path>, required: bool) -> anyhow::Result<Option<SignerConfig>> {
+fn load_signers(
+    ledger: &Path,
+    signers: Option<&Path>,
+    required: bool,
+) -> anyhow::Result<Option<SignerConfig>> {
     let path = signers.map_or_else(|| ledger.join(SIGNERS_FILE), Path::to_owned);
     if signers.is_none() && !path.exists() {
         if required {
@@ -315,7 +333,10 @@ fn load_signers(ledger: &Path, signers: Option<&Path>, required: bool) -> anyhow
     Ok(Some(SignerConfig::load(&path)?))
 }
 
-fn find_draft<'a>(requests: &'a RequestReport, candidate: &str) -> anyhow::Result<&'a RequestDraft> {
+fn find_draft<'a>(
+    requests: &'a RequestReport,
+    candidate: &str,
+) -> anyhow::Result<&'a RequestDraft> {
     let surface = candidate
         .strip_prefix(CANDIDATE_PREFIX)
         .and_then(|s| s.strip_prefix(':'))
@@ -327,7 +348,12 @@ fn find_draft<'a>(requests: &'a RequestReport, candidate: &str) -> anyhow::Resul
         .ok_or_else(|| anyhow!("no candidate {candidate:?} in the owner request report"))
 }
 
-fn intake_cmd(response: &Path, ledger_dir: &Path, requests: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+fn intake_cmd(
+    response: &Path,
+    ledger_dir: &Path,
+    requests: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let requests = load_requests(ledger_dir, requests)?;
     let file = std::fs::File::open(response)
         .with_context(|| format!("cannot read response {}", response.display()))?;
@@ -338,9 +364,8 @@ fn intake_cmd(response: &Path, ledger_dir: &Path, requests: Option<&Path>, json:
     let signers = load_signers(ledger_dir, None, false)?;
     let mut ledger = Ledger::open(ledger_dir)?;
     let needed = review::reviewers_needed(signers.as_ref(), true);
-    let record = intake::analyze(&bytes, &requests, ledger.key(), needed).map_err(|e| {
-        refuse(format!("{}: {e}; nothing was recorded", response.display()))
-    })?;
+    let record = intake::analyze(&bytes, &requests, ledger.key(), needed)
+        .map_err(|e| refuse(format!("{}: {e}; nothing was recorded", response.display())))?;
     let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let appended = ledger.append_intake(&record, &now)?;
     if json {
@@ -502,7 +527,12 @@ fn review_cmd(
     let scratch = tempfile::Builder::new()
         .prefix(".review-")
         .tempdir_in(ledger_dir)
-        .with_context(|| format!("cannot create a scratch directory in {}", ledger_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot create a scratch directory in {}",
+                ledger_dir.display()
+            )
+        })?;
     let payload_path = scratch.path().join("review.toml");
     let bytes = payload.render().into_bytes();
     std::fs::write(&payload_path, &bytes)
@@ -518,7 +548,8 @@ fn review_cmd(
     };
     let verified = review::verify(&stored, &signers).map_err(|e| refuse(e.to_string()))?;
     let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let appended = ledger.append_review(&verified.payload, &verified.signer, &stored.signature, &now)?;
+    let appended =
+        ledger.append_review(&verified.payload, &verified.signer, &stored.signature, &now)?;
     let seq = match appended {
         Appended::New(s) | Appended::Existing(s, _) => s,
     };
@@ -537,7 +568,11 @@ fn review_cmd(
 }
 
 fn print_state(state: &CandidateState) -> anyhow::Result<()> {
-    crate::outln!("status: {} (reviewer outcome: {})", state.lane, state.reviewer_outcome)?;
+    crate::outln!(
+        "status: {} (reviewer outcome: {})",
+        state.lane,
+        state.reviewer_outcome
+    )?;
     if let acceptance::CandidateState {
         outcome: review::Outcome::NeedsMore { have, need },
         ..
@@ -560,7 +595,8 @@ fn acceptance_cmd(
     signers: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let inventory: InventoryReport = read_doc(&root.join(inventory_report), "inventory report")?;
-    let requests: RequestReport = read_doc(&root.join(owner_request_report), "owner request report")?;
+    let requests: RequestReport =
+        read_doc(&root.join(owner_request_report), "owner request report")?;
     let (view, signers) = match ledger_dir {
         None => (None, None),
         Some(dir) => {
@@ -586,7 +622,12 @@ fn acceptance_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
-fn show_cmd(candidate: &str, ledger_dir: &Path, requests: Option<&Path>, signers: Option<&Path>) -> anyhow::Result<ExitCode> {
+fn show_cmd(
+    candidate: &str,
+    ledger_dir: &Path,
+    requests: Option<&Path>,
+    signers: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let requests = load_requests(ledger_dir, requests)?;
     let draft = find_draft(&requests, candidate)?;
     let signers = load_signers(ledger_dir, signers, false)?;
