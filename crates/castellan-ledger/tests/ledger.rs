@@ -199,7 +199,7 @@ fn report(ledger: &Ledger, signers: &SignerConfig) -> Value {
     })
 }
 
-fn candidate<'a>(r: &'a Value, i: usize) -> &'a Value {
+fn candidate(r: &Value, i: usize) -> &Value {
     &r["acceptance_candidates"][i]
 }
 

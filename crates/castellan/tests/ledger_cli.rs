@@ -132,7 +132,7 @@ fn response(s: &Setup, surface: &str) -> Value {
         "restart_window": "inside the maintenance window only",
         "rollback_owner": "observability on-call, runbook OPS-RB-17",
         "post_check_plan": "scrape health of :9100/metrics, Prometheus target health, logs; stop and roll back on failure",
-        "disable_switch": "systemctl mask via the Ansible freeze rule OPS-2292",
+        "disable_switch": "unit masked by the Ansible freeze role, rule OPS-2292",
         "followup_owner": "observability lead",
         "config_source_of_truth_ref": "repo=git:ops/infra@3f2a1bc",
         "service_dependency_map_ref": "https://wiki.example.com/ops/deps/node-exporter",
