@@ -272,6 +272,18 @@ pub fn analyze(
     key: &FingerprintKey,
     reviewers_needed: u32,
 ) -> Result<IntakeRecord, IntakeError> {
+    analyze_with(Scanner::builtin(), bytes, requests, key, reviewers_needed)
+}
+
+/// [`analyze`] with another secret scanner (the built-in rules plus the operator's, see
+/// [`Scanner::with_extra_rules`]).
+pub fn analyze_with(
+    scanner: &Scanner,
+    bytes: &[u8],
+    requests: &RequestReport,
+    key: &FingerprintKey,
+    reviewers_needed: u32,
+) -> Result<IntakeRecord, IntakeError> {
     if bytes.len() > MAX_RESPONSE_BYTES {
         return Err(IntakeError::TooLarge {
             size: bytes.len(),
@@ -313,9 +325,8 @@ pub fn analyze(
 
     // Everything the owner wrote, with where it is.
     let mut strings = Vec::new();
-    walk(&value, "$".to_owned(), &mut strings);
+    walk(scanner, &value, "$".to_owned(), &mut strings);
 
-    let scanner = Scanner::builtin();
     let mut found: Vec<Finding> = Vec::new();
     let mut raw_payloads = Vec::new();
     let mut execution = Vec::new();
@@ -1083,10 +1094,10 @@ static PLAIN_KEY: LazyLock<Regex> = LazyLock::new(|| {
 
 /// A key as shown in a location: itself if it is a plain name with nothing secret in it,
 /// else its ordinal.
-fn key_segment(key: &str, ordinal: usize) -> String {
+fn key_segment(scanner: &Scanner, key: &str, ordinal: usize) -> String {
     let mut f = Vec::new();
     if PLAIN_KEY.is_match(key) {
-        Scanner::builtin().scan(key, "", &mut f);
+        scanner.scan(key, "", &mut f);
         if f.is_empty() {
             return format!(".{key}");
         }
@@ -1100,7 +1111,7 @@ fn top_field(location: &str) -> &str {
     &rest[..end]
 }
 
-fn walk<'a>(v: &'a Value, location: String, out: &mut Vec<Str<'a>>) {
+fn walk<'a>(scanner: &Scanner, v: &'a Value, location: String, out: &mut Vec<Str<'a>>) {
     match v {
         Value::String(s) => {
             let field = top_field(&location);
@@ -1123,19 +1134,19 @@ fn walk<'a>(v: &'a Value, location: String, out: &mut Vec<Str<'a>>) {
         }
         Value::Array(a) => {
             for (i, x) in a.iter().enumerate() {
-                walk(x, format!("{location}[{i}]"), out);
+                walk(scanner, x, format!("{location}[{i}]"), out);
             }
         }
         Value::Object(o) => {
             for (i, (k, x)) in o.iter().enumerate() {
-                let child = format!("{location}{}", key_segment(k, i));
+                let child = format!("{location}{}", key_segment(scanner, k, i));
                 out.push(Str {
                     location: format!("{child} (key)"),
                     text: k,
                     is_key: true,
                     prose: false,
                 });
-                walk(x, child, out);
+                walk(scanner, x, child, out);
             }
         }
         _ => {}

@@ -333,6 +333,23 @@ impl Scanner {
         )
     }
 
+    /// The built-in rules plus the operator's rule files `extra` (file name, contents) in
+    /// the same format, e.g. a checkout of Nosey Parker's own `rules/` directory read with
+    /// [`read_rule_dir`]. The extra files are input: every problem in them (bad YAML, a
+    /// pattern that does not compile, an id that is already taken) is an error, all listed.
+    pub fn with_extra_rules(extra: &[(String, String)]) -> Result<Scanner, RuleFilesError> {
+        let mut sources: Vec<(&str, &str)> = rules::BUILTIN_SOURCES.to_vec();
+        sources.extend(extra.iter().map(|(f, t)| (f.as_str(), t.as_str())));
+        let (scanner, errors) = Scanner::compile(&sources);
+        if errors.is_empty() {
+            Ok(scanner)
+        } else {
+            Err(RuleFilesError(
+                errors.iter().map(ToString::to_string).collect(),
+            ))
+        }
+    }
+
     /// Scans `text`, appending findings (deduplicated by span and rule) to `out`, in
     /// span order.
     pub fn scan(&self, text: &str, location: &str, out: &mut Vec<Finding>) {
@@ -544,6 +561,85 @@ fn public_material(text: &str) -> Vec<Range<usize>> {
         return Vec::new();
     }
     re.find_iter(text).map(|m| m.range()).collect()
+}
+
+/// Why extra rule files were refused: one line per problem.
+#[derive(Debug, thiserror::Error)]
+#[error("secret rules refused:\n  {}", .0.join("\n  "))]
+pub struct RuleFilesError(pub Vec<String>);
+
+/// Largest rule file read by [`read_rule_dir`].
+pub const MAX_RULE_FILE_BYTES: u64 = 1024 * 1024;
+/// Most rule files read by [`read_rule_dir`].
+pub const MAX_RULE_FILES: usize = 1000;
+
+/// Reads every `*.yml` / `*.yaml` file under `dir` (recursively, sorted by path) as
+/// (path relative to `dir`, contents), for [`Scanner::with_extra_rules`].
+pub fn read_rule_dir(dir: &std::path::Path) -> Result<Vec<(String, String)>, RuleFilesError> {
+    fn walk(
+        base: &std::path::Path,
+        dir: &std::path::Path,
+        out: &mut Vec<std::path::PathBuf>,
+    ) -> Result<(), String> {
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+            let path = entry.path();
+            let ty = entry
+                .file_type()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if ty.is_dir() {
+                walk(base, &path, out)?;
+            } else if ty.is_file() && path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                out.push(path);
+            }
+            if out.len() > MAX_RULE_FILES {
+                return Err(format!(
+                    "{}: more than {MAX_RULE_FILES} rule files",
+                    base.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+    let mut paths = Vec::new();
+    walk(dir, dir, &mut paths).map_err(|e| RuleFilesError(vec![e]))?;
+    paths.sort();
+    if paths.is_empty() {
+        return Err(RuleFilesError(vec![format!(
+            "{}: no *.yml or *.yaml rule files",
+            dir.display()
+        )]));
+    }
+    let mut out = Vec::new();
+    let mut problems = Vec::new();
+    for p in paths {
+        let name = p
+            .strip_prefix(dir)
+            .unwrap_or(&p)
+            .to_string_lossy()
+            .into_owned();
+        match std::fs::metadata(&p) {
+            Ok(m) if m.len() > MAX_RULE_FILE_BYTES => {
+                problems.push(format!("{name}: larger than {MAX_RULE_FILE_BYTES} bytes"));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("{name}: {e}"));
+                continue;
+            }
+            Ok(_) => {}
+        }
+        match std::fs::read_to_string(&p) {
+            Ok(text) => out.push((name, text)),
+            Err(e) => problems.push(format!("{name}: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(RuleFilesError(problems))
+    }
 }
 
 /// Replaces every finding's span in `text` with `[REDACTED:<rule_id>]`. Overlapping spans

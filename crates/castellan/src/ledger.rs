@@ -21,7 +21,7 @@ use castellan_ledger::intake::{self, IntakeRecord, MAX_RESPONSE_BYTES, Verdict};
 use castellan_ledger::model::{InventoryReport, RequestDraft, RequestReport};
 use castellan_ledger::review::{self, Decision, ReviewPayload, StoredReview};
 use castellan_ledger::schema::{CANDIDATE_PREFIX, Lane};
-use castellan_ledger::secrets::Scanner;
+use castellan_ledger::secrets::{Scanner, read_rule_dir};
 use castellan_ledger::store::{Appended, Ledger, REQUESTS_FILE, SIGNERS_FILE};
 use castellan_ledger::{inventory, now_utc8, requests, to_pretty_json};
 use castellan_sig::{SignOptions, SignerConfig, sign_file};
@@ -70,6 +70,10 @@ pub enum LedgerCommand {
         /// Print the stored record as JSON.
         #[arg(long)]
         json: bool,
+        /// More secret rules: a directory of rule files in Nosey Parker's YAML format (for
+        /// example a checkout of its maintained `rules/` directory), added to the built-in set.
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
     },
     /// Sign and record a reviewer decision on a candidate's latest owner response.
     Review {
@@ -94,6 +98,9 @@ pub enum LedgerCommand {
         /// The reviewer signer configuration; default LEDGER/signers.toml.
         #[arg(long)]
         signers: Option<PathBuf>,
+        /// More secret rules for scanning the reason (see `ledger intake --rules`).
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
     },
     /// Write the owner-response acceptance report
     /// (`host_service_owner_response_acceptance_v1`).
@@ -177,7 +184,14 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
             ledger,
             requests,
             json,
-        } => intake_cmd(&response, &ledger, requests.as_deref(), json),
+            rules,
+        } => intake_cmd(
+            &response,
+            &ledger,
+            requests.as_deref(),
+            json,
+            rules.as_deref(),
+        ),
         LedgerCommand::Review {
             candidate,
             decision,
@@ -186,6 +200,7 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
             ledger,
             requests,
             signers,
+            rules,
         } => review_cmd(
             &candidate,
             &decision,
@@ -194,6 +209,7 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
             &ledger,
             requests.as_deref(),
             signers.as_deref(),
+            rules.as_deref(),
         ),
         LedgerCommand::Acceptance {
             root,
@@ -348,12 +364,41 @@ fn find_draft<'a>(
         .ok_or_else(|| anyhow!("no candidate {candidate:?} in the owner request report"))
 }
 
+/// The built-in secret scanner, or one with the operator's extra rules.
+enum Rules {
+    Builtin,
+    Extended(Box<Scanner>),
+}
+
+impl Rules {
+    fn load(dir: Option<&Path>) -> anyhow::Result<Self> {
+        match dir {
+            None => Ok(Rules::Builtin),
+            Some(dir) => {
+                let files = read_rule_dir(dir)?;
+                Ok(Rules::Extended(Box::new(Scanner::with_extra_rules(
+                    &files,
+                )?)))
+            }
+        }
+    }
+
+    fn scanner(&self) -> &Scanner {
+        match self {
+            Rules::Builtin => Scanner::builtin(),
+            Rules::Extended(s) => s,
+        }
+    }
+}
+
 fn intake_cmd(
     response: &Path,
     ledger_dir: &Path,
     requests: Option<&Path>,
     json: bool,
+    rules: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
+    let rules = Rules::load(rules)?;
     let requests = load_requests(ledger_dir, requests)?;
     let file = std::fs::File::open(response)
         .with_context(|| format!("cannot read response {}", response.display()))?;
@@ -364,7 +409,7 @@ fn intake_cmd(
     let signers = load_signers(ledger_dir, None, false)?;
     let mut ledger = Ledger::open(ledger_dir)?;
     let needed = review::reviewers_needed(signers.as_ref(), true);
-    let record = intake::analyze(&bytes, &requests, ledger.key(), needed)
+    let record = intake::analyze_with(rules.scanner(), &bytes, &requests, ledger.key(), needed)
         .map_err(|e| refuse(format!("{}: {e}; nothing was recorded", response.display())))?;
     let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let appended = ledger.append_intake(&record, &now)?;
@@ -453,8 +498,10 @@ fn review_cmd(
     ledger_dir: &Path,
     requests: Option<&Path>,
     signers: Option<&Path>,
+    rules: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let decision: Decision = decision.parse()?;
+    let rules = Rules::load(rules)?;
     if !ledger_dir.join(castellan_ledger::store::DB_FILE).exists() {
         bail!(
             "{}: no ledger here (run `castellan ledger intake` first)",
@@ -487,7 +534,7 @@ fn review_cmd(
     }
     let reason = reason.trim();
     let mut found = Vec::new();
-    Scanner::builtin().scan(reason, "reason", &mut found);
+    rules.scanner().scan(reason, "reason", &mut found);
     if let Some(f) = found.first() {
         return Err(refuse(format!(
             "the reason looks like it contains a secret ({}); nothing was signed",

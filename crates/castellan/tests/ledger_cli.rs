@@ -459,3 +459,72 @@ fn signed_reviews_move_the_counters_and_nothing_else() {
     assert_eq!(report["summary"]["owner_response_accepted_count"], 0);
     assert_eq!(report["summary"]["owner_response_rejected_count"], 0);
 }
+
+#[test]
+fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
+    let s = setup();
+    let rules = s.dir.path().join("rules");
+    std::fs::create_dir_all(rules.join("vendors")).unwrap();
+    std::fs::write(
+        rules.join("vendors/acme.yml"),
+        "rules:\n- name: ACME billing key\n  id: acme.billing.1\n  pattern: '\\b(acme_live_[0-9a-f]{32})\\b'\n  examples:\n  - acme_live_0123456789abcdef0123456789abcdef\n  negative_examples:\n  - acme_live_\n",
+    )
+    .unwrap();
+    let token = "acme_live_9f86d081884c7d659a2feaa0c55ad015";
+    let mut v = response(&s, SURFACE);
+    v["notes"] = json!(format!("billing runs with {token}"));
+    let file = s.dir.path().join("acme.json");
+    write_json(&file, &v);
+
+    // The built-in set does not know this vendor's format.
+    let out = intake(&s, &file);
+    assert!(
+        text(&out.stdout).contains("lane: ready_for_host_service_review"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // With the operator's rules, in a second ledger, it is quarantined by that rule.
+    let second = s.dir.path().join("second");
+    let out = ok(castellan()
+        .args(["ledger", "intake"])
+        .arg(&file)
+        .arg("--ledger")
+        .arg(&second)
+        .arg("--requests")
+        .arg(s.ledger.join("owner-requests.json"))
+        .arg("--rules")
+        .arg(&rules));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("lane: quarantine_secret_or_raw_payload"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ACME billing key (acme.billing.1)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(token));
+
+    // A rule file that does not compile is a usage error naming the file and the rule.
+    std::fs::write(
+        rules.join("broken.yaml"),
+        "rules:\n- name: Broken\n  id: broken.1\n  pattern: '(unclosed'\n",
+    )
+    .unwrap();
+    let out = run(castellan()
+        .args(["ledger", "intake"])
+        .arg(&file)
+        .arg("--ledger")
+        .arg(&second)
+        .arg("--requests")
+        .arg(s.ledger.join("owner-requests.json"))
+        .arg("--rules")
+        .arg(&rules));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("broken.yaml") && stderr.contains("broken.1"),
+        "{stderr}"
+    );
+}
