@@ -132,10 +132,7 @@ fn bench_acceptance(c: &mut Criterion) {
             .unwrap(),
         })
         .collect();
-    let view = LedgerView {
-        intakes,
-        ..Default::default()
-    };
+    let view = LedgerView::new(intakes, Vec::new(), Vec::new());
     let mut g = c.benchmark_group("acceptance");
     g.sample_size(10);
     g.throughput(Throughput::Elements(10_000));

@@ -16,7 +16,7 @@
 //! Whatever the records say, every `*_authorized`, `runtime_gate` and
 //! `action_buttons_allowed` stays `false`: acceptance is not runtime approval.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use castellan_sig::SignerConfig;
 use serde_json::{Map, Value, json};
@@ -26,24 +26,10 @@ use crate::model::{InventoryReport, RequestDraft, RequestReport};
 use crate::review::{self, Outcome, VerifiedReview};
 use crate::schema::{
     ACCEPTANCE_FIELDS, ACCEPTANCE_SCHEMA, ACCEPTANCE_STATUS, BLOCKED_ACTIONS,
-    INCIDENT_OWNER_RESPONSE_FIELDS, Lane, NEXT_STEPS, OUTCOME_LANES, PENDING, REVIEWER_CHECKS,
+    INCIDENT_OWNER_RESPONSE_FIELDS, Lane, NEXT_STEPS, OUTCOME_LANES, OWNER_FIELDS, PENDING,
+    REVIEWER_CHECKS,
 };
 use crate::store::{Ledger, LedgerError, StoredIntake};
-
-/// The owner-supplied text fields of a candidate (default `pending_owner_response`).
-const TEXT_FIELDS: [&str; 11] = [
-    "owner_role_or_team",
-    "decision",
-    "decision_reason",
-    "affected_scope",
-    "maintenance_window",
-    "restart_window",
-    "rollback_owner",
-    "post_check_plan",
-    "disable_switch",
-    "followup_owner",
-    "live_config_hash_ref",
-];
 
 /// Per-field acceptance flags: (flag, the check whose pass it needs).
 const ACCEPTED_FLAGS: [(&str, &str); 12] = [
@@ -85,26 +71,8 @@ const ACCEPTED_FLAGS: [(&str, &str); 12] = [
     ),
 ];
 
-/// Authorisation flags: always false.
-const AUTHORIZATION_FLAGS: [&str; 13] = [
-    "host_write_authorized",
-    "ssh_read_authorized",
-    "ssh_write_authorized",
-    "docker_compose_action_authorized",
-    "systemctl_action_authorized",
-    "repair_bot_execution_authorized",
-    "ansible_apply_authorized",
-    "sudo_action_authorized",
-    "secret_value_collection_allowed",
-    "active_scan_authorized",
-    "live_host_read_authorized",
-    "runtime_gate",
-    "action_buttons_allowed",
-];
-
-/// The candidate flags the summary counts, in the seed's order (`X` → `X_count`;
-/// `action_buttons_allowed` → `action_button_count`).
-const COUNTED_FLAGS: [&str; 33] = [
+/// The flags the records move.
+const TRANSITION_FLAGS: [&str; 20] = [
     "request_sent",
     "recipient_confirmed",
     "owner_response_received",
@@ -125,6 +93,10 @@ const COUNTED_FLAGS: [&str; 33] = [
     "cold_start_sequence_accepted",
     "incident_recovery_evidence_accepted",
     "daemon_runner_contention_accepted",
+];
+
+/// Authorisation flags: always false.
+const AUTHORIZATION_FLAGS: [&str; 13] = [
     "host_write_authorized",
     "ssh_read_authorized",
     "ssh_write_authorized",
@@ -140,6 +112,12 @@ const COUNTED_FLAGS: [&str; 33] = [
     "action_buttons_allowed",
 ];
 
+/// The candidate flags the summary counts, in the seed's order (`X` → `X_count`;
+/// `action_buttons_allowed` → `action_button_count`).
+fn counted_flags() -> impl Iterator<Item = &'static str> {
+    TRANSITION_FLAGS.into_iter().chain(AUTHORIZATION_FLAGS)
+}
+
 /// What the ledger holds, verified: intake records and the reviewer records whose
 /// signatures and roles check out.
 #[derive(Debug, Default)]
@@ -150,32 +128,72 @@ pub struct LedgerView {
     pub reviews: Vec<VerifiedReview>,
     /// Reviewer records that did not verify: (sequence number, why). They count for nothing.
     pub refused: Vec<(i64, String)>,
+    /// Candidate id -> index in `intakes` of its latest record.
+    latest: HashMap<String, usize>,
+    /// Candidate id -> indexes in `reviews`.
+    by_candidate: HashMap<String, Vec<usize>>,
 }
 
 impl LedgerView {
+    /// A view of these records, indexed by candidate.
+    pub fn new(
+        intakes: Vec<StoredIntake>,
+        reviews: Vec<VerifiedReview>,
+        refused: Vec<(i64, String)>,
+    ) -> Self {
+        let mut latest = HashMap::new();
+        for (i, rec) in intakes.iter().enumerate() {
+            latest.insert(rec.record.candidate_id.clone(), i);
+        }
+        let mut by_candidate: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, r) in reviews.iter().enumerate() {
+            by_candidate
+                .entry(r.payload.candidate.clone())
+                .or_default()
+                .push(i);
+        }
+        Self {
+            intakes,
+            reviews,
+            refused,
+            latest,
+            by_candidate,
+        }
+    }
+
+    /// The latest intake record of candidate `id`.
+    pub fn latest(&self, id: &str) -> Option<&StoredIntake> {
+        self.latest.get(id).and_then(|&i| self.intakes.get(i))
+    }
+
+    /// The verified reviewer records of candidate `id`, in append order.
+    pub fn reviews_of<'a>(&'a self, id: &str) -> impl Iterator<Item = &'a VerifiedReview> + 'a {
+        self.by_candidate
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.reviews.get(i))
+    }
+
     /// Reads and verifies everything in `ledger`. Reviewer records need `signers`; without
     /// it, every reviewer record is refused.
     pub fn load(ledger: &Ledger, signers: Option<&SignerConfig>) -> Result<Self, LedgerError> {
-        let mut view = LedgerView {
-            intakes: ledger.intakes()?,
-            ..Default::default()
-        };
+        let mut reviews = Vec::new();
+        let mut refused = Vec::new();
         for row in ledger.reviews()? {
             match signers {
-                None => view
-                    .refused
-                    .push((row.seq, "no signer configuration to verify it".into())),
+                None => refused.push((row.seq, "no signer configuration to verify it".into())),
                 Some(s) => match review::verify(&row.review, s) {
-                    Ok(v) if v.payload.candidate == row.candidate_id => view.reviews.push(v),
-                    Ok(_) => view.refused.push((
+                    Ok(v) if v.payload.candidate == row.candidate_id => reviews.push(v),
+                    Ok(_) => refused.push((
                         row.seq,
                         "stored candidate differs from the signed one".into(),
                     )),
-                    Err(e) => view.refused.push((row.seq, e.to_string())),
+                    Err(e) => refused.push((row.seq, e.to_string())),
                 },
             }
         }
-        Ok(view)
+        Ok(LedgerView::new(ledger.intakes()?, reviews, refused))
     }
 }
 
@@ -209,13 +227,7 @@ pub fn derive_state(
         stale: false,
     };
     let Some(view) = view else { return waiting };
-    let Some(latest) = view
-        .intakes
-        .iter()
-        .rev()
-        .find(|i| i.record.candidate_id == id)
-        .map(|i| i.record.clone())
-    else {
+    let Some(latest) = view.latest(&id).map(|i| i.record.clone()) else {
         return waiting;
     };
     let lane = latest.lane().unwrap_or(Lane::RequestSupplement);
@@ -229,11 +241,9 @@ pub fn derive_state(
         };
     }
     let bound: Vec<VerifiedReview> = view
-        .reviews
-        .iter()
+        .reviews_of(&id)
         .filter(|r| {
-            r.payload.candidate == id
-                && r.payload.response == latest.response_id
+            r.payload.response == latest.response_id
                 && r.payload.surface_sha256 == draft.repo_sha256
         })
         .cloned()
@@ -320,9 +330,19 @@ pub fn candidate(draft: &RequestDraft, state: &CandidateState) -> Value {
     let Value::Object(map) = &mut c else {
         return c;
     };
-    let mut flags: BTreeMap<&str, bool> = COUNTED_FLAGS.iter().map(|f| (*f, false)).collect();
     if let Some(latest) = &state.latest {
         fill_from_record(map, latest);
+    }
+    for (k, v) in flags(state) {
+        map.insert(k.to_owned(), Value::Bool(v));
+    }
+    c
+}
+
+/// A candidate's counted flags (transitions from the records; authorisations always false).
+pub fn flags(state: &CandidateState) -> BTreeMap<&'static str, bool> {
+    let mut flags: BTreeMap<&'static str, bool> = counted_flags().map(|f| (f, false)).collect();
+    if let Some(latest) = &state.latest {
         let accepted = matches!(state.outcome, Outcome::Accepted { .. });
         let lane = latest.lane();
         flags.insert("request_sent", true);
@@ -354,10 +374,7 @@ pub fn candidate(draft: &RequestDraft, state: &CandidateState) -> Value {
         // Never derived from anything: acceptance is not authorisation.
         flags.insert(f, false);
     }
-    for (k, v) in flags {
-        map.insert(k.to_owned(), Value::Bool(v));
-    }
-    c
+    flags
 }
 
 fn fill_from_record(map: &mut Map<String, Value>, rec: &IntakeRecord) {
@@ -365,17 +382,13 @@ fn fill_from_record(map: &mut Map<String, Value>, rec: &IntakeRecord) {
     if rec.response.is_none() {
         return; // quarantined: nothing of the response is shown
     }
-    for f in TEXT_FIELDS {
-        if let Some(text) = rec.field_text(f) {
+    for f in OWNER_FIELDS {
+        if f == "redacted_evidence_refs" {
+            map.insert(f.into(), json!(rec.evidence_refs()));
+        } else if let Some(text) = rec.field_text(f) {
             map.insert(f.to_owned(), json!(text));
         }
     }
-    for f in INCIDENT_OWNER_RESPONSE_FIELDS {
-        if let Some(text) = rec.field_text(f) {
-            map.insert(f.to_owned(), json!(text));
-        }
-    }
-    map.insert("redacted_evidence_refs".into(), json!(rec.evidence_refs()));
 }
 
 /// Inputs of [`build_report`].
@@ -398,21 +411,28 @@ pub struct ReportInputs<'a> {
 /// Builds the report.
 pub fn build_report(inputs: &ReportInputs<'_>) -> Value {
     let drafts = &inputs.requests.request_drafts;
+    let states: Vec<CandidateState> = drafts
+        .iter()
+        .map(|d| derive_state(d, inputs.view, inputs.signers))
+        .collect();
+    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for st in &states {
+        for (flag, on) in flags(st) {
+            *counts.entry(flag).or_default() += usize::from(on);
+        }
+    }
     let candidates: Vec<Value> = drafts
         .iter()
-        .map(|d| candidate(d, &derive_state(d, inputs.view, inputs.signers)))
+        .zip(&states)
+        .map(|(d, st)| candidate(d, st))
         .collect();
-    let count = |flag: &str| {
-        candidates
-            .iter()
-            .filter(|c| c.get(flag).and_then(Value::as_bool) == Some(true))
-            .count()
-    };
+    let count = |flag: &str| counts.get(flag).copied().unwrap_or(0);
+    let surfaces = |f: fn(&RequestDraft) -> bool| drafts.iter().filter(|d| f(d)).count();
     let mut summary = json!({
         "source_owner_request_count": drafts.len(),
         "acceptance_candidate_count": candidates.len(),
-        "write_capable_acceptance_candidate_count": count("write_capable_surface"),
-        "live_evidence_required_candidate_count": count("requires_live_evidence"),
+        "write_capable_acceptance_candidate_count": surfaces(|d| d.write_capable_surface),
+        "live_evidence_required_candidate_count": surfaces(|d| d.requires_live_evidence),
         "acceptance_field_count": ACCEPTANCE_FIELDS.len(),
         "required_owner_field_count": candidates.first()
             .and_then(|c| c.get("required_owner_fields"))
@@ -423,7 +443,7 @@ pub fn build_report(inputs: &ReportInputs<'_>) -> Value {
         "blocked_action_count": BLOCKED_ACTIONS.len(),
     });
     if let Value::Object(map) = &mut summary {
-        for flag in COUNTED_FLAGS {
+        for flag in counted_flags() {
             let key = if flag == "action_buttons_allowed" {
                 "action_button_count".to_owned()
             } else {

@@ -43,6 +43,7 @@ use sha2::Sha256;
 
 use crate::detect;
 use crate::model::{RequestDraft, RequestReport};
+pub use crate::schema::OWNER_FIELDS;
 use crate::schema::{
     CANDIDATE_PREFIX, INCIDENT_OWNER_RESPONSE_FIELDS, Lane, PENDING, RESPONSE_SCHEMA,
 };
@@ -54,28 +55,6 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 pub const MAX_DEPTH: usize = 32;
 /// Version of the stored record layout.
 pub const RECORD_VERSION: u32 = 1;
-
-/// The owner fields of a response (the 12 request fields and the 6 incident references).
-pub const OWNER_FIELDS: [&str; 18] = [
-    "owner_role_or_team",
-    "decision",
-    "decision_reason",
-    "affected_scope",
-    "redacted_evidence_refs",
-    "live_config_hash_ref",
-    "maintenance_window",
-    "restart_window",
-    "rollback_owner",
-    "post_check_plan",
-    "disable_switch",
-    "followup_owner",
-    "config_source_of_truth_ref",
-    "service_dependency_map_ref",
-    "port_binding_inventory_ref",
-    "cold_start_sequence_ref",
-    "incident_recovery_evidence_ref",
-    "daemon_runner_contention_ref",
-];
 
 /// Top-level keys besides the owner fields.
 const ENVELOPE_KEYS: [&str; 6] = [
@@ -1244,8 +1223,29 @@ struct Pattern {
     re: Regex,
 }
 
-fn patterns(list: &[(&'static str, &str)]) -> Vec<Pattern> {
-    list.iter()
+/// Patterns with a one-pass prefilter: the individual regexes run only where the set
+/// says they match.
+struct PatternSet {
+    set: Option<regex::RegexSet>,
+    patterns: Vec<Pattern>,
+}
+
+impl PatternSet {
+    fn matching<'s>(&'s self, text: &str) -> Vec<&'s Pattern> {
+        match &self.set {
+            Some(set) => set
+                .matches(text)
+                .into_iter()
+                .filter_map(|i| self.patterns.get(i))
+                .collect(),
+            None => self.patterns.iter().collect(),
+        }
+    }
+}
+
+fn patterns(list: &[(&'static str, &str)]) -> PatternSet {
+    let patterns: Vec<Pattern> = list
+        .iter()
         .filter_map(|(label, re)| match Regex::new(re) {
             Ok(re) => Some(Pattern { label, re }),
             Err(e) => {
@@ -1253,10 +1253,13 @@ fn patterns(list: &[(&'static str, &str)]) -> Vec<Pattern> {
                 None
             }
         })
-        .collect()
+        .collect();
+    // Without the set every pattern runs: slower, never less thorough.
+    let set = regex::RegexSet::new(patterns.iter().map(|p| p.re.as_str())).ok();
+    PatternSet { set, patterns }
 }
 
-static EXECUTION: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
+static EXECUTION: LazyLock<PatternSet> = LazyLock::new(|| {
     patterns(&[
         (
             "ssh_write",
@@ -1328,7 +1331,7 @@ static EXECUTION: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
 /// The blocked actions `text` asks for, each with an excerpt (≤ 80 chars).
 pub fn execution_requests(text: &str) -> Vec<(&'static str, String)> {
     let mut out: Vec<(&'static str, String)> = Vec::new();
-    for p in EXECUTION.iter() {
+    for p in EXECUTION.matching(text) {
         if let Some(m) = p.re.find(text) {
             if out.iter().any(|(l, _)| *l == p.label) {
                 continue;
@@ -1347,7 +1350,7 @@ fn excerpt(text: &str, start: usize, end: usize) -> String {
     text[start..end].trim().to_owned()
 }
 
-static INCIDENT: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
+static INCIDENT: LazyLock<PatternSet> = LazyLock::new(|| {
     patterns(&[
         (
             "incident",
@@ -1377,7 +1380,7 @@ static NEGATION: LazyLock<Regex> = LazyLock::new(|| {
 /// `cold_start`), ignoring negated mentions ("no incident", "never restarted silently").
 pub fn incident_signals(text: &str) -> Vec<&'static str> {
     let mut out = Vec::new();
-    for p in INCIDENT.iter() {
+    for p in INCIDENT.matching(text) {
         let hit = p.re.find_iter(text).any(|m| {
             let mut from = m.start().saturating_sub(32);
             while !text.is_char_boundary(from) {

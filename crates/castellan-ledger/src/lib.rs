@@ -35,10 +35,15 @@ pub mod store;
 
 /// Serialises `value` as the ledger's documents are written: keys sorted, 2-space
 /// indentation, UTF-8 unescaped, a trailing newline.
-pub fn to_pretty_json<T: serde::Serialize>(value: &T) -> String {
-    // Through `Value`, whose maps are sorted (serde_json without `preserve_order`).
-    let value = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
-    let mut out = serde_json::to_string_pretty(&value).unwrap_or_default();
+pub fn to_pretty_json<T: serde::Serialize + 'static>(value: &T) -> String {
+    // Through `Value`, whose maps are sorted (serde_json without `preserve_order`); a
+    // `Value` is written as it is, without a deep copy.
+    let any: &dyn std::any::Any = value;
+    let mut out = match any.downcast_ref::<serde_json::Value>() {
+        Some(v) => serde_json::to_string_pretty(v),
+        None => serde_json::to_value(value).and_then(|v| serde_json::to_string_pretty(&v)),
+    }
+    .unwrap_or_default();
     out.push('\n');
     out
 }

@@ -6,7 +6,7 @@
 use crate::model::{
     InventoryReport, OwnerQuestion, REQUEST_STATUS, RequestDraft, RequestReport, RequestSummary,
 };
-use crate::schema::{INCIDENT_OWNER_RESPONSE_FIELDS, REQUEST_SCHEMA, REQUIRED_OWNER_FIELDS};
+use crate::schema::{OWNER_FIELDS, REQUEST_SCHEMA, REQUIRED_OWNER_FIELDS};
 
 /// The question put to the owner for each response field.
 pub fn question(field: &str) -> &'static str {
@@ -62,11 +62,7 @@ pub fn question(field: &str) -> &'static str {
 /// The fields every owner response must fill: the request's own fields, then the
 /// incident-recovery references (as the acceptance report lists them).
 pub fn required_fields() -> Vec<String> {
-    REQUIRED_OWNER_FIELDS
-        .iter()
-        .chain(INCIDENT_OWNER_RESPONSE_FIELDS.iter())
-        .map(|f| (*f).to_owned())
-        .collect()
+    OWNER_FIELDS.iter().map(|f| (*f).to_owned()).collect()
 }
 
 /// Builds the request drafts for every surface of `inventory`, in inventory order.

@@ -57,18 +57,9 @@ pub const ACCEPTANCE_FIELDS: [&str; 34] = [
     "not_approval",
 ];
 
-/// The incident-recovery references every owner response must also carry.
-pub const INCIDENT_OWNER_RESPONSE_FIELDS: [&str; 6] = [
-    "config_source_of_truth_ref",
-    "service_dependency_map_ref",
-    "port_binding_inventory_ref",
-    "cold_start_sequence_ref",
-    "incident_recovery_evidence_ref",
-    "daemon_runner_contention_ref",
-];
-
-/// The fields an owner request asks for (before the incident fields are appended).
-pub const REQUIRED_OWNER_FIELDS: [&str; 12] = [
+/// Every owner field of a response: the request's own fields, then the incident-recovery
+/// references.
+pub const OWNER_FIELDS: [&str; 18] = [
     "owner_role_or_team",
     "decision",
     "decision_reason",
@@ -81,7 +72,19 @@ pub const REQUIRED_OWNER_FIELDS: [&str; 12] = [
     "post_check_plan",
     "disable_switch",
     "followup_owner",
+    "config_source_of_truth_ref",
+    "service_dependency_map_ref",
+    "port_binding_inventory_ref",
+    "cold_start_sequence_ref",
+    "incident_recovery_evidence_ref",
+    "daemon_runner_contention_ref",
 ];
+
+/// The fields an owner request asks for (before the incident fields are appended).
+pub const REQUIRED_OWNER_FIELDS: &[&str] = OWNER_FIELDS.split_at(12).0;
+
+/// The incident-recovery references every owner response must also carry.
+pub const INCIDENT_OWNER_RESPONSE_FIELDS: &[&str] = OWNER_FIELDS.split_at(12).1;
 
 /// A reviewer check: its id (contract) and what it demands (castellan's wording).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

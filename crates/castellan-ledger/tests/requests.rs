@@ -26,7 +26,7 @@ fn one_draft_per_surface_with_every_question() {
         );
         // The request's own fields; the acceptance report appends the incident fields.
         assert_eq!(d.required_owner_fields.len(), 12);
-        for f in INCIDENT_OWNER_RESPONSE_FIELDS {
+        for &f in INCIDENT_OWNER_RESPONSE_FIELDS {
             assert!(!d.required_owner_fields.iter().any(|x| x == f));
             assert!(d.owner_questions.iter().any(|q| q.field == f));
         }
