@@ -1153,7 +1153,7 @@ fn type_name(v: &Value) -> &'static str {
 
 fn describe(v: &Value) -> String {
     match v {
-        Value::String(s) if s.len() <= 64 && PLAIN_ID.is_match(s) => format!("{s:?}"),
+        Value::String(s) if s.len() <= 64 => shown_id(s),
         other => type_name(other).to_owned(),
     }
 }
