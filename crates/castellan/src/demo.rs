@@ -1,6 +1,7 @@
 //! `castellan demo`: the whole benign loop on one machine. pvesim serves a small node over
 //! HTTPS with a fresh self-signed certificate; an agent pinned to that certificate plans,
-//! converges the node, and reports what it refused to touch.
+//! converges the node, and reports what it refused to touch; then a small ops repository
+//! goes through the host-service ledger (`demo_ledger`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -257,6 +258,9 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     crate::outln!(
         "\nOn the node afterwards (nothing is created, nothing destroyed without a signature):\n{untouched}"
     )?;
+
+    // 5. Host services: the owner-response ledger (files only).
+    crate::demo_ledger::run(dir.path())?;
 
     let converged = report.converged();
     if keep {

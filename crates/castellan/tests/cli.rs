@@ -452,6 +452,19 @@ fn demo_converges_and_exits_zero() {
         .expect("then destroyed");
     assert!(pending < done, "{stdout}");
     assert!(stdout.contains("200    reboot"), "{stdout}");
+    // The host-service ledger: the leaked token is quarantined (its value never printed),
+    // the clean response is accepted by the signed reviewer record, no runtime gate opens.
+    assert!(
+        stdout.contains("-> quarantine_secret_or_raw_payload: GitHub"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("ghp_"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "HOST_SERVICE_OWNER_RESPONSE_ACCEPTANCE_OK candidates=2 write_capable=1 checks=21 lanes=8 accepted=1 runtime_gate=0"
+        ),
+        "{stdout}"
+    );
 }
 
 /// Regression: `castellan demo | head -1` used to panic with "failed printing to stdout:
