@@ -427,3 +427,46 @@ fn the_same_bytes_give_the_same_record_and_id() {
     let c = analyze(&bytes(&good_response(COMPOSE)), &requests(), &other_key, 2).unwrap();
     assert_ne!(c.response_id, a.response_id);
 }
+
+mod robustness {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            ".{0,80}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                proptest::collection::btree_map(".{0,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Any value in any owner field: a record or a refusal, never a panic; a record
+        /// always has all 21 checks and exactly one lane.
+        #[test]
+        fn any_field_value_is_handled(field in prop::sample::select(castellan_ledger::schema::OWNER_FIELDS.to_vec()), value in json_value()) {
+            let mut v = good_response(COMPOSE);
+            v[field] = value;
+            if let Ok(r) = analyze(&bytes(&v), &requests(), &key(), 2) {
+                prop_assert_eq!(r.checks.len(), 21);
+                prop_assert!(r.lane().is_some());
+            }
+        }
+
+        /// Arbitrary bytes are refused cleanly.
+        #[test]
+        fn arbitrary_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = analyze(&data, &requests(), &key(), 2);
+        }
+    }
+}
