@@ -467,7 +467,7 @@ fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
     std::fs::create_dir_all(rules.join("vendors")).unwrap();
     std::fs::write(
         rules.join("vendors/acme.yml"),
-        "rules:\n- name: ACME billing key\n  id: acme.billing.1\n  pattern: '\\b(acme_live_[0-9a-f]{32})\\b'\n  examples:\n  - acme_live_0123456789abcdef0123456789abcdef\n  negative_examples:\n  - acme_live_\n",
+        "rules:\n- name: ACME billing key\n  id: acme.billing.1\n  pattern: '(?x) \\b (acme_live_[0-9a-f]{32}) (?# the key, as Nosey Parker writes comments ) \\b'\n  examples:\n  - acme_live_0123456789abcdef0123456789abcdef\n  negative_examples:\n  - acme_live_\n",
     )
     .unwrap();
     let token = "acme_live_9f86d081884c7d659a2feaa0c55ad015";

@@ -198,7 +198,7 @@ fn compile_one(file: &str, index: usize, entry: &Yaml) -> Result<CompiledRule, R
         })?,
     };
     let decoded_only = entry["decoded_only"].as_bool().unwrap_or(false);
-    let regex = Regex::new(&pattern).map_err(|e| RuleError::Regex {
+    let regex = Regex::new(&strip_inline_comments(&pattern)).map_err(|e| RuleError::Regex {
         file: file.to_owned(),
         id: id.clone(),
         message: e.to_string(),
@@ -223,4 +223,60 @@ fn compile_one(file: &str, index: usize, entry: &Yaml) -> Result<CompiledRule, R
         keywords: keywords.into_iter().filter(|k| !k.is_empty()).collect(),
         decoded_only,
     })
+}
+
+/// Removes `(?# ... )` inline comments, which Nosey Parker's rules use (its Hyperscan
+/// engine reads them) and the `regex` crate does not. A `(?#` escaped as `\(` or inside a
+/// character class is left alone.
+pub(super) fn strip_inline_comments(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains("(?#") {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.char_indices().peekable();
+    let mut in_class = false;
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                out.push(c);
+                if let Some((_, next)) = chars.next() {
+                    out.push(next);
+                }
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(c);
+            }
+            '(' if !in_class && pattern[i..].starts_with("(?#") => {
+                // Skip to the closing parenthesis (comments cannot nest).
+                for (_, d) in chars.by_ref() {
+                    if d == ')' {
+                        break;
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod comment_tests {
+    use super::strip_inline_comments;
+
+    #[test]
+    fn inline_comments_are_removed_and_nothing_else() {
+        assert_eq!(
+            strip_inline_comments(r"(?x) \b ([a-z]{20}) (?# the id ) \b"),
+            r"(?x) \b ([a-z]{20})  \b"
+        );
+        assert_eq!(strip_inline_comments(r"a\(?#b)"), r"a\(?#b)");
+        assert_eq!(strip_inline_comments(r"[(?#]x"), r"[(?#]x");
+        assert_eq!(strip_inline_comments("plain"), "plain");
+    }
 }
