@@ -35,6 +35,7 @@ use castellan_sig::sign::signature_path;
 use castellan_store::{
     AuditEvent, AuditRecord, IntentState, NewIntent, Outcome, ProvenanceKind, Store, verify_chain,
 };
+use castellan_testkit::{Key, keygen, need_ssh_keygen, run_ok};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 
@@ -57,88 +58,18 @@ fn mins(n: i64) -> SignedDuration {
 
 // ---- ssh-keygen ------------------------------------------------------------------------
 
-/// The path of `ssh-keygen`, or `None` (after a note) when it is missing outside CI.
-/// Under `CI=true` a missing ssh-keygen fails the test.
-fn ssh_keygen() -> Option<PathBuf> {
-    match castellan_sig::sign::find_ssh_keygen() {
-        Some(p) => Some(p),
-        None => {
-            assert!(
-                !std::env::var("CI").is_ok_and(|v| v == "true"),
-                "ssh-keygen not found on PATH, and CI=true: install openssh-client"
-            );
-            eprintln!("note: ssh-keygen not found on PATH; skipping this test");
-            None
-        }
-    }
-}
-
-/// Returns from the test early when ssh-keygen is missing (outside CI).
-macro_rules! need_ssh_keygen {
-    () => {
-        if ssh_keygen().is_none() {
-            return;
-        }
-    };
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run ssh-keygen");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A key pair made by `ssh-keygen -t TYPE [-b BITS] -N "" -f DIR/NAME`.
-#[derive(Debug, Clone)]
-struct Key {
-    private: PathBuf,
-    /// `type base64 comment`.
-    line: String,
-    /// `SHA256:...`, as `ssh-keygen -l` prints it.
-    fingerprint: String,
-}
-
-fn keygen(dir: &Path, name: &str, ty: &str, bits: Option<u32>) -> Key {
-    let private = dir.join(name);
-    let mut cmd = Command::new("ssh-keygen");
-    cmd.args(["-q", "-t", ty, "-N", "", "-C", name, "-f"])
-        .arg(&private);
-    if let Some(b) = bits {
-        cmd.args(["-b", &b.to_string()]);
-    }
-    run(&mut cmd);
-    let public = dir.join(format!("{name}.pub"));
-    let line = std::fs::read_to_string(&public).unwrap().trim().to_owned();
-    let listed = run(Command::new("ssh-keygen")
-        .args(["-l", "-E", "sha256", "-f"])
-        .arg(&public));
-    let fingerprint = listed
-        .split_whitespace()
-        .nth(1)
-        .expect("ssh-keygen -l prints a fingerprint")
-        .to_owned();
-    assert!(fingerprint.starts_with("SHA256:"), "{listed}");
-    Key {
-        private,
-        line,
-        fingerprint,
-    }
-}
-
 /// `ssh-keygen -Y sign -f KEY -n NS FILE`, exactly as an operator signs an op file;
 /// returns what it wrote to `FILE.sig` (and removes that file).
 fn sign_file(key: &Key, ns: &str, file: &Path) -> Vec<u8> {
     let sig = signature_path(file, 1);
     let _ = std::fs::remove_file(&sig);
-    run(Command::new("ssh-keygen")
-        .args(["-Y", "sign", "-f"])
-        .arg(&key.private)
-        .args(["-n", ns])
-        .arg(file));
+    run_ok(
+        Command::new("ssh-keygen")
+            .args(["-Y", "sign", "-f"])
+            .arg(&key.private)
+            .args(["-n", ns])
+            .arg(file),
+    );
     let bytes = std::fs::read(&sig).unwrap();
     std::fs::remove_file(&sig).unwrap();
     bytes

@@ -3,14 +3,13 @@
 //! the gate's verifier, and counters that only those records move.
 //!
 //! Without ssh-keygen the signing tests are skipped with a note, except under `CI=true`,
-//! where they fail.
+//! where they fail (`castellan_testkit::need_ssh_keygen!`).
 
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use castellan_ledger::acceptance::{LedgerView, ReportInputs, build_report, derive_state};
 use castellan_ledger::intake::analyze;
@@ -18,25 +17,9 @@ use castellan_ledger::review::{self, Decision, ReviewPayload, StoredReview};
 use castellan_ledger::schema::Lane;
 use castellan_ledger::store::{Appended, Ledger, LedgerError};
 use castellan_sig::{SignOptions, SignerConfig, sign_file};
+use castellan_testkit::{keygen, need_ssh_keygen};
 use common::*;
 use serde_json::{Value, json};
-
-fn have_ssh_keygen() -> bool {
-    let found = Command::new("ssh-keygen")
-        .arg("-?")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "ssh-keygen not found on PATH, and CI=true: install openssh-client"
-        );
-        eprintln!("note: ssh-keygen not found on PATH; skipping this test");
-    }
-    found
-}
 
 /// A ledger directory with the fixed fingerprint key (so ids are stable for goldens).
 fn ledger_dir() -> tempfile::TempDir {
@@ -122,13 +105,7 @@ fn reviewers() -> Reviewers {
     let mut lines = String::new();
     let mut keys = Vec::new();
     for name in ["reviewer1", "reviewer2", "ops"] {
-        let key = dir.path().join(name);
-        let st = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&key)
-            .status()
-            .unwrap();
-        assert!(st.success());
+        let key = keygen(dir.path(), name, "ed25519", None).private;
         let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
         lines.push_str(&format!("{name} {}", public.trim_end()));
         lines.push('\n');
@@ -205,9 +182,7 @@ fn candidate(r: &Value, i: usize) -> &Value {
 
 #[test]
 fn counters_move_only_with_signed_reviewer_records() {
-    if !have_ssh_keygen() {
-        return;
-    }
+    need_ssh_keygen!();
     let rv = reviewers();
     let dir = ledger_dir();
     let mut ledger = Ledger::open(dir.path()).unwrap();
@@ -366,9 +341,7 @@ fn counters_move_only_with_signed_reviewer_records() {
 
 #[test]
 fn an_acceptance_of_a_response_that_is_not_ready_counts_for_nothing() {
-    if !have_ssh_keygen() {
-        return;
-    }
+    need_ssh_keygen!();
     let rv = reviewers();
     let dir = ledger_dir();
     let mut ledger = Ledger::open(dir.path()).unwrap();

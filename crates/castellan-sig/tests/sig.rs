@@ -9,6 +9,8 @@
 #[path = "sig/common.rs"]
 mod common;
 
+use castellan_testkit::need_ssh_keygen;
+
 #[path = "sig/allowed.rs"]
 mod allowed;
 #[path = "sig/config.rs"]

@@ -8,7 +8,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+
+use castellan_testkit::need_ssh_keygen;
 
 use serde_json::{Value, json};
 
@@ -41,23 +43,6 @@ fn ok(cmd: &mut Command) -> Output {
         text(&out.stderr)
     );
     out
-}
-
-fn have_ssh_keygen() -> bool {
-    let found = Command::new("ssh-keygen")
-        .arg("-?")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            !std::env::var("CI").is_ok_and(|v| v == "true"),
-            "ssh-keygen not found on PATH, and CI=true: install openssh-client"
-        );
-        eprintln!("note: ssh-keygen not found on PATH; skipping this test");
-    }
-    found
 }
 
 fn intake_count(ledger: &Path) -> i64 {
@@ -293,14 +278,7 @@ fn a_secret_never_reaches_the_output_or_the_ledger() {
 }
 
 fn keygen(dir: &Path, name: &str) -> PathBuf {
-    let key = dir.join(name);
-    let st = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    key
+    castellan_testkit::keygen(dir, name, "ed25519", None).private
 }
 
 fn review(s: &Setup, candidate: &str, decision: &str, reason: &str, key: &Path) -> Output {
@@ -322,9 +300,7 @@ fn review(s: &Setup, candidate: &str, decision: &str, reason: &str, key: &Path) 
 
 #[test]
 fn signed_reviews_move_the_counters_and_nothing_else() {
-    if !have_ssh_keygen() {
-        return;
-    }
+    need_ssh_keygen!();
     let s = setup();
     let keys = s.dir.path().join("keys");
     std::fs::create_dir(&keys).unwrap();

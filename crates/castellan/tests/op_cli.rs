@@ -15,88 +15,9 @@ use std::time::{Duration, Instant};
 
 use castellan_core::op::SignedOp;
 use castellan_store::{AuditEvent, AuditFields, Store};
+use castellan_testkit::{Key, ci, keygen, load_key, need_ssh_keygen, run_ok};
 
 const DIGEST: &str = "9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20";
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Whether `ssh-keygen` can be run; under `CI=true` its absence fails the test.
-fn have_ssh_keygen() -> bool {
-    let found = Command::new("ssh-keygen")
-        .arg("-?")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            !ci(),
-            "ssh-keygen not found on PATH, and CI=true: install openssh-client"
-        );
-        eprintln!("note: ssh-keygen not found on PATH; skipping this test");
-    }
-    found
-}
-
-macro_rules! need_ssh_keygen {
-    () => {
-        if !have_ssh_keygen() {
-            return;
-        }
-    };
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// A key pair made by ssh-keygen.
-#[derive(Debug, Clone)]
-struct Key {
-    private: PathBuf,
-    line: String,
-    fingerprint: String,
-}
-
-fn keygen(dir: &Path, name: &str, ty: &str, bits: Option<u32>) -> Key {
-    let private = dir.join(name);
-    let mut cmd = Command::new("ssh-keygen");
-    cmd.args(["-q", "-t", ty, "-N", "", "-C", name, "-f"])
-        .arg(&private);
-    if let Some(b) = bits {
-        cmd.args(["-b", &b.to_string()]);
-    }
-    run_ok(&mut cmd);
-    load_key(&private)
-}
-
-/// A key pair ssh-keygen made earlier: `private` and `private.pub`.
-fn load_key(private: &Path) -> Key {
-    let mut public = private.as_os_str().to_owned();
-    public.push(".pub");
-    let public = PathBuf::from(public);
-    let line = std::fs::read_to_string(&public).unwrap().trim().to_owned();
-    let out = run_ok(Command::new("ssh-keygen").arg("-lf").arg(&public));
-    let fingerprint = String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    Key {
-        private: private.to_owned(),
-        line,
-        fingerprint,
-    }
-}
 
 /// The fixture's keys (alice, bob, carol, rescue, mallory), made once and kept under the
 /// test target directory, so that not every test waits for an RSA key. Never modified by

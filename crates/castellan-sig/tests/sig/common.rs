@@ -1,77 +1,14 @@
 //! Helpers: ssh-keygen keys and signatures in temporary directories.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use castellan_sig::AllowedSigners;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
-/// The path of `ssh-keygen`, or `None` (after a note) when it is missing outside CI.
-/// Under `CI=true` a missing ssh-keygen fails the test.
-pub fn ssh_keygen() -> Option<PathBuf> {
-    match castellan_sig::sign::find_ssh_keygen() {
-        Some(p) => Some(p),
-        None => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("ssh-keygen not found on PATH, and CI=true: install openssh-client");
-            }
-            eprintln!("note: ssh-keygen not found on PATH; skipping this test");
-            None
-        }
-    }
-}
-
-/// Returns from the test early when ssh-keygen is missing (outside CI).
-#[macro_export]
-macro_rules! need_ssh_keygen {
-    () => {
-        if $crate::common::ssh_keygen().is_none() {
-            return;
-        }
-    };
-}
-
-/// A generated key pair.
-#[derive(Debug, Clone)]
-pub struct Key {
-    /// The private key file.
-    pub private: PathBuf,
-    /// The public key file (`private.pub`).
-    pub public: PathBuf,
-    /// The public key line (`type base64 comment`).
-    pub line: String,
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// `ssh-keygen -t TYPE [-b BITS] -N "" -f DIR/NAME`.
-pub fn keygen(dir: &Path, name: &str, ty: &str, bits: Option<u32>) -> Key {
-    let private = dir.join(name);
-    let mut cmd = Command::new("ssh-keygen");
-    cmd.args(["-q", "-t", ty, "-N", "", "-C", name, "-f"])
-        .arg(&private);
-    if let Some(b) = bits {
-        cmd.args(["-b", &b.to_string()]);
-    }
-    run(&mut cmd);
-    let public = dir.join(format!("{name}.pub"));
-    let line = std::fs::read_to_string(&public).unwrap().trim().to_owned();
-    Key {
-        private,
-        public,
-        line,
-    }
-}
+pub use castellan_testkit::{Key, keygen};
 
 /// `ssh-keygen -Y sign -f KEY -n NS [-O hashalg=..]` over `msg` on stdin.
 pub fn sign(key: &Path, ns: &str, msg: &[u8], hashalg: Option<&str>) -> Vec<u8> {

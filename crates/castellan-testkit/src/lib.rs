@@ -1,0 +1,114 @@
+//! Helpers shared by castellan's test suites: keys made by the real `ssh-keygen`, and the
+//! rule that a test needing it fails under `CI=true` when it is missing (elsewhere it
+//! prints a note and returns early).
+//!
+//! A dev-dependency only. It depends on no castellan crate, so any crate's tests can use it.
+
+// Test support: a failed command is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Whether this run is CI (`CI=true`), where a missing tool fails instead of skipping.
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The `ssh-keygen` on `PATH`, or `None` (after a note) when it is missing outside CI.
+/// Under `CI=true` a missing ssh-keygen fails the test.
+pub fn ssh_keygen() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("ssh-keygen"))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            !ci(),
+            "ssh-keygen not found on PATH, and CI=true: install openssh-client"
+        );
+        eprintln!("note: ssh-keygen not found on PATH; skipping this test");
+    }
+    found
+}
+
+/// Returns from the test early when ssh-keygen is missing (outside CI; under `CI=true`
+/// it fails).
+#[macro_export]
+macro_rules! need_ssh_keygen {
+    () => {
+        if $crate::ssh_keygen().is_none() {
+            return;
+        }
+    };
+}
+
+/// Runs `cmd`, failing the test with its stderr unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A key pair made by ssh-keygen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    /// The private key file (no passphrase).
+    pub private: PathBuf,
+    /// The public key file, `private.pub`.
+    pub public: PathBuf,
+    /// The public key line, `type base64 comment`.
+    pub line: String,
+    /// `SHA256:...`, as `ssh-keygen -l` prints it (an oracle independent of castellan's).
+    pub fingerprint: String,
+}
+
+/// `ssh-keygen -q -t TYPE [-b BITS] -N "" -C NAME -f DIR/NAME`.
+pub fn keygen(dir: &Path, name: &str, ty: &str, bits: Option<u32>) -> Key {
+    let private = dir.join(name);
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-q", "-t", ty, "-N", "", "-C", name, "-f"])
+        .arg(&private);
+    if let Some(b) = bits {
+        cmd.args(["-b", &b.to_string()]);
+    }
+    run_ok(&mut cmd);
+    load_key(&private)
+}
+
+/// A key pair ssh-keygen made earlier: `private` and `private.pub`.
+pub fn load_key(private: &Path) -> Key {
+    let mut public = private.as_os_str().to_owned();
+    public.push(".pub");
+    let public = PathBuf::from(public);
+    let line = std::fs::read_to_string(&public)
+        .unwrap_or_else(|e| panic!("{}: {e}", public.display()))
+        .trim()
+        .to_owned();
+    let listed = run_ok(
+        Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(&public),
+    );
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let fingerprint = listed
+        .split_whitespace()
+        .nth(1)
+        .expect("ssh-keygen -l prints a fingerprint")
+        .to_owned();
+    assert!(fingerprint.starts_with("SHA256:"), "{listed}");
+    Key {
+        private: private.to_owned(),
+        public,
+        line,
+        fingerprint,
+    }
+}
