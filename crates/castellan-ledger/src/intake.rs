@@ -66,16 +66,11 @@ const ENVELOPE_KEYS: [&str; 6] = [
     "notes",
 ];
 
-/// Fields whose value must be references, not prose.
-const REF_FIELDS: [&str; 7] = [
-    "live_config_hash_ref",
-    "config_source_of_truth_ref",
-    "service_dependency_map_ref",
-    "port_binding_inventory_ref",
-    "cold_start_sequence_ref",
-    "incident_recovery_evidence_ref",
-    "daemon_runner_contention_ref",
-];
+/// Whether owner field `field` must hold references, not prose: the live config hash and
+/// the incident-recovery references.
+fn is_ref_field(field: &str) -> bool {
+    field == "live_config_hash_ref" || INCIDENT_OWNER_RESPONSE_FIELDS.contains(&field)
+}
 
 /// Why a response was refused outright (nothing is recorded). Never carries a value
 /// from the response: field names only when they look like field names.
@@ -1094,7 +1089,7 @@ fn walk<'a>(scanner: &Scanner, v: &'a Value, location: String, out: &mut Vec<Str
     match v {
         Value::String(s) => {
             let field = top_field(&location);
-            let prose = !REF_FIELDS.contains(&field)
+            let prose = !is_ref_field(field)
                 && !matches!(
                     field,
                     "schema_version"

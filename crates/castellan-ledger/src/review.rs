@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use castellan_core::Role;
+use castellan_core::op::format_time;
 use castellan_sig::SignerConfig;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -169,7 +170,7 @@ impl ReviewPayload {
             return bad("nonce must be 32 hex digits");
         }
         match self.reviewed_time() {
-            Ok(t) if t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string() == self.reviewed_at => {}
+            Ok(t) if format_time(t) == self.reviewed_at => {}
             _ => {
                 return bad(
                     "reviewed_at must be RFC 3339 UTC to the second (YYYY-MM-DDTHH:MM:SSZ)",

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+use castellan_core::op::format_time;
 use castellan_ledger::acceptance::{self, LedgerView, ReportInputs};
 use castellan_ledger::intake::{self, IntakeRecord};
 use castellan_ledger::review::{self, Decision, ReviewPayload, StoredReview};
@@ -136,10 +137,7 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         }
         let bytes = serde_json::to_vec_pretty(&response)?;
         let record = intake::analyze(&bytes, &reqs, ledger.key(), 2)?;
-        ledger.append_intake(
-            &record,
-            &Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        )?;
+        ledger.append_intake(&record, &format_time(Timestamp::now()))?;
         crate::outln!(
             "  castellan ledger intake ({}) -> {}{}",
             d.surface_id,
@@ -159,7 +157,7 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
             surface_sha256: d.repo_sha256.clone(),
             decision: Decision::Accepted,
             reason: "windows, rollback and post-check verified against OPS-2291".into(),
-            reviewed_at: Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            reviewed_at: format_time(Timestamp::now()),
             nonce: hex::encode(rand::random::<[u8; 16]>()),
         };
         let bytes = payload.render().into_bytes();
@@ -178,7 +176,7 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
             &verified.payload,
             &verified.signer,
             &stored.signature,
-            &Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            &format_time(Timestamp::now()),
         )?;
         crate::outln!(
             "  castellan ledger review ({}) --decision accepted: signed as reviewer@demo (namespace {})",

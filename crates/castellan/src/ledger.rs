@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow, bail};
+use castellan_core::op::format_time;
 use castellan_ledger::acceptance::{self, CandidateState, LedgerView, ReportInputs, derive_state};
 use castellan_ledger::intake::{self, IntakeRecord, MAX_RESPONSE_BYTES, Verdict};
 use castellan_ledger::model::{InventoryReport, RequestDraft, RequestReport};
@@ -411,7 +412,7 @@ fn intake_cmd(
     let needed = review::reviewers_needed(signers.as_ref(), true);
     let record = intake::analyze_with(rules.scanner(), &bytes, &requests, ledger.key(), needed)
         .map_err(|e| refuse(format!("{}: {e}; nothing was recorded", response.display())))?;
-    let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = format_time(Timestamp::now());
     let appended = ledger.append_intake(&record, &now)?;
     if json {
         crate::outln!("{}", to_pretty_json(&record).trim_end())?;
@@ -548,7 +549,7 @@ fn review_cmd(
         surface_sha256: draft.repo_sha256.clone(),
         decision,
         reason: reason.to_owned(),
-        reviewed_at: Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        reviewed_at: format_time(Timestamp::now()),
         nonce: hex::encode(rand::random::<[u8; 16]>()),
     };
     payload.validate().map_err(|e| refuse(e.to_string()))?;
@@ -594,7 +595,7 @@ fn review_cmd(
         signature,
     };
     let verified = review::verify(&stored, &signers).map_err(|e| refuse(e.to_string()))?;
-    let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let now = format_time(Timestamp::now());
     let appended =
         ledger.append_review(&verified.payload, &verified.signer, &stored.signature, &now)?;
     let seq = match appended {
