@@ -14,7 +14,7 @@
 //! The store is synchronous (every commit waits for an fsync), so it is used from
 //! `spawn_blocking`, behind a mutex.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -35,7 +35,7 @@ use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest as _, Sha256};
 
 use crate::backend::{Backend, BackendError, FailureClass, TaskState};
-use crate::inbox::{Inbox, OfferedOp, Settled};
+use crate::inbox::{Inbox, OfferedOp, SETTLE_GRACE, Settled};
 
 /// Where the time comes from (injectable for tests).
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
@@ -149,6 +149,10 @@ pub struct Gatekeeper {
     crashpoint: Option<String>,
     /// Pending payloads already announced, by vmid: the action they were for.
     announced: Mutex<HashMap<Vmid, DestructiveAction>>,
+    /// How long an op's files must have been still before it can be refused for good.
+    settle_grace: std::time::Duration,
+    /// Refusals that are not final, already audited: (op file, reason).
+    noted: Mutex<HashSet<(String, RejectReason)>>,
 }
 
 impl std::fmt::Debug for Gatekeeper {
@@ -184,6 +188,25 @@ impl Gatekeeper {
             clock: Arc::new(Timestamp::now),
             crashpoint: std::env::var(CRASHPOINT_ENV).ok().filter(|s| !s.is_empty()),
             announced: Mutex::new(HashMap::new()),
+            settle_grace: SETTLE_GRACE,
+            noted: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Replaces the settle grace (tests): how long an op's files must have been still
+    /// before it can be refused for good.
+    pub fn with_settle_grace(mut self, grace: std::time::Duration) -> Self {
+        self.settle_grace = grace;
+        self
+    }
+
+    /// Every op file in the inbox (none without an inbox).
+    fn scan_inbox(&self) -> Result<Vec<OfferedOp>, String> {
+        match &self.inbox {
+            Some(inbox) => inbox
+                .scan(std::time::SystemTime::now(), self.settle_grace)
+                .map_err(|e| format!("inbox {}: {e}", inbox.dir().display())),
+            None => Ok(Vec::new()),
         }
     }
 
@@ -343,21 +366,14 @@ impl Gatekeeper {
                 Err(e) => DestructiveOutcome::Failed(e),
             };
         }
-        let offered = match &self.inbox {
-            Some(inbox) => match inbox.scan() {
-                Ok(v) => v,
-                Err(e) => {
-                    return DestructiveOutcome::Failed(format!(
-                        "inbox {}: {e}",
-                        inbox.dir().display()
-                    ));
-                }
-            },
-            None => Vec::new(),
+        let offered = match self.scan_inbox() {
+            Ok(v) => v,
+            Err(e) => return DestructiveOutcome::Failed(e),
         };
         for o in offered {
             let Ok(op) = &o.op else { continue };
-            if op.guest != vmid || op.host != self.host {
+            if op.guest != vmid || op.host != self.host || o.unsigned() {
+                // Not for this action, or not signed yet: nothing to judge.
                 continue;
             }
             let decision = match self.evaluate(action, provenance, &o, op).await {
@@ -392,6 +408,9 @@ impl Gatekeeper {
         o: &OfferedOp,
         op: &SignedOp,
     ) -> Result<Decision, String> {
+        if let Some(d) = unreadable_only(o) {
+            return Ok(d);
+        }
         let now = self.now();
         let nonce = op.nonce.clone();
         let (effective, consumed) = self
@@ -420,12 +439,21 @@ impl Gatekeeper {
         reason: RejectReason,
         detail: &str,
     ) {
-        // More signatures may still arrive, and a not-yet-valid op may become valid: those
-        // stay in the inbox (and are audited once per scan that looks at them).
-        let final_ = !matches!(
-            reason,
-            RejectReason::NotYetValid | RejectReason::ThresholdNotMet
-        );
+        // More signatures may still arrive, a not-yet-valid op may become valid, and files
+        // that changed a moment ago may still be being written: those stay in the inbox,
+        // audited once.
+        let final_ = !o.fresh
+            && !matches!(
+                reason,
+                RejectReason::NotYetValid | RejectReason::ThresholdNotMet
+            );
+        if !final_ {
+            let key = (o.name(), reason);
+            let first = self.noted.lock().map_or(true, |mut n| n.insert(key));
+            if !first {
+                return;
+            }
+        }
         let mut fields = AuditFields::default();
         if let Some(op) = op {
             fields =
@@ -441,11 +469,8 @@ impl Gatekeeper {
             tracing::error!(event = "journal_failed", error = %e);
             return;
         }
-        if final_
-            && let Some(inbox) = &self.inbox
-            && let Err(e) = inbox.settle(o, Settled::Rejected(reason), detail)
-        {
-            tracing::error!(event = "inbox_settle_failed", op_file = %o.name(), error = %e);
+        if final_ {
+            self.settle(o, Settled::Rejected(reason), detail).await;
         }
     }
 
@@ -558,7 +583,7 @@ impl Gatekeeper {
                 return Ok(());
             }
             Err(StoreError::DuplicateAction { .. }) => {
-                self.settle(o, Settled::Done, "already executed");
+                self.settle(o, Settled::Done, "already executed").await;
                 return Ok(());
             }
             Err(e) => return Err(store_err(e)),
@@ -566,15 +591,38 @@ impl Gatekeeper {
         self.crashpoint("intent");
         let result = self.run_destroy(backend, id, &a, running).await;
         self.crashpoint("terminal");
-        self.settle(o, Settled::Done, "");
+        self.settle(o, Settled::Done, "executed").await;
         result
     }
 
-    fn settle(&self, o: &OfferedOp, how: Settled, detail: &str) {
-        if let Some(inbox) = &self.inbox
-            && let Err(e) = inbox.settle(o, how, detail)
-        {
-            tracing::error!(event = "inbox_settle_failed", op_file = %o.name(), error = %e);
+    /// Moves an op out of the inbox, audited.
+    async fn settle(&self, o: &OfferedOp, how: Settled, detail: &str) {
+        let Some(inbox) = &self.inbox else { return };
+        let mut fields = AuditFields::default();
+        if let Ok(op) = &o.op {
+            fields =
+                AuditFields::action(op.guest, op.op.clone(), op.digest()).nonce(op.nonce.clone());
+        }
+        let moved = inbox.settle(o, how, detail);
+        let entry = AuditEvent::OpSettled {
+            file: o.name(),
+            to: how.subdir().to_owned(),
+            detail: match &moved {
+                Ok(()) => detail.to_owned(),
+                Err(e) => format!("{detail}; the files could not be moved: {e}"),
+            },
+        }
+        .with(fields);
+        if let Err(e) = self.audit(entry).await {
+            tracing::error!(event = "journal_failed", error = %e);
+        }
+        match moved {
+            Ok(()) => {
+                tracing::info!(event = "op_settled", op_file = %o.name(), to = how.subdir(), detail);
+            }
+            Err(e) => {
+                tracing::error!(event = "inbox_settle_failed", op_file = %o.name(), error = %e);
+            }
         }
     }
 
@@ -835,11 +883,13 @@ impl Gatekeeper {
             Ok(Err(e)) => tracing::warn!(event = "nonce_prune_failed", error = %e),
             Err(e) => tracing::warn!(event = "nonce_prune_failed", error = %e),
         }
-        let Some(inbox) = &self.inbox else { return };
-        let offered = match inbox.scan() {
+        if self.inbox.is_none() {
+            return;
+        }
+        let offered = match self.scan_inbox() {
             Ok(v) => v,
             Err(e) => {
-                tracing::error!(event = "inbox_unreadable", dir = %inbox.dir().display(), error = %e);
+                tracing::error!(event = "inbox_unreadable", error = %e);
                 return;
             }
         };
@@ -860,22 +910,40 @@ impl Gatekeeper {
                 .store(move |s| {
                     let eff = s.effective_now(now)?;
                     let consumed = s.nonce_consumed(&nonce)?;
-                    let executed = s
-                        .intents_for(vmid)?
-                        .iter()
-                        .any(|i| i.action_id == digest && i.state.is_terminal());
-                    Ok((eff, consumed, executed))
+                    let intents = s.intents_for(vmid)?;
+                    let mine = intents.iter().filter(|i| i.action_id == digest);
+                    let executing = mine.clone().any(|i| !i.state.is_terminal());
+                    let executed = mine.clone().any(|i| i.state.is_terminal());
+                    Ok((eff, consumed, executing, executed))
                 })
                 .await;
-            let (effective, consumed, executed) = match looked {
+            let (effective, consumed, executing, executed) = match looked {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::error!(event = "journal_failed", error = %e);
                     return;
                 }
             };
+            if executing {
+                // Its intent is in flight: the executor settles it when it is done.
+                continue;
+            }
             if executed {
-                self.settle(&o, Settled::Done, "");
+                self.settle(&o, Settled::Done, "already executed: a replay of a used op")
+                    .await;
+                continue;
+            }
+            if o.unsigned() {
+                // Not signed yet: it waits, unless it can never become valid.
+                if effective >= op.not_after && !o.fresh {
+                    self.reject(
+                        &o,
+                        Some(&op),
+                        RejectReason::Expired,
+                        &format!("op expired at {} before it was signed", op.not_after),
+                    )
+                    .await;
+                }
                 continue;
             }
             // Judge it against the action it describes: this reports signature problems
@@ -888,24 +956,46 @@ impl Gatekeeper {
                 params: op.params.clone(),
                 state_digest: op.precondition.clone().unwrap_or_default(),
             };
-            let decision = judge(
-                self.signers.as_ref(),
-                &self.host,
-                &as_described,
-                None,
-                Offer {
-                    op: &op,
-                    bytes: &o.bytes,
-                    sigs: &o.sig_bytes(),
-                },
-                consumed,
-                effective,
-            );
+            let decision = unreadable_only(&o).unwrap_or_else(|| {
+                judge(
+                    self.signers.as_ref(),
+                    &self.host,
+                    &as_described,
+                    None,
+                    Offer {
+                        op: &op,
+                        bytes: &o.bytes,
+                        sigs: &o.sig_bytes(),
+                    },
+                    consumed,
+                    effective,
+                )
+            });
             if let Decision::Rejected { reason, detail } = decision {
                 self.reject(&o, Some(&op), reason, &detail).await;
             }
         }
     }
+}
+
+/// The refusal of an op whose signature files all exist but none could be read
+/// (oversize, not a regular file); `None` when some signature was read.
+fn unreadable_only(o: &OfferedOp) -> Option<Decision> {
+    if !o.sigs.is_empty() || o.bad_sigs.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = o
+        .bad_sigs
+        .iter()
+        .map(|b| {
+            let name = b.path.file_name().map(|n| n.to_string_lossy().into_owned());
+            format!("{}: {}", name.unwrap_or_default(), b.problem)
+        })
+        .collect();
+    Some(Decision::Rejected {
+        reason: RejectReason::BadFormat,
+        detail: format!("no readable signature ({})", list.join("; ")),
+    })
 }
 
 /// Audits a benign gate decision and journals its intent.

@@ -2,21 +2,44 @@
 //!
 //! An operator (or, later, the hub) drops an op file and its signature(s) here:
 //! `NAME` (any name not ending in `.sig`), `NAME.sig`, `NAME.2.sig`, ... as
-//! `ssh-keygen -Y sign` and `castellan op sign` write them. Write the signatures first and
-//! the op file last (or rename it into place): an op file seen without its signature is
-//! simply not yet accepted. Files starting with `.` are ignored (editors, partial copies).
+//! `ssh-keygen -Y sign` and `castellan op sign` write them. The way to do it is
+//! `castellan op submit FILE --inbox DIR` ([`Inbox::submit`]): every file is written under
+//! a temporary dot-name and renamed into place, signatures first, the op last. Files
+//! starting with `.` are ignored (editors, partial copies).
 //!
 //! Once the agent is done with an op it moves the files out of the way: to `done/` after
 //! the op executed, to `rejected/` with a `NAME.reason` note when it was refused for good.
 //! Nothing in the inbox is ever executed on its own account: an op only ever authorises
 //! an action the agent's gate is already holding (see [`crate::gatekeeper`]).
+//!
+//! Whoever can write the inbox is not trusted with anything else, so the agent:
+//! - never follows a symbolic link: the inbox, `done/` and `rejected/` are opened as
+//!   directories with `O_NOFOLLOW` and every read, write and rename is made relative to
+//!   those descriptors (`openat`, `renameat`), so a link planted as `done`, as
+//!   `rejected/NAME.reason` or as the op file itself is refused or replaced, never
+//!   followed;
+//! - never opens anything but a regular file: FIFOs, devices and sockets are skipped by
+//!   their directory entry and, should one be swapped in, by `fstat` on a descriptor
+//!   opened with `O_NONBLOCK` (which cannot block on a FIFO);
+//! - reads at most [`MAX_OP_BYTES`] of an op and [`MAX_SIG_BYTES`] of a signature;
+//! - treats an op it sees before its signature, or whose files changed within
+//!   [`SETTLE_GRACE`] (still being written), as *not yet*: it is never refused for good
+//!   then. A junk or oversized extra signature counts as one refused signature, never as
+//!   a reason to refuse the op.
 
+use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Read as _};
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use castellan_core::RejectReason;
 use castellan_core::op::{MAX_OP_BYTES, OpFormatError, SignedOp};
+use rustix::fs::{self as rfs, FileType, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
 
 /// Largest signature file read.
 pub const MAX_SIG_BYTES: u64 = 64 * 1024;
@@ -24,6 +47,108 @@ pub const MAX_SIG_BYTES: u64 = 64 * 1024;
 pub const MAX_SIGS: u32 = 16;
 /// Most op files looked at per scan; the rest wait for the next one.
 pub const MAX_OPS: usize = 256;
+/// An op whose files changed more recently than this may still be being written: it is
+/// never refused for good until it has been still for this long.
+pub const SETTLE_GRACE: Duration = Duration::from_secs(60);
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::CLOEXEC);
+
+/// Why a file in or for the inbox could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileProblem {
+    /// No such file.
+    #[error("no such file")]
+    NotFound,
+    /// A symbolic link, FIFO, device, socket or directory: never opened or followed.
+    #[error("not a regular file ({0})")]
+    NotRegular(&'static str),
+    /// Larger than the limit for its kind.
+    #[error("larger than {0} bytes")]
+    TooLarge(u64),
+    /// Any other I/O error.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+impl From<Errno> for FileProblem {
+    fn from(e: Errno) -> Self {
+        match e {
+            Errno::NOENT => FileProblem::NotFound,
+            Errno::LOOP => FileProblem::NotRegular("symbolic link"),
+            e => FileProblem::Io(e.into()),
+        }
+    }
+}
+
+fn type_name(t: FileType) -> &'static str {
+    match t {
+        FileType::RegularFile => "regular file",
+        FileType::Directory => "directory",
+        FileType::Symlink => "symbolic link",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        FileType::Unknown => "unknown file type",
+    }
+}
+
+/// A file's contents and modification time.
+struct Read {
+    bytes: Vec<u8>,
+    mtime: Option<SystemTime>,
+}
+
+/// Reads a regular file from an open descriptor, at most `limit` bytes.
+fn read_fd(fd: OwnedFd, limit: u64) -> Result<Read, FileProblem> {
+    let st = rfs::fstat(&fd)?;
+    let t = FileType::from_raw_mode(st.st_mode);
+    if t != FileType::RegularFile {
+        return Err(FileProblem::NotRegular(type_name(t)));
+    }
+    let mtime = u64::try_from(st.st_mtime)
+        .ok()
+        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+    let mut bytes = Vec::new();
+    fs::File::from(fd).take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(FileProblem::TooLarge(limit));
+    }
+    Ok(Read { bytes, mtime })
+}
+
+/// Reads the regular file `name` inside the directory `dir` without following a link,
+/// without blocking on a FIFO, and at most `limit` bytes.
+fn read_at(dir: &OwnedFd, name: &str, limit: u64) -> Result<Read, FileProblem> {
+    let fd = rfs::openat(dir, name, READ_FLAGS, Mode::empty())?;
+    read_fd(fd, limit)
+}
+
+/// Reads at most `limit` bytes of the regular file at `path` (an operator's own path on
+/// the command line: a link to a regular file is followed, a FIFO or device is refused
+/// without blocking).
+pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, FileProblem> {
+    let flags = READ_FLAGS.difference(OFlags::NOFOLLOW);
+    let fd = rfs::open(path, flags, Mode::empty())?;
+    read_fd(fd, limit).map(|r| r.bytes)
+}
+
+/// A signature file that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadSig {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was not read.
+    pub problem: String,
+}
 
 /// One op file found in the inbox, with its signatures.
 #[derive(Debug, Clone)]
@@ -36,6 +161,13 @@ pub struct OfferedOp {
     pub op: Result<SignedOp, OpFormatError>,
     /// Signature files and their contents.
     pub sigs: Vec<(PathBuf, Vec<u8>)>,
+    /// Signature files that exist but could not be read (oversize, not a regular file).
+    pub bad_sigs: Vec<BadSig>,
+    /// Whether one of its files changed within [`SETTLE_GRACE`]: it may still be being
+    /// written, so it is not refused for good yet.
+    pub fresh: bool,
+    /// The names of its files inside the inbox (op first), for settling.
+    names: Vec<String>,
 }
 
 impl OfferedOp {
@@ -48,78 +180,142 @@ impl OfferedOp {
     }
 
     /// Reads an op file and the signatures beside it (`FILE.sig`, `FILE.2.sig`, ...),
-    /// plus any `extra` signature files.
-    pub fn read(path: &Path, extra: &[PathBuf]) -> io::Result<OfferedOp> {
-        let bytes = read_limited(path, MAX_OP_BYTES as u64)?;
+    /// plus any `extra` signature files: the command line's way in. A file that is not
+    /// regular is refused without blocking; an unreadable signature is a [`BadSig`].
+    pub fn read(path: &Path, extra: &[PathBuf]) -> Result<OfferedOp, FileProblem> {
+        let bytes = read_regular(path, MAX_OP_BYTES as u64)?;
         let op = SignedOp::parse(&bytes);
-        let mut sigs = Vec::new();
-        for n in 1..=MAX_SIGS {
-            let p = castellan_sig::sign::signature_path(path, n);
-            match read_limited(&p, MAX_SIG_BYTES) {
-                Ok(b) => sigs.push((p, b)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if n > 1 {
-                        break;
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        for p in extra {
-            let b = read_limited(p, MAX_SIG_BYTES)?;
-            sigs.push((p.clone(), b));
-        }
-        Ok(OfferedOp {
+        let mut out = OfferedOp {
             path: path.to_owned(),
             bytes,
             op,
-            sigs,
-        })
+            sigs: Vec::new(),
+            bad_sigs: Vec::new(),
+            fresh: false,
+            names: Vec::new(),
+        };
+        for n in 1..=MAX_SIGS {
+            let p = castellan_sig::sign::signature_path(path, n);
+            match read_regular(&p, MAX_SIG_BYTES) {
+                Ok(b) => out.sigs.push((p, b)),
+                Err(FileProblem::NotFound) if n > 1 => break,
+                Err(FileProblem::NotFound) => {}
+                Err(e) => out.bad_sigs.push(BadSig {
+                    path: p,
+                    problem: e.to_string(),
+                }),
+            }
+        }
+        for p in extra {
+            match read_regular(p, MAX_SIG_BYTES) {
+                Ok(b) => out.sigs.push((p.clone(), b)),
+                // Named explicitly: its absence is the caller's mistake, not a bad signature.
+                Err(FileProblem::NotFound) => {
+                    return Err(FileProblem::Io(io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("signature {}: no such file", p.display()),
+                    )));
+                }
+                Err(e) => out.bad_sigs.push(BadSig {
+                    path: p.clone(),
+                    problem: e.to_string(),
+                }),
+            }
+        }
+        Ok(out)
     }
 
     /// The signatures' contents.
     pub fn sig_bytes(&self) -> Vec<Vec<u8>> {
         self.sigs.iter().map(|(_, b)| b.clone()).collect()
     }
-}
 
-/// Reads at most `limit` bytes; a larger file is an error naming it.
-pub fn read_limited(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
-    let f = fs::File::open(path)?;
-    let mut buf = Vec::new();
-    f.take(limit + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is larger than {limit} bytes", path.display()),
-        ));
+    /// Whether no signature file exists for it at all: it has not been signed yet.
+    pub fn unsigned(&self) -> bool {
+        self.sigs.is_empty() && self.bad_sigs.is_empty()
     }
-    Ok(buf)
 }
 
-/// The inbox directory.
+/// The inbox directory, held open: every operation is relative to this descriptor.
 #[derive(Debug, Clone)]
 pub struct Inbox {
     dir: PathBuf,
+    fd: Arc<OwnedFd>,
 }
 
 /// Where a settled op goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Settled {
-    /// It executed.
+    /// It executed (or had executed before).
     Done,
     /// It was refused for good.
     Rejected(RejectReason),
 }
 
-impl Inbox {
-    /// The inbox at `dir`, created (with `done/` and `rejected/`) if missing.
-    pub fn open(dir: &Path) -> io::Result<Inbox> {
-        for d in [dir.to_owned(), dir.join("done"), dir.join("rejected")] {
-            fs::create_dir_all(&d)?;
+impl Settled {
+    /// The subdirectory it goes to.
+    pub fn subdir(&self) -> &'static str {
+        match self {
+            Settled::Done => "done",
+            Settled::Rejected(_) => "rejected",
         }
+    }
+}
+
+fn not_a_dir(path: &Path, e: Errno) -> io::Error {
+    match e {
+        Errno::LOOP | Errno::NOTDIR => io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!(
+                "{} is not a directory (a symbolic link or another file stands there); refusing to use it",
+                path.display()
+            ),
+        ),
+        e => io::Error::new(
+            io::Error::from(e).kind(),
+            format!("{}: {e}", path.display()),
+        ),
+    }
+}
+
+/// Opens `name` under `parent` as a directory, never through a link, creating it first
+/// when `create`.
+fn open_subdir(parent: &OwnedFd, shown: &Path, name: &str, create: bool) -> io::Result<OwnedFd> {
+    if create {
+        match rfs::mkdirat(parent, name, Mode::from_raw_mode(0o750)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(not_a_dir(&shown.join(name), e)),
+        }
+    }
+    rfs::openat(parent, name, DIR_FLAGS, Mode::empty()).map_err(|e| not_a_dir(&shown.join(name), e))
+}
+
+/// A file name the inbox may hold: one path component, not hidden.
+fn plain_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains('/') && !name.contains('\0')
+}
+
+impl Inbox {
+    /// The inbox at `dir`, created (with `done/` and `rejected/`) if missing. Refuses a
+    /// `dir`, `done` or `rejected` that is a symbolic link or not a directory.
+    pub fn open(dir: &Path) -> io::Result<Inbox> {
+        match fs::symlink_metadata(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(dir)?,
+            _ => {}
+        }
+        let inbox = Self::open_existing(dir)?;
+        for sub in ["done", "rejected"] {
+            open_subdir(&inbox.fd, dir, sub, true)?;
+        }
+        Ok(inbox)
+    }
+
+    /// The existing inbox at `dir`, opened without creating anything.
+    pub fn open_existing(dir: &Path) -> io::Result<Inbox> {
+        let fd = rfs::open(dir, DIR_FLAGS, Mode::empty()).map_err(|e| not_a_dir(dir, e))?;
         Ok(Inbox {
             dir: dir.to_owned(),
+            fd: Arc::new(fd),
         })
     }
 
@@ -128,82 +324,183 @@ impl Inbox {
         &self.dir
     }
 
-    /// Every op file in the inbox, by name. Unreadable files are reported as
-    /// `Err(OpFormatError)` ops so they are settled like malformed ones.
-    pub fn scan(&self) -> io::Result<Vec<OfferedOp>> {
-        let mut names: Vec<PathBuf> = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
+    /// Every op file in the inbox, by name; one whose files changed within `grace` of `now`
+    /// is marked fresh. Files that are not
+    /// regular are skipped; an op file that cannot be read is reported as an
+    /// `Err(OpFormatError)` op so it is settled like a malformed one.
+    pub fn scan(&self, now: SystemTime, grace: Duration) -> io::Result<Vec<OfferedOp>> {
+        let mut names: Vec<String> = Vec::new();
+        for entry in rfs::Dir::read_from(&*self.fd)? {
             let entry = entry?;
-            if !entry.file_type()?.is_file() {
+            // Only regular files (by the directory entry: nothing is opened to look).
+            // Entries of unknown type are opened safely below and checked by fstat.
+            if !matches!(entry.file_type(), FileType::RegularFile | FileType::Unknown) {
                 continue;
             }
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.ends_with(".sig") || name.ends_with(".reason") {
+            let Ok(name) = std::str::from_utf8(entry.file_name().to_bytes()) else {
+                continue;
+            };
+            if !plain_name(name) || name.ends_with(".sig") || name.ends_with(".reason") {
                 continue;
             }
-            names.push(entry.path());
+            names.push(name.to_owned());
         }
         names.sort();
         names.truncate(MAX_OPS);
         let mut out = Vec::with_capacity(names.len());
-        for p in names {
-            match OfferedOp::read(&p, &[]) {
-                Ok(o) => out.push(o),
-                // Removed between listing and reading: gone, nothing to do.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => out.push(OfferedOp {
-                    path: p,
-                    bytes: Vec::new(),
-                    op: Err(OpFormatError::Syntax(format!("unreadable: {e}"))),
-                    sigs: Vec::new(),
-                }),
+        for name in names {
+            if let Some(o) = self.read_one(&name, now, grace) {
+                out.push(o);
             }
         }
         Ok(out)
     }
 
-    /// Moves an op and its signatures to `done/` or `rejected/` (with a `.reason` note).
-    pub fn settle(&self, offered: &OfferedOp, how: Settled, detail: &str) -> io::Result<()> {
-        let sub = match how {
-            Settled::Done => "done",
-            Settled::Rejected(_) => "rejected",
+    /// Reads one op and its signatures; `None` when it is gone or not a regular file.
+    fn read_one(&self, name: &str, now: SystemTime, grace: Duration) -> Option<OfferedOp> {
+        let path = self.dir.join(name);
+        let mut newest = None;
+        let (bytes, op) = match read_at(&self.fd, name, MAX_OP_BYTES as u64) {
+            Ok(r) => {
+                newest = r.mtime;
+                let op = SignedOp::parse(&r.bytes);
+                (r.bytes, op)
+            }
+            Err(FileProblem::NotFound | FileProblem::NotRegular(_)) => return None,
+            Err(e) => (
+                Vec::new(),
+                Err(OpFormatError::Syntax(format!("unreadable: {e}"))),
+            ),
         };
-        let to = self.dir.join(sub);
-        let name = offered.name();
+        let mut o = OfferedOp {
+            path,
+            bytes,
+            op,
+            sigs: Vec::new(),
+            bad_sigs: Vec::new(),
+            fresh: false,
+            names: vec![name.to_owned()],
+        };
+        for n in 1..=MAX_SIGS {
+            let sig_name = if n == 1 {
+                format!("{name}.sig")
+            } else {
+                format!("{name}.{n}.sig")
+            };
+            let sig_path = self.dir.join(&sig_name);
+            match read_at(&self.fd, &sig_name, MAX_SIG_BYTES) {
+                Ok(r) => {
+                    newest = newest.max(r.mtime);
+                    o.sigs.push((sig_path, r.bytes));
+                    o.names.push(sig_name);
+                }
+                Err(FileProblem::NotFound) if n > 1 => break,
+                Err(FileProblem::NotFound) => {}
+                Err(e) => {
+                    if !matches!(e, FileProblem::NotRegular(_)) {
+                        o.names.push(sig_name);
+                    }
+                    o.bad_sigs.push(BadSig {
+                        path: sig_path,
+                        problem: e.to_string(),
+                    });
+                }
+            }
+        }
+        // A modification time in the future (clock skew, or someone's `touch`) counts as
+        // fresh: the op waits, which is the safe side.
+        o.fresh = newest.is_none_or(|m| now.duration_since(m).map_or(true, |age| age < grace));
+        Some(o)
+    }
+
+    /// Moves an op and its signatures to `done/` or `rejected/` (with a `.reason` note),
+    /// relative to the inbox's descriptor and never through a link.
+    pub fn settle(&self, offered: &OfferedOp, how: Settled, detail: &str) -> io::Result<()> {
+        let sub = open_subdir(&self.fd, &self.dir, how.subdir(), true)?;
+        let Some(name) = offered.names.first() else {
+            return Ok(()); // not from this inbox: nothing of ours to move
+        };
         if let Settled::Rejected(reason) = how {
-            fs::write(
-                to.join(format!("{name}.reason")),
-                format!("rejected: {reason}: {detail}\n"),
+            write_new_at(
+                &sub,
+                &format!("{name}.reason"),
+                format!("rejected: {reason}: {detail}\n").as_bytes(),
             )?;
         }
-        for p in std::iter::once(&offered.path).chain(offered.sigs.iter().map(|(p, _)| p)) {
-            if p.parent() != Some(self.dir.as_path()) {
-                continue; // an extra signature from elsewhere: not ours to move
-            }
-            if let Some(file) = p.file_name() {
-                match fs::rename(p, to.join(file)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
-                }
+        for n in &offered.names {
+            match rfs::renameat(&*self.fd, n.as_str(), &sub, n.as_str()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                Err(e) => return Err(e.into()),
             }
         }
         Ok(())
     }
 
+    /// Drops an op and its signatures into the inbox atomically: each file is written
+    /// under a temporary dot-name (which the agent ignores), flushed, and renamed into
+    /// place without replacing anything, the signatures first and the op last, so the
+    /// agent never sees a partial file or an op before its signatures. Refuses a name the
+    /// inbox already holds. Returns the op's path in the inbox.
+    pub fn submit(&self, name: &str, op: &[u8], sigs: &[(String, Vec<u8>)]) -> io::Result<PathBuf> {
+        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        if !plain_name(name) || name.ends_with(".sig") || name.ends_with(".reason") {
+            return Err(invalid(format!(
+                "{name:?} cannot name an op in the inbox (one plain file name, not hidden, not ending in .sig or .reason)"
+            )));
+        }
+        for (sig_name, _) in sigs {
+            if !plain_name(sig_name) || !sig_name.starts_with(name) || !sig_name.ends_with(".sig") {
+                return Err(invalid(format!(
+                    "{sig_name:?} is not a signature name for {name:?}"
+                )));
+            }
+        }
+        for (sig_name, bytes) in sigs {
+            self.place(sig_name, bytes)?;
+        }
+        self.place(name, op)?;
+        Ok(self.dir.join(name))
+    }
+
+    fn place(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let tmp = format!(".{name}.{}.tmp", hex::encode(rand::random::<[u8; 8]>()));
+        write_file_at(&self.fd, &tmp, bytes)?;
+        match rfs::renameat_with(
+            &*self.fd,
+            tmp.as_str(),
+            &*self.fd,
+            name,
+            RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = rfs::unlinkat(&*self.fd, tmp.as_str(), rfs::AtFlags::empty());
+                if e == Errno::EXIST {
+                    Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} already holds {name}", self.dir.display()),
+                    ))
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
     /// A cheap summary of the inbox's contents (names, sizes, modification times) to
-    /// notice a change without reading every file.
+    /// notice a change without reading every file. Nothing is opened.
     pub fn stamp(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         if let Ok(rd) = fs::read_dir(&self.dir) {
-            let mut items: Vec<(String, u64, Option<std::time::SystemTime>)> = rd
+            let mut items: Vec<(Vec<u8>, u64, Option<SystemTime>)> = rd
                 .filter_map(Result::ok)
                 .filter_map(|e| {
+                    // DirEntry::metadata does not follow links.
                     let m = e.metadata().ok()?;
                     m.is_file().then(|| {
                         (
-                            e.file_name().to_string_lossy().into_owned(),
+                            OsStr::as_bytes(&e.file_name()).to_vec(),
                             m.len(),
                             m.modified().ok(),
                         )
@@ -215,4 +512,28 @@ impl Inbox {
         }
         h.finish()
     }
+}
+
+/// Creates `name` in `dir` exclusively (never through a link), writes and syncs it.
+fn write_file_at(dir: &OwnedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o640),
+    )?;
+    let mut f = fs::File::from(fd);
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Writes `name` in `dir` through a fresh temporary file renamed over it: whatever stood
+/// at `name` (a link included) is replaced, never written through.
+fn write_new_at(dir: &OwnedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = format!(".{name}.{}.tmp", hex::encode(rand::random::<[u8; 8]>()));
+    write_file_at(dir, &tmp, bytes)?;
+    rfs::renameat(dir, tmp.as_str(), dir, name).map_err(|e| {
+        let _ = rfs::unlinkat(dir, tmp.as_str(), rfs::AtFlags::empty());
+        io::Error::from(e)
+    })
 }

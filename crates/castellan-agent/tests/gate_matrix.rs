@@ -318,7 +318,10 @@ impl World {
         let clock = Arc::clone(&self.clock);
         self.keeper = Some(
             Gatekeeper::new(HOST, Some(self.signers()), store, Some(inbox), &self.data)
-                .with_clock(Arc::new(move || *clock.lock().unwrap())),
+                .with_clock(Arc::new(move || *clock.lock().unwrap()))
+                // The matrix writes its files at once: no grace for files still being
+                // written (the inbox tests cover it).
+                .with_settle_grace(Duration::ZERO),
         );
     }
 
@@ -1121,9 +1124,10 @@ async fn r14_valid_executes_once_then_replay_is_refused() {
             "signature_accepted",
             "intent_recorded",
             "task_dispatched",
-            "action_succeeded"
+            "action_succeeded",
+            "op_settled"
         ],
-        "decision audited before the intent, the intent before the dispatch"
+        "decision audited before the intent, the intent before the dispatch, the settle last"
     );
 
     // Another round with nothing new: nothing happens.
@@ -1198,13 +1202,16 @@ async fn engine_destroys_only_with_a_signed_op() {
         w.keeper = None;
         Store::open(&w.data).unwrap()
     };
-    let keeper = Arc::new(Gatekeeper::new(
-        HOST,
-        Some(w.signers()),
-        store,
-        Some(Inbox::open(&w.inbox).unwrap()),
-        &w.data,
-    ));
+    let keeper = Arc::new(
+        Gatekeeper::new(
+            HOST,
+            Some(w.signers()),
+            store,
+            Some(Inbox::open(&w.inbox).unwrap()),
+            &w.data,
+        )
+        .with_settle_grace(Duration::ZERO),
+    );
     let desired = DesiredState {
         node: HOST.into(),
         guests: [(
@@ -1345,4 +1352,277 @@ async fn r06c_recovery_judges_expiry_by_the_high_water_mark() {
     let intents = w.store().intents_for(VMID).unwrap();
     assert_eq!(intents[0].state, IntentState::RolledBack, "{intents:?}");
     w.assert_chain();
+}
+
+// ---- the inbox as an attacker who can write it sees it ----------------------------------
+
+impl World {
+    /// Restarts the gatekeeper with the given settle grace (the matrix uses none).
+    fn with_grace(&mut self, grace: Duration) {
+        self.keeper = None;
+        let store = Store::open(&self.data).unwrap();
+        let inbox = Inbox::open(&self.inbox).unwrap();
+        let clock = Arc::clone(&self.clock);
+        self.keeper = Some(
+            Gatekeeper::new(HOST, Some(self.signers()), store, Some(inbox), &self.data)
+                .with_clock(Arc::new(move || *clock.lock().unwrap()))
+                .with_settle_grace(grace),
+        );
+    }
+
+    fn settles_of(&self, op: &SignedOp) -> Vec<(String, String)> {
+        let digest = op.digest();
+        self.audit()
+            .into_iter()
+            .filter(|r| r.fields.action_digest.as_deref() == Some(digest.as_str()))
+            .filter_map(|r| match r.event {
+                AuditEvent::OpSettled { to, detail, .. } => Some((to, detail)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn mkfifo(path: &Path) {
+    run_ok(Command::new("mkfifo").arg(path));
+}
+
+/// 16a. `rejected/NAME.reason` planted as a link to a file the agent can write: the note
+///      replaces the link; the file it pointed at is untouched.
+#[tokio::test]
+async fn r16a_symlinked_reason_note_is_replaced_not_followed() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let victim = w.root.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let note = w.inbox.join("rejected").join("op.reason");
+    std::os::unix::fs::symlink(&victim, &note).unwrap();
+    let op = good_op();
+    w.offer("op", &op, &[(&w.stranger.clone(), "castellan-op")]);
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let meta = std::fs::symlink_metadata(&note).unwrap();
+    assert!(
+        meta.file_type().is_file(),
+        "the note is a file of its own now"
+    );
+    w.assert_refused(
+        "op",
+        &op,
+        RejectReason::UnknownSigner,
+        "unknown_signer",
+        true,
+    );
+    w.assert_chain();
+}
+
+/// 16b. `done/` and `rejected/` swapped for links to another directory after the agent
+///      started: nothing is moved or written there, and the refusal to move is audited.
+#[tokio::test]
+async fn r16b_symlinked_settle_directories_are_refused() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let elsewhere = w.root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for sub in ["done", "rejected"] {
+        std::fs::remove_dir(w.inbox.join(sub)).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, w.inbox.join(sub)).unwrap();
+    }
+    // A refused op, then a valid one that executes.
+    let bad = good_op();
+    w.offer("bad", &bad, &[(&w.stranger.clone(), "castellan-op")]);
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    executed_by(&w.destroy(&action(&[])).await, &[&w.alice]);
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "something was written through the link"
+    );
+    assert!(w.inbox.join("op").exists() && w.inbox.join("bad").exists());
+    let settles = w.settles_of(&op);
+    assert_eq!(settles.len(), 1, "{settles:?}");
+    assert_eq!(settles[0].0, "done");
+    assert!(settles[0].1.contains("not a directory"), "{settles:?}");
+    // Opening an inbox whose done/ is a link is refused outright.
+    let err = Inbox::open(&w.inbox).unwrap_err();
+    assert!(err.to_string().contains("not a directory"), "{err}");
+}
+
+/// 16c. The op file itself is a link to an op elsewhere: never read through.
+#[tokio::test]
+async fn r16c_symlinked_op_file_is_not_read() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op();
+    let sigs = w.mint(&op, &[(&w.alice.clone(), "castellan-op")]);
+    let outside = w.root.join("outside.op");
+    std::fs::write(&outside, op.render()).unwrap();
+    std::fs::write(signature_path(&w.inbox.join("op"), 1), &sigs[0]).unwrap();
+    std::os::unix::fs::symlink(&outside, w.inbox.join("op")).unwrap();
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    w.keeper().sweep().await;
+    w.assert_untouched();
+    assert!(!w.nonce_consumed(&op));
+    assert!(w.rejections_of(&op).is_empty());
+}
+
+/// 17. FIFOs named as an op and as signatures never wedge the agent: the round finishes,
+///     a FIFO `NAME.2.sig` beside a valid `NAME.sig` is ignored and the op executes.
+#[tokio::test]
+async fn r17_fifos_are_skipped_without_being_opened() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    mkfifo(&w.inbox.join("fifo-op"));
+    let lonely = good_op();
+    w.drop_in("lonely", lonely.render().as_bytes(), &[]);
+    mkfifo(&signature_path(&w.inbox.join("lonely"), 1));
+    let round = tokio::time::timeout(Duration::from_secs(20), async {
+        w.keeper().sweep().await;
+        w.destroy(&action(&[])).await
+    })
+    .await
+    .expect("the agent wedged on a FIFO");
+    assert!(is_pending(&round));
+    // The lonely op has only a FIFO for a signature: refused as unreadable, never opened.
+    let reasons = w.rejections_of(&lonely);
+    assert_eq!(reasons, vec![RejectReason::BadFormat]);
+    let note = std::fs::read_to_string(w.inbox.join("rejected").join("lonely.reason")).unwrap();
+    assert!(note.contains("FIFO"), "{note}");
+
+    let op = good_op();
+    let path = w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    mkfifo(&signature_path(&path, 2));
+    let out = tokio::time::timeout(Duration::from_secs(20), w.destroy(&action(&[])))
+        .await
+        .expect("the agent wedged on a FIFO");
+    executed_by(&out, &[&w.alice]);
+    w.assert_executed("op", &op, &[&w.alice]);
+    assert!(w.inbox.join("fifo-op").exists(), "a FIFO is left alone");
+    w.assert_chain();
+}
+
+/// 18a. An op seen before its signature is "not yet": no refusal, not even from the
+///      sweep; once signed it executes.
+#[tokio::test]
+async fn r18a_op_before_its_signature_waits() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op();
+    let sigs = w.mint(&op, &[(&w.alice.clone(), "castellan-op")]);
+    w.drop_in("op", op.render().as_bytes(), &[]);
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    w.keeper().sweep().await;
+    w.assert_refused_not_at_all("op", &op);
+    std::fs::write(signature_path(&w.inbox.join("op"), 1), &sigs[0]).unwrap();
+    executed_by(&w.destroy(&action(&[])).await, &[&w.alice]);
+    w.assert_executed("op", &op, &[&w.alice]);
+    w.assert_chain();
+}
+
+/// 18b. An op still being written (a truncated file, changed a moment ago) is refused
+///      only for now, audited once; completed, it executes.
+#[tokio::test]
+async fn r18b_op_still_being_written_is_not_refused_for_good() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    w.with_grace(Duration::from_secs(60));
+    let op = good_op();
+    let sigs = w.mint(&op, &[(&w.alice.clone(), "castellan-op")]);
+    let text = op.render();
+    w.drop_in("op", &text.as_bytes()[..text.len() / 2], &sigs);
+    for _ in 0..3 {
+        w.keeper().sweep().await;
+        assert!(is_pending(&w.destroy(&action(&[])).await));
+    }
+    assert!(w.inbox.join("op").exists(), "a half-written op was settled");
+    assert!(!w.inbox.join("rejected").join("op").exists());
+    let refusals = w
+        .audit()
+        .iter()
+        .filter(|r| matches!(r.event, AuditEvent::OpRejected { .. }))
+        .count();
+    assert_eq!(refusals, 1, "a not-yet refusal is audited once");
+    std::fs::write(w.inbox.join("op"), &text).unwrap();
+    executed_by(&w.destroy(&action(&[])).await, &[&w.alice]);
+    w.assert_executed("op", &op, &[&w.alice]);
+}
+
+/// 18c. A junk and an oversized extra signature do not get a valid op rejected.
+#[tokio::test]
+async fn r18c_junk_extra_signatures_do_not_reject_a_valid_op() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op();
+    let path = w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    std::fs::write(signature_path(&path, 2), b"junk").unwrap();
+    std::fs::write(signature_path(&path, 3), vec![b'A'; 100 * 1024]).unwrap();
+    w.keeper().sweep().await;
+    assert!(path.exists(), "the sweep settled a valid op");
+    executed_by(&w.destroy(&action(&[])).await, &[&w.alice]);
+    w.assert_executed("op", &op, &[&w.alice]);
+    w.assert_chain();
+}
+
+/// 18d. The sweep never judges the op that is executing as replayed: its intent is in
+///      flight (nonce consumed, no terminal record), so it is left for the executor.
+#[tokio::test]
+async fn r18d_sweep_leaves_the_executing_op_alone() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    let (digest, nonce, not_after) = (op.digest(), op.nonce.clone(), op.not_after);
+    w.restart_with(|s| {
+        let intent = NewIntent {
+            action_id: digest,
+            op: "destroy".into(),
+            vmid: VMID,
+            guest: GuestKind::Lxc,
+            params: BTreeMap::new(),
+            nonce: Some(nonce),
+            nonce_not_after: Some(not_after),
+            destructive: true,
+            upid_hint: Some(D101.into()),
+        };
+        s.begin_intent(intent, AuditEvent::IntentRecorded, t0())
+            .unwrap();
+    });
+    w.keeper().sweep().await;
+    assert!(w.inbox.join("op").exists(), "the executing op was settled");
+    assert!(w.rejections_of(&op).is_empty(), "judged while executing");
+}
+
+/// 18e. A replay of an op that already ran is settled to done/ by the sweep, audited.
+#[tokio::test]
+async fn r18e_replay_of_an_executed_op_is_settled_and_audited() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    executed_by(&w.destroy(&action(&[])).await, &[&w.alice]);
+    let sig = std::fs::read(signature_path(&w.inbox.join("done").join("op"), 1)).unwrap();
+    w.drop_in("again", op.render().as_bytes(), &[sig]);
+    w.keeper().sweep().await;
+    assert!(w.inbox.join("done").join("again").exists());
+    let settles = w.settles_of(&op);
+    assert_eq!(settles.len(), 2, "{settles:?}");
+    assert_eq!(settles[1].0, "done");
+    assert!(settles[1].1.contains("replay"), "{settles:?}");
+    w.assert_chain();
+}
+
+impl World {
+    /// Nothing about `op` was refused or settled, and it is still in the inbox.
+    fn assert_refused_not_at_all(&self, name: &str, op: &SignedOp) {
+        assert!(self.inbox.join(name).exists(), "{name} left the inbox");
+        assert!(
+            self.rejections_of(op).is_empty(),
+            "refused: {:?}",
+            self.rejections_of(op)
+        );
+        assert!(self.settles_of(op).is_empty());
+        assert!(!self.nonce_consumed(op));
+    }
 }

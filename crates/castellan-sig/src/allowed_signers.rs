@@ -207,10 +207,22 @@ impl fmt::Display for ReadProblem {
     }
 }
 
-/// Reads a UTF-8 file of at most `limit` bytes.
+/// Reads a UTF-8 regular file of at most `limit` bytes. A FIFO, device or socket is
+/// refused without blocking (opened with `O_NONBLOCK`, checked with `fstat`), so a
+/// signer file swapped for a FIFO cannot wedge the agent.
 pub(crate) fn read_limited(path: &Path, limit: u64) -> Result<String, ReadProblem> {
+    use rustix::fs::{FileType, Mode, OFlags};
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(ReadProblem::Io)?;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).map_err(|e| ReadProblem::Io(e.into()))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| ReadProblem::Io(e.into()))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(ReadProblem::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let file = std::fs::File::from(fd);
     let mut bytes = Vec::new();
     file.take(limit + 1)
         .read_to_end(&mut bytes)

@@ -39,6 +39,16 @@ pub enum AuditEvent {
         /// Human detail (no secrets, no op bodies).
         detail: String,
     },
+    /// A signed op's files left the inbox: to `done/` (it executed, or had executed
+    /// before and this is a replay) or to `rejected/` (refused for good).
+    OpSettled {
+        /// The op file's name in the inbox.
+        file: String,
+        /// `done` or `rejected`.
+        to: String,
+        /// Why, for people.
+        detail: String,
+    },
     /// An intent was journaled (and its nonce consumed) before dispatch.
     IntentRecorded,
     /// The request was accepted by the node; `upid` is its task, if it made one.
@@ -77,6 +87,7 @@ impl AuditEvent {
             AuditEvent::SignaturePending => "signature_pending",
             AuditEvent::SignatureAccepted => "signature_accepted",
             AuditEvent::OpRejected { .. } => "op_rejected",
+            AuditEvent::OpSettled { .. } => "op_settled",
             AuditEvent::IntentRecorded => "intent_recorded",
             AuditEvent::TaskDispatched { .. } => "task_dispatched",
             AuditEvent::ActionSucceeded => "action_succeeded",

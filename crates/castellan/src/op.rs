@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow, bail};
 use castellan_agent::gatekeeper::{Offer, check_signatures, judge};
-use castellan_agent::inbox::{OfferedOp, read_limited};
+use castellan_agent::inbox::{FileProblem, Inbox, OfferedOp, read_regular};
 use castellan_core::GuestKind;
 use castellan_core::gate::{Decision, DestructiveAction, SignatureCheck};
 use castellan_core::op::{KNOWN_OPS, MAX_OP_BYTES, MAX_VALIDITY, NAMESPACE, SignedOp, format_time};
@@ -91,6 +91,19 @@ pub enum OpCommand {
         #[arg(long, value_name = "DIGEST")]
         state_digest: Option<String>,
     },
+    /// Hand an op and its signatures to an agent: drop them into its inbox atomically
+    /// (each file written under a temporary name and renamed into place, the signatures
+    /// first and the op last), so the agent never sees a partial file or an unsigned op.
+    Submit {
+        /// The op file; its signatures are read from OPFILE.sig, OPFILE.2.sig, ...
+        opfile: PathBuf,
+        /// The agent's signed-op inbox (`[ops] inbox`, default `<data_dir>/inbox`).
+        #[arg(long, value_name = "DIR")]
+        inbox: PathBuf,
+        /// A further signature file (repeatable).
+        #[arg(long = "sig", value_name = "FILE")]
+        sigs: Vec<PathBuf>,
+    },
     /// Say what an op would do, until when, and which signatures lie beside it.
     Show {
         /// The op file.
@@ -134,8 +147,67 @@ pub fn run(cmd: OpCommand) -> anyhow::Result<ExitCode> {
             sigs,
             state_digest,
         } => verify_cmd(&opfile, &signers, &host, &sigs, state_digest.as_deref()),
+        OpCommand::Submit {
+            opfile,
+            inbox,
+            sigs,
+        } => submit_cmd(&opfile, &inbox, &sigs),
         OpCommand::Show { opfile, json } => show_cmd(&opfile, json),
     }
+}
+
+// ---- op submit -------------------------------------------------------------------------
+
+fn submit_cmd(opfile: &Path, inbox: &Path, extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let offered = OfferedOp::read(opfile, extra)
+        .with_context(|| format!("cannot read op {}", opfile.display()))?;
+    if let Err(e) = &offered.op {
+        bail!("refusing to submit {}: {e}", opfile.display());
+    }
+    if let Some(bad) = offered.bad_sigs.first() {
+        bail!(
+            "refusing to submit {}: signature {} is unusable: {}",
+            opfile.display(),
+            bad.path.display(),
+            bad.problem
+        );
+    }
+    if offered.sigs.is_empty() {
+        bail!(
+            "refusing to submit {}: it has no signature (looked for {}; sign it with `castellan op sign`)",
+            opfile.display(),
+            castellan_sig::sign::signature_path(opfile, 1).display()
+        );
+    }
+    let name = opfile
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{} has no usable file name", opfile.display()))?;
+    let sigs: Vec<(String, Vec<u8>)> = offered
+        .sigs
+        .iter()
+        .zip(1u32..)
+        .map(|((_, bytes), n)| {
+            let sig_name = if n == 1 {
+                format!("{name}.sig")
+            } else {
+                format!("{name}.{n}.sig")
+            };
+            (sig_name, bytes.clone())
+        })
+        .collect();
+    let inbox = Inbox::open_existing(inbox)
+        .with_context(|| format!("cannot open the inbox {}", inbox.display()))?;
+    let placed = inbox
+        .submit(name, &offered.bytes, &sigs)
+        .with_context(|| format!("cannot submit {}", opfile.display()))?;
+    outln!(
+        "submitted {} with {} signature{}",
+        placed.display(),
+        sigs.len(),
+        if sigs.len() == 1 { "" } else { "s" }
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 // ---- op new ----------------------------------------------------------------------------
@@ -339,7 +411,7 @@ fn write_new(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
 // ---- op sign ---------------------------------------------------------------------------
 
 fn read_op(path: &Path) -> anyhow::Result<(Vec<u8>, SignedOp)> {
-    let bytes = read_limited(path, MAX_OP_BYTES as u64)
+    let bytes = read_regular(path, MAX_OP_BYTES as u64)
         .with_context(|| format!("cannot read op file {}", path.display()))?;
     let op = SignedOp::parse(&bytes)
         .map_err(|e| anyhow!("{} is not a valid castellan op: {e}", path.display()))?;
@@ -412,8 +484,8 @@ fn verify_cmd(
     let offered = match OfferedOp::read(opfile, extra) {
         Ok(o) => o,
         // Too large to be an op (or a signature): refused as the agent refuses it.
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-            outln!("rejected: bad_format: {e}")?;
+        Err(e @ FileProblem::TooLarge(_)) => {
+            outln!("rejected: bad_format: {} is {e}", opfile.display())?;
             return Ok(ExitCode::from(1));
         }
         Err(e) => {
@@ -432,6 +504,16 @@ fn verify_cmd(
     };
     let now = Timestamp::now();
     let sigs = offered.sig_bytes();
+    if sigs.is_empty() && !offered.bad_sigs.is_empty() {
+        for bad in &offered.bad_sigs {
+            outln!(
+                "rejected: bad_format: signature {} unreadable: {}",
+                bad.path.display(),
+                bad.problem
+            )?;
+        }
+        return Ok(ExitCode::from(1));
+    }
     if sigs.is_empty() {
         outln!(
             "rejected: bad_format: no signature over the op (looked for {}; pass --sig FILE for others)",
@@ -467,6 +549,13 @@ fn verify_cmd(
                     path.display()
                 ));
             }
+        }
+        for bad in &offered.bad_sigs {
+            out.push(format!(
+                "  signature {} not counted: bad_format: {}",
+                bad.path.display(),
+                bad.problem
+            ));
         }
     };
     let mut lines = Vec::new();

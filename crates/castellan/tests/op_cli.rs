@@ -1135,3 +1135,85 @@ fn audit_without_a_database_is_a_clear_error() {
     let out = castellan_in(dir.path(), &["audit", "show", "--data-dir", data_dir]);
     assert_eq!(stdout(&out), "the audit log is empty\n");
 }
+
+// ---- op submit ---------------------------------------------------------------------------
+
+/// `op submit` drops the op and its signatures into an inbox under their own names, with
+/// no temporary file left behind; an unsigned op, a name already there, an inbox that is
+/// a link and a FIFO for a signature are each refused with nothing written.
+#[test]
+fn op_submit_drops_atomically_and_refuses_what_it_must() {
+    need_ssh_keygen!();
+    let f = Fixture::new();
+    let inbox = f.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let listing = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // Unsigned: refused, nothing written.
+    f.new_op("op-101", &[]);
+    let out = f.castellan(&["op", "submit", "op-101", "--inbox", "inbox"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has no signature"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(listing(&inbox).is_empty());
+
+    // Signed twice: op and both signatures land under their names.
+    f.sign("op-101", &f.alice);
+    f.sign("op-101", &f.bob);
+    let out = f.castellan(&["op", "submit", "op-101", "--inbox", "inbox"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("with 2 signatures"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(listing(&inbox), ["op-101", "op-101.2.sig", "op-101.sig"]);
+    assert_eq!(
+        std::fs::read(inbox.join("op-101")).unwrap(),
+        std::fs::read(f.path().join("op-101")).unwrap()
+    );
+    // What landed verifies where it lies.
+    let out = f.castellan(&[
+        "op",
+        "verify",
+        "inbox/op-101",
+        "--signers",
+        "signers.toml",
+        "--host",
+        "pve-01",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+
+    // The same name again: refused, the first copy untouched.
+    let out = f.castellan(&["op", "submit", "op-101", "--inbox", "inbox"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("already holds"), "{}", stderr(&out));
+    assert_eq!(listing(&inbox), ["op-101", "op-101.2.sig", "op-101.sig"]);
+
+    // An inbox that is a symbolic link: refused.
+    std::os::unix::fs::symlink(&inbox, f.path().join("linked")).unwrap();
+    f.new_op("op-b", &[]);
+    f.sign("op-b", &f.alice);
+    let out = f.castellan(&["op", "submit", "op-b", "--inbox", "linked"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+
+    // A FIFO as an extra signature: refused at once, not waited on.
+    run_ok(Command::new("mkfifo").arg(f.path().join("fifo.sig")));
+    let out = f.castellan(&[
+        "op", "submit", "op-b", "--inbox", "inbox", "--sig", "fifo.sig",
+    ]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("FIFO"), "{}", stderr(&out));
+    assert_eq!(listing(&inbox), ["op-101", "op-101.2.sig", "op-101.sig"]);
+}

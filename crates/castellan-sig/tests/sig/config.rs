@@ -148,3 +148,43 @@ fn unknown_fields_and_bad_files_are_refused() {
     assert!(c.roles.is_empty());
     assert_eq!(c.threshold("destroy"), 1);
 }
+
+/// A signer file swapped for a FIFO (or any non-regular file) is refused at once, never
+/// waited on: the agent re-reads these files at every decision.
+#[test]
+fn fifo_signer_files_are_refused_without_blocking() {
+    let (dir, path) = setup(
+        &format!("alice {K1}\n"),
+        "allowed_signers = \"keys/allowed_signers\"\n",
+    );
+    let fifo = |p: &std::path::Path| {
+        let _ = std::fs::remove_file(p);
+        let ok = std::process::Command::new("mkfifo")
+            .arg(p)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mkfifo {}", p.display());
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let allowed = dir.path().join("keys/allowed_signers");
+    fifo(&allowed);
+    let p = path.clone();
+    std::thread::spawn(move || tx.send(SignerConfig::load(&p).map(|_| ())).unwrap());
+    let e = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading blocked on a FIFO allowed_signers")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+
+    fifo(&path);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(SignerConfig::load(&path).map(|_| ())).unwrap());
+    let e = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading blocked on a FIFO signers.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+}
