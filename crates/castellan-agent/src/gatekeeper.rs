@@ -141,7 +141,7 @@ pub enum DestructiveOutcome {
 /// The gate's I/O edge for one node. Cheap to share (`Arc`).
 pub struct Gatekeeper {
     host: String,
-    signers: Option<SignerConfig>,
+    signers: Mutex<SignerState>,
     store: Arc<Mutex<Store>>,
     inbox: Option<Inbox>,
     pending_dir: PathBuf,
@@ -159,7 +159,7 @@ impl std::fmt::Debug for Gatekeeper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gatekeeper")
             .field("host", &self.host)
-            .field("signers", &self.signers.is_some())
+            .field("signers", &self.signers.lock().map(|s| s.describe()).ok())
             .field("inbox", &self.inbox)
             .finish_non_exhaustive()
     }
@@ -181,7 +181,10 @@ impl Gatekeeper {
     ) -> Self {
         Gatekeeper {
             host: host.into(),
-            signers,
+            signers: Mutex::new(SignerState {
+                file: None,
+                last: Some(Ok(signers.map(Arc::new))),
+            }),
             store: Arc::new(Mutex::new(store)),
             inbox,
             pending_dir: data_dir.join("pending"),
@@ -191,6 +194,55 @@ impl Gatekeeper {
             settle_grace: SETTLE_GRACE,
             noted: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Reads the signer config from `path` at every decision instead of holding the set
+    /// it was built with, so a key removed from `allowed_signers` or `signers.toml` stops
+    /// authorising at once. A file that becomes invalid keeps every destructive op
+    /// pending, logged and audited; it never falls back to an earlier set.
+    pub fn with_signer_file(mut self, path: PathBuf) -> Self {
+        self.signers = Mutex::new(SignerState {
+            file: Some(path),
+            last: None,
+        });
+        self
+    }
+
+    /// The signer set in force now: re-read from its file (if it has one), the change
+    /// audited when it differs from what the last decision used. `Err` when the file is
+    /// unusable: no destructive op may be accepted then.
+    async fn current_signers(&self) -> Result<Option<Arc<SignerConfig>>, String> {
+        let (now, changed) = {
+            let mut st = self
+                .signers
+                .lock()
+                .map_err(|_| "signer state poisoned by an earlier panic".to_owned())?;
+            let Some(path) = st.file.clone() else {
+                return st.last.clone().unwrap_or(Ok(None));
+            };
+            let loaded = SignerConfig::load(&path)
+                .map(|c| Some(Arc::new(c)))
+                .map_err(|e| e.to_string());
+            let changed = st.last.as_ref() != Some(&loaded);
+            st.last = Some(loaded.clone());
+            (loaded, changed)
+        };
+        if changed {
+            let entry = match &now {
+                Ok(cfg) => {
+                    let keys = cfg.as_ref().map_or(0, |c| c.allowed.entries.len()) as u64;
+                    tracing::info!(event = "signers_loaded", keys);
+                    AuditEvent::SignersLoaded { keys }
+                }
+                Err(e) => {
+                    tracing::error!(event = "signers_refused", error = %e,
+                        "the signer config is unusable: every destructive op stays pending until it is fixed");
+                    AuditEvent::SignersRefused { detail: e.clone() }
+                }
+            };
+            self.audit(entry.into()).await?;
+        }
+        now
     }
 
     /// Replaces the settle grace (tests): how long an op's files must have been still
@@ -366,6 +418,16 @@ impl Gatekeeper {
                 Err(e) => DestructiveOutcome::Failed(e),
             };
         }
+        let signers = match self.current_signers().await {
+            Ok(s) => s,
+            // No usable signer set: nothing can be accepted; the action stays pending.
+            Err(_) => {
+                return match self.announce_pending(action).await {
+                    Ok(payload) => DestructiveOutcome::Pending { payload },
+                    Err(e) => DestructiveOutcome::Failed(e),
+                };
+            }
+        };
         let offered = match self.scan_inbox() {
             Ok(v) => v,
             Err(e) => return DestructiveOutcome::Failed(e),
@@ -376,7 +438,10 @@ impl Gatekeeper {
                 // Not for this action, or not signed yet: nothing to judge.
                 continue;
             }
-            let decision = match self.evaluate(action, provenance, &o, op).await {
+            let decision = match self
+                .evaluate(signers.as_deref(), action, provenance, &o, op)
+                .await
+            {
                 Ok(d) => d,
                 Err(e) => return DestructiveOutcome::Failed(e),
             };
@@ -403,6 +468,7 @@ impl Gatekeeper {
 
     async fn evaluate(
         &self,
+        signers: Option<&SignerConfig>,
         action: &DestructiveAction,
         provenance: Option<JournalProvenance>,
         o: &OfferedOp,
@@ -417,7 +483,7 @@ impl Gatekeeper {
             .store(move |s| Ok((s.effective_now(now)?, s.nonce_consumed(&nonce)?)))
             .await?;
         Ok(judge(
-            self.signers.as_ref(),
+            signers,
             &self.host,
             action,
             provenance,
@@ -886,6 +952,10 @@ impl Gatekeeper {
         if self.inbox.is_none() {
             return;
         }
+        // Without a usable signer set nothing can be judged: leave every op where it is.
+        let Ok(signers) = self.current_signers().await else {
+            return;
+        };
         let offered = match self.scan_inbox() {
             Ok(v) => v,
             Err(e) => {
@@ -958,7 +1028,7 @@ impl Gatekeeper {
             };
             let decision = unreadable_only(&o).unwrap_or_else(|| {
                 judge(
-                    self.signers.as_ref(),
+                    signers.as_deref(),
                     &self.host,
                     &as_described,
                     None,
@@ -974,6 +1044,24 @@ impl Gatekeeper {
             if let Decision::Rejected { reason, detail } = decision {
                 self.reject(&o, Some(&op), reason, &detail).await;
             }
+        }
+    }
+}
+
+/// The signer set a gatekeeper decides with, and where it comes from.
+struct SignerState {
+    /// `signers.toml`, re-read at every decision; `None` for a fixed set.
+    file: Option<PathBuf>,
+    /// What the last decision used (or the fixed set).
+    last: Option<Result<Option<Arc<SignerConfig>>, String>>,
+}
+
+impl SignerState {
+    fn describe(&self) -> String {
+        match (&self.file, &self.last) {
+            (Some(p), _) => format!("file {}", p.display()),
+            (None, Some(Ok(Some(_)))) => "fixed".into(),
+            _ => "none".into(),
         }
     }
 }

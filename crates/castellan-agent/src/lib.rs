@@ -80,33 +80,44 @@ pub fn gatekeeper(config: &AgentConfig) -> Result<Gatekeeper, StartError> {
         path: config.inbox.clone(),
         source,
     })?;
-    Ok(Gatekeeper::new(
+    let keeper = Gatekeeper::new(
         config.node.clone(),
         signers,
         store,
         Some(inbox),
         &config.data_dir,
-    ))
+    );
+    // Re-read at every decision: revocation takes effect without a restart.
+    Ok(match &config.signers_file {
+        Some(path) => keeper.with_signer_file(path.clone()),
+        None => keeper,
+    })
 }
 
 /// Holds the data directory's lock for as long as it lives, so two agents never manage
 /// one node from the same state.
 #[derive(Debug)]
 pub struct DataDirLock {
-    _file: File,
+    _dir: File,
 }
 
-/// Creates the data directory and takes its lock.
+/// Creates the data directory and takes its lock: an exclusive `flock` on the directory
+/// itself, so no file inside it can be removed to break the exclusion; only removing
+/// the directory (and with it the state) would.
 pub fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, StartError> {
     let err = |message: String| StartError::DataDir {
         path: dir.to_owned(),
         message,
     };
     std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create: {e}")))?;
-    let file =
-        File::create(dir.join("agent.lock")).map_err(|e| err(format!("cannot open lock: {e}")))?;
+    let file = File::open(dir).map_err(|e| err(format!("cannot open for locking: {e}")))?;
+    match file.metadata() {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(err("not a directory".into())),
+        Err(e) => return Err(err(format!("cannot inspect: {e}"))),
+    }
     match file.try_lock() {
-        Ok(()) => Ok(DataDirLock { _file: file }),
+        Ok(()) => Ok(DataDirLock { _dir: file }),
         Err(std::fs::TryLockError::WouldBlock) => Err(err("another agent holds its lock".into())),
         Err(std::fs::TryLockError::Error(e)) => Err(err(format!("cannot lock: {e}"))),
     }

@@ -318,6 +318,7 @@ impl World {
         let clock = Arc::clone(&self.clock);
         self.keeper = Some(
             Gatekeeper::new(HOST, Some(self.signers()), store, Some(inbox), &self.data)
+                .with_signer_file(self.signers_toml.clone())
                 .with_clock(Arc::new(move || *clock.lock().unwrap()))
                 // The matrix writes its files at once: no grace for files still being
                 // written (the inbox tests cover it).
@@ -1365,6 +1366,7 @@ impl World {
         let clock = Arc::clone(&self.clock);
         self.keeper = Some(
             Gatekeeper::new(HOST, Some(self.signers()), store, Some(inbox), &self.data)
+                .with_signer_file(self.signers_toml.clone())
                 .with_clock(Arc::new(move || *clock.lock().unwrap()))
                 .with_settle_grace(grace),
         );
@@ -1625,4 +1627,111 @@ impl World {
         assert!(self.settles_of(op).is_empty());
         assert!(!self.nonce_consumed(op));
     }
+}
+
+// ---- revocation without a restart -------------------------------------------------------
+
+impl World {
+    fn allowed_signers(&self) -> PathBuf {
+        self.signers_toml.with_file_name("allowed_signers")
+    }
+
+    fn count_events(&self, kind: &str) -> usize {
+        self.audit()
+            .iter()
+            .filter(|r| r.event.kind() == kind)
+            .count()
+    }
+}
+
+/// 19a. A key removed from allowed_signers stops authorising at the next decision. (A
+///      principal left with a role but no key makes the file invalid: see 19c.)
+#[tokio::test]
+async fn r19a_key_removed_from_allowed_signers_stops_at_once() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    // A first decision with the full set (an unrelated pending round).
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    // Alice's key is compromised: her entry now names her new key.
+    let fresh = keygen(&w.root.join("keys"), "alice-new", "ed25519", None);
+    let text = std::fs::read_to_string(w.allowed_signers()).unwrap();
+    std::fs::write(
+        w.allowed_signers(),
+        text.replace(&w.alice.line, &fresh.line),
+    )
+    .unwrap();
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    w.assert_untouched();
+    w.assert_refused(
+        "op",
+        &op,
+        RejectReason::UnknownSigner,
+        "unknown_signer",
+        true,
+    );
+    assert_eq!(w.count_events("signers_loaded"), 2, "the change is audited");
+    w.assert_chain();
+}
+
+/// 19b. A role taken away in signers.toml: the key no longer authorises a destroy.
+#[tokio::test]
+async fn r19b_role_changed_in_signers_toml_stops_at_once() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let toml = std::fs::read_to_string(&w.signers_toml).unwrap();
+    std::fs::write(
+        &w.signers_toml,
+        toml.replace(
+            "\"alice@example.com\" = \"operational\"",
+            "\"alice@example.com\" = \"reviewer\"",
+        ),
+    )
+    .unwrap();
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    w.assert_untouched();
+    w.assert_refused("op", &op, RejectReason::RoleDenied, "role_denied", true);
+}
+
+/// 19c. A signer file that becomes invalid keeps every destructive op pending (never the
+///      old set), says so in the audit once, and the op executes once the file is fixed.
+#[tokio::test]
+async fn r19c_invalid_signer_file_keeps_everything_pending() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let good = std::fs::read_to_string(w.allowed_signers()).unwrap();
+    std::fs::write(
+        w.allowed_signers(),
+        "alice@example.com ssh-ed25519 garbage\n",
+    )
+    .unwrap();
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    for _ in 0..3 {
+        assert!(is_pending(&w.destroy(&action(&[])).await));
+        w.keeper().sweep().await;
+    }
+    w.assert_untouched();
+    w.assert_refused_not_at_all("op", &op);
+    assert_eq!(w.count_events("signers_refused"), 1, "audited once");
+    let refused = w
+        .audit()
+        .into_iter()
+        .find_map(|r| match r.event {
+            AuditEvent::SignersRefused { detail } => Some(detail),
+            _ => None,
+        })
+        .unwrap();
+    assert!(refused.contains("allowed_signers"), "{refused}");
+    // Removing the file is no better.
+    std::fs::remove_file(w.allowed_signers()).unwrap();
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    w.assert_untouched();
+    std::fs::write(w.allowed_signers(), good).unwrap();
+    executed_by(&w.destroy(&action(&[])).await, &[&w.alice]);
+    w.assert_executed("op", &op, &[&w.alice]);
+    w.assert_chain();
 }

@@ -49,6 +49,17 @@ pub enum AuditEvent {
         /// Why, for people.
         detail: String,
     },
+    /// The signer config in force changed (or was first read): `keys` trusted keys.
+    SignersLoaded {
+        /// How many allowed-signers entries it holds.
+        keys: u64,
+    },
+    /// The signer config became unusable: every destructive op stays pending until it is
+    /// fixed; the earlier set is not used.
+    SignersRefused {
+        /// Why (names the file and line; never a secret).
+        detail: String,
+    },
     /// An intent was journaled (and its nonce consumed) before dispatch.
     IntentRecorded,
     /// The request was accepted by the node; `upid` is its task, if it made one.
@@ -88,6 +99,8 @@ impl AuditEvent {
             AuditEvent::SignatureAccepted => "signature_accepted",
             AuditEvent::OpRejected { .. } => "op_rejected",
             AuditEvent::OpSettled { .. } => "op_settled",
+            AuditEvent::SignersLoaded { .. } => "signers_loaded",
+            AuditEvent::SignersRefused { .. } => "signers_refused",
             AuditEvent::IntentRecorded => "intent_recorded",
             AuditEvent::TaskDispatched { .. } => "task_dispatched",
             AuditEvent::ActionSucceeded => "action_succeeded",
