@@ -1022,7 +1022,7 @@ impl Gatekeeper {
                 op: op.op.clone(),
                 host: self.host.clone(),
                 vmid: op.guest,
-                guest: castellan_core::model::GuestKind::Lxc,
+                guest: op.kind,
                 params: op.params.clone(),
                 state_digest: op.precondition.clone().unwrap_or_default(),
             };

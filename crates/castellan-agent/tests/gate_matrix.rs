@@ -1735,3 +1735,61 @@ async fn r19c_invalid_signer_file_keeps_everything_pending() {
     w.assert_executed("op", &op, &[&w.alice]);
     w.assert_chain();
 }
+
+// ---- the op binds the guest's kind ------------------------------------------------------
+
+/// 20a. An op approved against container 101 does not destroy a virtual machine 101
+///      whose configuration has the very same digest.
+#[tokio::test]
+async fn r20a_an_op_for_a_container_does_not_destroy_a_vm() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let mut vm = guest101(None);
+    vm.kind = GuestKind::Qemu;
+    w.fake.put(vm);
+    let op = good_op();
+    assert_eq!(op.kind, GuestKind::Lxc);
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    let destroy_vm = DestructiveAction {
+        guest: GuestKind::Qemu,
+        ..action(&[])
+    };
+    assert!(is_pending(
+        &w.keeper().destructive(&w.fake, &destroy_vm, false).await
+    ));
+    w.assert_untouched();
+    w.assert_refused(
+        "op",
+        &op,
+        RejectReason::BindingMismatch,
+        "binding_mismatch",
+        true,
+    );
+    let note = std::fs::read_to_string(w.inbox.join("rejected").join("op.reason")).unwrap();
+    assert!(
+        note.contains("lxc 101") && note.contains("qemu 101"),
+        "{note}"
+    );
+}
+
+/// 20b. A version 1 op (which bound no kind), validly signed, is refused with the reason.
+#[tokio::test]
+async fn r20b_a_version_1_op_is_refused_with_its_reason() {
+    need_ssh_keygen!();
+    let w = World::new(1, false);
+    let v1 = good_op()
+        .render()
+        .replace("version = 2", "version = 1")
+        .replace("kind = \"lxc\"\n", "");
+    let stage = w.root.join("v1");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::write(stage.join("op"), &v1).unwrap();
+    let sig = sign_file(&w.alice.clone(), "castellan-op", &stage.join("op"));
+    w.drop_in("old", v1.as_bytes(), &[sig]);
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    w.keeper().sweep().await;
+    w.assert_untouched();
+    let note = std::fs::read_to_string(w.inbox.join("rejected").join("old.reason")).unwrap();
+    assert!(note.starts_with("rejected: bad_format: "), "{note}");
+    assert!(note.contains("do not bind the guest's kind"), "{note}");
+}

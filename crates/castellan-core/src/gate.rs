@@ -7,7 +7,7 @@
 //!      (otherwise the first signature's own reason: `unknown_signer`, `bad_signature`,
 //!      `wrong_namespace`, `expired`, ...);
 //!   2. the op names this host (`wrong_host`);
-//!   3. the op's operation, target and parameters are exactly the action's
+//!   3. the op's operation, target (vmid and kind) and parameters are exactly the action's
 //!      (`binding_mismatch`);
 //!   4. the op's window contains the effective time — `max(now, high-water)`, so a clock
 //!      set back cannot revive an expired op (`not_yet_valid`, `expired`);
@@ -58,6 +58,7 @@ impl DestructiveAction {
             op: self.op.clone(),
             host: self.host.clone(),
             guest: self.vmid,
+            kind: self.guest,
             precondition: Some(self.state_digest.clone()),
             nonce,
             not_before,
@@ -238,6 +239,15 @@ pub fn decide(
             format!(
                 "op targets guest {}, the action guest {}",
                 op.guest, action.vmid
+            ),
+        );
+    }
+    if op.kind != action.guest {
+        return reject(
+            RejectReason::BindingMismatch,
+            format!(
+                "op targets {} {}, the action {} {}",
+                op.kind, op.guest, action.guest, action.vmid
             ),
         );
     }

@@ -1,14 +1,15 @@
-//! The signed operation, format v1: the payload an operator signs to authorise one
+//! The signed operation, format v2: the payload an operator signs to authorise one
 //! destructive action on one host.
 //!
 //! An op file is a small TOML document in exactly one canonical form, so the bytes that
 //! were signed are the bytes that are checked, and one operation has one encoding:
 //!
 //! ```toml
-//! version = 1
+//! version = 2
 //! op = "destroy"
 //! host = "pve-01"
 //! guest = 101
+//! kind = "lxc"
 //! precondition = "9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20"
 //! nonce = "6b1f0e54a9c2d83f71e0a4b59c6d2e13"
 //! not_before = "2026-11-22T10:00:00Z"
@@ -29,6 +30,10 @@
 //! Anything that parses as TOML but is not byte-for-byte canonical is refused as
 //! `bad_format`, so a signed file cannot be reinterpreted by a laxer reader.
 //!
+//! Version 2 added `kind` (`lxc` or `qemu`): an op approved against container 150 must not
+//! destroy a virtual machine 150 whose configuration happens to have the same digest.
+//! Version 1 ops, which did not bind the kind, are refused with that reason.
+//!
 //! The op's [`digest`](SignedOp::digest) — SHA-256 of the canonical bytes — identifies it
 //! in the journal and the audit log.
 
@@ -40,12 +45,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::model::{VMID_RANGE, Vmid};
+use crate::model::{GuestKind, VMID_RANGE, Vmid};
 
 /// The SSHSIG namespace operations are signed under.
 pub const NAMESPACE: &str = "castellan-op";
 /// The format version this code reads and writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// Largest op file accepted.
 pub const MAX_OP_BYTES: usize = 16 * 1024;
 /// Longest validity window an op may carry: approvals are meant to be used, not stored.
@@ -66,6 +71,8 @@ pub struct SignedOp {
     pub host: String,
     /// The target guest.
     pub guest: Vmid,
+    /// The target guest's kind: part of its identity on the node.
+    pub kind: GuestKind,
     /// The target's configuration digest when the op was approved; the op goes stale
     /// when the guest changes.
     pub precondition: Option<String>,
@@ -118,6 +125,7 @@ struct RawOp {
     op: String,
     host: String,
     guest: i64,
+    kind: Option<String>,
     precondition: Option<String>,
     nonce: String,
     not_before: String,
@@ -195,6 +203,15 @@ impl SignedOp {
             let msg = e.message().to_owned();
             OpFormatError::Syntax(msg)
         })?;
+        if raw.version == 1 {
+            return Err(invalid(
+                "version",
+                format!(
+                    "version 1 ops do not bind the guest's kind (lxc or qemu) and are no longer \
+                     accepted; make a new op (version {VERSION}) with `castellan op new`"
+                ),
+            ));
+        }
         if raw.version != i64::from(VERSION) {
             return Err(invalid(
                 "version",
@@ -204,6 +221,12 @@ impl SignedOp {
                 ),
             ));
         }
+        let kind = match raw.kind.as_deref() {
+            Some("lxc") => GuestKind::Lxc,
+            Some("qemu") => GuestKind::Qemu,
+            Some(_) => return Err(invalid("kind", "must be \"lxc\" or \"qemu\"")),
+            None => return Err(OpFormatError::Syntax("missing field `kind`".into())),
+        };
         let guest = u32::try_from(raw.guest)
             .ok()
             .filter(|v| VMID_RANGE.contains(v))
@@ -222,6 +245,7 @@ impl SignedOp {
             op: raw.op,
             host: raw.host,
             guest,
+            kind,
             precondition: raw.precondition,
             nonce: raw.nonce,
             not_before: parse_time("not_before", &raw.not_before)?,
@@ -324,6 +348,7 @@ impl SignedOp {
         let _ = writeln!(s, "op = \"{}\"", self.op);
         let _ = writeln!(s, "host = \"{}\"", self.host);
         let _ = writeln!(s, "guest = {}", self.guest);
+        let _ = writeln!(s, "kind = \"{}\"", self.kind);
         if let Some(p) = &self.precondition {
             let _ = writeln!(s, "precondition = \"{p}\"");
         }
@@ -362,8 +387,11 @@ impl fmt::Display for SignedOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "operation:    {} guest {} on host {}",
-            self.op, self.guest, self.host
+            "operation:    {} {} {} on host {}",
+            self.op,
+            self.kind.noun(),
+            self.guest,
+            self.host
         )?;
         if self.params.is_empty() {
             writeln!(f, "parameters:   (none)")?;
@@ -422,6 +450,7 @@ mod tests {
             op: "destroy".into(),
             host: "pve-01".into(),
             guest: 101,
+            kind: GuestKind::Lxc,
             precondition: Some("9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20".into()),
             nonce: "6b1f0e54a9c2d83f71e0a4b59c6d2e13".into(),
             not_before: "2026-11-22T10:00:00Z".parse().unwrap(),
@@ -435,7 +464,7 @@ mod tests {
         let text = sample().render();
         assert_eq!(
             text,
-            "version = 1\nop = \"destroy\"\nhost = \"pve-01\"\nguest = 101\n\
+            "version = 2\nop = \"destroy\"\nhost = \"pve-01\"\nguest = 101\nkind = \"lxc\"\n\
              precondition = \"9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20\"\n\
              nonce = \"6b1f0e54a9c2d83f71e0a4b59c6d2e13\"\n\
              not_before = \"2026-11-22T10:00:00Z\"\nnot_after = \"2026-11-22T11:00:00Z\"\n\
@@ -457,8 +486,8 @@ mod tests {
             (
                 "reordered",
                 text.replace(
-                    "version = 1\nop = \"destroy\"\n",
-                    "op = \"destroy\"\nversion = 1\n",
+                    "version = 2\nop = \"destroy\"\n",
+                    "op = \"destroy\"\nversion = 2\n",
                 ),
             ),
         ] {
@@ -481,13 +510,25 @@ mod tests {
         let mut op = sample();
         op.not_after = op.not_before + SignedDuration::from_hours(8 * 24);
         assert!(SignedOp::parse(op.render().as_bytes()).is_err());
-        let text = sample().render().replace("version = 1", "version = 2");
+        let text = sample().render().replace("version = 2", "version = 3");
         assert!(matches!(
             SignedOp::parse(text.as_bytes()),
             Err(OpFormatError::Invalid {
                 field: "version",
                 ..
             })
+        ));
+        // A version 1 op (no kind) is refused with the reason.
+        let v1 = sample()
+            .render()
+            .replace("version = 2", "version = 1")
+            .replace("kind = \"lxc\"\n", "");
+        let err = SignedOp::parse(v1.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("do not bind the guest's kind"), "{err}");
+        let bad_kind = sample().render().replace("kind = \"lxc\"", "kind = \"vm\"");
+        assert!(matches!(
+            SignedOp::parse(bad_kind.as_bytes()),
+            Err(OpFormatError::Invalid { field: "kind", .. })
         ));
         let text = format!("{}extra = \"x\"\n", sample().render());
         assert!(SignedOp::parse(text.as_bytes()).is_err());
@@ -498,6 +539,9 @@ mod tests {
         let base = sample().digest();
         let mut op = sample();
         op.guest = 102;
+        assert_ne!(op.digest(), base);
+        let mut op = sample();
+        op.kind = GuestKind::Qemu;
         assert_ne!(op.digest(), base);
         let mut op = sample();
         op.params.clear();

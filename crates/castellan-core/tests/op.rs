@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use castellan_core::model::GuestKind;
 use castellan_core::op::{SignedOp, check_parse_invariant};
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -20,12 +21,14 @@ fn arb_op() -> impl Strategy<Value = SignedOp> {
         1_700_000_000i64..1_900_000_000,
         1i64..600_000,
         proptest::collection::btree_map("[a-z0-9_-]{1,12}", "[!#-&(-\\[\\]-~]{0,20}", 0..4),
+        prop_oneof![Just(GuestKind::Lxc), Just(GuestKind::Qemu)],
     )
         .prop_map(
-            |(op, host, guest, precondition, nonce, nb, len, params)| SignedOp {
+            |(op, host, guest, precondition, nonce, nb, len, params, kind)| SignedOp {
                 op,
                 host,
                 guest,
+                kind,
                 precondition,
                 nonce,
                 not_before: Timestamp::from_second(nb).unwrap(),

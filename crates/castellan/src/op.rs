@@ -39,6 +39,10 @@ pub enum OpCommand {
         /// The target guest's vmid.
         #[arg(long)]
         guest: u32,
+        /// The target guest's kind: lxc (container) or qemu (virtual machine). The op
+        /// authorises nothing on a guest of the other kind with the same vmid.
+        #[arg(long, value_parser = ["lxc", "qemu"])]
+        kind: String,
         /// An operation parameter, `key=value` (repeatable); destroy takes `purge=1`.
         #[arg(long = "param", value_name = "KEY=VALUE")]
         params: Vec<String>,
@@ -121,6 +125,7 @@ pub fn run(cmd: OpCommand) -> anyhow::Result<ExitCode> {
             op,
             host,
             guest,
+            kind,
             params,
             precondition,
             ttl,
@@ -132,6 +137,7 @@ pub fn run(cmd: OpCommand) -> anyhow::Result<ExitCode> {
                 op,
                 host,
                 guest,
+                kind,
                 params,
                 precondition,
                 ttl,
@@ -221,6 +227,8 @@ pub struct NewArgs {
     pub host: String,
     /// The guest.
     pub guest: u32,
+    /// The guest's kind (`lxc` or `qemu`).
+    pub kind: String,
     /// `key=value` parameters.
     pub params: Vec<String>,
     /// The approved config digest.
@@ -282,10 +290,16 @@ pub fn build_op(args: &NewArgs, nonce: String, now: Timestamp) -> anyhow::Result
     let not_after = not_before
         .checked_add(ttl)
         .map_err(|e| anyhow!("--not-before plus --ttl is out of range: {e}"))?;
+    let kind = match args.kind.as_str() {
+        "lxc" => GuestKind::Lxc,
+        "qemu" => GuestKind::Qemu,
+        other => bail!("--kind {other:?}: expected lxc or qemu"),
+    };
     let op = SignedOp {
         op: args.op.clone(),
         host: args.host.clone(),
         guest: args.guest,
+        kind,
         precondition: args.precondition.clone(),
         nonce,
         not_before,
@@ -525,8 +539,8 @@ fn verify_cmd(
         op: op.op.clone(),
         host: host.to_owned(),
         vmid: op.guest,
-        // The kind of guest plays no part in the decision; the node knows it, the op does not.
-        guest: GuestKind::Qemu,
+        // The op names the kind; the agent checks it against the node's.
+        guest: op.kind,
         params: op.params.clone(),
         state_digest: state_digest
             .map(str::to_owned)
@@ -694,7 +708,8 @@ pub fn effect(op: &SignedOp) -> String {
     match op.op.as_str() {
         "destroy" => {
             let mut s = format!(
-                "deletes guest {} with its configuration and disks; this cannot be undone",
+                "deletes {} {} with its configuration and disks; this cannot be undone",
+                op.kind.noun(),
                 op.guest
             );
             if op.params.get("purge").is_some_and(|v| v == "1") {
@@ -755,8 +770,12 @@ pub fn show_text(path: &Path, op: &SignedOp, sigs: &[SigInfo], now: Timestamp) -
     let _ = writeln!(s, "op file:      {}", path.display());
     let _ = writeln!(
         s,
-        "operation:    {} guest {} on host {}",
-        op.op, op.guest, op.host
+        "operation:    {} {} {} ({}) on host {}",
+        op.op,
+        op.kind.noun(),
+        op.guest,
+        op.kind,
+        op.host
     );
     let _ = writeln!(s, "effect:       {}", effect(op));
     if op.params.is_empty() {
@@ -868,6 +887,7 @@ pub fn show_json(
             "op": op.op,
             "host": op.host,
             "guest": op.guest,
+            "kind": op.kind,
             "precondition": op.precondition,
             "nonce": op.nonce,
             "not_before": format_time(op.not_before),
@@ -912,6 +932,7 @@ mod tests {
             op: "destroy".into(),
             host: "pve-01".into(),
             guest: 101,
+            kind: "lxc".into(),
             params: vec![],
             precondition: Some("9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20".into()),
             ttl: "1h".into(),

@@ -140,6 +140,8 @@ impl Fixture {
             "pve-01",
             "--guest",
             "101",
+            "--kind",
+            "lxc",
             "--precondition",
             DIGEST,
             "--output",
@@ -315,6 +317,8 @@ fn op_new_prints_the_canonical_op_on_stdout() {
             "pve-01",
             "--guest",
             "101",
+            "--kind",
+            "lxc",
             "--precondition",
             DIGEST,
             "--not-before",
@@ -331,7 +335,7 @@ fn op_new_prints_the_canonical_op_on_stdout() {
     assert_eq!(
         text,
         format!(
-            "version = 1\nop = \"destroy\"\nhost = \"pve-01\"\nguest = 101\n\
+            "version = 2\nop = \"destroy\"\nhost = \"pve-01\"\nguest = 101\nkind = \"lxc\"\n\
              precondition = \"{DIGEST}\"\nnonce = \"{}\"\n\
              not_before = \"2026-11-22T10:00:00Z\"\nnot_after = \"2026-11-22T10:30:00Z\"\n",
             op.nonce
@@ -348,6 +352,8 @@ fn op_new_prints_the_canonical_op_on_stdout() {
             "pve-01",
             "--guest",
             "101",
+            "--kind",
+            "lxc",
             "--precondition",
             DIGEST,
         ],
@@ -612,7 +618,9 @@ fn verify_without_signature_or_config() {
 #[test]
 fn op_new_refusals() {
     let dir = tempfile::tempdir().unwrap();
-    let base = ["op", "new", "destroy", "--host", "pve-01", "--guest", "101"];
+    let base = [
+        "op", "new", "destroy", "--host", "pve-01", "--guest", "101", "--kind", "lxc",
+    ];
     let refused = |extra: &[&str], needle: &str| {
         let mut args = base.to_vec();
         args.extend_from_slice(extra);
@@ -657,6 +665,8 @@ fn op_new_refusals() {
             "pve-01",
             "--guest",
             "101",
+            "--kind",
+            "lxc",
         ],
     );
     assert_eq!(code(&out), 2);
@@ -676,6 +686,8 @@ fn op_new_refusals() {
             "pve_01!",
             "--guest",
             "101",
+            "--kind",
+            "lxc",
             "--precondition",
             DIGEST,
         ],
@@ -692,6 +704,8 @@ fn op_new_refusals() {
             "pve-01",
             "--guest",
             "7",
+            "--kind",
+            "lxc",
             "--precondition",
             DIGEST,
         ],
@@ -708,6 +722,8 @@ fn op_new_refusals() {
         "pve-01",
         "--guest",
         "101",
+        "--kind",
+        "lxc",
         "--precondition",
         DIGEST,
         "-o",
@@ -903,8 +919,8 @@ fn op_show_golden() {
     let expected = format!(
         "\
 op file:      op.toml
-operation:    destroy guest 101 on host pve-01
-effect:       deletes guest 101 with its configuration and disks; this cannot be undone (purge: also removes it from backup jobs, replication and HA)
+operation:    destroy CT 101 (lxc) on host pve-01
+effect:       deletes CT 101 with its configuration and disks; this cannot be undone (purge: also removes it from backup jobs, replication and HA)
 parameters:   purge=1
 precondition: guest 101's config digest is {DIGEST} (stale once the guest changes)
 valid from:   2020-01-01T00:00:00Z (ago ...)
@@ -930,6 +946,7 @@ signatures:   3 found, not verified here (check them with `castellan op verify`)
     assert_eq!(v["op"]["op"], "destroy");
     assert_eq!(v["op"]["host"], "pve-01");
     assert_eq!(v["op"]["guest"], 101);
+    assert_eq!(v["op"]["kind"], "lxc");
     assert_eq!(v["op"]["precondition"], DIGEST);
     assert_eq!(v["op"]["nonce"], op.nonce.as_str());
     assert_eq!(v["op"]["not_before"], "2020-01-01T00:00:00Z");
