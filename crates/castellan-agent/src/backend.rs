@@ -18,8 +18,12 @@ pub enum FailureClass {
     Conflict,
     /// The guest no longer exists.
     Gone,
-    /// Worth retrying after a back-off (locks, transport, failed tasks).
+    /// Worth retrying after a back-off (locks, failed tasks, refusals).
     Retry,
+    /// Whether the request took effect is not known: the answer was lost in transport,
+    /// or a task's end could not be learnt in time. Never an outcome: a destructive
+    /// request in this state stays in flight until the node's own records settle it.
+    Unknown,
 }
 
 /// A failed observation or action.
@@ -48,6 +52,7 @@ impl From<castellan_pve::Error> for BackendError {
         let class = match &e {
             E::DigestMismatch => FailureClass::Conflict,
             E::NotFound { .. } => FailureClass::Gone,
+            E::Transport(_) | E::TaskTimeout { .. } => FailureClass::Unknown,
             _ => FailureClass::Retry,
         };
         BackendError {
@@ -97,18 +102,17 @@ pub trait Backend: Send + Sync + 'static {
         task: &str,
     ) -> impl Future<Output = Result<TaskState, BackendError>> + Send;
 
-    /// Finds the task of operation `op` on guest `vmid` started at or after `since`
-    /// (Unix seconds), newest first: recovery's way to find a task whose id was never
-    /// recorded because the agent died between the request and recording its answer.
-    /// Backends that cannot list tasks answer `None`; recovery then judges by the guest.
-    fn find_task(
+    /// The ids of the node's tasks of operation `op` for guest `vmid`, as the node lists
+    /// them. Taken just before a destructive request and again by recovery, the
+    /// difference is the request's own task, found without comparing anyone's clock.
+    /// Backends that cannot list tasks answer `None`.
+    fn tasks_of(
         &self,
         kind: GuestKind,
         vmid: Vmid,
         op: &str,
-        since: i64,
-    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send {
-        let _ = (kind, vmid, op, since);
+    ) -> impl Future<Output = Result<Option<Vec<String>>, BackendError>> + Send {
+        let _ = (kind, vmid, op);
         async { Ok(None) }
     }
 
@@ -247,6 +251,19 @@ impl Backend for PveBackend {
             }
             ActionKind::Start => self.client.start(node, kind, vmid).await?,
             ActionKind::Stop => self.client.stop(node, kind, vmid).await?,
+            ActionKind::Shutdown => {
+                let timeout = match action.params.get("timeout") {
+                    Some(t) => Some(t.parse::<u32>().map_err(|_| {
+                        BackendError::retry(format!("shutdown timeout {t:?} is not a number"))
+                    })?),
+                    None => None,
+                };
+                let opts = castellan_pve::ShutdownOptions {
+                    timeout,
+                    force_stop: action.params.get("forceStop").is_some_and(|v| v == "1"),
+                };
+                self.client.shutdown_with(node, kind, vmid, opts).await?
+            }
             ActionKind::Reboot => self.client.reboot(node, kind, vmid).await?,
         };
         Ok(Some(upid.to_string()))
@@ -278,13 +295,12 @@ impl Backend for PveBackend {
         Ok(upid.to_string())
     }
 
-    async fn find_task(
+    async fn tasks_of(
         &self,
         kind: GuestKind,
         vmid: Vmid,
         op: &str,
-        since: i64,
-    ) -> Result<Option<String>, BackendError> {
+    ) -> Result<Option<Vec<String>>, BackendError> {
         let typefilter = match (op, kind) {
             ("destroy", GuestKind::Lxc) => "vzdestroy",
             ("destroy", GuestKind::Qemu) => "qmdestroy",
@@ -294,14 +310,15 @@ impl Backend for PveBackend {
             ("stop", GuestKind::Qemu) => "qmstop",
             _ => return Ok(None),
         };
+        // Every task of the type the node still lists for the guest (its own start times
+        // are never compared with the agent's clock).
         let tasks = self
             .client
-            .list_tasks(&self.node, vmid, typefilter, since)
+            .list_tasks(&self.node, vmid, typefilter, 0)
             .await?;
-        Ok(tasks
-            .into_iter()
-            .max_by_key(|t| t.starttime)
-            .map(|t| t.upid.to_string()))
+        Ok(Some(
+            tasks.into_iter().map(|t| t.upid.to_string()).collect(),
+        ))
     }
 
     async fn wait_task(&self, task: &str) -> Result<u32, BackendError> {

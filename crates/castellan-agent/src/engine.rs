@@ -376,8 +376,7 @@ async fn reconcile_guest<B: Backend>(
             return GuestOutcome::Failed(n.to_string());
         }
         if let Some(d) = p.destructive.first() {
-            let running = actual.run == castellan_core::model::ActualRun::Running;
-            return match keeper.destructive(backend, d, running).await {
+            return match keeper.destructive(backend, d).await {
                 DestructiveOutcome::Executed { signers } => {
                     applied.push(Applied {
                         vmid,
@@ -425,7 +424,7 @@ async fn reconcile_guest<B: Backend>(
                     );
                 }
                 FailureClass::Gone => return GuestOutcome::Done,
-                FailureClass::Retry => {
+                FailureClass::Retry | FailureClass::Unknown => {
                     tracing::warn!(event = "action_failed", vmid, action = action.kind.as_str(), error = %e);
                     return GuestOutcome::Failed(format!("{}: {e}", action.kind.as_str()));
                 }

@@ -29,7 +29,7 @@ use castellan_core::plan::{Action, ActionKind};
 use castellan_sig::SignerConfig;
 use castellan_store::{
     AuditEntry, AuditEvent, AuditFields, IntentId, NewIntent, Outcome, ProvenanceKind, Store,
-    StoreError,
+    StoreError, TaskMark,
 };
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest as _, Sha256};
@@ -399,13 +399,20 @@ impl Gatekeeper {
     // ---- destructive -----------------------------------------------------------------
 
     /// Decides and, if approved, executes one destructive action the planner proposed.
+    /// While an earlier attempt on the same guest is in flight (its outcome not known
+    /// yet, or held for an operator) nothing new is decided and no payload is offered:
+    /// that attempt is settled first, by the same rules as crash recovery.
     pub async fn destructive<B: Backend>(
         &self,
         backend: &B,
         action: &DestructiveAction,
-        running: bool,
     ) -> DestructiveOutcome {
         let vmid = action.vmid;
+        match self.settle_in_flight(backend, vmid).await {
+            Ok(None) => {}
+            Ok(Some(busy)) => return DestructiveOutcome::Failed(busy),
+            Err(e) => return DestructiveOutcome::Failed(e),
+        }
         let provenance = match self.store(move |s| s.provenance(vmid)).await {
             Ok(p) => p.map(|p| journal_provenance(&p.kind)),
             Err(e) => return DestructiveOutcome::Failed(e),
@@ -413,9 +420,9 @@ impl Gatekeeper {
         let class = classify(&action.op, &action.params, provenance, None);
         if class.class == castellan_core::classify::Class::Benign {
             // Scratch recorded by this agent's own journal: no signature needed.
-            return match self.run_destroy_benign(backend, action, running).await {
+            return match self.run_destroy_benign(backend, action).await {
                 Ok(()) => DestructiveOutcome::Executed { signers: vec![] },
-                Err(e) => DestructiveOutcome::Failed(e),
+                Err(e) => DestructiveOutcome::Failed(e.to_string()),
             };
         }
         let signers = match self.current_signers().await {
@@ -447,12 +454,7 @@ impl Gatekeeper {
             };
             match decision {
                 Decision::Accepted(approval) => {
-                    return match self.execute_approved(backend, &approval, &o, running).await {
-                        Ok(()) => DestructiveOutcome::Executed {
-                            signers: approval.signers().to_vec(),
-                        },
-                        Err(e) => DestructiveOutcome::Failed(e),
-                    };
+                    return self.execute_approved(backend, &approval, &o).await;
                 }
                 Decision::Rejected { reason, detail } => {
                     self.reject(&o, Some(op), reason, &detail).await;
@@ -464,6 +466,48 @@ impl Gatekeeper {
             Ok(payload) => DestructiveOutcome::Pending { payload },
             Err(e) => DestructiveOutcome::Failed(e),
         }
+    }
+
+    /// Settles the in-flight intents of guest `vmid` (a destroy whose outcome was not
+    /// known when it was last looked at). `Ok(None)` when none is left in flight;
+    /// `Ok(Some(why))` when one still is (running, unknown, or held for an operator).
+    async fn settle_in_flight<B: Backend>(
+        &self,
+        backend: &B,
+        vmid: Vmid,
+    ) -> Result<Option<String>, String> {
+        let pending: Vec<castellan_store::Intent> = self
+            .store(move |s| s.in_flight())
+            .await?
+            .into_iter()
+            .filter(|i| i.vmid == vmid && (i.destructive || i.op == "destroy"))
+            .collect();
+        for intent in pending {
+            if let Some(why) = &intent.held {
+                return Ok(Some(format!(
+                    "{} {} (intent {}) is held for an operator: {why}; see `castellan plan`",
+                    intent.op, intent.vmid, intent.id
+                )));
+            }
+            match self.recover_one(backend, &intent).await {
+                Ok(Some(outcome)) => self.terminal(intent.id, outcome).await?,
+                Ok(None) => {}
+                Err(e) => {
+                    return Ok(Some(format!(
+                        "{} {} (intent {}) is still in flight: {e}",
+                        intent.op, intent.vmid, intent.id
+                    )));
+                }
+            }
+            let still = self.store(move |s| s.intent(intent.id)).await?;
+            if still.is_some_and(|i| !i.state.is_terminal()) {
+                return Ok(Some(format!(
+                    "{} {} (intent {}) is still in flight",
+                    intent.op, intent.vmid, intent.id
+                )));
+            }
+        }
+        Ok(None)
     }
 
     async fn evaluate(
@@ -592,22 +636,104 @@ impl Gatekeeper {
         Ok(path)
     }
 
+    /// A fresh look at the target of a destroy: whether it is still exactly what was
+    /// approved (same kind, same configuration digest, no lock). Observation errors that
+    /// may pass are retried a few times.
+    async fn look<B: Backend>(&self, backend: &B, a: &DestructiveAction) -> Result<Look, String> {
+        let mut tries = 0u32;
+        let seen = loop {
+            match backend.observe(a.guest, a.vmid).await {
+                Ok(g) => break g,
+                Err(e) if e.class != FailureClass::Gone && tries < 2 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(tries)))
+                        .await;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot look at {} {} before its {}: {e}",
+                        a.guest.noun(),
+                        a.vmid,
+                        a.op
+                    ));
+                }
+            }
+        };
+        let Some(g) = seen else {
+            return Ok(Look::Gone);
+        };
+        match g.spec.as_ref().map(|s| s.digest.as_str()) {
+            Some(d) if d == a.state_digest => {}
+            Some(d) => {
+                return Ok(Look::Stale(format!(
+                    "{} {}'s configuration digest is now {d}; the op was approved against {}",
+                    a.guest.noun(),
+                    a.vmid,
+                    a.state_digest
+                )));
+            }
+            None => {
+                return Ok(Look::Stale(format!(
+                    "{} {}'s configuration could not be read, so it cannot be shown unchanged",
+                    a.guest.noun(),
+                    a.vmid
+                )));
+            }
+        }
+        if let Some(lock) = &g.lock {
+            return Ok(Look::Busy(format!(
+                "{} {} is locked ({lock})",
+                a.guest.noun(),
+                a.vmid
+            )));
+        }
+        Ok(Look::Proceed(g))
+    }
+
     async fn execute_approved<B: Backend>(
         &self,
         backend: &B,
         approval: &Approval,
         o: &OfferedOp,
-        running: bool,
-    ) -> Result<(), String> {
+    ) -> DestructiveOutcome {
         let a = approval.action().clone();
+        // The gate compared the op with what the planner saw; look again now, before the
+        // nonce is spent, so a guest that changed since is refused and the op kept only
+        // as long as it can still match.
+        match self.look(backend, &a).await {
+            Ok(Look::Proceed(_)) => {}
+            Ok(Look::Stale(detail)) => {
+                self.reject(
+                    o,
+                    o.op.as_ref().ok(),
+                    RejectReason::StalePrecondition,
+                    &detail,
+                )
+                .await;
+                return self.pending_again(&a).await;
+            }
+            Ok(Look::Busy(why)) => return DestructiveOutcome::Failed(why),
+            Ok(Look::Gone) => {
+                return DestructiveOutcome::Failed(format!(
+                    "{} {} is gone; nothing to destroy",
+                    a.guest.noun(),
+                    a.vmid
+                ));
+            }
+            Err(e) => return DestructiveOutcome::Failed(e),
+        }
         let mut fields =
             AuditFields::action(a.vmid, a.op.clone(), approval.op_digest()).nonce(approval.nonce());
         for s in approval.signers() {
             fields = fields.signer(s.clone());
         }
         tracing::info!(event = "signature_accepted", vmid = a.vmid, op = %a.op, signers = ?approval.signers());
-        self.audit(AuditEvent::SignatureAccepted.with(fields.clone()))
-            .await?;
+        if let Err(e) = self
+            .audit(AuditEvent::SignatureAccepted.with(fields.clone()))
+            .await
+        {
+            return DestructiveOutcome::Failed(e);
+        }
         self.crashpoint("accepted");
         let intent = NewIntent {
             action_id: approval.op_digest().to_owned(),
@@ -621,44 +747,78 @@ impl Gatekeeper {
             upid_hint: Some(a.state_digest.clone()),
         };
         let now = self.now();
-        let begun = self
+        let begun = match self
             .with_store(move |s| {
                 s.begin_intent(intent, AuditEvent::IntentRecorded.with(fields), now)
             })
-            .await?;
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => return DestructiveOutcome::Failed(e),
+        };
         let id = match begun {
             Ok((id, _)) => id,
             Err(StoreError::Replayed { .. }) => {
-                self.reject(
-                    o,
-                    o.op.as_ref().ok(),
-                    RejectReason::Replayed,
-                    "nonce already consumed",
-                )
-                .await;
-                return Ok(());
+                let op = o.op.as_ref().ok();
+                self.reject(o, op, RejectReason::Replayed, "nonce already consumed")
+                    .await;
+                return self.pending_again(&a).await;
             }
             Err(StoreError::Expired { .. }) => {
-                self.reject(
-                    o,
-                    o.op.as_ref().ok(),
-                    RejectReason::Expired,
-                    "op expired before it could be journaled",
-                )
-                .await;
-                return Ok(());
+                let op = o.op.as_ref().ok();
+                let why = "op expired before it could be journaled";
+                self.reject(o, op, RejectReason::Expired, why).await;
+                return self.pending_again(&a).await;
             }
             Err(StoreError::DuplicateAction { .. }) => {
                 self.settle(o, Settled::Done, "already executed").await;
-                return Ok(());
+                return DestructiveOutcome::Executed {
+                    signers: approval.signers().to_vec(),
+                };
             }
-            Err(e) => return Err(store_err(e)),
+            Err(e) => return DestructiveOutcome::Failed(store_err(e)),
         };
         self.crashpoint("intent");
-        let result = self.run_destroy(backend, id, &a, running).await;
+        let result = self.run_destroy(backend, id, &a).await;
         self.crashpoint("terminal");
-        self.settle(o, Settled::Done, "executed").await;
-        result
+        match result {
+            Ok(()) => {
+                self.settle(o, Settled::Done, "executed").await;
+                DestructiveOutcome::Executed {
+                    signers: approval.signers().to_vec(),
+                }
+            }
+            Err(DestroyError::Stale(detail)) => {
+                // The op is spent (its nonce was consumed) and can never match again.
+                self.settle(
+                    o,
+                    Settled::Rejected(RejectReason::StalePrecondition),
+                    &detail,
+                )
+                .await;
+                self.pending_again(&a).await
+            }
+            Err(DestroyError::InFlight(e)) => DestructiveOutcome::Failed(e),
+            Err(DestroyError::Failed(e)) => {
+                self.settle(o, Settled::Done, &format!("used; the destroy failed: {e}"))
+                    .await;
+                DestructiveOutcome::Failed(e)
+            }
+        }
+    }
+
+    /// The action waits for a fresh approval: a new payload is offered on the next round
+    /// (the guest is observed again, so the payload is bound to its current state).
+    async fn pending_again(&self, a: &DestructiveAction) -> DestructiveOutcome {
+        if let Ok(mut announced) = self.announced.lock() {
+            announced.remove(&a.vmid);
+        }
+        DestructiveOutcome::Failed(format!(
+            "{} of {} {} needs a fresh approval",
+            a.op,
+            a.guest.noun(),
+            a.vmid
+        ))
     }
 
     /// Moves an op out of the inbox, audited.
@@ -692,42 +852,101 @@ impl Gatekeeper {
         }
     }
 
-    /// Dispatches the destroy of a journaled intent (stopping the guest first), records
-    /// the task, waits for it and records the outcome.
+    /// Executes the destroy of a journaled intent: shuts the guest down if it runs
+    /// (hard stop allowed: it is about to be destroyed), records which of the node's
+    /// destroy tasks for it already exist, looks at it a last time and sends the DELETE
+    /// only if it is still exactly what was approved, then records the task and its end.
+    ///
+    /// The last look is the last request before the DELETE: the window in which a change
+    /// to the guest goes unnoticed is one round trip (the node offers no conditional
+    /// destroy; see docs/signed-ops.md).
     async fn run_destroy<B: Backend>(
         &self,
         backend: &B,
         id: IntentId,
         a: &DestructiveAction,
-        running: bool,
-    ) -> Result<(), String> {
-        let sent = async {
-            if running {
-                let stop = Action {
-                    vmid: a.vmid,
-                    guest: a.guest,
-                    kind: ActionKind::Stop,
-                    params: BTreeMap::new(),
-                    digest: None,
-                    reason: format!("stopping before {}", a.op),
-                };
-                backend.execute(&stop).await?;
+    ) -> Result<(), DestroyError> {
+        let stale = |detail: String| async move {
+            self.refuse_stale(id, a, &detail).await?;
+            Err(DestroyError::Stale(detail))
+        };
+        let g = match self.look(backend, a).await {
+            Ok(Look::Proceed(g)) => g,
+            Ok(Look::Stale(d)) => return stale(d).await,
+            Ok(Look::Gone) => return self.gone_before_delete(id, a).await,
+            Ok(Look::Busy(why)) => return self.not_sent(id, a, why).await,
+            Err(e) => return self.not_sent(id, a, e).await,
+        };
+        if g.run != ActualRun::Stopped {
+            let mut params = BTreeMap::new();
+            params.insert("timeout".to_owned(), DESTROY_SHUTDOWN_SECS.to_string());
+            params.insert("forceStop".to_owned(), "1".to_owned());
+            let down = Action {
+                vmid: a.vmid,
+                guest: a.guest,
+                kind: ActionKind::Shutdown,
+                params,
+                digest: None,
+                reason: format!("shutting down before {}", a.op),
+            };
+            if let Err(e) = backend.execute(&down).await {
+                return self
+                    .not_sent(id, a, format!("could not shut it down first: {e}"))
+                    .await;
             }
-            backend.dispatch_destroy(a.guest, a.vmid, &a.params).await
+            self.crashpoint("stopped");
         }
-        .await;
-        let task = match sent {
-            Ok(t) => t,
+        // Which destroy tasks exist already: any other one found later is this one's.
+        let seen = match backend.tasks_of(a.guest, a.vmid, &a.op).await {
+            Ok(seen) => seen.unwrap_or_default(),
             Err(e) => {
-                let outcome = if e.class == FailureClass::Gone {
-                    Outcome::Succeeded
-                } else {
+                return self
+                    .not_sent(id, a, format!("cannot read the node's task list: {e}"))
+                    .await;
+            }
+        };
+        let now = self.now();
+        self.store(move |s| s.mark_prepared(id, &seen, now))
+            .await
+            .map_err(DestroyError::InFlight)?;
+        // The last look, as close to the DELETE as the API allows.
+        match self.look(backend, a).await {
+            Ok(Look::Proceed(g)) if g.run == ActualRun::Stopped => {}
+            Ok(Look::Proceed(_)) => {
+                return self.not_sent(id, a, "it is running again".to_owned()).await;
+            }
+            Ok(Look::Stale(d)) => return stale(d).await,
+            Ok(Look::Gone) => return self.gone_before_delete(id, a).await,
+            Ok(Look::Busy(why)) => return self.not_sent(id, a, why).await,
+            Err(e) => return self.not_sent(id, a, e).await,
+        }
+        let task = match backend.dispatch_destroy(a.guest, a.vmid, &a.params).await {
+            Ok(t) => t,
+            // The request may have reached the node: leave the intent in flight; the
+            // node's task list tells later whether it did.
+            Err(e) if e.class == FailureClass::Unknown => {
+                return Err(DestroyError::InFlight(format!(
+                    "{} {}: the destroy request's fate is unknown ({e}); it is settled from the node's task list",
+                    a.op, a.vmid
+                )));
+            }
+            Err(e) if e.class == FailureClass::Gone => {
+                return self.gone_before_delete(id, a).await;
+            }
+            Err(e) => {
+                let error = format!("the node refused the destroy: {e}");
+                self.terminal(
+                    id,
                     Outcome::Failed {
-                        error: e.message.clone(),
-                    }
-                };
-                self.terminal(id, outcome).await?;
-                return Err(format!("{} {}: {e}", a.op, a.vmid));
+                        error: error.clone(),
+                    },
+                )
+                .await
+                .map_err(DestroyError::InFlight)?;
+                return Err(DestroyError::Failed(format!(
+                    "{} {}: {error}",
+                    a.op, a.vmid
+                )));
             }
         };
         self.crashpoint("posted");
@@ -736,9 +955,91 @@ impl Gatekeeper {
         self.store(move |s| {
             s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
         })
-        .await?;
+        .await
+        .map_err(DestroyError::InFlight)?;
         self.crashpoint("dispatched");
         self.finish_task(backend, id, a, &task).await
+    }
+
+    /// The guest changed after approval: refused as `stale_precondition` (audited) and
+    /// the intent rolled back; nothing was destroyed.
+    async fn refuse_stale(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+        detail: &str,
+    ) -> Result<(), DestroyError> {
+        tracing::warn!(
+            event = "op_rejected",
+            vmid = a.vmid,
+            reason = "stale_precondition",
+            detail
+        );
+        let intent = self
+            .store(move |s| s.intent(id))
+            .await
+            .map_err(DestroyError::InFlight)?;
+        let mut fields = AuditFields::default()
+            .vmid(a.vmid)
+            .op(a.op.clone())
+            .intent(id);
+        if let Some(i) = intent {
+            fields = fields.action_digest(i.action_id);
+            if let Some(n) = i.nonce {
+                fields = fields.nonce(n);
+            }
+        }
+        self.audit(
+            AuditEvent::OpRejected {
+                reason: RejectReason::StalePrecondition,
+                detail: detail.to_owned(),
+            }
+            .with(fields),
+        )
+        .await
+        .map_err(DestroyError::InFlight)?;
+        self.terminal(
+            id,
+            Outcome::RolledBack {
+                reason: format!("stale_precondition: {detail}; nothing was sent"),
+            },
+        )
+        .await
+        .map_err(DestroyError::InFlight)
+    }
+
+    /// Nothing destructive was sent and nothing will be: the intent is rolled back.
+    async fn not_sent(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+        why: String,
+    ) -> Result<(), DestroyError> {
+        self.terminal(
+            id,
+            Outcome::RolledBack {
+                reason: format!("{why}; the destroy was not sent"),
+            },
+        )
+        .await
+        .map_err(DestroyError::InFlight)?;
+        Err(DestroyError::Failed(format!("{} {}: {why}", a.op, a.vmid)))
+    }
+
+    /// The guest disappeared before the DELETE: nothing was destroyed by this intent.
+    async fn gone_before_delete(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+    ) -> Result<(), DestroyError> {
+        let reason = format!(
+            "{} {} was gone before the destroy was sent; nothing destroyed",
+            a.guest.noun(),
+            a.vmid
+        );
+        self.terminal(id, Outcome::RolledBack { reason })
+            .await
+            .map_err(DestroyError::InFlight)
     }
 
     async fn finish_task<B: Backend>(
@@ -747,15 +1048,23 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
         task: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), DestroyError> {
         match backend.wait_task(task).await {
             Ok(_) => {
-                self.terminal(id, Outcome::Succeeded).await?;
+                self.terminal(id, Outcome::Succeeded)
+                    .await
+                    .map_err(DestroyError::InFlight)?;
                 let vmid = a.vmid;
                 let _ = self.with_store(move |s| s.forget_provenance(vmid)).await;
                 tracing::info!(event = "action_applied", vmid = a.vmid, action = %a.op, task);
                 Ok(())
             }
+            // Not an outcome: the task's end is still to be learnt. The intent stays in
+            // flight (no new payload for the guest) and is settled by the node's answer.
+            Err(e) if e.class == FailureClass::Unknown => Err(DestroyError::InFlight(format!(
+                "{} {}: task {task} has not ended yet as far as is known ({e})",
+                a.op, a.vmid
+            ))),
             Err(e) => {
                 self.terminal(
                     id,
@@ -763,8 +1072,9 @@ impl Gatekeeper {
                         error: e.message.clone(),
                     },
                 )
-                .await?;
-                Err(format!("{} {}: {e}", a.op, a.vmid))
+                .await
+                .map_err(DestroyError::InFlight)?;
+                Err(DestroyError::Failed(format!("{} {}: {e}", a.op, a.vmid)))
             }
         }
     }
@@ -780,11 +1090,13 @@ impl Gatekeeper {
         &self,
         backend: &B,
         a: &DestructiveAction,
-        running: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), DestroyError> {
         let action_id = {
             let mut h = Sha256::new();
-            h.update(format!("{}:{}:{}:{}", a.op, a.host, a.vmid, a.state_digest));
+            h.update(format!(
+                "{}:{}:{}:{}:{}",
+                a.op, a.host, a.guest, a.vmid, a.state_digest
+            ));
             hex::encode(h.finalize())
         };
         let fields = AuditFields::action(a.vmid, a.op.clone(), action_id.clone());
@@ -803,20 +1115,27 @@ impl Gatekeeper {
         // Data-bearing even when benign by provenance: journaled at full durability.
         let id = self
             .store(move |s| allow_and_begin(s, intent, fields, now))
-            .await?;
-        self.run_destroy(backend, id, a, running).await
+            .await
+            .map_err(DestroyError::Failed)?;
+        self.run_destroy(backend, id, a).await
     }
 
     // ---- recovery --------------------------------------------------------------------
 
     /// Settles every intent without a terminal record, before anything new runs: asks the
-    /// node once about each task (`TaskStatusOnce`), then resumes, completes or rolls back.
-    /// Returns how many intents it handled.
+    /// node once about each task, then resumes, completes or rolls back; an intent whose
+    /// fate cannot be told from the evidence is held for an operator (audited, shown by
+    /// `castellan plan`). Returns how many intents it handled.
     pub async fn recover<B: Backend>(&self, backend: &B) -> Result<u64, String> {
         self.audit(AuditEvent::AgentStarted.into()).await?;
         let in_flight = self.store(|s| s.in_flight()).await?;
         let n = in_flight.len() as u64;
         for intent in in_flight {
+            if let Some(why) = &intent.held {
+                tracing::error!(event = "intent_held", intent = intent.id.0, vmid = intent.vmid, op = %intent.op, reason = %why,
+                    "held for an operator: nothing more is attempted on this guest until one settles it");
+                continue;
+            }
             let fields =
                 AuditFields::action(intent.vmid, intent.op.clone(), intent.action_id.clone())
                     .intent(intent.id);
@@ -833,26 +1152,85 @@ impl Gatekeeper {
         Ok(n)
     }
 
+    /// Holds `intent` for an operator, audited.
+    async fn hold(&self, intent: &castellan_store::Intent, why: String) -> Result<(), String> {
+        tracing::error!(event = "intent_held", intent = intent.id.0, vmid = intent.vmid, op = %intent.op, reason = %why,
+            "cannot tell whether the destroy was sent: held for an operator (castellan plan shows it)");
+        let now = self.now();
+        let id = intent.id;
+        self.store(move |s| {
+            s.hold_intent(
+                id,
+                &why,
+                AuditEvent::IntentHeld {
+                    reason: String::new(),
+                },
+                now,
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
     /// Settles one in-flight intent. Returns the outcome to record, or `None` when the
-    /// intent was resumed and recorded its own outcome.
+    /// intent was resumed and recorded its own outcome, or was held for an operator.
+    /// `Err` when the node could not be asked: the intent stays in flight.
     async fn recover_one<B: Backend>(
         &self,
         backend: &B,
         intent: &castellan_store::Intent,
     ) -> Result<Option<Outcome>, String> {
+        let destructive = intent.destructive || intent.op == "destroy";
         // The task: recorded at dispatch, or, if the agent died between the request and
-        // recording its answer, looked up in the node's task list (tasks of this type for
-        // this guest since shortly before the intent; the margin absorbs clock skew
-        // between agent and node).
+        // recording its answer, found in the node's task list as a task that was not
+        // there when the request was prepared. No clock is compared: the node's own list
+        // before and after is the evidence.
         let mut task = intent.upid.clone();
-        if task.is_none() {
-            let since = intent.created_at.as_second() - 120;
-            task = backend
-                .find_task(intent.guest, intent.vmid, &intent.op, since)
-                .await
-                .map_err(|e| e.message)?;
-            if let Some(t) = &task {
-                tracing::warn!(event = "recovery_found_task", intent = intent.id.0, task = %t);
+        if task.is_none() && destructive {
+            match &intent.task_mark {
+                // Never prepared, so never sent: the DELETE only goes out after the mark.
+                None => {}
+                Some(TaskMark::Legacy) => {
+                    self.hold(
+                        intent,
+                        "journaled by an earlier version without a task mark: whether its destroy was sent cannot be told".into(),
+                    )
+                    .await?;
+                    return Ok(None);
+                }
+                Some(TaskMark::Seen(before)) => {
+                    let now_listed = backend
+                        .tasks_of(intent.guest, intent.vmid, &intent.op)
+                        .await
+                        .map_err(|e| e.message)?;
+                    let Some(now_listed) = now_listed else {
+                        self.hold(intent, "the node's task list cannot be read, so whether the destroy was sent cannot be told".into()).await?;
+                        return Ok(None);
+                    };
+                    let new: Vec<&String> =
+                        now_listed.iter().filter(|t| !before.contains(t)).collect();
+                    match new.as_slice() {
+                        [] => {}
+                        [one] => {
+                            tracing::warn!(event = "recovery_found_task", intent = intent.id.0, task = %one);
+                            task = Some((*one).clone());
+                        }
+                        many => {
+                            let list: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+                            self.hold(
+                                intent,
+                                format!(
+                                    "{} destroy tasks for {} appeared since it was prepared ({}); which is its own cannot be told",
+                                    many.len(),
+                                    intent.vmid,
+                                    list.join(", ")
+                                ),
+                            )
+                            .await?;
+                            return Ok(None);
+                        }
+                    }
+                }
             }
         }
         if let Some(task) = &task {
@@ -862,10 +1240,11 @@ impl Gatekeeper {
                 .map_err(|e| e.message)?
             {
                 TaskState::Running => {
-                    return Ok(Some(match backend.wait_task(task).await {
-                        Ok(_) => Outcome::Succeeded,
-                        Err(e) => Outcome::Failed { error: e.message },
-                    }));
+                    return match backend.wait_task(task).await {
+                        Ok(_) => Ok(Some(Outcome::Succeeded)),
+                        Err(e) if e.class == FailureClass::Unknown => Err(e.message),
+                        Err(e) => Ok(Some(Outcome::Failed { error: e.message })),
+                    };
                 }
                 TaskState::Succeeded { .. } => return Ok(Some(Outcome::Succeeded)),
                 TaskState::Failed { exitstatus } => {
@@ -874,13 +1253,13 @@ impl Gatekeeper {
                 TaskState::Unknown => {} // fall back to looking at the guest
             }
         }
-        if !intent.destructive && intent.op != "destroy" {
+        if !destructive {
             // Benign and idempotent: the planner re-plans against a fresh observation.
             return Ok(Some(Outcome::RolledBack {
                 reason: "interrupted before its task was known; re-planned".into(),
             }));
         }
-        // A destroy whose request may or may not have reached the node.
+        // A destroy with no task of its own on the node.
         let mut seen = backend
             .observe(intent.guest, intent.vmid)
             .await
@@ -901,15 +1280,25 @@ impl Gatekeeper {
         let Some(g) = seen else {
             return Ok(Some(Outcome::Succeeded));
         };
+        if task.is_some() {
+            // Its task is known but the node no longer knows it, and the guest is still
+            // there: whether the destroy ran and failed or never ran cannot be told.
+            self.hold(
+                intent,
+                "its task is no longer known to the node and the guest still exists".into(),
+            )
+            .await?;
+            return Ok(None);
+        }
         let digest = g.spec.as_ref().map(|s| s.digest.clone());
         let unchanged = digest.is_some() && digest == intent.upid_hint;
         // The approval's window is judged by the clock that cannot go backwards.
         let now = self.now();
         let effective = self.store(move |s| s.effective_now(now)).await?;
         let valid = intent.nonce_not_after.is_none_or(|t| effective < t);
-        if task.is_none() && unchanged && valid && g.lock.is_none() {
-            // Never sent (or refused before it changed anything): the approval still
-            // holds for exactly this state, so finish what was approved, once.
+        if unchanged && valid && g.lock.is_none() {
+            // Never sent: no task of its own on the node, the guest exactly as approved,
+            // and the approval still valid, so finish what was approved, once.
             let a = DestructiveAction {
                 op: intent.op.clone(),
                 host: self.host.clone(),
@@ -918,10 +1307,20 @@ impl Gatekeeper {
                 params: intent.params.clone(),
                 state_digest: g.spec.map(|s| s.digest).unwrap_or_default(),
             };
-            let running = g.run == ActualRun::Running;
-            // run_destroy records the terminal outcome itself.
-            let _ = self.run_destroy(backend, intent.id, &a, running).await;
-            return Ok(None);
+            if intent.task_mark.is_none() {
+                // run_destroy records the terminal outcome itself (or leaves the intent
+                // in flight when the node's answer is unknown).
+                return match self.run_destroy(backend, intent.id, &a).await {
+                    Err(DestroyError::InFlight(e)) => Err(e),
+                    _ => Ok(None),
+                };
+            }
+            // Prepared before, found unsent: prepared again by a fresh run is not
+            // possible (the mark is written once), so send it from here.
+            return match self.resend_prepared(backend, intent.id, &a).await {
+                Err(DestroyError::InFlight(e)) => Err(e),
+                _ => Ok(None),
+            };
         }
         Ok(Some(Outcome::RolledBack {
             reason: if !unchanged {
@@ -929,9 +1328,61 @@ impl Gatekeeper {
             } else if !valid {
                 "the approval expired before the destroy was sent".into()
             } else {
-                "the destroy task was lost and the guest still exists; not retried".into()
+                "the guest is locked; not retried".into()
             },
         }))
+    }
+
+    /// Sends the DELETE of an intent that was prepared (task mark recorded) but whose
+    /// request never reached the node, after a last look.
+    async fn resend_prepared<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+    ) -> Result<(), DestroyError> {
+        match self.look(backend, a).await {
+            Ok(Look::Proceed(g)) if g.run == ActualRun::Stopped => {}
+            Ok(Look::Proceed(_)) => {
+                return self.not_sent(id, a, "it is running again".to_owned()).await;
+            }
+            Ok(Look::Stale(d)) => {
+                self.refuse_stale(id, a, &d).await?;
+                return Err(DestroyError::Stale(d));
+            }
+            Ok(Look::Gone) => return self.gone_before_delete(id, a).await,
+            Ok(Look::Busy(why)) => return self.not_sent(id, a, why).await,
+            Err(e) => return Err(DestroyError::InFlight(e)),
+        }
+        let task = match backend.dispatch_destroy(a.guest, a.vmid, &a.params).await {
+            Ok(t) => t,
+            Err(e) if e.class == FailureClass::Unknown => {
+                return Err(DestroyError::InFlight(e.message));
+            }
+            Err(e) if e.class == FailureClass::Gone => {
+                return self.gone_before_delete(id, a).await;
+            }
+            Err(e) => {
+                let error = format!("the node refused the destroy: {e}");
+                self.terminal(
+                    id,
+                    Outcome::Failed {
+                        error: error.clone(),
+                    },
+                )
+                .await
+                .map_err(DestroyError::InFlight)?;
+                return Err(DestroyError::Failed(error));
+            }
+        };
+        let now = self.now();
+        let t = task.clone();
+        self.store(move |s| {
+            s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
+        })
+        .await
+        .map_err(DestroyError::InFlight)?;
+        self.finish_task(backend, id, a, &task).await
     }
 
     // ---- inbox housekeeping ----------------------------------------------------------
@@ -1044,6 +1495,42 @@ impl Gatekeeper {
             if let Decision::Rejected { reason, detail } = decision {
                 self.reject(&o, Some(&op), reason, &detail).await;
             }
+        }
+    }
+}
+
+/// How long a guest about to be destroyed is given to shut down before the node stops it.
+pub const DESTROY_SHUTDOWN_SECS: u32 = 60;
+
+/// What a fresh look at a destroy's target found.
+#[derive(Debug)]
+enum Look {
+    /// Exactly as approved: go on.
+    Proceed(castellan_core::model::ActualGuest),
+    /// Changed since approval.
+    Stale(String),
+    /// Locked by a task (backup, migration, ...): not now.
+    Busy(String),
+    /// No longer there (as that kind).
+    Gone,
+}
+
+/// Why a destroy did not complete.
+#[derive(Debug)]
+enum DestroyError {
+    /// The guest changed after approval; refused and rolled back, nothing destroyed.
+    Stale(String),
+    /// Settled without destroying (refused by the node, or not sent).
+    Failed(String),
+    /// Its outcome is not known yet: the intent stays in flight.
+    InFlight(String),
+}
+
+impl std::fmt::Display for DestroyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DestroyError::Stale(s) => write!(f, "stale_precondition: {s}"),
+            DestroyError::Failed(s) | DestroyError::InFlight(s) => f.write_str(s),
         }
     }
 }

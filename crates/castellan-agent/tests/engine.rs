@@ -117,7 +117,7 @@ impl Backend for Fake {
                 spec.digest.push('+');
             }
             ActionKind::Start => g.run = ActualRun::Running,
-            ActionKind::Stop => g.run = ActualRun::Stopped,
+            ActionKind::Stop | ActionKind::Shutdown => g.run = ActualRun::Stopped,
             ActionKind::Reboot => g.pending_restart.clear(),
         }
         Ok(None)

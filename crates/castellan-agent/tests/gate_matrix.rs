@@ -139,7 +139,7 @@ impl Backend for Fake {
         })?;
         match action.kind {
             ActionKind::Start => g.run = ActualRun::Running,
-            ActionKind::Stop => g.run = ActualRun::Stopped,
+            ActionKind::Stop | ActionKind::Shutdown => g.run = ActualRun::Stopped,
             other => {
                 return Err(BackendError::retry(format!(
                     "the gate matrix expects no {}",
@@ -344,7 +344,7 @@ impl World {
     }
 
     async fn destroy(&self, a: &DestructiveAction) -> DestructiveOutcome {
-        self.keeper().destructive(&self.fake, a, false).await
+        self.keeper().destructive(&self.fake, a).await
     }
 
     /// Drops `op` into the inbox as `NAME` with one signature per `(key, namespace)`, each
@@ -1755,7 +1755,7 @@ async fn r20a_an_op_for_a_container_does_not_destroy_a_vm() {
         ..action(&[])
     };
     assert!(is_pending(
-        &w.keeper().destructive(&w.fake, &destroy_vm, false).await
+        &w.keeper().destructive(&w.fake, &destroy_vm).await
     ));
     w.assert_untouched();
     w.assert_refused(

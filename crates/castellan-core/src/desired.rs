@@ -14,6 +14,8 @@
 //! description = "web front end"
 //! tags = ["web", "prod"]
 //! restart = "manual"      # "manual" (report pending changes) | "reboot"
+//! shutdown_timeout = 180  # seconds a clean shutdown may take (run = "stopped")
+//! force_stop = false      # hard-stop after the timeout (can corrupt the guest's data)
 //!
 //! [[guest]]
 //! vmid = 102
@@ -29,11 +31,14 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::model::{
-    DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind, RestartPolicy, VMID_RANGE,
+    DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind, RestartPolicy, ShutdownPolicy,
+    VMID_RANGE,
 };
 use crate::normalize::valid_tag;
 use crate::units::{MIB, parse_size};
 
+/// Longest clean shutdown a guest may be given, in seconds (a day).
+pub const MAX_SHUTDOWN_TIMEOUT: u32 = 86_400;
 /// Largest `cores` Proxmox VE accepts for a container or a VM.
 pub const MAX_CORES: i64 = 8192;
 /// Smallest `memory` Proxmox VE accepts, in MiB.
@@ -115,6 +120,8 @@ struct RawGuest {
     #[serde(default)]
     ensure: Ensure,
     purge: Option<bool>,
+    shutdown_timeout: Option<i64>,
+    force_stop: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +268,22 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
                 "only applies to a guest with ensure = \"absent\"".to_owned(),
             );
         }
+        let mut shutdown = ShutdownPolicy::default();
+        if let Some(t) = g.shutdown_timeout {
+            match u32::try_from(t)
+                .ok()
+                .filter(|t| (1..=MAX_SHUTDOWN_TIMEOUT).contains(t))
+            {
+                Some(t) => shutdown.timeout_secs = t,
+                None => problem(
+                    "shutdown_timeout",
+                    format!("{t} is not a number of seconds between 1 and {MAX_SHUTDOWN_TIMEOUT}"),
+                ),
+            }
+        }
+        if let Some(f) = g.force_stop {
+            shutdown.force_stop = f;
+        }
         if problems.len() == before {
             let run = match g.run {
                 None => DesiredRun::Unspecified,
@@ -280,6 +303,7 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
                     restart: g.restart.unwrap_or_default(),
                     ensure: g.ensure,
                     purge: g.purge.unwrap_or(false),
+                    shutdown,
                 },
             );
         }
@@ -412,6 +436,35 @@ restart = "reboot"
         );
         assert!(got.contains("cores: must be between"), "{got}");
         assert!(got.contains("memory: unknown unit"), "{got}");
+    }
+
+    #[test]
+    fn shutdown_policy() {
+        let doc = "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\nrun = \"stopped\"\n";
+        let d = parse_desired(doc).map_err(|e| e.to_string());
+        let g = d.as_ref().map(|d| d.guests[&101].shutdown);
+        assert_eq!(g, Ok(ShutdownPolicy::default()));
+        assert_eq!(ShutdownPolicy::default().timeout_secs, 180);
+        assert!(
+            !ShutdownPolicy::default().force_stop,
+            "a hard stop is never the default"
+        );
+        let d = parse_desired(&format!("{doc}shutdown_timeout = 30\nforce_stop = true\n"))
+            .map_err(|e| e.to_string());
+        assert_eq!(
+            d.map(|d| d.guests[&101].shutdown),
+            Ok(ShutdownPolicy {
+                timeout_secs: 30,
+                force_stop: true
+            })
+        );
+        for bad in ["0", "-5", "86401"] {
+            let e = parse_desired(&format!("{doc}shutdown_timeout = {bad}\n"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains("shutdown_timeout"), "{bad}: {e}");
+        }
     }
 
     #[test]

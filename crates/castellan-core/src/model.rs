@@ -95,6 +95,32 @@ pub struct DesiredGuest {
     /// For an absent guest: also remove it from backup jobs, replication and HA
     /// (Proxmox VE's `purge`). Part of what the operator signs.
     pub purge: bool,
+    /// How the guest is brought down when it should be stopped.
+    pub shutdown: ShutdownPolicy,
+}
+
+/// How a running guest that should be stopped is brought down: a clean shutdown (ACPI
+/// for a VM, the init system for a container), waited for up to `timeout_secs`; a hard
+/// stop after that only when `force_stop` allows it, since pulling the plug can corrupt
+/// the guest's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShutdownPolicy {
+    /// Seconds to wait for the guest to shut down.
+    pub timeout_secs: u32,
+    /// Whether the node may hard-stop the guest once the timeout has passed.
+    pub force_stop: bool,
+}
+
+/// The default wait for a clean shutdown, in seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u32 = 180;
+
+impl Default for ShutdownPolicy {
+    fn default() -> Self {
+        ShutdownPolicy {
+            timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            force_stop: false,
+        }
+    }
 }
 
 /// Whether a declared guest should exist.
@@ -122,6 +148,7 @@ impl DesiredGuest {
             restart: RestartPolicy::Manual,
             ensure: Ensure::Present,
             purge: false,
+            shutdown: ShutdownPolicy::default(),
         }
     }
 }

@@ -42,8 +42,12 @@ pub enum ActionKind {
     SetConfig,
     /// Power on a stopped guest.
     Start,
-    /// Power off a running guest.
+    /// Hard power-off of a running guest (pulls the plug). The planner never proposes
+    /// it: a guest that should be stopped gets a [`ActionKind::Shutdown`].
     Stop,
+    /// Clean shutdown of a running guest, with `timeout` (seconds) and, only where the
+    /// desired state allows it, `forceStop = "1"` (hard stop after the timeout).
+    Shutdown,
     /// Reboot a running guest so its pending changes take effect.
     Reboot,
 }
@@ -55,6 +59,7 @@ impl ActionKind {
             ActionKind::SetConfig => "set_config",
             ActionKind::Start => "start",
             ActionKind::Stop => "stop",
+            ActionKind::Shutdown => "shutdown",
             ActionKind::Reboot => "reboot",
         }
     }
@@ -382,9 +387,15 @@ pub fn plan_guest(
         (DesiredRun::Running, ActualRun::Stopped) => out
             .actions
             .push(power(ActionKind::Start, "run stopped->running".into())),
-        (DesiredRun::Stopped, ActualRun::Running) => out
-            .actions
-            .push(power(ActionKind::Stop, "run running->stopped".into())),
+        (DesiredRun::Stopped, ActualRun::Running) => {
+            let mut a = power(ActionKind::Shutdown, "run running->stopped".into());
+            a.params
+                .insert("timeout".into(), d.shutdown.timeout_secs.to_string());
+            if d.shutdown.force_stop {
+                a.params.insert("forceStop".into(), "1".into());
+            }
+            out.actions.push(a);
+        }
         (DesiredRun::Running | DesiredRun::Stopped, ActualRun::Other(state)) => {
             out.notices.push(Notice {
                 vmid,

@@ -212,13 +212,26 @@ fn planner_rules() {
             &["101 start"],
         ),
         case(
-            "stop a running guest",
+            "stop a running guest: a clean shutdown, never a hard stop by default",
             vec![DesiredGuest {
                 run: DesiredRun::Stopped,
                 ..qemu(200)
             }],
             vec![seen(200, Qemu, Running)],
-            &["200 stop"],
+            &["200 shutdown timeout=\"180\""],
+        ),
+        case(
+            "a hard stop after the timeout only where the desired state allows it",
+            vec![DesiredGuest {
+                run: DesiredRun::Stopped,
+                shutdown: ShutdownPolicy {
+                    timeout_secs: 30,
+                    force_stop: true,
+                },
+                ..lxc(101)
+            }],
+            vec![seen(101, Lxc, Running)],
+            &["101 shutdown forceStop=\"1\" timeout=\"30\""],
         ),
         case(
             "unspecified run state is left alone",
@@ -402,7 +415,7 @@ fn planner_rules() {
                 seen(102, Lxc, Stopped),
             ],
             &[
-                "101 stop",
+                "101 shutdown timeout=\"180\"",
                 r#"102 set_config cores="2" @digest-102"#,
                 "102 start",
                 "300 start",
@@ -506,7 +519,7 @@ fn planner_rules() {
                 g.pending_restart = vec!["memory".into()];
                 g
             }],
-            &["200 stop"],
+            &["200 shutdown timeout=\"180\""],
         ),
     ];
     let n = cases.len();
@@ -605,7 +618,8 @@ fn apply(actual: &mut ActualState, p: &Plan, norm: &Normalizers) {
                 g.run = ActualRun::Running;
                 g.pending_restart.clear();
             }
-            Stop => g.run = ActualRun::Stopped,
+            // A guest that shuts down cleanly (the model has none that refuses).
+            Stop | Shutdown => g.run = ActualRun::Stopped,
             Reboot => g.pending_restart.clear(),
         }
     }
@@ -660,6 +674,7 @@ fn arb_desired(vmid: Vmid) -> impl Strategy<Value = DesiredGuest> {
                 restart,
                 ensure: Ensure::Present,
                 purge: false,
+                shutdown: Default::default(),
             },
         )
 }

@@ -468,7 +468,25 @@ impl PveClient {
         let deadline = tokio::time::Instant::now() + wait.timeout;
         let mut delay = wait.initial;
         loop {
-            let status = self.task_status(node, upid).await?;
+            // A failed poll says nothing about the task: a node answering 500 once, or a
+            // connection reset, is retried until the deadline. Only the task's own end
+            // (or a definite error such as a refused token) is an outcome.
+            let status = match self.task_status(node, upid).await {
+                Ok(s) => s,
+                Err(e) if poll_error_is_transient(&e) => {
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        return Err(Error::TaskTimeout {
+                            upid: upid.to_string(),
+                        });
+                    }
+                    tracing::warn!(event = "task_poll_failed", upid = %upid, error = %e, "retrying");
+                    tokio::time::sleep(delay.min(deadline - now)).await;
+                    delay = (delay * 2).min(wait.max);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match status.outcome() {
                 Some(Ok(ok)) => {
                     if ok.warnings > 0 {
@@ -797,6 +815,19 @@ fn find_tls_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
         };
     }
     None
+}
+
+/// Whether a failed task-status poll may succeed if repeated: transport failures, any
+/// server-side error (5xx, PVE's proxy errors 595/596), a garbled answer, a lock conflict.
+fn poll_error_is_transient(e: &Error) -> bool {
+    match e {
+        Error::Transport(_)
+        | Error::Decode { .. }
+        | Error::Locked { .. }
+        | Error::LockTimeout { .. } => true,
+        Error::Api { status, .. } => *status >= 500,
+        _ => false,
+    }
 }
 
 #[cfg(test)]

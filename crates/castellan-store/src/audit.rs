@@ -82,6 +82,19 @@ pub enum AuditEvent {
     },
     /// Recovery at start-up took up an in-flight intent (named in `intent`).
     RecoveryResumed,
+    /// Recovery could not tell what became of an in-flight intent and holds it for an
+    /// operator: nothing more is attempted on its guest until one settles it.
+    IntentHeld {
+        /// What was ambiguous.
+        reason: String,
+    },
+    /// An operator settled a held intent by hand.
+    IntentResolved {
+        /// The outcome recorded (`succeeded`, `failed`, `rolled_back`).
+        outcome: String,
+        /// The operator's reason.
+        reason: String,
+    },
     /// Recovery at start-up finished.
     RecoveryCompleted {
         /// How many in-flight intents it handled.
@@ -107,6 +120,8 @@ impl AuditEvent {
             AuditEvent::ActionFailed { .. } => "action_failed",
             AuditEvent::ActionRolledBack { .. } => "action_rolled_back",
             AuditEvent::RecoveryResumed => "recovery_resumed",
+            AuditEvent::IntentHeld { .. } => "intent_held",
+            AuditEvent::IntentResolved { .. } => "intent_resolved",
             AuditEvent::RecoveryCompleted { .. } => "recovery_completed",
         }
     }

@@ -187,10 +187,26 @@ pub struct Intent {
     pub dispatched_at: Option<Timestamp>,
     /// When it reached its terminal state.
     pub finished_at: Option<Timestamp>,
+    /// The node's tasks of this kind for the guest just before the request was sent
+    /// (`Some` once [`Store::mark_prepared`] ran); [`TaskMark::Legacy`] for an intent left
+    /// in flight by a version that kept none.
+    pub task_mark: Option<TaskMark>,
+    /// Why recovery holds it for an operator, if it does.
+    pub held: Option<String>,
+}
+
+/// What the node's task list held for a guest just before a destructive request was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskMark {
+    /// These tasks (UPIDs) existed already: any other is the request's own.
+    Seen(Vec<String>),
+    /// Recorded by a version that kept no mark: the evidence is ambiguous.
+    Legacy,
 }
 
 const INTENT_COLS: &str = "id, action_id, op, vmid, guest, params, nonce, nonce_not_after, \
-     destructive, upid_hint, state, upid, detail, created_at, dispatched_at, finished_at";
+     destructive, upid_hint, state, upid, detail, created_at, dispatched_at, finished_at, \
+     task_mark, held";
 
 /// An intent row as stored, before its text columns are parsed.
 struct IntentRow {
@@ -210,6 +226,8 @@ struct IntentRow {
     created_at: String,
     dispatched_at: Option<String>,
     finished_at: Option<String>,
+    task_mark: Option<String>,
+    held: Option<String>,
 }
 
 impl IntentRow {
@@ -231,6 +249,8 @@ impl IntentRow {
             created_at: r.get(13)?,
             dispatched_at: r.get(14)?,
             finished_at: r.get(15)?,
+            task_mark: r.get(16)?,
+            held: r.get(17)?,
         })
     }
 
@@ -264,6 +284,14 @@ impl IntentRow {
             created_at: time::from_text(&self.created_at, "intent created_at")?,
             dispatched_at: time::from_opt_text(self.dispatched_at, "intent dispatched_at")?,
             finished_at: time::from_opt_text(self.finished_at, "intent finished_at")?,
+            task_mark: match self.task_mark.as_deref() {
+                None => None,
+                Some("legacy") => Some(TaskMark::Legacy),
+                Some(json) => Some(TaskMark::Seen(serde_json::from_str(json).map_err(|e| {
+                    StoreError::Corrupt(format!("intent {id} task_mark is not a json list: {e}"))
+                })?)),
+            },
+            held: self.held,
         })
     }
 }
@@ -493,6 +521,72 @@ impl Store {
         fill_fields(&mut entry, &intent);
         let record = append_in(&tx, entry, eff)?;
         tx.commit().ctx("committing a terminal record")?;
+        Ok(record)
+    }
+
+    /// Records, before a destructive request is sent, which of the node's tasks of its
+    /// kind for the guest already existed (`seen`): recovery then knows any other is the
+    /// request's own. Only from state `intent`, once. No audit record: it is evidence, not
+    /// a step anyone acts on.
+    pub fn mark_prepared(
+        &mut self,
+        id: IntentId,
+        seen: &[String],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(seen).map_err(|source| StoreError::Encode {
+            what: "task mark",
+            source,
+        })?;
+        let tx = self.write_tx("mark an intent prepared")?;
+        let intent = load(&tx, id)?;
+        if intent.state != IntentState::Intent || intent.task_mark.is_some() {
+            return Err(StoreError::BadTransition {
+                id,
+                from: intent.state,
+                to: IntentState::Intent,
+            });
+        }
+        advance_clock(&tx, now)?;
+        tx.prepare_cached("UPDATE intents SET task_mark = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(rusqlite::params![to_i64(id.0), json]))
+            .ctx("recording a task mark")?;
+        tx.commit().ctx("committing a task mark")?;
+        Ok(())
+    }
+
+    /// Holds an in-flight intent for an operator: recovery could not tell what became of
+    /// it. Audited with `event` ([`AuditEvent::IntentHeld`]). The intent stays in flight
+    /// (no new attempt on its guest) until an operator settles it with
+    /// [`Store::mark_terminal`].
+    pub fn hold_intent(
+        &mut self,
+        id: IntentId,
+        reason: &str,
+        event: impl Into<AuditEntry>,
+        now: Timestamp,
+    ) -> Result<AuditRecord, StoreError> {
+        let mut entry = event.into();
+        expect_kind(&entry, "intent_held")?;
+        entry.event = AuditEvent::IntentHeld {
+            reason: reason.to_owned(),
+        };
+        let tx = self.write_tx("hold an intent")?;
+        let intent = load(&tx, id)?;
+        if intent.state.is_terminal() {
+            return Err(StoreError::BadTransition {
+                id,
+                from: intent.state,
+                to: intent.state,
+            });
+        }
+        let eff = advance_clock(&tx, now)?;
+        tx.prepare_cached("UPDATE intents SET held = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(rusqlite::params![to_i64(id.0), reason]))
+            .ctx("holding an intent")?;
+        fill_fields(&mut entry, &intent);
+        let record = append_in(&tx, entry, eff)?;
+        tx.commit().ctx("committing a hold")?;
         Ok(record)
     }
 

@@ -173,7 +173,7 @@ pub use audit::{
 };
 use error::SqlContext;
 pub use error::StoreError;
-pub use journal::{Intent, IntentId, IntentState, NewIntent, Outcome};
+pub use journal::{Intent, IntentId, IntentState, NewIntent, Outcome, TaskMark};
 pub use provenance::{Provenance, ProvenanceKind};
 
 /// The database file's name inside the data directory.

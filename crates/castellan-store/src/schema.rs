@@ -10,7 +10,7 @@
 pub(crate) const APPLICATION_ID: i32 = 0x4353_544C;
 
 /// The migrations, in order.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The newest schema version.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -93,6 +93,28 @@ CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
 BEGIN
     SELECT RAISE(ABORT, 'the audit log is append-only');
 END;
+"#;
+
+const V2: &str = r#"
+-- What the node's task list held for the guest just before a destroy was sent (a JSON
+-- list of UPIDs): recovery tells the destroy's own task from earlier ones by the node's
+-- own list, never by comparing clocks. NULL: the request was never sent. Intents left in
+-- flight by version 1 carry 'legacy': their evidence is ambiguous.
+ALTER TABLE intents ADD COLUMN task_mark TEXT;
+UPDATE intents SET task_mark = 'legacy'
+    WHERE state IN ('intent', 'dispatched') AND destructive = 1;
+-- Why recovery could not settle an in-flight intent on its own: it waits for an operator.
+ALTER TABLE intents ADD COLUMN held TEXT;
+
+-- Where this state began: a random id (also written to the data directory's state.id)
+-- and the effective time it was created. No op valid from before then is ever accepted,
+-- so a lost database cannot revive a used op.
+CREATE TABLE epoch (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    state_id    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    replaced    TEXT                               -- the state id this one replaced, if any
+) STRICT;
 "#;
 
 #[cfg(test)]
