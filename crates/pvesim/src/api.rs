@@ -214,6 +214,7 @@ async fn serve(
             Fault::TaskFailure { .. } | Fault::TaskWarnings { .. } => {
                 ctx.task_fault = Some(f.clone())
             }
+            Fault::ShutdownIgnored => ctx.shutdown_ignored = true,
             Fault::Locked { .. } | Fault::Vanish => {}
         }
     }

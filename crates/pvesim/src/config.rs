@@ -324,6 +324,10 @@ pub enum Fault {
     },
     /// The guest disappears before the request is served.
     Vanish,
+    /// The guest does not react to a clean shutdown (no ACPI, a hung init): the shutdown
+    /// task ends as the node ends it when the timeout passes, with the guest still
+    /// running, unless `forceStop` was given.
+    ShutdownIgnored,
 }
 
 /// Flat, strict form of [`FaultRule`]: serde cannot combine `deny_unknown_fields` with
@@ -388,6 +392,7 @@ impl TryFrom<RawFaultRule> for FaultRule {
                 count: r.count.ok_or_else(|| missing("count"))?,
             },
             "vanish" => Fault::Vanish,
+            "shutdown_ignored" => Fault::ShutdownIgnored,
             other => return Err(format!("unknown fault kind `{other}`")),
         };
         Ok(FaultRule {

@@ -66,6 +66,8 @@ pub(crate) struct Ctx {
     pub lock_timeout: bool,
     /// A task fault matched: applies to the task this request starts.
     pub task_fault: Option<Fault>,
+    /// A `shutdown_ignored` fault matched: the guest does not react to a shutdown.
+    pub shutdown_ignored: bool,
 }
 
 /// A guest as seen from outside (control endpoint, [`crate::SimHandle::guest`]).
@@ -1235,9 +1237,22 @@ impl State {
                 }
                 self.lock_config(ctx, kind, vmid)?;
                 let skip = action == "stop" && (skiplock || lock.as_deref() == Some("mounted"));
+                let force = params
+                    .get("forceStop")
+                    .is_some_and(|v| parse_boolean(v) == Some(true));
                 let outcome = match (locked_err(&lock), skip) {
                     (Some(e), false) => Outcome::Error(e),
+                    // pve-container LXC.pm vm_stop: `lxc-stop --nokill --timeout N` gives
+                    // up, the worker waits, then dies; without --nokill it kills.
+                    _ if action == "shutdown" && ctx.shutdown_ignored && !force => {
+                        Outcome::Error("container did not stop".into())
+                    }
                     _ => Outcome::Ok,
+                };
+                let effect = if matches!(outcome, Outcome::Error(_)) {
+                    Effect::None
+                } else {
+                    Effect::Stop(vmid)
                 };
                 (
                     if action == "stop" {
@@ -1246,7 +1261,7 @@ impl State {
                         "vzshutdown"
                     },
                     outcome,
-                    Effect::Stop(vmid),
+                    effect,
                 )
             }
             (GuestKind::Lxc, "reboot") => {
@@ -1284,9 +1299,24 @@ impl State {
                     Outcome::Error(missing)
                 } else if let (Some(e), false) = (locked_err(&lock), skiplock) {
                     Outcome::Error(e)
+                } else if action == "shutdown" && running && ctx.shutdown_ignored {
+                    // qemu-server QemuServer.pm _do_vm_stop: the powerdown wait runs out.
+                    if params
+                        .get("forceStop")
+                        .is_some_and(|v| parse_boolean(v) == Some(true))
+                    {
+                        Outcome::Warnings(1)
+                    } else {
+                        Outcome::Error("VM quit/powerdown failed - got timeout".into())
+                    }
                 } else {
                     // Stopping a stopped VM is a no-op that ends OK.
                     Outcome::Ok
+                };
+                let effect = if matches!(outcome, Outcome::Error(_)) {
+                    Effect::None
+                } else {
+                    Effect::Stop(vmid)
                 };
                 (
                     if action == "stop" {
@@ -1295,7 +1325,7 @@ impl State {
                         "qmshutdown"
                     },
                     outcome,
-                    Effect::Stop(vmid),
+                    effect,
                 )
             }
             (GuestKind::Qemu, "reboot") => {
