@@ -1213,6 +1213,17 @@ impl Gatekeeper {
                         [] => {}
                         [one] => {
                             tracing::warn!(event = "recovery_found_task", intent = intent.id.0, task = %one);
+                            // Journal the task found, as the dispatch would have.
+                            let (id, t, now) = (intent.id, (*one).clone(), self.now());
+                            self.store(move |s| {
+                                s.mark_dispatched(
+                                    id,
+                                    Some(&t),
+                                    AuditEvent::TaskDispatched { upid: None },
+                                    now,
+                                )
+                            })
+                            .await?;
                             task = Some((*one).clone());
                         }
                         many => {

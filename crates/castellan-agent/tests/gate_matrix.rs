@@ -81,6 +81,9 @@ fn sign_file(key: &Key, ns: &str, file: &Path) -> Vec<u8> {
 struct Node {
     guests: BTreeMap<Vmid, ActualGuest>,
     destroyed: Vec<Vmid>,
+    /// A change someone makes while the guest shuts down (a volume attached, a config
+    /// edited): its new digest.
+    digest_after_stop: Option<String>,
 }
 
 /// An in-memory node (trimmed from `tests/engine.rs`): `dispatch_destroy` removes the
@@ -133,13 +136,23 @@ impl Backend for Fake {
 
     async fn dispatch(&self, action: &Action) -> Result<Option<String>, BackendError> {
         let mut n = self.lock();
+        let after = if matches!(action.kind, ActionKind::Stop | ActionKind::Shutdown) {
+            n.digest_after_stop.take()
+        } else {
+            None
+        };
         let g = n.guests.get_mut(&action.vmid).ok_or_else(|| BackendError {
             class: FailureClass::Gone,
             message: "no such guest".into(),
         })?;
         match action.kind {
             ActionKind::Start => g.run = ActualRun::Running,
-            ActionKind::Stop | ActionKind::Shutdown => g.run = ActualRun::Stopped,
+            ActionKind::Stop | ActionKind::Shutdown => {
+                g.run = ActualRun::Stopped;
+                if let (Some(d), Some(spec)) = (after, g.spec.as_mut()) {
+                    spec.digest = d;
+                }
+            }
             other => {
                 return Err(BackendError::retry(format!(
                     "the gate matrix expects no {}",
@@ -1792,4 +1805,91 @@ async fn r20b_a_version_1_op_is_refused_with_its_reason() {
     let note = std::fs::read_to_string(w.inbox.join("rejected").join("old.reason")).unwrap();
     assert!(note.starts_with("rejected: bad_format: "), "{note}");
     assert!(note.contains("do not bind the guest's kind"), "{note}");
+}
+
+// ---- the precondition holds at the moment of the DELETE ---------------------------------
+
+const D_NEW: &str = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+
+/// 21a. The guest changed after the planner saw it and before the op was used: refused
+///      as stale_precondition before the nonce is spent; nothing destroyed.
+#[tokio::test]
+async fn r21a_a_change_before_execution_is_stale_and_spends_nothing() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op(); // for D101, as the planner saw it
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    w.fake
+        .lock()
+        .guests
+        .get_mut(&VMID)
+        .unwrap()
+        .spec
+        .as_mut()
+        .unwrap()
+        .digest = D_NEW.into();
+    let out = w.destroy(&action(&[])).await;
+    assert!(
+        !matches!(out, DestructiveOutcome::Executed { .. }),
+        "{out:?}"
+    );
+    w.assert_untouched();
+    w.assert_refused(
+        "op",
+        &op,
+        RejectReason::StalePrecondition,
+        "stale_precondition",
+        true,
+    );
+    assert!(
+        w.store().intents_for(VMID).unwrap().is_empty(),
+        "nothing journaled"
+    );
+    w.assert_chain();
+}
+
+/// 21b. A change made while the guest shuts down (a volume attached during the stop):
+///      the look after the shutdown refuses the DELETE, audited as stale_precondition;
+///      the intent is rolled back, the op settled to rejected/, and the next round
+///      offers a fresh payload bound to the new state.
+#[tokio::test]
+async fn r21b_a_change_during_the_shutdown_is_caught_before_the_delete() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let mut running = guest101(None);
+    running.run = ActualRun::Running;
+    w.fake.put(running);
+    w.fake.lock().digest_after_stop = Some(D_NEW.into());
+    let op = good_op();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    let out = w.destroy(&action(&[])).await;
+    assert!(
+        !matches!(out, DestructiveOutcome::Executed { .. }),
+        "{out:?}"
+    );
+    assert!(w.fake.has(VMID), "destroyed with the change");
+    assert!(w.fake.destroyed().is_empty());
+    assert_eq!(w.rejections_of(&op), vec![RejectReason::StalePrecondition]);
+    assert!(w.nonce_consumed(&op), "the op was used up by its attempt");
+    let intents = w.store().intents_for(VMID).unwrap();
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0].state, IntentState::RolledBack);
+    assert!(
+        intents[0].task_mark.is_some(),
+        "prepared before the last look"
+    );
+    let note = std::fs::read_to_string(w.inbox.join("rejected").join("op.reason")).unwrap();
+    assert!(note.starts_with("rejected: stale_precondition: "), "{note}");
+    assert!(note.contains(D_NEW), "{note}");
+    // A fresh approval is asked for, against the state the guest is in now.
+    let fresh = DestructiveAction {
+        state_digest: D_NEW.into(),
+        ..action(&[])
+    };
+    let DestructiveOutcome::Pending { payload } = w.destroy(&fresh).await else {
+        panic!("expected a fresh payload");
+    };
+    let p = SignedOp::parse(&std::fs::read(payload).unwrap()).unwrap();
+    assert_eq!(p.precondition.as_deref(), Some(D_NEW));
+    w.assert_chain();
 }

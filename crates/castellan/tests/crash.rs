@@ -291,3 +291,175 @@ async fn killed_after_the_task_was_recorded() {
 async fn killed_after_the_outcome_was_recorded() {
     crash_and_recover("terminal", Duration::from_millis(20)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_guest_was_shut_down() {
+    // Between the shutdown before the destroy and the task mark: nothing was sent; the
+    // restarted agent looks again and finishes the approved destroy, once.
+    crash_and_recover("stopped", Duration::from_millis(20)).await;
+}
+
+// ---- recovery never re-sends a destroy it cannot prove unsent ---------------------------
+
+impl Env {
+    /// The operator's own op for the pending destroy, valid for `ttl`, signed and dropped
+    /// into the inbox (the signature first).
+    fn sign_own(&self, ttl: &str) {
+        let payload = self.path("state/pending/pve-01-101-destroy.op");
+        let pending =
+            castellan_core::op::SignedOp::parse(&std::fs::read(&payload).unwrap()).unwrap();
+        let digest = pending.precondition.unwrap();
+        let op = self.path("own.op");
+        let out = Command::new(env!("CARGO_BIN_EXE_castellan"))
+            .args(["op", "new", "destroy", "--host", "pve-01", "--guest", "101"])
+            .args([
+                "--kind",
+                "lxc",
+                "--precondition",
+                &digest,
+                "--ttl",
+                ttl,
+                "-o",
+            ])
+            .arg(&op)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let st = Command::new(ssh_keygen().unwrap())
+            .args(["-Y", "sign", "-n", "castellan-op", "-f"])
+            .arg(self.path("alice"))
+            .arg(&op)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let inbox = self.path("state/inbox");
+        std::fs::copy(op.with_extension("op.sig"), inbox.join("own.op.sig")).unwrap();
+        std::fs::copy(&op, inbox.join("own.op")).unwrap();
+    }
+
+    fn destroy_intent(&self) -> castellan_store::Intent {
+        let store = Store::open_readonly(&self.path("state")).unwrap();
+        let mut destroys: Vec<_> = store
+            .intents_for(101)
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.op == "destroy")
+            .collect();
+        assert_eq!(destroys.len(), 1, "{destroys:#?}");
+        destroys.remove(0)
+    }
+
+    fn audit_kinds(&self) -> Vec<String> {
+        let store = Store::open_readonly(&self.path("state")).unwrap();
+        store
+            .audit_records(1, 100_000)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event.kind().to_owned())
+            .collect()
+    }
+}
+
+/// The agent's clock high-water mark is a day ahead of the node's clock, the node's
+/// destroy task fails, and the agent dies between the DELETE and recording its task.
+/// Recovery must find that task by the node's own task list (not by comparing clocks),
+/// record the failure, and never send the DELETE a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_task_is_found_whatever_the_clocks_say_and_never_resent() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::new(Duration::from_millis(20)).await;
+    env.sim.set_faults(vec![pvesim::FaultRule {
+        vmid: Some(101),
+        method: Some("DELETE".into()),
+        path_suffix: None,
+        times: Some(1),
+        fault: pvesim::Fault::TaskFailure {
+            exitstatus: "unable to destroy CT 101 - simulated storage error".into(),
+        },
+    }]);
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    {
+        let mut store = Store::open(&env.path("state")).unwrap();
+        let ahead = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24);
+        store.effective_now(ahead).unwrap();
+    }
+    env.sign_own("3d");
+    kill_at(&env, "posted");
+    assert_eq!(env.deletes(), 1);
+    let out = env.run_agent();
+    assert_eq!(
+        env.deletes(),
+        1,
+        "the DELETE was sent again: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        env.sim.guest(101).is_some(),
+        "the failed destroy left the guest"
+    );
+    let intent = env.destroy_intent();
+    assert_eq!(intent.state, IntentState::Failed, "{intent:#?}");
+    assert!(
+        intent
+            .upid
+            .as_deref()
+            .is_some_and(|u| u.contains(":vzdestroy:101:")),
+        "{intent:#?}"
+    );
+    let store = Store::open_readonly(&env.path("state")).unwrap();
+    verify_chain(&store).unwrap();
+}
+
+/// A transient error (HTTP 500) on a task-status poll is not an outcome: the destroy that
+/// succeeded is recorded as succeeded, no action_failed is audited, and no fresh payload
+/// is offered for the guest being destroyed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_status_poll_is_not_an_outcome() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::new(Duration::from_millis(300)).await;
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    env.sign_pending();
+    let payload = env.path("state/pending/pve-01-101-destroy.op");
+    let before = std::fs::read(&payload).unwrap();
+    env.sim.set_faults(vec![pvesim::FaultRule {
+        vmid: None,
+        method: Some("GET".into()),
+        path_suffix: Some("status".into()),
+        times: Some(2),
+        fault: pvesim::Fault::InternalError {
+            message: "proxy loop detected".into(),
+        },
+    }]);
+    let out = env.run_agent();
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        env.sim.faults().iter().all(|f| f.times == Some(0)),
+        "the polls did fail: {:?}",
+        env.sim.faults()
+    );
+    assert_eq!(env.deletes(), 1);
+    assert!(env.sim.guest(101).is_none());
+    assert_eq!(env.destroy_intent().state, IntentState::Succeeded);
+    let kinds = env.audit_kinds();
+    assert!(!kinds.iter().any(|k| k == "action_failed"), "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "signature_pending").count(),
+        1,
+        "no fresh payload: {kinds:?}"
+    );
+    assert_eq!(std::fs::read(&payload).unwrap(), before);
+}

@@ -148,8 +148,16 @@ async fn force_stop_only_where_the_desired_state_allows_it() {
     let out = env.agent_once();
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert_eq!(env.status(101), GuestStatus::Stopped, "forced after the timeout");
-    assert_eq!(env.status(200), GuestStatus::Running, "not allowed to force");
+    assert_eq!(
+        env.status(101),
+        GuestStatus::Stopped,
+        "forced after the timeout"
+    );
+    assert_eq!(
+        env.status(200),
+        GuestStatus::Running,
+        "not allowed to force"
+    );
     let p = env.posts(101, "shutdown");
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].get("forceStop").map(String::as_str), Some("1"));
