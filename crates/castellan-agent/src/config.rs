@@ -221,6 +221,9 @@ pub struct AgentConfig {
     pub signers_file: Option<PathBuf>,
     /// The signed-op drop-in directory.
     pub inbox: PathBuf,
+    /// Start even though the data directory shows earlier use and its state is gone
+    /// (`castellan agent --accept-state-loss`; never read from the file).
+    pub accept_state_loss: bool,
 }
 
 impl AgentConfig {
@@ -354,6 +357,7 @@ impl RawConfig {
             watch_interval: Duration::from_millis(self.desired.watch_ms.max(50)),
             tuning: t,
             normalize: self.normalize,
+            accept_state_loss: false,
         })
     }
 }

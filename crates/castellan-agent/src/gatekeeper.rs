@@ -28,8 +28,8 @@ use castellan_core::op::{NAMESPACE, SignedOp};
 use castellan_core::plan::{Action, ActionKind};
 use castellan_sig::SignerConfig;
 use castellan_store::{
-    AuditEntry, AuditEvent, AuditFields, IntentId, NewIntent, Outcome, ProvenanceKind, Store,
-    StoreError, TaskMark,
+    AuditEntry, AuditEvent, AuditFields, IntentId, NewIntent, Outcome, ProvenanceCheck,
+    ProvenanceKind, Store, StoreError, TaskMark,
 };
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest as _, Sha256};
@@ -89,18 +89,45 @@ pub struct Offer<'a> {
     pub sigs: &'a [Vec<u8>],
 }
 
+/// What the agent's own state says about an offered op, for the gate.
+#[derive(Debug, Clone, Copy)]
+pub struct StateFacts {
+    /// Whether its nonce was consumed already.
+    pub nonce_consumed: bool,
+    /// The clock that cannot go backwards.
+    pub effective_now: Timestamp,
+    /// When this state began (no op valid from earlier is accepted); `None` for
+    /// `castellan op verify`, which has no state.
+    pub state_since: Option<Timestamp>,
+}
+
+impl StateFacts {
+    /// Facts for a check made outside any agent state (`castellan op verify`).
+    pub fn stateless(now: Timestamp) -> Self {
+        StateFacts {
+            nonce_consumed: false,
+            effective_now: now,
+            state_since: None,
+        }
+    }
+}
+
 /// The gate's verdict on one offered op for `action`: signatures checked, then the pure
-/// decision. `nonce_consumed` and `effective_now` come from the store (or, for
-/// `castellan op verify`, from the caller).
+/// decision. The `facts` come from the store (or, for `castellan op verify`, from the
+/// caller).
 pub fn judge(
     signers: Option<&SignerConfig>,
     host: &str,
     action: &DestructiveAction,
     provenance: Option<JournalProvenance>,
     offer: Offer<'_>,
-    nonce_consumed: bool,
-    effective_now: Timestamp,
+    facts: StateFacts,
 ) -> Decision {
+    let StateFacts {
+        nonce_consumed,
+        effective_now,
+        state_since,
+    } = facts;
     let Offer { op, bytes, sigs } = offer;
     let checks = check_signatures(signers, bytes, sigs, effective_now);
     let class = classify(&action.op, &action.params, provenance, None);
@@ -117,6 +144,7 @@ pub fn judge(
             host,
             effective_now,
             threshold,
+            state_since,
         },
     )
 }
@@ -413,8 +441,28 @@ impl Gatekeeper {
             Ok(Some(busy)) => return DestructiveOutcome::Failed(busy),
             Err(e) => return DestructiveOutcome::Failed(e),
         }
-        let provenance = match self.store(move |s| s.provenance(vmid)).await {
-            Ok(p) => p.map(|p| journal_provenance(&p.kind)),
+        let kind = action.guest;
+        let provenance = match self.store(move |s| s.verified_provenance(vmid, kind)).await {
+            Ok(ProvenanceCheck::None) => None,
+            Ok(ProvenanceCheck::Verified(p)) => Some(journal_provenance(&p.kind)),
+            Ok(ProvenanceCheck::Refused { why, .. }) => {
+                // A record that does not hold up counts for nothing: the destroy needs a
+                // signature like any other. Audited once per record.
+                let first = self.noted.lock().map_or(true, |mut n| {
+                    n.insert((format!("provenance:{vmid}:{why}"), RejectReason::BadFormat))
+                });
+                if first {
+                    tracing::warn!(event = "provenance_refused", vmid, detail = %why);
+                    let entry = AuditEvent::ProvenanceRefused {
+                        detail: format!("provenance of {kind} {vmid}: {why}"),
+                    }
+                    .with(AuditFields::default().vmid(vmid).op(action.op.clone()));
+                    if let Err(e) = self.audit(entry).await {
+                        return DestructiveOutcome::Failed(e);
+                    }
+                }
+                None
+            }
             Err(e) => return DestructiveOutcome::Failed(e),
         };
         let class = classify(&action.op, &action.params, provenance, None);
@@ -523,8 +571,14 @@ impl Gatekeeper {
         }
         let now = self.now();
         let nonce = op.nonce.clone();
-        let (effective, consumed) = self
-            .store(move |s| Ok((s.effective_now(now)?, s.nonce_consumed(&nonce)?)))
+        let facts = self
+            .store(move |s| {
+                Ok(StateFacts {
+                    effective_now: s.effective_now(now)?,
+                    nonce_consumed: s.nonce_consumed(&nonce)?,
+                    state_since: s.epoch()?.map(|e| e.created_at),
+                })
+            })
             .await?;
         Ok(judge(
             signers,
@@ -536,8 +590,7 @@ impl Gatekeeper {
                 bytes: &o.bytes,
                 sigs: &o.sig_bytes(),
             },
-            consumed,
-            effective,
+            facts,
         ))
     }
 
@@ -1446,10 +1499,11 @@ impl Gatekeeper {
                     let mine = intents.iter().filter(|i| i.action_id == digest);
                     let executing = mine.clone().any(|i| !i.state.is_terminal());
                     let executed = mine.clone().any(|i| i.state.is_terminal());
-                    Ok((eff, consumed, executing, executed))
+                    let since = s.epoch()?.map(|e| e.created_at);
+                    Ok((eff, consumed, since, executing, executed))
                 })
                 .await;
-            let (effective, consumed, executing, executed) = match looked {
+            let (effective, consumed, state_since, executing, executed) = match looked {
                 Ok(v) => v,
                 Err(e) => {
                     tracing::error!(event = "journal_failed", error = %e);
@@ -1499,8 +1553,11 @@ impl Gatekeeper {
                         bytes: &o.bytes,
                         sigs: &o.sig_bytes(),
                     },
-                    consumed,
-                    effective,
+                    StateFacts {
+                        nonce_consumed: consumed,
+                        effective_now: effective,
+                        state_since,
+                    },
                 )
             });
             if let Decision::Rejected { reason, detail } = decision {

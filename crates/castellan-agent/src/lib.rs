@@ -61,9 +61,143 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The data directory shows earlier use but its state is missing or replaced.
+    #[error(
+        "data directory {path} shows earlier use ({}), but the state that recorded it is gone \
+         or replaced: refusing to start, since a fresh state could accept used ops again. \
+         If the state is truly lost, start once with --accept-state-loss (audited; every op \
+         valid from before then will be refused)",
+        evidence.join("; ")
+    )]
+    StateLost {
+        /// The data directory.
+        path: std::path::PathBuf,
+        /// What shows the earlier use.
+        evidence: Vec<String>,
+    },
 }
 
-/// Opens the agent's journal, signer config and inbox: everything the gate needs.
+/// The file in the data directory that names the state its database holds.
+pub const STATE_ID_FILE: &str = "state.id";
+
+/// Reads `state.id`: `Ok(None)` when absent, `Err` with the problem when it is not a
+/// readable state id.
+fn read_state_id(data_dir: &std::path::Path) -> Result<Option<String>, String> {
+    let path = data_dir.join(STATE_ID_FILE);
+    match inbox::read_regular(&path, 256) {
+        Ok(bytes) => {
+            let id = String::from_utf8(bytes)
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+            match id {
+                Some(id) => Ok(Some(id)),
+                None => Err(format!("{STATE_ID_FILE} is not a state id")),
+            }
+        }
+        Err(inbox::FileProblem::NotFound) => Ok(None),
+        Err(e) => Err(format!("{STATE_ID_FILE}: {e}")),
+    }
+}
+
+/// What in the data directory (and inbox) shows that an agent ran here before.
+fn earlier_use(config: &AgentConfig, state_id: &Result<Option<String>, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    match state_id {
+        Ok(Some(id)) => out.push(format!("{STATE_ID_FILE} names state {id}")),
+        Ok(None) => {}
+        Err(e) => out.push(e.clone()),
+    }
+    for (dir, what) in [
+        (config.inbox.join("done"), "executed ops in inbox/done"),
+        (
+            config.inbox.join("rejected"),
+            "refused ops in inbox/rejected",
+        ),
+        (config.data_dir.join("pending"), "payloads in pending/"),
+    ] {
+        if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+            out.push(what.to_owned());
+        }
+    }
+    out
+}
+
+/// Opens the agent's state, refusing to start with a fresh or foreign database in a
+/// data directory that shows earlier use, unless `config.accept_state_loss` (audited).
+/// A new state gets an epoch (no op valid from before it is accepted) and its id is kept
+/// in `state.id`.
+pub fn open_state(
+    config: &AgentConfig,
+    now: jiff::Timestamp,
+) -> Result<castellan_store::Store, StartError> {
+    let dir = &config.data_dir;
+    let state_id = read_state_id(dir);
+    let had_db = std::fs::symlink_metadata(dir.join(castellan_store::DB_FILE_NAME)).is_ok();
+    let mut evidence = if had_db {
+        Vec::new()
+    } else {
+        earlier_use(config, &state_id)
+    };
+    let refuse = |evidence: Vec<String>| StartError::StateLost {
+        path: dir.clone(),
+        evidence,
+    };
+    if !evidence.is_empty() && !config.accept_state_loss {
+        // Decided before the database is created, so a refusal leaves nothing behind.
+        return Err(refuse(evidence));
+    }
+    let mut store = castellan_store::Store::open(dir)?;
+    let epoch = store.epoch()?;
+    if had_db {
+        match (&epoch, &state_id) {
+            (Some(e), Ok(Some(id))) if &e.state_id != id => evidence.push(format!(
+                "castellan.db holds state {}, {STATE_ID_FILE} names state {id}",
+                e.state_id
+            )),
+            (None, Ok(Some(id))) => evidence.push(format!(
+                "castellan.db holds no state, {STATE_ID_FILE} names state {id}"
+            )),
+            (_, Err(e)) => evidence.push(e.clone()),
+            _ => {}
+        }
+        if !evidence.is_empty() && !config.accept_state_loss {
+            return Err(refuse(evidence));
+        }
+    }
+    let epoch = match epoch {
+        Some(e) => e,
+        None => {
+            let replaced = state_id.as_ref().ok().and_then(Clone::clone);
+            let new_id = hex::encode(rand::random::<[u8; 16]>());
+            store.begin_epoch(&new_id, replaced.as_deref(), now)?
+        }
+    };
+    if !evidence.is_empty() {
+        tracing::warn!(event = "state_loss_accepted", evidence = %evidence.join("; "),
+            "starting over a lost state as the operator asked: every op valid from before now is refused");
+        store.append_audit(
+            castellan_store::AuditEvent::StateLossAccepted {
+                evidence: evidence.join("; "),
+            },
+            now,
+        )?;
+    }
+    if state_id.as_ref().ok().and_then(Option::as_deref) != Some(epoch.state_id.as_str()) {
+        gatekeeper::write_atomic(
+            &dir.join(STATE_ID_FILE),
+            format!("{}\n", epoch.state_id).as_bytes(),
+        )
+        .map_err(|e| StartError::DataDir {
+            path: dir.clone(),
+            message: format!("cannot write {STATE_ID_FILE}: {e}"),
+        })?;
+    }
+    Ok(store)
+}
+
+/// Opens the agent's journal (see [`open_state`]), signer config and inbox: everything
+/// the gate needs.
 pub fn gatekeeper(config: &AgentConfig) -> Result<Gatekeeper, StartError> {
     let signers = match &config.signers_file {
         Some(path) => Some(castellan_sig::SignerConfig::load(path)?),
@@ -75,7 +209,7 @@ pub fn gatekeeper(config: &AgentConfig) -> Result<Gatekeeper, StartError> {
             None
         }
     };
-    let store = castellan_store::Store::open(&config.data_dir)?;
+    let store = open_state(config, jiff::Timestamp::now())?;
     let inbox = Inbox::open(&config.inbox).map_err(|source| StartError::Inbox {
         path: config.inbox.clone(),
         source,

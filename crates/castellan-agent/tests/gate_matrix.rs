@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use castellan_agent::backend::{Backend, BackendError, FailureClass, TaskState};
-use castellan_agent::gatekeeper::{DestructiveOutcome, Offer, judge};
+use castellan_agent::gatekeeper::{DestructiveOutcome, Offer, StateFacts, judge};
 use castellan_agent::{Engine, Gatekeeper, Inbox, Mode, Tuning};
 use castellan_core::classify::{Class, classify};
 use castellan_core::gate::{Decision, DestructiveAction};
@@ -753,8 +753,7 @@ async fn r06_clock_moved_back_past_not_after_stays_expired() {
             bytes: bytes.as_bytes(),
             sigs: &sigs,
         },
-        false,
-        t0(),
+        StateFacts::stateless(t0()),
     );
     assert!(
         matches!(control, Decision::Accepted(_)),
@@ -857,8 +856,7 @@ async fn r09a_wrong_guest_is_binding_mismatch() {
             bytes: bytes.as_bytes(),
             sigs: &sigs,
         },
-        false,
-        t0(),
+        StateFacts::stateless(t0()),
     );
     let Decision::Rejected { reason, detail } = d else {
         panic!("expected a rejection, got {d:?}");
@@ -1892,4 +1890,204 @@ async fn r21b_a_change_during_the_shutdown_is_caught_before_the_delete() {
     let p = SignedOp::parse(&std::fs::read(payload).unwrap()).unwrap();
     assert_eq!(p.precondition.as_deref(), Some(D_NEW));
     w.assert_chain();
+}
+
+// ---- provenance cannot be forged by one row ---------------------------------------------
+
+impl World {
+    fn provenance_refusals(&self) -> Vec<String> {
+        self.audit()
+            .into_iter()
+            .filter_map(|r| match r.event {
+                AuditEvent::ProvenanceRefused { detail } => Some(detail),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// An intent for guest 101 with `op`, ending as `outcome`.
+fn intent_for(
+    s: &mut Store,
+    op: &str,
+    guest: GuestKind,
+    outcome: Outcome,
+) -> castellan_store::IntentId {
+    let (id, _) = s
+        .begin_intent(
+            NewIntent {
+                action_id: format!("{op}-{}", nonce()),
+                op: op.into(),
+                vmid: VMID,
+                guest,
+                params: BTreeMap::new(),
+                nonce: None,
+                nonce_not_after: None,
+                destructive: false,
+                upid_hint: None,
+            },
+            AuditEvent::IntentRecorded,
+            t0(),
+        )
+        .unwrap();
+    let ev = outcome.event();
+    s.mark_terminal(id, outcome, ev, t0()).unwrap();
+    id
+}
+
+/// 22. A provenance record makes a destroy benign only when it cites this agent's own
+///     journaled, terminal, successful creation of exactly that guest (vmid and kind).
+///     Every forgery below leaves the destroy pending a signature, audited.
+#[tokio::test]
+async fn r22_forged_provenance_makes_nothing_benign() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    type Forge = Box<dyn FnOnce(&mut Store)>;
+    let forgeries: Vec<(&str, Forge)> = vec![
+        (
+            "is a start",
+            Box::new(|s: &mut Store| {
+                let id = intent_for(s, "start", GuestKind::Lxc, Outcome::Succeeded);
+                s.record_provenance(
+                    VMID,
+                    GuestKind::Lxc,
+                    ProvenanceKind::Scratch { intent: id },
+                    t0(),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "did not succeed",
+            Box::new(|s: &mut Store| {
+                let failed = Outcome::Failed {
+                    error: "no space".into(),
+                };
+                let id = intent_for(s, "create_scratch", GuestKind::Lxc, failed);
+                s.record_provenance(
+                    VMID,
+                    GuestKind::Lxc,
+                    ProvenanceKind::Scratch { intent: id },
+                    t0(),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "recorded for a qemu guest",
+            Box::new(|s: &mut Store| {
+                let id = intent_for(s, "create_scratch", GuestKind::Qemu, Outcome::Succeeded);
+                s.record_provenance(
+                    VMID,
+                    GuestKind::Qemu,
+                    ProvenanceKind::Scratch { intent: id },
+                    t0(),
+                )
+                .unwrap();
+            }),
+        ),
+        ("the journal does not hold", Box::new(|_: &mut Store| {})),
+    ];
+    for (i, (why, forge)) in forgeries.into_iter().enumerate() {
+        w.restart_with(|s| forge(s));
+        if why == "the journal does not hold" {
+            // One row written by hand, foreign keys off, citing no intent at all.
+            let db = rusqlite::Connection::open(w.data.join("castellan.db")).unwrap();
+            db.pragma_update(None, "foreign_keys", false).unwrap();
+            db.execute(
+                "INSERT OR REPLACE INTO provenance (vmid, guest, kind, intent_id, recorded_at)
+                 VALUES (101, 'lxc', 'scratch', 9999, '2026-06-01T12:00:00Z')",
+                [],
+            )
+            .unwrap();
+        }
+        let out = w.destroy(&action(&[])).await;
+        assert!(
+            is_pending(&out),
+            "{why}: a forged record made it benign: {out:?}"
+        );
+        w.assert_untouched();
+        let refused = w.provenance_refusals();
+        assert_eq!(refused.len(), i + 1, "{why}: {refused:?}");
+        assert!(refused[i].contains(why), "{why}: {refused:?}");
+    }
+    // The real thing: this agent's own successful creation of exactly this guest.
+    w.restart_with(|s| {
+        let id = intent_for(s, "create_scratch", GuestKind::Lxc, Outcome::Succeeded);
+        s.record_provenance(
+            VMID,
+            GuestKind::Lxc,
+            ProvenanceKind::Scratch { intent: id },
+            t0(),
+        )
+        .unwrap();
+    });
+    assert_eq!(
+        w.destroy(&action(&[])).await,
+        DestructiveOutcome::Executed { signers: vec![] }
+    );
+    assert_eq!(w.fake.destroyed(), vec![VMID]);
+    w.assert_chain();
+}
+
+// ---- recovery holds what it cannot prove ------------------------------------------------
+
+/// 23. A destroy prepared and maybe sent, on a node whose task list cannot be read: the
+///     evidence is ambiguous, so recovery holds the intent for an operator (audited) and
+///     nothing more happens to the guest: no DELETE, no fresh payload.
+#[tokio::test]
+async fn r23_ambiguous_evidence_is_held_for_an_operator() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let op = good_op();
+    let (digest, n, na) = (op.digest(), op.nonce.clone(), op.not_after);
+    w.restart_with(|s| {
+        let (id, _) = s
+            .begin_intent(
+                NewIntent {
+                    action_id: digest,
+                    op: "destroy".into(),
+                    vmid: VMID,
+                    guest: GuestKind::Lxc,
+                    params: BTreeMap::new(),
+                    nonce: Some(n),
+                    nonce_not_after: Some(na),
+                    destructive: true,
+                    upid_hint: Some(D101.into()),
+                },
+                AuditEvent::IntentRecorded,
+                t0(),
+            )
+            .unwrap();
+        s.mark_prepared(id, &[], t0()).unwrap();
+    });
+    w.keeper().recover(&w.fake).await.unwrap();
+    let held = w.store().in_flight().unwrap();
+    assert_eq!(held.len(), 1);
+    assert!(
+        held[0]
+            .held
+            .as_deref()
+            .is_some_and(|r| r.contains("task list")),
+        "{held:?}"
+    );
+    assert!(w.audit().iter().any(|r| r.event.kind() == "intent_held"));
+    let out = w.destroy(&action(&[])).await;
+    let DestructiveOutcome::Failed(why) = &out else {
+        panic!("expected the held intent to block the guest, got {out:?}");
+    };
+    assert!(why.contains("held for an operator"), "{why}");
+    w.assert_untouched();
+    assert!(
+        !w.data
+            .join("pending")
+            .join("pve-01-101-destroy.op")
+            .exists(),
+        "a fresh payload was offered while a destroy is unsettled"
+    );
+    // A restart does not guess either.
+    w.restart_with(|_| {});
+    w.keeper().recover(&w.fake).await.unwrap();
+    w.assert_untouched();
+    assert!(w.store().in_flight().unwrap()[0].held.is_some());
 }

@@ -62,6 +62,7 @@ fn bench(c: &mut Criterion) {
                         host: "pve-01",
                         effective_now: now,
                         threshold,
+                        state_since: None,
                     },
                 );
                 black_box(d)

@@ -109,6 +109,9 @@ pub struct Policy<'a> {
     pub effective_now: Timestamp,
     /// Distinct signer keys the operation needs (at least 1).
     pub threshold: u32,
+    /// When this host's current state began: an op valid from earlier is refused
+    /// (`predates_state`). `None` where no state applies (`castellan op verify`).
+    pub state_since: Option<Timestamp>,
 }
 
 /// Proof that the gate accepted a destructive action. Only [`decide`] makes one.
@@ -269,6 +272,20 @@ pub fn decide(
             _ => format!("op expired at {}", op.not_after),
         };
         return reject(reason, detail);
+    }
+
+    // 4b. Not from before this state began: after a lost database, an op valid from
+    //     earlier might have been used already.
+    if let Some(since) = policy.state_since
+        && op.not_before < since
+    {
+        return reject(
+            RejectReason::PredatesState,
+            format!(
+                "op is valid from {}, before this host's state began at {since}; make a new op",
+                op.not_before
+            ),
+        );
     }
 
     // 5. Single use.

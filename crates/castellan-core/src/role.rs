@@ -88,6 +88,9 @@ pub enum RejectReason {
     StalePrecondition,
     /// Fewer distinct permitted signer keys than the configured threshold.
     ThresholdNotMet,
+    /// The op's validity began before this host's current state did: after a lost
+    /// database it might have been used already, so it is never accepted.
+    PredatesState,
 }
 
 impl RejectReason {
@@ -106,6 +109,7 @@ impl RejectReason {
             RejectReason::RoleDenied => "role_denied",
             RejectReason::StalePrecondition => "stale_precondition",
             RejectReason::ThresholdNotMet => "threshold_not_met",
+            RejectReason::PredatesState => "predates_state",
         }
     }
 }
@@ -148,6 +152,7 @@ mod tests {
             RoleDenied,
             StalePrecondition,
             ThresholdNotMet,
+            PredatesState,
         ] {
             assert_eq!(
                 serde_json::to_string(&r).ok(),

@@ -56,6 +56,7 @@ fn policy(now: &str, threshold: u32) -> Policy<'static> {
         host: "pve-01",
         effective_now: t(now),
         threshold,
+        state_since: None,
     }
 }
 
@@ -359,6 +360,7 @@ fn window_edges() {
         host: "pve-01",
         effective_now: last,
         threshold: 1,
+        state_since: None,
     };
     assert!(matches!(
         run(&action(), &o, &good, false, p),

@@ -26,6 +26,28 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub enum AuditEvent {
     /// The agent started (before recovery).
     AgentStarted,
+    /// This state began (see [`crate::Epoch`]): no op valid from before `since` is
+    /// accepted.
+    StateCreated {
+        /// The state's id.
+        state_id: String,
+        /// When it began (RFC 3339).
+        since: String,
+        /// The state it replaced, when an operator accepted the loss of that one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        replaced: Option<String>,
+    },
+    /// An operator started the agent over a data directory that had lost its state
+    /// (`--accept-state-loss`): what showed the earlier use.
+    StateLossAccepted {
+        /// The evidence of earlier use.
+        evidence: String,
+    },
+    /// A provenance record did not hold up when read: it counts for nothing.
+    ProvenanceRefused {
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A benign action was allowed without a signature.
     ActionAllowed,
     /// A destructive action is waiting for an operator signature.
@@ -107,6 +129,9 @@ impl AuditEvent {
     pub fn kind(&self) -> &'static str {
         match self {
             AuditEvent::AgentStarted => "agent_started",
+            AuditEvent::StateCreated { .. } => "state_created",
+            AuditEvent::StateLossAccepted { .. } => "state_loss_accepted",
+            AuditEvent::ProvenanceRefused { .. } => "provenance_refused",
             AuditEvent::ActionAllowed => "action_allowed",
             AuditEvent::SignaturePending => "signature_pending",
             AuditEvent::SignatureAccepted => "signature_accepted",

@@ -155,6 +155,7 @@
 //! caller's responsibility.
 
 mod audit;
+mod epoch;
 mod error;
 mod journal;
 mod provenance;
@@ -171,10 +172,11 @@ pub use audit::{
     AuditEntry, AuditEvent, AuditFields, AuditRecord, ChainBroken, ChainReport, GENESIS_HASH,
     canonical_json, record_hash, verify_chain, verify_chain_pinned, verify_jsonl,
 };
+pub use epoch::Epoch;
 use error::SqlContext;
 pub use error::StoreError;
 pub use journal::{Intent, IntentId, IntentState, NewIntent, Outcome, TaskMark};
-pub use provenance::{Provenance, ProvenanceKind};
+pub use provenance::{Provenance, ProvenanceCheck, ProvenanceKind};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "castellan.db";

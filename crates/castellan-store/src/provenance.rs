@@ -46,6 +46,22 @@ impl ProvenanceKind {
     }
 }
 
+/// What [`Store::verified_provenance`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvenanceCheck {
+    /// No record: the guest is not the agent's.
+    None,
+    /// A record that cites the agent's own successful creation of exactly this guest.
+    Verified(Provenance),
+    /// A record that does not hold up: it counts for nothing.
+    Refused {
+        /// The record.
+        provenance: Provenance,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
 /// A guest's provenance record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -144,6 +160,68 @@ impl Store {
             kind,
             recorded_at: time::from_text(&recorded_at, "provenance recorded_at")?,
         }))
+    }
+
+    /// The guest's provenance, checked when read: it counts only if it cites a journaled,
+    /// terminal, successful, non-destructive intent of this store that created exactly
+    /// this guest (same vmid, same kind as the row and as `kind`) with an operation that
+    /// creates (`create`, `restore` or `clone` for [`ProvenanceKind::CreatedByAgent`],
+    /// `create_scratch` for [`ProvenanceKind::Scratch`]), recorded in the current state
+    /// epoch. One row written by hand, or copied from elsewhere, proves nothing.
+    pub fn verified_provenance(
+        &self,
+        vmid: Vmid,
+        kind: GuestKind,
+    ) -> Result<ProvenanceCheck, StoreError> {
+        let Some(p) = self.provenance(vmid)? else {
+            return Ok(ProvenanceCheck::None);
+        };
+        let refused = |why: String| {
+            Ok(ProvenanceCheck::Refused {
+                provenance: p.clone(),
+                why,
+            })
+        };
+        if p.guest != kind {
+            return refused(format!("it is recorded for a {} guest", p.guest));
+        }
+        let id = p.kind.intent();
+        let Some(intent) = self.intent(id)? else {
+            return refused(format!(
+                "it cites intent {id}, which the journal does not hold"
+            ));
+        };
+        if intent.vmid != vmid || intent.guest != kind {
+            return refused(format!(
+                "the intent it cites ({id}) is for {} {}",
+                intent.guest, intent.vmid
+            ));
+        }
+        let creates: &[&str] = match p.kind {
+            ProvenanceKind::CreatedByAgent { .. } => &["create", "restore", "clone"],
+            ProvenanceKind::Scratch { .. } => &["create_scratch"],
+        };
+        if !creates.contains(&intent.op.as_str()) || intent.destructive {
+            return refused(format!(
+                "the intent it cites ({id}) is a {}, not a creation",
+                intent.op
+            ));
+        }
+        if intent.state != crate::IntentState::Succeeded {
+            return refused(format!(
+                "the creation it cites ({id}) did not succeed ({})",
+                intent.state
+            ));
+        }
+        if let Some(epoch) = self.epoch()?
+            && intent.created_at < epoch.created_at
+        {
+            return refused(format!(
+                "the creation it cites ({id}) predates this state ({})",
+                epoch.state_id
+            ));
+        }
+        Ok(ProvenanceCheck::Verified(p))
     }
 
     /// Forgets a guest's provenance (once the guest is gone); returns whether there was

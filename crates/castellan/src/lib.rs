@@ -79,6 +79,11 @@ pub enum Command {
         /// With --once: print the report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Start even though the data directory shows earlier use and its state
+        /// (castellan.db) is gone or replaced. Audited; every op valid from before now is
+        /// refused, so nothing used before can run again.
+        #[arg(long)]
+        accept_state_loss: bool,
     },
     /// Run the whole system on one machine against a simulated Proxmox VE node.
     Demo {
@@ -128,7 +133,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             detailed_exitcode,
         } => plan_cmd(&config, json, detailed_exitcode).await,
-        Command::Agent { config, once, json } => agent_cmd(&config, once, json).await,
+        Command::Agent {
+            config,
+            once,
+            json,
+            accept_state_loss,
+        } => agent_cmd(&config, once, json, accept_state_loss).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Op { command } => op::run(command),
         Command::Audit { command } => audit::run(command),
@@ -163,8 +173,14 @@ async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow:
     })
 }
 
-async fn agent_cmd(path: &std::path::Path, once: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let config = AgentConfig::load(path)?;
+async fn agent_cmd(
+    path: &std::path::Path,
+    once: bool,
+    json: bool,
+    accept_state_loss: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut config = AgentConfig::load(path)?;
+    config.accept_state_loss = accept_state_loss;
     let mode = if once { Mode::Once } else { Mode::Continuous };
     let report = castellan_agent::run(&config, mode, shutdown_signal()).await?;
     if !once {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow, bail};
-use castellan_agent::gatekeeper::{Offer, check_signatures, judge};
+use castellan_agent::gatekeeper::{Offer, StateFacts, check_signatures, judge};
 use castellan_agent::inbox::{FileProblem, Inbox, OfferedOp, read_regular};
 use castellan_core::GuestKind;
 use castellan_core::gate::{Decision, DestructiveAction, SignatureCheck};
@@ -552,7 +552,14 @@ fn verify_cmd(
         bytes: &offered.bytes,
         sigs: &sigs,
     };
-    let decision = judge(Some(&signers), host, &action, None, offer, false, now);
+    let decision = judge(
+        Some(&signers),
+        host,
+        &action,
+        None,
+        offer,
+        StateFacts::stateless(now),
+    );
     // The same checks the gate ran, for naming the signers and the signatures not counted.
     let checks = check_signatures(Some(&signers), &offered.bytes, &sigs, now);
     let uncounted = |out: &mut Vec<String>| {

@@ -64,10 +64,11 @@ pub fn plan_table(node: &str, p: &Plan) -> String {
             );
             let _ = writeln!(
                 out,
-                "         to approve: castellan op new {} --host {} --guest {} --precondition {}{} --output OPFILE && castellan op sign OPFILE --key KEY",
+                "         to approve: castellan op new {} --host {} --guest {} --kind {} --precondition {}{} --output OPFILE && castellan op sign OPFILE --key KEY",
                 d.op,
                 d.host,
                 d.vmid,
+                d.guest,
                 d.state_digest,
                 params
                     .iter()

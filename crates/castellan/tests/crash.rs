@@ -463,3 +463,91 @@ async fn a_failed_status_poll_is_not_an_outcome() {
     );
     assert_eq!(std::fs::read(&payload).unwrap(), before);
 }
+
+// ---- losing the agent's database never revives a used op --------------------------------
+
+/// An op is used (its destroy failed on the node, so the guest is still there, unchanged),
+/// then castellan.db is deleted and the op put back into the inbox. The agent refuses to
+/// start on the lost state; told to accept the loss, it starts, audits that, and refuses
+/// the old op as `predates_state`: the DELETE is never sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_database_never_revives_a_used_op() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::new(Duration::from_millis(20)).await;
+    env.sim.set_faults(vec![pvesim::FaultRule {
+        vmid: Some(101),
+        method: Some("DELETE".into()),
+        path_suffix: None,
+        times: Some(1),
+        fault: pvesim::Fault::TaskFailure {
+            exitstatus: "unable to destroy CT 101 - simulated storage error".into(),
+        },
+    }]);
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Let the next second begin, so the op's window starts after the state did.
+    std::thread::sleep(Duration::from_millis(1100));
+    env.sign_pending();
+    let _ = env.run_agent();
+    assert_eq!(env.deletes(), 1, "the op was used once");
+    assert!(env.sim.guest(101).is_some());
+    let done = env.path("state/inbox/done/destroy-101.op");
+    assert!(done.exists(), "the used op was settled to done/");
+
+    // The state is lost; the used op is offered again.
+    for f in ["castellan.db", "castellan.db-wal", "castellan.db-shm"] {
+        let _ = std::fs::remove_file(env.path("state").join(f));
+    }
+    let inbox = env.path("state/inbox");
+    std::fs::rename(&done, inbox.join("again.op")).unwrap();
+    std::fs::rename(
+        env.path("state/inbox/done/destroy-101.op.sig"),
+        inbox.join("again.op.sig"),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let out = env.run_agent();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("shows earlier use"), "{stderr}");
+    assert!(stderr.contains("--accept-state-loss"), "{stderr}");
+    assert!(
+        !env.path("state/castellan.db").exists(),
+        "a refusal creates no database"
+    );
+    assert_eq!(env.deletes(), 1);
+
+    let out = env.agent().arg("--accept-state-loss").output().unwrap();
+    assert_eq!(
+        env.deletes(),
+        1,
+        "a used op ran again: {}",
+        text(&out.stderr)
+    );
+    assert!(env.sim.guest(101).is_some());
+    // Refused as predating the state (left in the inbox for now: its files changed a
+    // moment ago, so it is not settled for good until they have been still a while).
+    let store = Store::open_readonly(&env.path("state")).unwrap();
+    let refusals: Vec<String> = store
+        .audit_records(1, 100_000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            castellan_store::AuditEvent::OpRejected { reason, .. } => {
+                Some(reason.as_str().to_owned())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refusals, ["predates_state"], "{}", text(&out.stderr));
+    let kinds = env.audit_kinds();
+    assert!(
+        kinds.iter().any(|k| k == "state_loss_accepted"),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().any(|k| k == "state_created"), "{kinds:?}");
+}
