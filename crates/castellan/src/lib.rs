@@ -24,6 +24,7 @@ macro_rules! outln {
 pub mod audit;
 pub mod demo;
 pub mod demo_ledger;
+pub mod journal;
 pub mod ledger;
 pub mod logging;
 pub mod op;
@@ -103,6 +104,12 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// The agent's journal: intents held for an operator, and settling one.
+    Journal {
+        /// What to do.
+        #[command(subcommand)]
+        command: journal::JournalCommand,
+    },
     /// Host-service governance: inventory, owner requests, owner-response intake, signed
     /// reviewer records and the acceptance ledger.
     Ledger {
@@ -119,7 +126,10 @@ impl Command {
     /// commands exit 1 on error.
     pub fn error_exit_code(&self) -> u8 {
         match self {
-            Command::Op { .. } | Command::Audit { .. } | Command::Ledger { .. } => 2,
+            Command::Op { .. }
+            | Command::Audit { .. }
+            | Command::Journal { .. }
+            | Command::Ledger { .. } => 2,
             Command::Plan { .. } | Command::Agent { .. } | Command::Demo { .. } => 1,
         }
     }
@@ -142,6 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo { keep } => demo::run(keep).await,
         Command::Op { command } => op::run(command),
         Command::Audit { command } => audit::run(command),
+        Command::Journal { command } => journal::run(command),
         Command::Ledger { command } => ledger::run(command),
     }
 }
@@ -161,10 +172,35 @@ pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<castellan_core
 async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow::Result<ExitCode> {
     let config = AgentConfig::load(path)?;
     let p = current_plan(&config).await?;
+    // Intents recovery holds for an operator (none when the agent never ran here).
+    let held = if config
+        .data_dir
+        .join(castellan_store::DB_FILE_NAME)
+        .is_file()
+    {
+        journal::held(&config.data_dir).unwrap_or_else(|e| {
+            tracing::warn!(event = "journal_unreadable", error = %e);
+            Vec::new()
+        })
+    } else {
+        Vec::new()
+    };
     if json {
-        crate::outln!("{}", serde_json::to_string_pretty(&p)?)?;
+        let mut v = serde_json::to_value(&p)?;
+        if !held.is_empty()
+            && let Some(obj) = v.as_object_mut()
+        {
+            obj.insert("held".into(), serde_json::to_value(&held)?);
+        }
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         crate::out!("{}", render::plan_table(&config.node, &p))?;
+        if !held.is_empty() {
+            crate::outln!(
+                "\n  Held for an operator (recovery could not tell what became of them; nothing more happens to these guests until resolved):"
+            )?;
+            crate::out!("{}", journal::describe_held(&config.data_dir, &held))?;
+        }
     }
     Ok(if detailed && !p.actions.is_empty() {
         ExitCode::from(2)

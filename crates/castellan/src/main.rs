@@ -13,6 +13,7 @@ fn main() -> ExitCode {
         // Operator tools: their answer is on stdout; only trouble belongs on stderr.
         castellan::Command::Op { .. }
         | castellan::Command::Audit { .. }
+        | castellan::Command::Journal { .. }
         | castellan::Command::Ledger { .. } => "warn",
         _ => "info",
     };

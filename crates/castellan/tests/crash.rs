@@ -551,3 +551,110 @@ async fn losing_the_database_never_revives_a_used_op() {
     );
     assert!(kinds.iter().any(|k| k == "state_created"), "{kinds:?}");
 }
+
+/// An intent held for an operator blocks its guest (no DELETE, no fresh payload), is
+/// shown by `castellan plan` with the command that settles it, and is settled only by
+/// `castellan journal resolve` (audited), after which the guest is handled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_intent_is_shown_and_settled_only_by_an_operator() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::new(Duration::from_millis(20)).await;
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let payload = env.path("state/pending/pve-01-101-destroy.op");
+    std::fs::remove_file(&payload).unwrap();
+    let id = {
+        let mut store = Store::open(&env.path("state")).unwrap();
+        let now = jiff::Timestamp::now();
+        let (id, _) = store
+            .begin_intent(
+                castellan_store::NewIntent {
+                    action_id: "f".repeat(64),
+                    op: "destroy".into(),
+                    vmid: 101,
+                    guest: castellan_core::GuestKind::Lxc,
+                    params: Default::default(),
+                    nonce: Some("a".repeat(32)),
+                    nonce_not_after: Some(now + jiff::SignedDuration::from_hours(1)),
+                    destructive: true,
+                    upid_hint: None,
+                },
+                castellan_store::AuditEvent::IntentRecorded,
+                now,
+            )
+            .unwrap();
+        store
+            .hold_intent(
+                id,
+                "two destroy tasks appeared",
+                castellan_store::AuditEvent::IntentHeld {
+                    reason: String::new(),
+                },
+                now,
+            )
+            .unwrap();
+        id
+    };
+    let out = env.run_agent();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("held for an operator"), "{stdout}");
+    assert_eq!(env.deletes(), 0);
+    assert!(
+        !payload.exists(),
+        "a fresh payload while a destroy is unsettled"
+    );
+
+    let plan = Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .args(["plan", "--config"])
+        .arg(env.path("agent.toml"))
+        .output()
+        .unwrap();
+    let shown = text(&plan.stdout);
+    assert!(shown.contains("Held for an operator"), "{shown}");
+    assert!(
+        shown.contains(&format!("castellan journal resolve {id} ")),
+        "{shown}"
+    );
+
+    let journal = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_castellan"))
+            .arg("journal")
+            .args(args)
+            .arg("--data-dir")
+            .arg(env.path("state"))
+            .output()
+            .unwrap()
+    };
+    let id_text = id.to_string();
+    let out = journal(&["resolve", &id_text, "--as", "maybe", "--reason", "x"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the parser refuses an unknown outcome"
+    );
+    let out = journal(&[
+        "resolve",
+        &id_text,
+        "--as",
+        "rolled-back",
+        "--reason",
+        "no vzdestroy task of ours in the node's task log",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = journal(&["resolve", &id_text, "--as", "failed", "--reason", "again"]);
+    assert_eq!(out.status.code(), Some(1), "settled once only");
+    assert!(env.audit_kinds().iter().any(|k| k == "intent_resolved"));
+    // The guest is handled again: its destroy is pending a signature once more.
+    let out = env.run_agent();
+    assert!(
+        text(&out.stdout).contains("destroy pending a signed op"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(payload.exists());
+    assert_eq!(env.deletes(), 0);
+}
