@@ -9,6 +9,7 @@ pub mod backend;
 pub mod config;
 pub mod desired_source;
 pub mod engine;
+pub mod fuzzing;
 pub mod gatekeeper;
 pub mod inbox;
 pub mod observe;

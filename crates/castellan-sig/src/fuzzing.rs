@@ -109,3 +109,33 @@ pub fn allowed_signers(data: &[u8]) {
         }
     }
 }
+
+/// Parses `data` as `signers.toml` against the fixture's allowed signers. When it parses,
+/// every role names a principal the allowed signers know, every threshold is at least 1
+/// and reachable, and a threshold asked for any operation is at least 1.
+pub fn signers_toml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    #[allow(clippy::expect_used)]
+    let allowed = fixture().expect("the fuzz fixture parses").clone();
+    let Ok(cfg) = crate::SignerConfig::parse_with(text, allowed) else {
+        return;
+    };
+    for principal in cfg.roles.keys() {
+        assert!(
+            cfg.allowed
+                .entries
+                .iter()
+                .any(|e| e.matches_principal(principal)),
+            "role for unknown principal {principal:?}"
+        );
+    }
+    for (op, n) in &cfg.thresholds {
+        assert!(*n >= 1, "threshold {op} = {n}");
+        assert!(cfg.threshold(op) >= 1);
+    }
+    for op in ["destroy", "rotate_keys", "no_such_op"] {
+        assert!(cfg.threshold(op) >= 1);
+    }
+}

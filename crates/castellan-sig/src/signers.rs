@@ -135,6 +135,17 @@ impl SignerConfig {
         Self::validate(raw, allowed)
     }
 
+    /// Parses `signers.toml` text against an already-read allowed_signers list (its
+    /// `allowed_signers` path is checked for type only), with the same validation as
+    /// [`Self::load`]: the pure part of loading, for fuzzing.
+    pub fn parse_with(text: &str, allowed: AllowedSigners) -> Result<Self, SignerConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| SignerConfigError::Toml {
+            path: None,
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        Self::validate(raw, allowed)
+    }
+
     /// Builds a configuration from parts, with the same validation as [`Self::load`].
     pub fn from_parts(
         allowed: AllowedSigners,

@@ -133,7 +133,46 @@ proptest! {
     }
 
     #[test]
+    fn signers_toml_body_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        fuzzing::signers_toml(&data);
+    }
+
+    #[test]
+    fn signers_toml_body_on_token_soup(pieces in proptest::collection::vec(toml_piece(), 0..14)) {
+        fuzzing::signers_toml(pieces.join("").as_bytes());
+    }
+
+    #[test]
     fn parse_never_panics_on_any_string(text in "\\PC{0,300}") {
         let _ = AllowedSigners::parse(&text);
     }
+}
+
+/// Pieces signers.toml files are made of.
+fn toml_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("allowed_signers = \"allowed_signers\"\n".to_owned()),
+        Just("[roles]\n".to_owned()),
+        Just("[thresholds]\n".to_owned()),
+        Just("\"fuzz@example.com\" = \"operational\"\n".to_owned()),
+        Just("\"alice@example.com\" = \"recovery\"\n".to_owned()),
+        Just("\"nobody\" = \"reviewer\"\n".to_owned()),
+        Just("\"expired\" = \"admin\"\n".to_owned()),
+        Just("destroy = 2\n".to_owned()),
+        Just("destroy = 0\n".to_owned()),
+        Just("rotate_keys = 99\n".to_owned()),
+        Just("review_write_capable = 1\n".to_owned()),
+        Just("x = -1\n".to_owned()),
+        Just("= \"\n".to_owned()),
+        "[ -~]{0,10}",
+    ]
+}
+
+/// The fuzz body on a well-formed file: it parses, and the invariants hold.
+#[test]
+fn signers_toml_body_on_the_fixture() {
+    let text = "allowed_signers = \"x\"\n[roles]\n\"fuzz@example.com\" = \"operational\"\n[thresholds]\ndestroy = 1\n";
+    let allowed = AllowedSigners::parse(FIXTURE_ALLOWED_SIGNERS).unwrap();
+    assert!(castellan_sig::SignerConfig::parse_with(text, allowed).is_ok());
+    fuzzing::signers_toml(text.as_bytes());
 }
