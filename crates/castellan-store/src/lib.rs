@@ -40,7 +40,7 @@
 //! # }
 //! ```
 //!
-//! # Schema (version 1)
+//! # Schema (version 2)
 //!
 //! | table | rows | key points |
 //! |---|---|---|
@@ -49,6 +49,15 @@
 //! | `nonces` | one per consumed nonce | `not_after_us` (µs, rounded up) for pruning; references its intent |
 //! | `provenance` | one per agent-created / scratch guest | references the intent that created it |
 //! | `audit` | one per event, `seq` 1, 2, 3 ... | `time`, `prev_hash`, `hash`, `event` (canonical JSON) |
+//! | `epoch` | one: where this state began | `state_id` (also in `<data_dir>/state.id`), `created_at`, `replaced` ([`Epoch`]) |
+//!
+//! Version 2 added `intents.task_mark` (the node's tasks of the request's kind for the
+//! guest just before a destructive request was sent, [`Store::mark_prepared`]: recovery
+//! tells the request's own task by the node's list, never by a clock), `intents.held`
+//! (why recovery holds an intent for an operator, [`Store::hold_intent`]) and the `epoch`
+//! table ([`Store::begin_epoch`]). Provenance is checked when read
+//! ([`Store::verified_provenance`]): a row counts only if it cites this store's own
+//! successful creation of exactly that guest.
 //!
 //! Times are stored as RFC 3339 UTC text (exact to the nanosecond). Triggers refuse `UPDATE`
 //! and `DELETE` on `audit` and `DELETE` on `intents`, and partial unique indexes back the
@@ -100,7 +109,8 @@
 //! - the disk honours fsync (no volatile write cache that lies; no `nobarrier` mounts);
 //! - the database is on a local filesystem (WAL needs shared memory and POSIX locks that
 //!   network filesystems do not provide reliably);
-//! - one agent process per data directory (the agent holds an exclusive lock file), and the
+//! - one agent process per data directory (the agent holds an exclusive `flock` on the
+//!   directory itself, which no file removal can break), and the
 //!   `-wal` and `-shm` files beside the database are never deleted by hand.
 //!
 //! What recovery finds if the agent is killed at each point of one action:
