@@ -87,7 +87,10 @@ pub async fn watch_desired(
     interval: Duration,
     tx: watch::Sender<Arc<DesiredState>>,
 ) {
-    let mut last = stamp(&path);
+    // No stamp yet: the first tick reads the file once, so an edit made between the
+    // caller's initial load and this task's start is not lost (nothing is published when
+    // the content is what the receivers already have).
+    let mut last = None;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -13,81 +13,9 @@ use pvesim::{Fault, FaultRule, Seed, SimConfig};
 
 use crate::render;
 
-/// The simulated node, in drift: see `DESIRED` for what it should be.
-pub const SEED: &str = r#"
-[[guest]]
-vmid = 101
-kind = "lxc"
-status = "stopped"
-[guest.config]
-hostname = "web-1"
-cores = 1
-memory = 512
-description = "web front end"
-tags = "web"
-rootfs = "local-lvm:vm-101-disk-0,size=8G"
-
-[[guest]]
-vmid = 102
-kind = "lxc"
-status = "running"
-[guest.config]
-hostname = "db-1"
-cores = 2
-memory = 2048
-description = "primary database"
-rootfs = "local-lvm:vm-102-disk-0,size=32G"
-
-[[guest]]
-vmid = 103
-kind = "lxc"
-status = "running"
-[guest.config]
-hostname = "cache-1"
-cores = 1
-memory = 1024
-rootfs = "local-lvm:vm-103-disk-0,size=4G"
-
-[[guest]]
-vmid = 150
-kind = "lxc"
-status = "stopped"
-[guest.config]
-hostname = "old-test"
-memory = 512
-rootfs = "local-lvm:vm-150-disk-0,size=8G"
-
-[[guest]]
-vmid = 200
-kind = "qemu"
-status = "running"
-[guest.config]
-name = "app-vm"
-cores = 2
-memory = "4096"
-scsi0 = "local-lvm:vm-200-disk-0,size=32G"
-
-[[guest]]
-vmid = 201
-kind = "qemu"
-status = "running"
-[guest.config]
-name = "ci-runner"
-cores = 4
-memory = "8192"
-scsi0 = "local-lvm:vm-201-disk-0,size=64G"
-
-[[guest]]
-vmid = 202
-kind = "qemu"
-status = "running"
-[guest.config]
-name = "build-vm"
-cores = 8
-memory = "8192"
-tags = "ci"
-scsi0 = "local-lvm:vm-202-disk-0,size=64G"
-"#;
+/// The simulated node, in drift: see `DESIRED` for what it should be. The same file is the
+/// seed the README's pvesim example uses.
+pub const SEED: &str = include_str!("../../pvesim/seeds/pve-01.toml");
 
 /// What the operator declared.
 pub const DESIRED: &str = r#"node = "pve-01"

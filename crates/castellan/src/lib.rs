@@ -51,8 +51,8 @@ const LONG_ABOUT: &str = "castellan runs Proxmox VE guests from declared state.
 
 An agent compares each node with its desired state (desired.toml) and applies the reversible \
 changes itself (power state, cores, memory, description, tags). Irreversible ones, such as \
-destroying a guest, are only reported until an operator signs an op for that exact change with \
-an SSH key (castellan op). Every decision goes to a hash-chained audit log (castellan audit). \
+destroying a guest, are only reported: they run once an operator's SSH signature approves that \
+exact change (castellan op). Every decision goes to a hash-chained audit log (castellan audit). \
 Host-service changes (compose, systemd, Ansible) first go through an owner-response acceptance \
 ledger (castellan ledger).
 

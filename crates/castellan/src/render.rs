@@ -129,7 +129,7 @@ pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
             let _ = writeln!(out, "  {n}");
         }
         for f in &then_notices {
-            let _ = writeln!(out, "  {} (expected)", f.reason());
+            let _ = writeln!(out, "  {}", f.reason());
         }
     }
     out

@@ -455,7 +455,7 @@ fn demo_converges_and_exits_zero() {
     // The host-service ledger: the leaked token is quarantined (its value never printed),
     // the clean response is accepted by the signed reviewer record, no runtime gate opens.
     assert!(
-        stdout.contains("-> quarantine_secret_or_raw_payload: GitHub"),
+        stdout.contains("lane: quarantine_secret_or_raw_payload: GitHub"),
         "{stdout}"
     );
     assert!(!stdout.contains("ghp_"), "{stdout}");
@@ -486,4 +486,762 @@ fn closed_stdout_is_not_a_crash() {
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
+}
+
+// ---- what a new user meets --------------------------------------------------------------
+
+fn castellan_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("castellan runs")
+}
+
+/// How often `needle` occurs in `hay`.
+fn count(hay: &str, needle: &str) -> usize {
+    hay.matches(needle).count()
+}
+
+/// Writes an agent.toml for a node at `url` that does not answer, with one quick attempt.
+fn unreachable_config(dir: &Path, url: &str) {
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "node = \"pve-01\"\ndata_dir = \"state\"\n[pve]\nurl = \"{url}\"\ntoken = \"{TOKEN}\"\n[desired]\nfile = \"desired.toml\"\n[agent]\nbackoff_base_ms = 10\nonce_attempts = 1\n"
+        ),
+    )
+    .expect("write agent.toml");
+    std::fs::write(dir.join("desired.toml"), "node = \"pve-01\"\n").expect("write desired");
+}
+
+/// Regression: `cannot read agent.toml: No such file or directory` was printed with its
+/// cause twice, every desired-state problem twice, `file is not a database` three times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_said_once() {
+    let env = Env::new(vec![]).await;
+    let dir = env.dir.path();
+
+    let out = castellan_in(dir, &["plan", "-c", "missing.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(count(&err, "No such file or directory"), 1, "{err}");
+    assert_eq!(count(&err, "missing.toml"), 1, "{err}");
+
+    std::fs::write(
+        dir.join("desired.toml"),
+        "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"lxc\"\ncores = -1\nmemory = \"3XB\"\n",
+    )
+    .expect("write");
+    for cmd in [&["agent", "--once"][..], &["plan"][..]] {
+        let out = env.castellan(cmd);
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}");
+        let err = text(&out.stderr);
+        assert_eq!(
+            count(&err, "cores: must be between 1 and 8192"),
+            1,
+            "{cmd:?}: {err}"
+        );
+        assert_eq!(count(&err, "unknown unit \"XB\""), 1, "{cmd:?}: {err}");
+        assert_eq!(
+            count(&err, "invalid desired state (2 problems)"),
+            1,
+            "{cmd:?}: {err}"
+        );
+        assert_eq!(count(&err, "error:"), 1, "{cmd:?}: {err}");
+    }
+
+    let bad = dir.join("bad");
+    std::fs::create_dir_all(&bad).expect("mkdir");
+    std::fs::write(bad.join("castellan.db"), "this is not sqlite\n").expect("write");
+    for cmd in ["verify", "show", "export"] {
+        let out = castellan_in(dir, &["audit", cmd, "--data-dir", "bad"]);
+        assert_eq!(out.status.code(), Some(2), "audit {cmd}");
+        let err = text(&out.stderr);
+        assert_eq!(
+            count(&err, "file is not a database"),
+            1,
+            "audit {cmd}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_tampered_op_is_rejected_with_its_reason_once() {
+    castellan_testkit::need_ssh_keygen!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let alice = castellan_testkit::keygen(d, "alice", "ed25519", None);
+    std::fs::write(
+        d.join("allowed_signers"),
+        format!("alice@example.com {}\n", alice.line),
+    )
+    .expect("write");
+    std::fs::write(
+        d.join("signers.toml"),
+        "allowed_signers = \"allowed_signers\"\n[roles]\n\"alice@example.com\" = \"operational\"\n",
+    )
+    .expect("write");
+    let new = castellan_in(
+        d,
+        &[
+            "op",
+            "new",
+            "destroy",
+            "--host",
+            "pve-01",
+            "--guest",
+            "101",
+            "--kind",
+            "lxc",
+            "--precondition",
+            "9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20",
+            "-o",
+            "x.op",
+        ],
+    );
+    assert!(new.status.success(), "{}", text(&new.stderr));
+    let key = alice.private.to_str().expect("utf-8 path");
+    let sign = castellan_in(d, &["op", "sign", "x.op", "--key", key]);
+    assert!(sign.status.success(), "{}", text(&sign.stderr));
+    let op = std::fs::read_to_string(d.join("x.op")).expect("read");
+    std::fs::write(d.join("x.op"), op.replace("guest = 101", "guest = 102")).expect("write");
+    let out = castellan_in(
+        d,
+        &[
+            "op",
+            "verify",
+            "x.op",
+            "--signers",
+            "signers.toml",
+            "--host",
+            "pve-01",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert_eq!(count(&stdout, "does not verify"), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("rejected: bad_signature: ") && stdout.contains("x.op.sig"),
+        "{stdout}"
+    );
+}
+
+/// Flags that would be ignored, and values the parser can check, are refused by the parser:
+/// exit 2 with a message naming the flag.
+#[test]
+fn refused_flags_and_values_exit_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["agent", "--json"], &["--once"]),
+        (
+            &[
+                "ledger",
+                "review",
+                "X",
+                "--decision",
+                "maybe",
+                "--reason",
+                "r",
+                "--key",
+                "k",
+                "--ledger",
+                "l",
+            ],
+            &["'maybe'", "accepted", "rejected"],
+        ),
+        (
+            &["audit", "show", "--data-dir", "x", "--last", "0"],
+            &["--last", "at least 1"],
+        ),
+        (
+            &["audit", "show", "--data-dir", "x", "--last", "many"],
+            &["--last", "whole number"],
+        ),
+    ];
+    for (args, wants) in cases {
+        let out = castellan_in(d, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        for want in *wants {
+            assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+        }
+        assert_eq!(count(&err, "error:"), 1, "{args:?}: {err}");
+    }
+}
+
+/// One vocabulary: `--key` (and `--agent`) wherever a key signs, `--repo` for the ops
+/// repository, `--requests` for the owner request report, `--inventory` for the inventory.
+#[test]
+fn one_vocabulary_across_subcommands() {
+    let help = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_castellan"))
+            .args(args)
+            .arg("--help")
+            .output()
+            .expect("help");
+        assert!(out.status.success(), "{args:?}");
+        text(&out.stdout)
+    };
+    for args in [&["op", "sign"][..], &["ledger", "review"][..]] {
+        let h = help(args);
+        assert!(
+            h.contains("--key <KEY>") && h.contains("--agent"),
+            "{args:?}: {h}"
+        );
+        assert!(!h.contains("sign-key"), "{args:?}: {h}");
+    }
+    let h = help(&["ledger", "review"]);
+    assert!(
+        h.contains("Possible values:") && h.contains("- accepted") && h.contains("- rejected"),
+        "{h}"
+    );
+    let h = help(&["ledger", "acceptance"]);
+    for want in [
+        "--repo <REPO>",
+        "--inventory <INVENTORY>",
+        "--requests <REQUESTS>",
+    ] {
+        assert!(h.contains(want), "{want}: {h}");
+    }
+    for gone in ["--root", "--inventory-report", "--owner-request-report"] {
+        assert!(!h.contains(gone), "{gone}: {h}");
+    }
+    assert!(help(&["ledger", "requests"]).contains("--inventory <INVENTORY>"));
+    for args in [&["ledger", "intake"][..], &["ledger", "show"][..]] {
+        assert!(help(args).contains("--requests <REQUESTS>"), "{args:?}");
+    }
+    assert!(help(&["ledger", "show"]).contains("--json"));
+}
+
+/// The README's ledger pipeline, run from a directory that is not the ops repository:
+/// every path is relative to the current directory (`ledger acceptance` resolved its reports
+/// against `--root`, so this failed), and `ledger show --json` prints the candidate.
+#[test]
+fn the_ledger_pipeline_runs_from_anywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ops = d.join("ops");
+    std::fs::create_dir_all(ops.join("systemd")).expect("mkdir");
+    std::fs::write(
+        ops.join("systemd/node-exporter.service"),
+        "[Unit]\nDescription=Prometheus node exporter\n\n[Service]\nExecStart=/usr/local/bin/node_exporter\n\n[Install]\nWantedBy=multi-user.target\n",
+    )
+    .expect("write");
+    let work = d.join("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let run = |args: &[&str]| {
+        let out = castellan_in(&work, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    };
+    run(&[
+        "ledger",
+        "inventory",
+        "--repo",
+        "../ops",
+        "-o",
+        "inventory.json",
+    ]);
+    run(&[
+        "ledger",
+        "requests",
+        "--inventory",
+        "inventory.json",
+        "-o",
+        "ledger/owner-requests.json",
+    ]);
+    let requests: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(work.join("ledger/owner-requests.json")).expect("read"),
+    )
+    .expect("json");
+    let draft = &requests["request_drafts"][0];
+    let response = serde_json::json!({
+        "schema_version": "host_service_owner_response_v1",
+        "request_id": draft["request_id"],
+        "surface_id": draft["surface_id"],
+        "repo_sha256": draft["repo_sha256"],
+    });
+    std::fs::write(
+        work.join("response.json"),
+        serde_json::to_vec(&response).expect("json"),
+    )
+    .expect("write");
+    run(&["ledger", "intake", "response.json", "--ledger", "ledger"]);
+    let out = run(&[
+        "ledger",
+        "acceptance",
+        "--repo",
+        "../ops",
+        "--inventory",
+        "inventory.json",
+        "--requests",
+        "ledger/owner-requests.json",
+        "--ledger",
+        "ledger",
+        "-o",
+        "report.json",
+    ]);
+    assert!(
+        text(&out.stderr).contains("HOST_SERVICE_OWNER_RESPONSE_ACCEPTANCE_OK"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(work.join("report.json").is_file());
+    // The old spelling still works.
+    run(&[
+        "ledger",
+        "acceptance",
+        "--root",
+        "../ops",
+        "--inventory-report",
+        "inventory.json",
+        "--owner-request-report",
+        "ledger/owner-requests.json",
+    ]);
+    let surface = draft["surface_id"].as_str().expect("surface id");
+    let out = run(&["ledger", "show", surface, "--ledger", "ledger", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("show --json");
+    assert_eq!(shown["surface"]["surface_id"], surface);
+    assert_eq!(shown["runtime_gate"], false);
+    assert_eq!(shown["intake_records"].as_array().map(Vec::len), Some(1));
+}
+
+/// `op sign` checks the key before it starts, and reports the file it really wrote (not
+/// ssh-keygen's name in its temporary directory).
+#[test]
+fn op_sign_checks_the_key_and_names_the_file_it_wrote() {
+    castellan_testkit::need_ssh_keygen!();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let alice = castellan_testkit::keygen(d, "alice", "ed25519", None);
+    let new = castellan_in(
+        d,
+        &[
+            "op",
+            "new",
+            "destroy",
+            "--host",
+            "pve-01",
+            "--guest",
+            "101",
+            "--kind",
+            "lxc",
+            "--precondition",
+            "9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20",
+            "-o",
+            "x.op",
+        ],
+    );
+    assert!(new.status.success(), "{}", text(&new.stderr));
+    let entries = || {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = entries();
+    std::fs::write(d.join("notakey"), "hello\n").expect("write");
+    let before_with = entries();
+    let sign = |key: &str| {
+        Command::new(env!("CARGO_BIN_EXE_castellan"))
+            .args(["op", "sign", "x.op", "--key", key])
+            .current_dir(d)
+            .env_remove("SSH_AUTH_SOCK")
+            .output()
+            .expect("runs")
+    };
+    let public = alice.public.to_str().expect("utf-8");
+    for (key, want) in [
+        ("nokey", "key file not found"),
+        ("notakey", "is not an SSH private key"),
+        (".", "not a regular file"),
+        (public, "is a public key"),
+    ] {
+        let out = sign(key);
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "{key}: want {want:?} in {err}");
+        assert_eq!(count(&err, "error:"), 1, "{key}: {err}");
+        assert!(
+            !err.contains("signing x.op"),
+            "{key}: started anyway: {err}"
+        );
+        assert_eq!(entries(), before_with, "{key}: something was written");
+    }
+    assert!(before.iter().all(|n| !n.ends_with(".sig")));
+
+    let private = alice.private.to_str().expect("utf-8");
+    let first = sign(private);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    assert_eq!(text(&first.stdout).trim(), "x.op.sig");
+    // A second signature goes to x.op.2.sig, and that is the name reported.
+    let second = sign(private);
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(text(&second.stdout).trim(), "x.op.2.sig");
+    let err = text(&second.stderr);
+    assert!(err.contains("x.op.2.sig"), "{err}");
+    assert!(
+        !err.contains("Write signature to") && !err.contains("Signing file"),
+        "ssh-keygen's temporary names leak: {err}"
+    );
+    assert!(!entries().iter().any(|n| n.starts_with(".castellan-sign")));
+}
+
+/// Logs on a pipe carry no ANSI escapes; the top-level help says what castellan is for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piped_logs_are_plain_and_help_explains_castellan() {
+    let env = Env::new(vec![]).await;
+    let out = env.castellan(&["agent", "--once"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!out.stderr.is_empty(), "no logs to check");
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "ANSI escapes in piped logs: {}",
+        text(&out.stderr)
+    );
+    for flag in ["-h", "--help"] {
+        let help = castellan_in(env.dir.path(), &[flag]);
+        let h = text(&help.stdout);
+        assert!(
+            h.contains("Proxmox VE") && h.contains("signature"),
+            "{flag}: {h}"
+        );
+        assert!(flag == "-h" || h.contains("castellan demo"), "{flag}: {h}");
+        assert!(!h.contains("the operator CLI (plan, agent"), "{flag}: {h}");
+    }
+}
+
+/// A node that cannot be reached is reported as the node's failure, never as vmid 0, and a
+/// run that applied nothing does not print an empty "Applied 0 actions" header. An `http://`
+/// URL is warned about.
+#[test]
+fn a_node_failure_is_not_vmid_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    unreachable_config(d, "http://127.0.0.1:9");
+    let out = castellan_in(d, &["agent", "--once", "--json", "-c", "agent.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["failed"], serde_json::json!({}), "{report}");
+    let node = report["node_failed"].as_array().expect("node_failed");
+    assert!(
+        node.iter().any(|e| e
+            .as_str()
+            .is_some_and(|s| s.contains("cannot observe the node"))),
+        "{report}"
+    );
+    assert!(
+        !report["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .any(|r| r.as_str().is_some_and(|s| s.starts_with("0:"))),
+        "{report}"
+    );
+    let err = text(&out.stderr);
+    assert!(err.contains("plain http"), "{err}");
+    assert!(!err.contains("e2e-secret"), "{err}");
+
+    let out = castellan_in(d, &["agent", "--once", "-c", "agent.toml"]);
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("Applied 0 actions"), "{stdout}");
+    assert!(stdout.contains("No action applied on pve-01."), "{stdout}");
+    assert!(stdout.contains("node: cannot observe the node"), "{stdout}");
+    assert!(!stdout.contains("\n  0: "), "{stdout}");
+}
+
+/// The demo's plan lists every action the agent then applies, its `op show` lines are what
+/// `op show` prints, and every command it prints is one the CLI accepts in full.
+#[test]
+fn the_demo_shows_what_it_does() {
+    let out = Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .arg("demo")
+        .output()
+        .expect("demo runs");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "ANSI escapes: {}",
+        text(&out.stderr)
+    );
+
+    // Plan == applied: the same (vmid, action) pairs, the count in the header included.
+    let plan_start = stdout.find("== castellan plan ==").expect("plan");
+    let apply_start = stdout.find("== castellan agent --once ==").expect("apply");
+    let plan = &stdout[plan_start..apply_start];
+    let applied = &stdout[apply_start..];
+    let header = plan
+        .lines()
+        .find(|l| l.starts_with("Plan for node pve-01: "))
+        .expect("plan header");
+    let planned_count: usize = header["Plan for node pve-01: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("action count");
+    let pairs = |block: &str, cols: usize| {
+        let mut v: Vec<(String, String)> = block
+            .lines()
+            .map(str::split_whitespace)
+            .filter_map(|mut w| {
+                let vmid = w.next()?;
+                vmid.parse::<u32>().ok()?;
+                let action = if cols == 3 {
+                    w.next()?;
+                    w.next()?
+                } else {
+                    w.next()?
+                };
+                Some((vmid.to_owned(), action.to_owned()))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let table = &plan[..plan.find("Destructive").unwrap_or(plan.len())];
+    let planned = pairs(table, 3);
+    let applied_count: usize = applied
+        .lines()
+        .find_map(|l| l.strip_prefix("Applied "))
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("applied count");
+    let first_report = &applied[..applied.find("\nPlan for node").expect("final plan")];
+    let done = pairs(first_report, 2);
+    assert_eq!(planned_count, applied_count, "{plan}\n{first_report}");
+    assert_eq!(planned, done, "{plan}\n{first_report}");
+
+    // `op show`, as it prints it.
+    let show = stdout
+        .split("$ castellan op show ")
+        .nth(1)
+        .expect("op show in the demo");
+    let labels: Vec<&str> = show
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .filter_map(|l| l.trim_start().split(':').next())
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            "op file",
+            "operation",
+            "effect",
+            "parameters",
+            "precondition",
+            "valid from",
+            "valid until",
+            "status",
+            "nonce",
+            "digest",
+            "signatures"
+        ],
+        "{show}"
+    );
+
+    // Every `$ castellan ...` line parses as the CLI's own command line, in full.
+    let commands: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("$ "))
+        .collect();
+    assert!(commands.len() >= 9, "{commands:?}");
+    for c in &commands {
+        let c = c.split("    (").next().unwrap_or(c);
+        let words = shell_words(c);
+        if let Err(e) = <castellan::Cli as clap::Parser>::try_parse_from(&words) {
+            panic!("the demo prints a command the CLI refuses: {c}\n{e}");
+        }
+    }
+    for (cmd, wants) in [
+        ("castellan ledger intake ", &["--ledger"][..]),
+        (
+            "castellan ledger review ",
+            &["--decision", "--reason", "--key", "--ledger"][..],
+        ),
+        (
+            "castellan ledger acceptance ",
+            &["--repo", "--inventory", "--requests", "--ledger"][..],
+        ),
+    ] {
+        let line = commands
+            .iter()
+            .find(|c| c.starts_with(cmd))
+            .unwrap_or_else(|| panic!("no {cmd} in the demo"));
+        for w in wants {
+            assert!(line.contains(w), "{line}: no {w}");
+        }
+    }
+}
+
+/// Splits a command line as a shell would, for the simple quoting the demo prints.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut in_word = false;
+    for c in line.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            c => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// `demo --keep` names the binary that runs it (not on PATH after `cargo run`), keeps the
+/// token file 0600, and an edit of its desired.toml shows up in the log.
+#[test]
+fn demo_keep_stays_useful() {
+    use std::io::{BufRead as _, Read as _};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .args(["demo", "--keep"])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("demo runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let log_writer = log.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut l) = log_writer.lock() {
+                l.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        }
+    });
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut told = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        let done = line.starts_with("  pvesim: ");
+        told.push(line);
+        if done {
+            break;
+        }
+    }
+    let text_told = told.join("\n");
+    let kill = |child: &mut std::process::Child| {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+    };
+    let exe = env!("CARGO_BIN_EXE_castellan");
+    let desired = told
+        .iter()
+        .find_map(|l| l.strip_prefix("  edit "))
+        .and_then(|l| l.split(" and watch").next())
+        .map(PathBuf::from);
+    let Some(desired) = desired else {
+        kill(&mut child);
+        panic!("no desired.toml named: {text_told}");
+    };
+    let kept = desired.parent().expect("kept dir").to_owned();
+    let result = std::panic::catch_unwind(|| {
+        assert!(
+            text_told.contains(&format!("  plan:   {exe} plan -c ")),
+            "{text_told}"
+        );
+        assert!(
+            !text_told.contains("demo-secret"),
+            "token printed: {text_told}"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(kept.join("pve-token"))
+                .expect("token file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "token file mode {mode:o}");
+        }
+        // The agent is up (and its log at info) before the edit.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !log
+            .lock()
+            .map(|l| l.contains("agent_started"))
+            .unwrap_or(false)
+        {
+            assert!(Instant::now() < deadline, "the agent did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let text = std::fs::read_to_string(&desired).expect("read desired");
+        let edited = text.replace(
+            "vmid = 103\nkind = \"lxc\"\ncores = 2",
+            "vmid = 103\nkind = \"lxc\"\ncores = 3",
+        );
+        assert_ne!(text, edited, "the demo's desired state changed shape");
+        std::fs::write(&desired, edited).expect("edit desired");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let seen = log.lock().map(|l| l.clone()).unwrap_or_default();
+            if seen.contains("action_applied") && seen.contains("vmid=103") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the edit left no trace in the log: {seen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    kill(&mut child);
+    let status = child.wait().expect("demo exits");
+    let _ = reader.join();
+    let _ = std::fs::remove_dir_all(&kept);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(status.success(), "{status:?}");
+}
+
+/// The README's pvesim example uses a seed that is in the repository.
+#[test]
+fn the_readme_pvesim_seed_is_in_the_repo() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let seed = readme
+        .split("--seed ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("the README's pvesim example names a seed");
+    let text = std::fs::read_to_string(root.join(seed))
+        .unwrap_or_else(|e| panic!("README seed {seed}: {e}"));
+    let seed = Seed::from_toml_str(&text).expect("the seed parses");
+    assert!(!seed.guests.is_empty());
+    assert!(readme.contains("cargo install --path crates/castellan"));
 }
