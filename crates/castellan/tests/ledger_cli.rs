@@ -504,3 +504,70 @@ fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
         "{stderr}"
     );
 }
+
+fn seed_reports() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../castellan-ledger/tests/data/seed_reports")
+}
+
+#[test]
+fn acceptance_reads_seed_shaped_reports_from_other_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = seed_reports();
+    let acceptance = |requests: &Path, output: &Path| {
+        run(castellan()
+            .args(["ledger", "acceptance", "--root"])
+            .arg(dir.path())
+            .arg("--inventory-report")
+            .arg(data.join("inventory.json"))
+            .arg("--owner-request-report")
+            .arg(requests)
+            .args(["--generated-at", TS, "-o"])
+            .arg(output))
+    };
+    let out_file = dir.path().join("out/acceptance.json");
+    let out = acceptance(&data.join("owner-requests.json"), &out_file);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("candidates=2 write_capable=1 checks=21 lanes=8 accepted=0"),
+        "{}",
+        text(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(
+        report["acceptance_candidates"][0]["config_kind"],
+        "podman_quadlet"
+    );
+    assert_eq!(
+        report["acceptance_candidates"][0]["control_tier"],
+        "host_runtime"
+    );
+
+    // A wrong type: exit 2, the field named, the value not shown, the old report kept.
+    let secret = "ghp_R8x2Lq9ZtY4mW7nB3vK6pD1sF5hJ0cXeA2gU";
+    let mut bad: Value =
+        serde_json::from_slice(&std::fs::read(data.join("owner-requests.json")).unwrap()).unwrap();
+    bad["request_drafts"][1]["write_capable_surface"] = json!(secret);
+    let bad_file = dir.path().join("bad.json");
+    write_json(&bad_file, &bad);
+    let before = std::fs::read(&out_file).unwrap();
+    let out = acceptance(&bad_file, &out_file);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "request_drafts[1].write_capable_surface must be true or false, found a string"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad.json"), "{stderr}");
+    assert!(!stderr.contains(secret) && !text(&out.stdout).contains(secret));
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("write_capable_surface"))
+            .count(),
+        1
+    );
+    assert_eq!(std::fs::read(&out_file).unwrap(), before);
+    assert!(!dir.path().join("out/acceptance.tmp~").exists());
+}
