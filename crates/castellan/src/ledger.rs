@@ -5,6 +5,7 @@
 //! - `ledger intake` checks an owner response and records it in a lane;
 //! - `ledger review` signs and records a reviewer decision (`castellan-review` SSHSIG);
 //! - `ledger acceptance` writes the `host_service_owner_response_acceptance_v1` report;
+//! - `ledger rescan` re-scans the stored responses with the current rules;
 //! - `ledger show` prints one candidate's records.
 //!
 //! Exit codes: 0 done; 1 the input was refused (a malformed response, a review that may not
@@ -135,6 +136,17 @@ pub enum LedgerCommand {
         #[arg(long, requires = "ledger")]
         signers: Option<PathBuf>,
     },
+    /// Scan every stored owner response again with the current secret rules, and
+    /// quarantine (by an appended superseding record) each one in which they now find a
+    /// secret or raw configuration. Idempotent.
+    Rescan {
+        /// The ledger directory.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// More secret rules (see `ledger intake --rules`).
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+    },
     /// Show one candidate: its state, every intake record and reviewer record.
     Show {
         /// The acceptance candidate id (or its surface_id).
@@ -229,6 +241,7 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
             ledger.as_deref(),
             signers.as_deref(),
         ),
+        LedgerCommand::Rescan { ledger, rules } => rescan_cmd(&ledger, rules.as_deref()),
         LedgerCommand::Show {
             candidate,
             ledger,
@@ -728,6 +741,59 @@ fn write_streaming<T>(
     done
 }
 
+fn rescan_cmd(ledger_dir: &Path, rules: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let rules = Rules::load(rules)?;
+    if !ledger_dir.join(castellan_ledger::store::DB_FILE).exists() {
+        bail!("{}: no ledger here", ledger_dir.display());
+    }
+    let mut ledger = Ledger::open(ledger_dir)?;
+    let stored = ledger.intakes()?;
+    let (mut scanned, mut quarantined) = (0, 0);
+    for s in stored.iter().filter(|s| s.superseded.is_none()) {
+        if s.record.response.is_none() {
+            continue; // quarantined at intake: nothing of the response is kept
+        }
+        scanned += 1;
+        let Some(superseding) = intake::rescan(rules.scanner(), &s.record, ledger.key()) else {
+            continue;
+        };
+        let now = format_time(Timestamp::now());
+        if let Appended::New(seq) = ledger.supersede(s.seq, &superseding, "rescan", &now)? {
+            quarantined += 1;
+            crate::outln!(
+                "quarantined intake #{} ({}) for {} by superseding record #{seq}:",
+                s.seq,
+                superseding.response_id,
+                superseding.candidate_id
+            )?;
+            for f in &superseding.findings {
+                crate::outln!(
+                    "  secret: {} ({}) at {}, {} bytes, {}",
+                    f.rule_name,
+                    f.rule_id,
+                    f.location,
+                    f.length,
+                    f.fingerprint
+                )?;
+            }
+            for r in &superseding.raw_payloads {
+                crate::outln!("  raw payload: {} at {}", r.label, r.location)?;
+            }
+        }
+    }
+    crate::outln!(
+        "rescanned {scanned} stored response(s) with {} rules: {quarantined} newly quarantined",
+        rules.scanner().rule_count()
+    )?;
+    if quarantined > 0 {
+        eprintln!(
+            "warning: the responses quarantined above exposed secret material to whoever held \
+             them; their stored copies were scrubbed. Rotate what they exposed."
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn show_cmd(
     candidate: &str,
     ledger_dir: &Path,
@@ -764,6 +830,15 @@ fn show_cmd(
                 format!(" missing=[{}]", i.record.supplement.join("; "))
             }
         )?;
+        if let Some(sup) = &i.superseded {
+            crate::outln!(
+                "    superseded by #{} ({}, {}); was lane={}",
+                sup.seq,
+                sup.reason,
+                sup.recorded_at,
+                sup.original_lane
+            )?;
+        }
     }
     crate::outln!("reviewer records (verified):")?;
     for r in view.reviews.iter().filter(|r| r.payload.candidate == id) {

@@ -436,9 +436,12 @@ fn signed_reviews_move_the_counters_and_nothing_else() {
     assert_eq!(report["summary"]["owner_response_rejected_count"], 0);
 }
 
-#[test]
-fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
-    let s = setup();
+/// A vendor token format the built-in rules do not know.
+const ACME_TOKEN: &str = "acme_live_9f86d081884c7d659a2feaa0c55ad015";
+
+/// An operator rule directory (Nosey Parker's format) with a rule for [`ACME_TOKEN`]'s
+/// format, and a response carrying the token in its notes.
+fn acme_rules_and_response(s: &Setup) -> (PathBuf, PathBuf) {
     let rules = s.dir.path().join("rules");
     std::fs::create_dir_all(rules.join("vendors")).unwrap();
     std::fs::write(
@@ -446,11 +449,102 @@ fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
         "rules:\n- name: ACME billing key\n  id: acme.billing.1\n  pattern: '(?x) \\b (acme_live_[0-9a-f]{32}) (?# the key, as Nosey Parker writes comments ) \\b'\n  examples:\n  - acme_live_0123456789abcdef0123456789abcdef\n  negative_examples:\n  - acme_live_\n",
     )
     .unwrap();
-    let token = "acme_live_9f86d081884c7d659a2feaa0c55ad015";
-    let mut v = response(&s, SURFACE);
-    v["notes"] = json!(format!("billing runs with {token}"));
+    let mut v = response(s, SURFACE);
+    v["notes"] = json!(format!("billing runs with {ACME_TOKEN}"));
     let file = s.dir.path().join("acme.json");
     write_json(&file, &v);
+    (rules, file)
+}
+
+/// Whether any file in `dir` holds `needle`.
+fn any_file_holds(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let b = std::fs::read(p).unwrap();
+            b.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn rescan_quarantines_what_newer_rules_find_and_scrubs_the_stored_copy() {
+    let s = setup();
+    let (rules, file) = acme_rules_and_response(&s);
+    // Clean under the built-in rules: stored with its values, the token among them.
+    let out = intake(&s, &file);
+    assert!(text(&out.stdout).contains("lane: ready_for_host_service_review"));
+    assert!(!any_file_holds(&s.ledger, ACME_TOKEN).is_empty());
+
+    let rescan = || {
+        ok(castellan()
+            .args(["ledger", "rescan", "--ledger"])
+            .arg(&s.ledger)
+            .arg("--rules")
+            .arg(&rules))
+    };
+    let out = rescan();
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("quarantined intake #1"), "{stdout}");
+    assert!(
+        stdout.contains("ACME billing key (acme.billing.1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 newly quarantined"), "{stdout}");
+    assert!(!stdout.contains(ACME_TOKEN) && !text(&out.stderr).contains(ACME_TOKEN));
+    // Not a byte of the token is left in ledger.db or its WAL.
+    assert_eq!(any_file_holds(&s.ledger, ACME_TOKEN), Vec::<PathBuf>::new());
+
+    // The superseding record wins in acceptance and show.
+    let (report, _) = acceptance(&s, true);
+    assert_eq!(report["summary"]["owner_response_quarantined_count"], 1);
+    assert_eq!(report["summary"]["owner_response_received_count"], 1);
+    let c = report["acceptance_candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["surface_id"] == SURFACE)
+        .unwrap();
+    assert_eq!(c["status"], "quarantine_secret_or_raw_payload");
+    assert!(!report.to_string().contains(ACME_TOKEN));
+    let out = ok(castellan()
+        .args(["ledger", "show", SURFACE, "--ledger"])
+        .arg(&s.ledger));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("lane=quarantine_secret_or_raw_payload")
+            && shown.contains("superseded by #1 (rescan")
+            && shown.contains("was lane=ready_for_host_service_review"),
+        "{shown}"
+    );
+
+    // Idempotent: nothing more to do, nothing appended.
+    let out = rescan();
+    assert!(
+        text(&out.stdout).contains("rescanned 0 stored response(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let conn = rusqlite::Connection::open(s.ledger.join("ledger.db")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM supersede", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(intake_count(&s.ledger), 1);
+    // The scrub was the one change allowed: the row itself stays append-only.
+    let err = conn
+        .execute("UPDATE intake SET record = 'x' WHERE seq = 1", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+#[test]
+fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
+    let s = setup();
+    let (rules, file) = acme_rules_and_response(&s);
+    let token = ACME_TOKEN;
 
     // The built-in set does not know this vendor's format.
     let out = intake(&s, &file);
