@@ -725,12 +725,10 @@ fn write_streaming<T>(
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    // As `write_out`: renamed over whole, not fsynced (a report is remade at will).
     let done = write(&mut out).and_then(|value| {
-        let file = out
-            .into_inner()
+        out.into_inner()
             .map_err(|e| anyhow!("cannot write {}: {}", tmp.display(), e.error()))?;
-        file.sync_all()
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(value)
     });
