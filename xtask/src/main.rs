@@ -1,14 +1,20 @@
-//! Repository automation: `cargo xtask test` (the whole suite, as CI runs it) and
+//! Repository automation: `cargo xtask test` (the whole suite, as CI runs it),
+//! `cargo xtask standalone` (no tracked file reaches outside the repository) and
 //! `cargo xtask bench` (every benchmark, figures for BENCHMARKS.md).
 
+mod standalone;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
 
-const USAGE: &str = "usage: cargo xtask <test|bench|setup>
-  setup  install the system packages the tests use (Debian; needs root), if missing
-  test   setup, then format check, clippy (warnings are errors) and every test
-  bench  every benchmark (criterion and the convergence bench), in release mode";
+const USAGE: &str = "usage: cargo xtask <test|standalone|bench|setup>
+  setup       install the system packages the tests use (Debian; needs root), if missing
+  test        setup, then the standalone check, format check, clippy (warnings are errors)
+              and every test
+  standalone  check that no tracked file links to or reads from outside the repository
+  bench       every benchmark (criterion and the convergence bench), in release mode";
 
 /// System commands the test suite needs, with the Debian package that provides each.
 const SYSTEM_DEPS: &[(&str, &str)] = &[
@@ -25,6 +31,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("setup") => setup(),
         Some("test") => setup().and_then(|()| test()),
+        Some("standalone") => standalone_cmd(),
         Some("bench") => bench(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
@@ -81,7 +88,21 @@ fn setup() -> anyhow::Result<()> {
         .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
+/// The repository root (xtask lives one level below it).
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned)
+}
+
+fn standalone_cmd() -> anyhow::Result<()> {
+    let n = standalone::check(&repo_root())?;
+    eprintln!("xtask: standalone: {n} files checked, nothing reaches outside the repository");
+    Ok(())
+}
+
 fn test() -> anyhow::Result<()> {
+    standalone_cmd()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -98,4 +119,15 @@ fn test() -> anyhow::Result<()> {
 
 fn bench(extra: &[String]) -> anyhow::Result<()> {
     run(cargo().args(["bench", "--workspace"]).args(extra))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The repository itself passes `cargo xtask standalone`.
+    #[test]
+    fn the_repository_stands_on_its_own() {
+        if let Err(e) = super::standalone::check(&super::repo_root()) {
+            panic!("{e:#}");
+        }
+    }
 }

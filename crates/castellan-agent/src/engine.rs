@@ -59,6 +59,10 @@ pub struct RunReport {
     pub applied: Vec<Applied>,
     /// Guests given up on, with their last error.
     pub failed: BTreeMap<Vmid, String>,
+    /// Failures of the node as a whole (crash recovery, observing the node), which stopped
+    /// the run; never keyed by a vmid.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_failed: Vec<String>,
     /// The plan against the node as observed at the end (`--once`), or `None`.
     pub final_plan: Option<Plan>,
 }
@@ -66,16 +70,23 @@ pub struct RunReport {
 impl RunReport {
     /// Whether the node converged: no failures, nothing left to do, nothing blocking.
     pub fn converged(&self) -> bool {
-        self.failed.is_empty() && self.final_plan.as_ref().is_some_and(Plan::converged)
+        self.failed.is_empty()
+            && self.node_failed.is_empty()
+            && self.final_plan.as_ref().is_some_and(Plan::converged)
     }
 
     /// Why the run did not converge, one line per reason.
     pub fn reasons(&self) -> Vec<String> {
         let mut out: Vec<String> = self
-            .failed
+            .node_failed
             .iter()
-            .map(|(v, e)| format!("{v}: gave up: {e}"))
+            .map(|e| format!("node: {e}"))
             .collect();
+        out.extend(
+            self.failed
+                .iter()
+                .map(|(v, e)| format!("{v}: gave up: {e}")),
+        );
         if let Some(p) = &self.final_plan {
             for a in &p.actions {
                 out.push(format!(
@@ -153,8 +164,8 @@ impl<B: Backend> Engine<B> {
                 // Nothing new may run while the journal holds unsettled intents.
                 tracing::error!(event = "recovery_failed", error = %e);
                 report
-                    .failed
-                    .insert(0, format!("crash recovery failed: {e}"));
+                    .node_failed
+                    .push(format!("crash recovery failed: {e}"));
                 return report;
             }
         }
@@ -188,8 +199,8 @@ impl<B: Backend> Engine<B> {
                         tracing::error!(event = "resync_failed", error = %e);
                         if mode == Mode::Once && resync_failures >= t.once_attempts {
                             report
-                                .failed
-                                .insert(0, format!("cannot observe the node: {e}"));
+                                .node_failed
+                                .push(format!("cannot observe the node: {e}"));
                             break;
                         }
                         next_resync = Instant::now()
@@ -287,14 +298,14 @@ impl<B: Backend> Engine<B> {
             }
         }
         report.failed.extend(sched.given_up());
-        if mode == Mode::Once && !report.failed.contains_key(&0) {
+        if mode == Mode::Once && report.node_failed.is_empty() {
             let desired = self.desired.borrow().clone();
             match observe_node(&self.backend, &desired, t.max_parallel).await {
                 Ok(actual) => report.final_plan = Some(plan(&desired, &actual, &self.norm)),
                 Err(e) => {
                     report
-                        .failed
-                        .insert(0, format!("cannot observe the node: {e}"));
+                        .node_failed
+                        .push(format!("cannot observe the node: {e}"));
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! Each API call is built here as a [`RequestSpec`] — method, path template, path parameters
 //! and parameters — and sent by one function in the client. [`request_catalog`] builds one of
 //! every kind with representative values through the same builders, so a test can check the
-//! whole surface against the PVE API schema (`shared/pve/api-schema-subset.json`).
+//! whole surface against the PVE API schema (`crates/pve-schema/data/api-schema-subset.json`).
 //!
 //! Parameter names and types follow that schema (pve-docs 9.1.3): booleans are sent as
 //! `0`/`1`, lists of config keys (`delete`) comma-separated (`pve-configid-list`).

@@ -200,6 +200,7 @@ pub fn sign_file(opts: &SignOptions, namespace: &str, file: &Path) -> Result<Pat
         source,
     })?;
     let mut captured = Vec::new();
+    let mut echo = EchoFilter::default();
     if let Some(mut stderr) = child.stderr.take() {
         let mut buf = [0u8; 4096];
         loop {
@@ -207,7 +208,7 @@ pub fn sign_file(opts: &SignOptions, namespace: &str, file: &Path) -> Result<Pat
                 Ok(0) => break,
                 Ok(n) => {
                     if opts.echo_stderr {
-                        let _ = std::io::stderr().write_all(&buf[..n]);
+                        let _ = std::io::stderr().write_all(&echo.feed(&buf[..n]));
                     }
                     if captured.len() < 64 * 1024 {
                         captured.extend_from_slice(&buf[..n]);
@@ -217,6 +218,9 @@ pub fn sign_file(opts: &SignOptions, namespace: &str, file: &Path) -> Result<Pat
                 Err(_) => break,
             }
         }
+    }
+    if opts.echo_stderr {
+        let _ = std::io::stderr().write_all(&echo.finish());
     }
     let status = child.wait().map_err(|source| SignError::Io {
         what: "cannot wait for ssh-keygen",
@@ -255,6 +259,66 @@ pub fn sign_file(opts: &SignOptions, namespace: &str, file: &Path) -> Result<Pat
     Err(SignError::NoFreeName(file.to_owned()))
 }
 
+/// ssh-keygen's progress lines, which name the file in the temporary directory rather than
+/// the signature castellan places (`FILE.2.sig` where `FILE.sig` exists): left out of the
+/// echo. Everything else (prompts, warnings, errors) is passed through as it comes.
+const PROGRESS_LINES: &[&[u8]] = &[b"Signing file ", b"Write signature to "];
+
+/// Passes ssh-keygen's stderr through, minus [`PROGRESS_LINES`]. A line is held back only
+/// while it could still turn out to be one of them, so a prompt without a newline is never
+/// delayed.
+#[derive(Debug, Default)]
+struct EchoFilter {
+    /// The start of the current line, not yet passed on or dropped.
+    pending: Vec<u8>,
+    /// What the rest of the current line gets.
+    mode: LineMode,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum LineMode {
+    #[default]
+    Undecided,
+    Pass,
+    Drop,
+}
+
+impl EchoFilter {
+    /// The bytes of `chunk` to show now.
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in chunk {
+            match self.mode {
+                LineMode::Pass => out.push(b),
+                LineMode::Drop => {}
+                LineMode::Undecided => {
+                    self.pending.push(b);
+                    let p = &self.pending;
+                    if PROGRESS_LINES.iter().any(|l| p.starts_with(l)) {
+                        self.mode = LineMode::Drop;
+                        self.pending.clear();
+                    } else if !PROGRESS_LINES.iter().any(|l| l.starts_with(p)) {
+                        self.mode = LineMode::Pass;
+                        out.append(&mut self.pending);
+                    }
+                }
+            }
+            if b == b'\n' {
+                if self.mode == LineMode::Undecided {
+                    out.append(&mut self.pending);
+                }
+                self.mode = LineMode::Undecided;
+            }
+        }
+        out
+    }
+
+    /// Whatever is still held back at the end.
+    fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
 /// Puts `src` at `dest` only if `dest` does not exist: a hard link (atomic, whole), or
 /// where the file system has none, an exclusive create and copy.
 fn place_new(src: &Path, dest: &Path) -> std::io::Result<()> {
@@ -270,5 +334,47 @@ fn place_new(src: &Path, dest: &Path) -> std::io::Result<()> {
             out.write_all(&bytes)?;
             out.sync_all()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EchoFilter;
+
+    fn through(chunks: &[&str]) -> String {
+        let mut f = EchoFilter::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            out.extend(f.feed(c.as_bytes()));
+        }
+        out.extend(f.finish());
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn progress_lines_are_dropped_and_the_rest_passes() {
+        assert_eq!(
+            through(&["Signing file op.toml\nWrite signature to op.toml.sig\n"]),
+            ""
+        );
+        assert_eq!(
+            through(&[
+                "Sign",
+                "ing file a\nConfirm user presence for key ED25519-SK\n"
+            ]),
+            "Confirm user presence for key ED25519-SK\n"
+        );
+        assert_eq!(
+            through(&["Couldn't load public key k: No such file\n"]),
+            "Couldn't load public key k: No such file\n"
+        );
+        // A prompt without a newline is shown at once, not held back.
+        let mut f = EchoFilter::default();
+        assert_eq!(
+            f.feed(b"Enter PIN for key: "),
+            b"Enter PIN for key: ".to_vec()
+        );
+        // A line that starts like a progress line but is not one passes whole.
+        assert_eq!(through(&["Signing failed\n"]), "Signing failed\n");
     }
 }

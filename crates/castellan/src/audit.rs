@@ -32,7 +32,7 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
         /// Only the last N records.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", value_parser = at_least_one)]
         last: Option<u64>,
     },
     /// Write every record as one JSON line to stdout (what the hub verifies).
@@ -41,6 +41,15 @@ pub enum AuditCommand {
         #[arg(long)]
         data_dir: PathBuf,
     },
+}
+
+/// Parses `--last N`: a whole number, at least 1.
+fn at_least_one(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err("must be a whole number, at least 1".into()),
+    }
 }
 
 /// Runs one `castellan audit` subcommand.

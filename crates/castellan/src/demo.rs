@@ -198,9 +198,12 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     crate::outln!("  agent configuration in {}\n", dir.path().display())?;
 
     // 1. What the agent would do.
-    let p = crate::current_plan(&config).await?;
+    let planned = crate::current_plan(&config).await?;
     crate::outln!("== castellan plan ==\n")?;
-    crate::out!("{}", render::plan_table(&config.node, &p))?;
+    crate::out!(
+        "{}",
+        render::plan_table(&config.node, &planned.plan, &planned.followups)
+    )?;
 
     // 2. Converge.
     crate::outln!("\n== castellan agent --once ==\n")?;
@@ -212,9 +215,10 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     let report = if payload.exists() {
         let bytes = std::fs::read(&payload).context("reading the pending payload")?;
         let op = castellan_core::op::SignedOp::parse(&bytes).context("the pending payload")?;
-        crate::outln!("\n== the operator reviews and signs the pending destroy ==\n")?;
-        crate::outln!("  castellan op show {}", payload.display())?;
-        for line in op.to_string().lines() {
+        crate::outln!("\n== the operator reviews, signs and submits the pending destroy ==\n")?;
+        crate::outln!("  $ castellan op show {}", payload.display())?;
+        let shown = crate::op::show_text(&payload, &op, &[], jiff::Timestamp::now());
+        for line in shown.lines() {
             crate::outln!("    {line}")?;
         }
         let sig = operator
@@ -226,12 +230,30 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
             .context("signing the payload")?
             .to_pem(ssh_key::LineEnding::LF)
             .context("encoding the signature")?;
-        std::fs::write(config.inbox.join("destroy-150.op.sig"), sig)?;
-        std::fs::write(config.inbox.join("destroy-150.op"), &bytes)?;
+        let sig_path = castellan_sig::sign::signature_path(&payload, 1);
+        std::fs::write(&sig_path, &sig)
+            .with_context(|| format!("cannot write {}", sig_path.display()))?;
         crate::outln!(
-            "  signed as operator@demo (namespace castellan-op) and dropped into {}",
+            "  $ castellan op sign {} --key KEY    (here: operator@demo's in-memory key)",
+            payload.display()
+        )?;
+        crate::outln!("    {}", sig_path.display())?;
+        // Handed over as `castellan op submit` does it: signatures first, then the op.
+        let name = payload
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("the pending payload has no file name")?;
+        let inbox = castellan_agent::inbox::Inbox::open_existing(&config.inbox)
+            .with_context(|| format!("cannot open the inbox {}", config.inbox.display()))?;
+        let placed = inbox
+            .submit(name, &bytes, &[(format!("{name}.sig"), sig.into_bytes())])
+            .context("cannot submit the signed op")?;
+        crate::outln!(
+            "  $ castellan op submit {} --inbox {}",
+            payload.display(),
             config.inbox.display()
         )?;
+        crate::outln!("    submitted {} with 1 signature", placed.display())?;
         crate::outln!("\n== castellan agent --once ==\n")?;
         let report = castellan_agent::run(&config, Mode::Once, std::future::pending()).await?;
         crate::out!("{}", render::report(&config.node, &report))?;
@@ -266,23 +288,37 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     if keep {
         // Leave the directory for the operator to edit.
         let kept = dir.keep();
+        // `cargo run` does not put castellan on PATH: name the binary that is running.
+        let exe = std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "cargo run -p castellan --".to_owned());
         crate::outln!("== staying up (Ctrl-C to stop) ==\n")?;
         crate::outln!(
-            "  edit {} and watch the agent converge the node",
+            "  edit {} and watch the agent converge the node (its log is on stderr)",
             kept.join("desired.toml").display()
         )?;
+        crate::outln!("  castellan here is {exe}")?;
         crate::outln!(
-            "  plan:   castellan plan -c {}",
+            "  plan:   {exe} plan -c {}",
             kept.join("agent.toml").display()
         )?;
         crate::outln!(
-            "  audit:  castellan audit show --data-dir {}",
+            "  audit:  {exe} audit show --data-dir {}",
             kept.join("state").display()
         )?;
         crate::outln!(
-            "  pvesim: curl -k -H 'Authorization: PVEAPIToken={TOKEN}' {}/api2/json/nodes/pve-01/lxc",
+            "  ledger: {exe} ledger show {} --ledger {}",
+            crate::demo_ledger::SHOWN_CANDIDATE,
+            kept.join("ledger").display()
+        )?;
+        crate::outln!(
+            "  pvesim: curl -k -H \"Authorization: PVEAPIToken=$(cat {})\" {}/api2/json/nodes/pve-01/lxc",
+            kept.join("pve-token").display(),
             sim.base_url()
         )?;
+        crate::outln!()?;
+        // The story is told: from here on, what the agent does is the point.
+        crate::logging::set_default_filter("info");
         castellan_agent::run(&config, Mode::Continuous, crate::shutdown_signal()).await?;
     }
     sim.shutdown().await;
@@ -305,7 +341,7 @@ fn write_files(
         format!("operator@demo {}\n", operator.to_openssh()?),
     )?;
     std::fs::write(dir.join("desired.toml"), DESIRED)?;
-    std::fs::write(dir.join("pve-token"), format!("{TOKEN}\n"))?;
+    write_private(&dir.join("pve-token"), format!("{TOKEN}\n").as_bytes())?;
     std::fs::write(
         dir.join("signers.toml"),
         "allowed_signers = \"allowed_signers\"\n\n[roles]\n\"operator@demo\" = \"operational\"\n",
@@ -332,4 +368,22 @@ backoff_base_ms = 200
     let path = dir.join("agent.toml");
     std::fs::write(&path, config)?;
     Ok(path)
+}
+
+/// Writes a secret file readable by its owner only (0600 on Unix), created that way rather
+/// than narrowed afterwards.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -45,7 +45,12 @@ Restart=on-failure
 WantedBy=multi-user.target
 ";
 
-/// Runs the step in `dir`, printing as it goes.
+/// The candidate the demo's reviewer accepts (`ledger show` takes a surface id).
+pub const SHOWN_CANDIDATE: &str = "systemd_service:systemd/node-exporter.service";
+
+/// Runs the step in `dir`, printing as it goes. Each step is shown as the command that does
+/// the same from the files it leaves in `dir` (the demo calls the library directly, and signs
+/// the review with an in-memory key).
 pub fn run(dir: &Path) -> anyhow::Result<()> {
     crate::outln!("== host services: the owner-response acceptance ledger ==\n")?;
     let repo = dir.join("ops");
@@ -53,10 +58,20 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(repo.join("systemd"))?;
     std::fs::write(repo.join("hosts/pve-01/compose/monitoring.yml"), COMPOSE)?;
     std::fs::write(repo.join("systemd/node-exporter.service"), UNIT)?;
+    let ledger_dir = dir.join("ledger");
+    std::fs::create_dir_all(&ledger_dir)?;
+    let responses = dir.join("responses");
+    std::fs::create_dir_all(&responses)?;
 
     let now = castellan_ledger::now_utc8();
     let inv = inventory::report(inventory::scan_repo(&repo)?, &now, "demo");
-    crate::outln!("  castellan ledger inventory --repo {}", repo.display())?;
+    let inventory_file = dir.join("inventory.json");
+    std::fs::write(&inventory_file, castellan_ledger::to_pretty_json(&inv))?;
+    crate::outln!(
+        "  $ castellan ledger inventory --repo {} -o {}",
+        repo.display(),
+        inventory_file.display()
+    )?;
     for s in &inv.surfaces {
         crate::outln!(
             "    {:<58} {}{}",
@@ -70,8 +85,15 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         )?;
     }
     let reqs = requests::build(&inv, &now);
+    let requests_file = ledger_dir.join(castellan_ledger::store::REQUESTS_FILE);
+    std::fs::write(&requests_file, castellan_ledger::to_pretty_json(&reqs))?;
     crate::outln!(
-        "  castellan ledger requests: {} owner request drafts, {} fields each (nothing is sent)",
+        "  $ castellan ledger requests --inventory {} -o {}",
+        inventory_file.display(),
+        requests_file.display()
+    )?;
+    crate::outln!(
+        "    {} owner request drafts, {} fields each (nothing is sent)",
         reqs.request_drafts.len(),
         reqs.request_drafts
             .first()
@@ -82,8 +104,6 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     let reviewer = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(
         &rand::random::<[u8; 32]>(),
     ));
-    let ledger_dir = dir.join("ledger");
-    std::fs::create_dir_all(&ledger_dir)?;
     std::fs::write(
         ledger_dir.join("allowed_signers"),
         format!(
@@ -136,27 +156,37 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
             response["notes"] = json!({"ci": {"env": [format!("DEPLOY_TOKEN=ghp_{token}")]}});
         }
         let bytes = serde_json::to_vec_pretty(&response)?;
+        let file = responses.join(format!("{}.json", response_name(&d.surface_id)));
+        std::fs::write(&file, &bytes)?;
         let record = intake::analyze(&bytes, &reqs, ledger.key(), 2)?;
         ledger.append_intake(&record, &format_time(Timestamp::now()))?;
         crate::outln!(
-            "  castellan ledger intake ({}) -> {}{}",
-            d.surface_id,
-            record.lane,
-            found(&record)
+            "  $ castellan ledger intake {} --ledger {}",
+            file.display(),
+            ledger_dir.display()
         )?;
+        crate::outln!("    lane: {}{}", record.lane, found(&record))?;
+        if !record.findings.is_empty() {
+            // What intake tells the operator to do with a leaking response.
+            std::fs::remove_file(&file)?;
+            crate::outln!(
+                "    (the response leaked a secret: the demo deletes the file, as intake advises)"
+            )?;
+        }
         if record.lane == "ready_for_host_service_review" {
             answered = Some((d.clone(), record));
         }
     }
 
     if let Some((d, record)) = answered {
+        let reason = "windows, rollback and post-check verified against OPS-2291";
         let payload = ReviewPayload {
             version: 1,
             candidate: record.candidate_id.clone(),
             response: record.response_id.clone(),
             surface_sha256: d.repo_sha256.clone(),
             decision: Decision::Accepted,
-            reason: "windows, rollback and post-check verified against OPS-2291".into(),
+            reason: reason.into(),
             reviewed_at: format_time(Timestamp::now()),
             nonce: hex::encode(rand::random::<[u8; 16]>()),
         };
@@ -179,8 +209,12 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
             &format_time(Timestamp::now()),
         )?;
         crate::outln!(
-            "  castellan ledger review ({}) --decision accepted: signed as reviewer@demo (namespace {})",
+            "  $ castellan ledger review {} --decision accepted --reason \"{reason}\" --key KEY --ledger {}",
             d.surface_id,
+            ledger_dir.display()
+        )?;
+        crate::outln!(
+            "    signed as reviewer@demo (namespace {}; here an in-memory key)",
             review::NAMESPACE
         )?;
     }
@@ -194,15 +228,35 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         generated_at: &now,
         git_commit: "demo",
     });
+    let report_file = dir.join("acceptance.json");
+    std::fs::write(&report_file, castellan_ledger::to_pretty_json(&report))?;
     crate::outln!(
-        "  castellan ledger acceptance --ledger {}",
-        ledger_dir.display()
+        "  $ castellan ledger acceptance --repo {} --inventory {} --requests {} --ledger {} -o {}",
+        repo.display(),
+        inventory_file.display(),
+        requests_file.display(),
+        ledger_dir.display(),
+        report_file.display()
     )?;
     crate::outln!("    {}", acceptance::summary_line(&report))?;
     crate::outln!(
         "    (acceptance is not runtime approval: every *_authorized and runtime_gate stays false)"
     )?;
     Ok(())
+}
+
+/// A file name for a surface's response: its id with path separators replaced.
+fn response_name(surface_id: &str) -> String {
+    surface_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn found(record: &IntakeRecord) -> String {

@@ -26,7 +26,7 @@ use castellan_ledger::schema::{CANDIDATE_PREFIX, Lane};
 use castellan_ledger::secrets::{Scanner, read_rule_dir};
 use castellan_ledger::store::{Appended, Ledger, REQUESTS_FILE, SIGNERS_FILE};
 use castellan_ledger::{input, inventory, now_utc8, requests, to_pretty_json};
-use castellan_sig::{SignOptions, SignerConfig, sign_file};
+use castellan_sig::SignerConfig;
 use clap::Subcommand;
 use jiff::Timestamp;
 
@@ -81,16 +81,20 @@ pub enum LedgerCommand {
     Review {
         /// The acceptance candidate id (or its surface_id).
         candidate: String,
-        /// accepted or rejected.
-        #[arg(long)]
-        decision: String,
+        /// The decision.
+        #[arg(long, value_enum)]
+        decision: ReviewDecision,
         /// Why, in one line (scanned for secrets before signing).
         #[arg(long)]
         reason: String,
-        /// The reviewer's signing key: a private key file, or a `.pub` whose private half
-        /// is in the ssh-agent.
+        /// The reviewer's signing key: a private key file, or a public key (`.pub`) whose
+        /// private half is in the ssh-agent at SSH_AUTH_SOCK.
+        #[arg(long, short = 'k', alias = "sign-key")]
+        key: PathBuf,
+        /// Sign with the ssh-agent: needs SSH_AUTH_SOCK; for a private key path, its
+        /// `.pub` beside it is used, so the private key file is never read.
         #[arg(long)]
-        sign_key: PathBuf,
+        agent: bool,
         /// The ledger directory.
         #[arg(long)]
         ledger: PathBuf,
@@ -107,21 +111,17 @@ pub enum LedgerCommand {
     /// Write the owner-response acceptance report
     /// (`host_service_owner_response_acceptance_v1`).
     Acceptance {
-        /// The repository root (for git_commit; report paths are relative to it).
-        #[arg(long, default_value = ".")]
-        root: PathBuf,
-        /// The inventory report.
-        #[arg(
-            long,
-            default_value = "docs/security/host-service-config-inventory.snapshot.json"
-        )]
-        inventory_report: PathBuf,
-        /// The owner request report.
-        #[arg(
-            long,
-            default_value = "docs/security/host-service-owner-request-draft.snapshot.json"
-        )]
-        owner_request_report: PathBuf,
+        /// The ops repository (for git_commit, and where the default reports are).
+        #[arg(long, alias = "root", default_value = ".")]
+        repo: PathBuf,
+        /// The inventory report; default
+        /// REPO/docs/security/host-service-config-inventory.snapshot.json.
+        #[arg(long, alias = "inventory-report")]
+        inventory: Option<PathBuf>,
+        /// The owner request report; default
+        /// REPO/docs/security/host-service-owner-request-draft.snapshot.json.
+        #[arg(long, alias = "owner-request-report")]
+        requests: Option<PathBuf>,
         /// Write the report here instead of stdout.
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
@@ -160,8 +160,34 @@ pub enum LedgerCommand {
         /// The reviewer signer configuration; default LEDGER/signers.toml.
         #[arg(long)]
         signers: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
+
+/// A reviewer's decision, as `ledger review --decision` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReviewDecision {
+    /// The owner response is accepted (still not a runtime approval).
+    Accepted,
+    /// The owner response is rejected.
+    Rejected,
+}
+
+impl From<ReviewDecision> for Decision {
+    fn from(d: ReviewDecision) -> Self {
+        match d {
+            ReviewDecision::Accepted => Decision::Accepted,
+            ReviewDecision::Rejected => Decision::Rejected,
+        }
+    }
+}
+
+/// Where `ledger acceptance` looks for the inventory report in the ops repository.
+pub const DEFAULT_INVENTORY: &str = "docs/security/host-service-config-inventory.snapshot.json";
+/// Where `ledger acceptance` looks for the owner request report in the ops repository.
+pub const DEFAULT_REQUESTS: &str = "docs/security/host-service-owner-request-draft.snapshot.json";
 
 /// An input refused: printed, exit 1, nothing recorded.
 #[derive(Debug)]
@@ -209,33 +235,37 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
             candidate,
             decision,
             reason,
-            sign_key,
+            key,
+            agent,
             ledger,
             requests,
             signers,
             rules,
         } => review_cmd(
             &candidate,
-            &decision,
+            decision.into(),
             &reason,
-            &sign_key,
+            &key,
+            agent,
             &ledger,
             requests.as_deref(),
             signers.as_deref(),
             rules.as_deref(),
         ),
         LedgerCommand::Acceptance {
-            root,
-            inventory_report,
-            owner_request_report,
+            repo,
+            inventory,
+            requests,
             output,
             generated_at,
             ledger,
             signers,
         } => acceptance_cmd(
-            &root,
-            &inventory_report,
-            &owner_request_report,
+            &repo,
+            // Given paths are relative to the current directory, as everywhere; only the
+            // defaults live in the ops repository.
+            &inventory.unwrap_or_else(|| repo.join(DEFAULT_INVENTORY)),
+            &requests.unwrap_or_else(|| repo.join(DEFAULT_REQUESTS)),
             output.as_deref(),
             generated_at,
             ledger.as_deref(),
@@ -247,11 +277,18 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
             ledger,
             requests,
             signers,
-        } => show_cmd(&candidate, &ledger, requests.as_deref(), signers.as_deref()),
+            json,
+        } => show_cmd(
+            &candidate,
+            &ledger,
+            requests.as_deref(),
+            signers.as_deref(),
+            json,
+        ),
     };
     match result {
         Err(e) if e.downcast_ref::<Refused>().is_some() => {
-            eprintln!("refused: {e:#}");
+            eprintln!("refused: {}", crate::error_text(&e));
             Ok(ExitCode::from(1))
         }
         other => other,
@@ -510,15 +547,17 @@ fn key_fingerprint(key: &Path) -> Option<String> {
 #[allow(clippy::too_many_arguments)]
 fn review_cmd(
     candidate: &str,
-    decision: &str,
+    decision: Decision,
     reason: &str,
     key: &Path,
+    agent: bool,
     ledger_dir: &Path,
     requests: Option<&Path>,
     signers: Option<&Path>,
     rules: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let decision: Decision = decision.parse()?;
+    // The key is checked before anything else is read or written.
+    let opts = crate::keys::sign_options(key, agent)?;
     let rules = Rules::load(rules)?;
     if !ledger_dir.join(castellan_ledger::store::DB_FILE).exists() {
         bail!(
@@ -572,7 +611,7 @@ fn review_cmd(
     payload.validate().map_err(|e| refuse(e.to_string()))?;
 
     // Re-running the same review is a no-op: same key, response, decision and reason.
-    if let Some(fp) = key_fingerprint(key)
+    if let Some(fp) = key_fingerprint(&opts.key)
         && let Some(prev) = view.reviews.iter().find(|r| {
             r.signer == fp
                 && r.payload.candidate == payload.candidate
@@ -602,9 +641,7 @@ fn review_cmd(
     let bytes = payload.render().into_bytes();
     std::fs::write(&payload_path, &bytes)
         .with_context(|| format!("cannot write {}", payload_path.display()))?;
-    let mut opts = SignOptions::new(key);
-    opts.echo_stderr = true;
-    let sig_path = sign_file(&opts, review::NAMESPACE, &payload_path).context("signing failed")?;
+    let sig_path = crate::keys::sign(&opts, review::NAMESPACE, &payload_path)?;
     let signature =
         std::fs::read(&sig_path).with_context(|| format!("cannot read {}", sig_path.display()))?;
     let stored = StoredReview {
@@ -651,7 +688,7 @@ fn print_state(state: &CandidateState) -> anyhow::Result<()> {
 
 #[allow(clippy::too_many_arguments)]
 fn acceptance_cmd(
-    root: &Path,
+    repo: &Path,
     inventory_report: &Path,
     owner_request_report: &Path,
     output: Option<&Path>,
@@ -659,12 +696,13 @@ fn acceptance_cmd(
     ledger_dir: Option<&Path>,
     signers: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    // Both reports are read as the seed reads them, streaming (castellan_ledger::input).
-    let inventory_path = root.join(inventory_report);
-    let inventory = input::read_inventory(open_report(&inventory_path, "inventory report")?)
+    // Both reports are read as the seed reads them, streaming (castellan_ledger::input);
+    // their paths are relative to the current directory, like every path on the line.
+    let inventory_path = inventory_report;
+    let inventory = input::read_inventory(open_report(inventory_path, "inventory report")?)
         .map_err(|e| anyhow!("{}: {e}", inventory_path.display()))?;
-    let requests_path = root.join(owner_request_report);
-    let requests = open_report(&requests_path, "owner request report")?;
+    let requests_path = owner_request_report;
+    let requests = open_report(requests_path, "owner request report")?;
     let (view, signers) = match ledger_dir {
         None => (None, None),
         Some(dir) => {
@@ -678,7 +716,7 @@ fn acceptance_cmd(
         }
     };
     let generated_at = generated_at.unwrap_or_else(now_utc8);
-    let git_commit = inventory::git_short_sha(root);
+    let git_commit = inventory::git_short_sha(repo);
     let stream = |out: &mut dyn std::io::Write| {
         acceptance::stream_report(
             requests,
@@ -797,6 +835,7 @@ fn show_cmd(
     ledger_dir: &Path,
     requests: Option<&Path>,
     signers: Option<&Path>,
+    json: bool,
 ) -> anyhow::Result<ExitCode> {
     let requests = load_requests(ledger_dir, requests)?;
     let draft = find_draft(&requests, candidate)?;
@@ -804,6 +843,12 @@ fn show_cmd(
     let ledger = Ledger::open_existing(ledger_dir)?;
     let view = LedgerView::load(&ledger, signers.as_ref())?;
     let id = intake::candidate_id(&draft.surface_id);
+    if json {
+        let state = derive_state(draft, Some(&view), signers.as_ref());
+        let doc = show_json(&id, draft, &state, &view);
+        crate::outln!("{}", serde_json::to_string_pretty(&doc)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     crate::outln!("{id}")?;
     crate::outln!(
         "  {} at {} (sha256 {}), write-capable: {}",
@@ -853,4 +898,71 @@ fn show_cmd(
         crate::outln!("  reviewer record #{seq} refused: {why}")?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `ledger show --json` document: the same facts as the text, one object.
+fn show_json(
+    id: &str,
+    draft: &RequestDraft,
+    state: &CandidateState,
+    view: &LedgerView,
+) -> serde_json::Value {
+    let (have, need) = match &state.outcome {
+        review::Outcome::NeedsMore { have, need } => (Some(*have), Some(*need)),
+        _ => (None, None),
+    };
+    let intakes: Vec<serde_json::Value> = view
+        .intakes
+        .iter()
+        .filter(|i| i.record.candidate_id == id)
+        .map(|i| {
+            serde_json::json!({
+                "seq": i.seq,
+                "recorded_at": i.recorded_at,
+                "response_id": i.record.response_id,
+                "lane": i.record.lane,
+                "missing": i.record.supplement,
+            })
+        })
+        .collect();
+    let reviews: Vec<serde_json::Value> = view
+        .reviews
+        .iter()
+        .filter(|r| r.payload.candidate == id)
+        .map(|r| {
+            serde_json::json!({
+                "reviewed_at": r.payload.reviewed_at,
+                "decision": r.payload.decision.as_str(),
+                "signer": r.signer,
+                "principals": r.principals,
+                "response_id": r.payload.response,
+                "reason": r.payload.reason,
+                "record_id": r.payload.record_id(),
+            })
+        })
+        .collect();
+    let refused: Vec<serde_json::Value> = view
+        .refused
+        .iter()
+        .map(|(seq, why)| serde_json::json!({"seq": seq, "reason": why}))
+        .collect();
+    serde_json::json!({
+        "candidate_id": id,
+        "surface": {
+            "surface_id": draft.surface_id,
+            "config_kind": draft.config_kind.to_string(),
+            "repo_source_path": draft.repo_source_path,
+            "repo_sha256": draft.repo_sha256,
+            "write_capable_surface": draft.write_capable_surface,
+        },
+        "status": state.lane.to_string(),
+        "reviewer_outcome": state.reviewer_outcome,
+        "stale": state.stale,
+        "distinct_reviewers": have,
+        "reviewers_needed": need,
+        "runtime_gate": false,
+        "intake_records": intakes,
+        "reviewer_records": reviews,
+        "refused_reviewer_records": refused,
+    })
 }

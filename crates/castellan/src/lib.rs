@@ -24,7 +24,9 @@ macro_rules! outln {
 pub mod audit;
 pub mod demo;
 pub mod demo_ledger;
+pub mod followups;
 pub mod journal;
+pub mod keys;
 pub mod ledger;
 pub mod logging;
 pub mod op;
@@ -40,10 +42,25 @@ use castellan_core::plan;
 use castellan_pve::PveClient;
 use clap::{Parser, Subcommand};
 
-/// castellan: declared state for Proxmox VE guests; benign changes applied automatically,
-/// destructive ones never without an operator's signature.
+/// What `castellan --help` says castellan is.
+const ABOUT: &str = "castellan runs Proxmox VE guests from declared state: reversible changes \
+(power, cores, memory, description, tags) are applied automatically; irreversible ones (destroying \
+a guest) only with an operator's SSH signature.";
+
+const LONG_ABOUT: &str = "castellan runs Proxmox VE guests from declared state.
+
+An agent compares each node with its desired state (desired.toml) and applies the reversible \
+changes itself (power state, cores, memory, description, tags). Irreversible ones, such as \
+destroying a guest, are only reported until an operator signs an op for that exact change with \
+an SSH key (castellan op). Every decision goes to a hash-chained audit log (castellan audit). \
+Host-service changes (compose, systemd, Ansible) first go through an owner-response acceptance \
+ledger (castellan ledger).
+
+Start with `castellan demo`: the whole system on this machine, against a simulated node.";
+
+/// The `castellan` command line.
 #[derive(Debug, Parser)]
-#[command(name = "castellan", version, about, long_about = None)]
+#[command(name = "castellan", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -78,7 +95,7 @@ pub enum Command {
         #[arg(long)]
         once: bool,
         /// With --once: print the report as JSON on stdout.
-        #[arg(long)]
+        #[arg(long, requires = "once")]
         json: bool,
         /// Start even though the data directory shows earlier use and its state
         /// (castellan.db) is gone or replaced. Audited; every op valid from before now is
@@ -135,6 +152,31 @@ impl Command {
     }
 }
 
+/// An error and its causes on one line, each said once. Many library errors already embed
+/// their source in their message (`cannot read {path}: {source}`) and also return it from
+/// `source()`; printing the whole chain would repeat it. A cause is left out when the text
+/// so far already contains it, or when it only restates the cause before it with a prefix
+/// (`Error code 26: file is not a database` after `file is not a database`).
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let text = text.trim();
+        let restates = !last.is_empty() && text.contains(last.as_str());
+        if !text.is_empty() && !out.contains(text) && !restates {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(text);
+        }
+        if !text.is_empty() {
+            last = text.to_owned();
+        }
+    }
+    out
+}
+
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
@@ -157,21 +199,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A plan, with what its actions are expected to lead to.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The plan against the node as observed.
+    pub plan: castellan_core::Plan,
+    /// Actions and notices expected once the plan's own actions are applied.
+    pub followups: Vec<followups::FollowUp>,
+}
+
 /// Observes the node described by `config` and plans against its desired state, as
 /// `castellan plan` shows it. Executes nothing.
-pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<castellan_core::Plan> {
+pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<Planned> {
     let desired = load_desired(&config.desired_file, &config.node)?;
     let client = PveClient::new(config.client.clone()).context("proxmox client")?;
     let backend = Arc::new(PveBackend::new(client, config.node.clone()));
     let actual = observe_node(&backend, &desired, config.tuning.max_parallel)
         .await
         .with_context(|| format!("cannot observe node {}", config.node))?;
-    Ok(plan(&desired, &actual, &config.normalize))
+    let plan = plan(&desired, &actual, &config.normalize);
+    let followups = followups::expected(&desired, &actual, &plan);
+    Ok(Planned { plan, followups })
+}
+
+/// Warns when the node is reached over plain HTTP: the API token would cross the network
+/// unencrypted (`http://` is meant for a local simulator).
+fn warn_if_cleartext(config: &AgentConfig) {
+    if config.client.base_url.scheme() == "http" {
+        tracing::warn!(
+            event = "cleartext_url",
+            url = %config.client.base_url,
+            "the node is reached over plain http: the API token travels unencrypted; use https:// for a real node"
+        );
+    }
 }
 
 async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow::Result<ExitCode> {
     let config = AgentConfig::load(path)?;
-    let p = current_plan(&config).await?;
+    warn_if_cleartext(&config);
+    let Planned { plan: p, followups } = current_plan(&config).await?;
     // Intents recovery holds for an operator (none when the agent never ran here).
     let held = if config
         .data_dir
@@ -187,14 +253,20 @@ async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow:
     };
     if json {
         let mut v = serde_json::to_value(&p)?;
-        if !held.is_empty()
-            && let Some(obj) = v.as_object_mut()
-        {
-            obj.insert("held".into(), serde_json::to_value(&held)?);
+        if let Some(obj) = v.as_object_mut() {
+            if !held.is_empty() {
+                obj.insert("held".into(), serde_json::to_value(&held)?);
+            }
+            if !followups.is_empty() {
+                obj.insert(
+                    "expected_followups".into(),
+                    serde_json::to_value(&followups)?,
+                );
+            }
         }
         crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        crate::out!("{}", render::plan_table(&config.node, &p))?;
+        crate::out!("{}", render::plan_table(&config.node, &p, &followups))?;
         if !held.is_empty() {
             crate::outln!(
                 "\n  Held for an operator (recovery could not tell what became of them; nothing more happens to these guests until resolved):"
@@ -216,6 +288,7 @@ async fn agent_cmd(
     accept_state_loss: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut config = AgentConfig::load(path)?;
+    warn_if_cleartext(&config);
     config.accept_state_loss = accept_state_loss;
     let mode = if once { Mode::Once } else { Mode::Continuous };
     let report = castellan_agent::run(&config, mode, shutdown_signal()).await?;
@@ -229,6 +302,7 @@ async fn agent_cmd(
                 "converged": report.converged(),
                 "applied": report.applied,
                 "failed": report.failed,
+                "node_failed": report.node_failed,
                 "final_plan": report.final_plan,
                 "reasons": report.reasons(),
             }))?

@@ -21,7 +21,7 @@ use castellan_agent::inbox::{FileProblem, Inbox, OfferedOp, read_regular};
 use castellan_core::GuestKind;
 use castellan_core::gate::{Decision, DestructiveAction, SignatureCheck};
 use castellan_core::op::{KNOWN_OPS, MAX_OP_BYTES, MAX_VALIDITY, NAMESPACE, SignedOp, format_time};
-use castellan_sig::{SignOptions, SignerConfig, sign_file};
+use castellan_sig::SignerConfig;
 use clap::Subcommand;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
@@ -434,26 +434,8 @@ fn read_op(path: &Path) -> anyhow::Result<(Vec<u8>, SignedOp)> {
 
 fn sign_cmd(opfile: &Path, key: &Path, agent: bool) -> anyhow::Result<ExitCode> {
     let (bytes, op) = read_op(opfile).context("refusing to sign")?;
-    let mut opts = SignOptions::new(key);
-    opts.echo_stderr = true;
-    if agent {
-        if std::env::var_os("SSH_AUTH_SOCK").is_none_or(|s| s.is_empty()) {
-            bail!("--agent needs a running ssh-agent: SSH_AUTH_SOCK is not set");
-        }
-        if key.extension().is_none_or(|e| e != "pub") {
-            let mut public = key.as_os_str().to_owned();
-            public.push(".pub");
-            let public = PathBuf::from(public);
-            if !public.is_file() {
-                bail!(
-                    "--agent signs with the agent's copy of the key: pass its public key \
-                     ({} not found)",
-                    public.display()
-                );
-            }
-            opts.key = public;
-        }
-    }
+    // The key is checked before anything is printed or written.
+    let opts = crate::keys::sign_options(key, agent).context("refusing to sign")?;
     let now = Timestamp::now();
     eprintln!(
         "signing {}: {} guest {} on host {}, valid until {}, digest sha256:{}",
@@ -470,7 +452,7 @@ fn sign_cmd(opfile: &Path, key: &Path, agent: bool) -> anyhow::Result<ExitCode> 
             format_time(op.not_after)
         );
     }
-    let sig = sign_file(&opts, NAMESPACE, opfile).context("signing failed")?;
+    let sig = crate::keys::sign(&opts, NAMESPACE, opfile)?;
     // The signature covers what ssh-keygen read; make sure that is what was checked.
     let signed_now =
         std::fs::read(opfile).with_context(|| format!("cannot re-read {}", opfile.display()))?;
@@ -481,6 +463,11 @@ fn sign_cmd(opfile: &Path, key: &Path, agent: bool) -> anyhow::Result<ExitCode> 
             opfile.display()
         );
     }
+    eprintln!(
+        "wrote the signature to {}; hand both to the agent with: castellan op submit {} --inbox INBOX",
+        sig.display(),
+        opfile.display()
+    );
     outln!("{}", sig.display())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -621,8 +608,26 @@ fn verify_cmd(
             ExitCode::SUCCESS
         }
         Decision::Rejected { reason, detail } => {
-            lines.push(format!("rejected: {reason}: {detail}"));
-            uncounted(&mut lines);
+            // Where the gate's reason is a signature's own, it is said once, naming the file.
+            let mut why_not = Vec::new();
+            uncounted(&mut why_not);
+            let same = format!(" not counted: {reason}: {detail}");
+            let (theirs, others): (Vec<String>, Vec<String>) =
+                why_not.into_iter().partition(|l| l.ends_with(&same));
+            let files: Vec<&str> = theirs
+                .iter()
+                .filter_map(|l| l.strip_prefix("  signature "))
+                .filter_map(|l| l.strip_suffix(same.as_str()))
+                .collect();
+            if files.is_empty() {
+                lines.push(format!("rejected: {reason}: {detail}"));
+            } else {
+                lines.push(format!(
+                    "rejected: {reason}: {detail} (signature {})",
+                    files.join(", ")
+                ));
+            }
+            lines.extend(others);
             ExitCode::from(1)
         }
         Decision::Allowed => {

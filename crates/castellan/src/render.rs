@@ -5,15 +5,33 @@ use std::fmt::Write as _;
 use castellan_agent::RunReport;
 use castellan_core::plan::{CandidateKind, Plan};
 
-/// The plan as a table, followed by the refused candidates and the notices.
-pub fn plan_table(node: &str, p: &Plan) -> String {
+use crate::followups::FollowUp;
+
+/// The plan as a table, followed by the refused candidates and the notices. `followups`
+/// (see [`crate::followups`]) are listed where they will happen: an expected action right
+/// after the action it follows, an expected notice among the notices.
+pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
     let mut out = String::new();
-    let notices = p.notices.len();
+    let then_actions = followups.iter().filter(|f| f.action.is_some()).count();
+    let then_notices: Vec<&FollowUp> = followups.iter().filter(|f| f.action.is_none()).collect();
+    let actions = p.actions.len() + then_actions;
+    let notices = p.notices.len() + then_notices.len();
+    let following = if then_actions == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({then_actions} expected to follow {})",
+            if then_actions == 1 {
+                "another"
+            } else {
+                "others"
+            }
+        )
+    };
     let _ = writeln!(
         out,
-        "Plan for node {node}: {} action{}, {} candidate{} not acted on, {notices} notice{}",
-        p.actions.len(),
-        plural(p.actions.len()),
+        "Plan for node {node}: {actions} action{}{following}, {} candidate{} not acted on, {notices} notice{}",
+        plural(actions),
         p.candidates.len(),
         plural(p.candidates.len()),
         plural(notices),
@@ -31,7 +49,7 @@ pub fn plan_table(node: &str, p: &Plan) -> String {
             "\n  {:<6} {:<5} {:<11} CHANGE",
             "VMID", "TYPE", "ACTION"
         );
-        for a in &p.actions {
+        for (i, a) in p.actions.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "  {:<6} {:<5} {:<11} {}",
@@ -40,6 +58,22 @@ pub fn plan_table(node: &str, p: &Plan) -> String {
                 a.kind.as_str(),
                 a.reason
             );
+            // A follow-up comes after the guest's last planned action.
+            if p.actions[i + 1..].iter().any(|b| b.vmid == a.vmid) {
+                continue;
+            }
+            for f in followups.iter().filter(|f| f.vmid == a.vmid) {
+                if let Some(kind) = f.action {
+                    let _ = writeln!(
+                        out,
+                        "  {:<6} {:<5} {:<11} {}",
+                        f.vmid,
+                        f.guest.as_str(),
+                        kind.as_str(),
+                        f.reason()
+                    );
+                }
+            }
         }
     }
     if !p.destructive.is_empty() {
@@ -89,10 +123,13 @@ pub fn plan_table(node: &str, p: &Plan) -> String {
             let _ = writeln!(out, "  {:<6} {:<5} {why}", c.vmid, c.guest.as_str());
         }
     }
-    if !p.notices.is_empty() {
+    if notices > 0 {
         let _ = writeln!(out, "\n  Notices:");
         for n in &p.notices {
             let _ = writeln!(out, "  {n}");
+        }
+        for f in &then_notices {
+            let _ = writeln!(out, "  {} (expected)", f.reason());
         }
     }
     out
@@ -101,12 +138,16 @@ pub fn plan_table(node: &str, p: &Plan) -> String {
 /// A `--once` run: what was applied, and whether the node converged.
 pub fn report(node: &str, r: &RunReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Applied {} action{} on {node}:",
-        r.applied.len(),
-        plural(r.applied.len())
-    );
+    if r.applied.is_empty() {
+        let _ = writeln!(out, "No action applied on {node}.");
+    } else {
+        let _ = writeln!(
+            out,
+            "Applied {} action{} on {node}:",
+            r.applied.len(),
+            plural(r.applied.len())
+        );
+    }
     for a in &r.applied {
         let warn = if a.warnings > 0 {
             format!(" ({} warning{})", a.warnings, plural(a.warnings as usize))
@@ -123,7 +164,7 @@ pub fn report(node: &str, r: &RunReport) -> String {
     }
     if let Some(p) = &r.final_plan {
         out.push('\n');
-        out.push_str(&plan_table(node, p));
+        out.push_str(&plan_table(node, p, &[]));
     }
     if r.converged() {
         let _ = writeln!(out, "\nConverged.");

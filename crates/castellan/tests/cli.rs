@@ -455,7 +455,7 @@ fn demo_converges_and_exits_zero() {
     // The host-service ledger: the leaked token is quarantined (its value never printed),
     // the clean response is accepted by the signed reviewer record, no runtime gate opens.
     assert!(
-        stdout.contains("-> quarantine_secret_or_raw_payload: GitHub"),
+        stdout.contains("lane: quarantine_secret_or_raw_payload: GitHub"),
         "{stdout}"
     );
     assert!(!stdout.contains("ghp_"), "{stdout}");

@@ -1,14 +1,14 @@
 //! The embedded schema subset: exactly the paths, methods and parameters pvesim serves.
 //!
 //! Transcribed from pve-docs 9.1.3 `api-viewer/apidata.js` (the same data as
-//! `shared/pve/api-schema-subset.json`), keeping only what validation needs: `type`, `optional`,
+//! `data/api-schema-subset.json`), keeping only what validation needs: `type`, `optional`,
 //! `minimum`, `maximum`, `maxLength`, `minLength`, `pattern`, `enum`, `requires` and string
 //! `format`s. Inline property-string formats are dropped (so those values are only type
 //! checked) except QEMU `memory`'s. A few exotic QEMU options that pvesim does not model
 //! (`hostpci[n]`, `usb[n]`, `args`, `hugepages`, ...) are left out on purpose: only a simulator
 //! started with the full schema file accepts them.
 //!
-//! The test `embedded_matches_shared_schema` checks every entry here against the real schema,
+//! The test `embedded_matches_the_full_schema` checks every entry here against the real schema,
 //! so this copy cannot drift from the API.
 
 use std::sync::OnceLock;

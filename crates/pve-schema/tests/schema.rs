@@ -1,5 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
-//! Validation against the real PVE schema (`shared/pve/api-schema-subset.json`) and the
+//! Validation against the real PVE schema (`data/api-schema-subset.json`) and the
 //! embedded subset's fidelity to it.
 
 use std::collections::BTreeMap;
@@ -7,21 +7,12 @@ use std::path::PathBuf;
 
 use pve_schema::{Format, Schema, embedded};
 
-/// The shared schema, or `None` (test skipped) when it is absent outside CI.
-/// Under `CI=true` a missing schema fails the test.
-fn shared_schema() -> Option<Schema> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/pve/api-schema-subset.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(Schema::from_json_str(&text).expect("shared schema parses")),
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("shared schema {} is required under CI: {e}", path.display());
-            }
-            eprintln!("skipping: shared schema {} not found: {e}", path.display());
-            None
-        }
-    }
+/// The real schema subset, vendored in this crate's `data/`.
+fn full_schema() -> Schema {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/api-schema-subset.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read the schema {}: {e}", path.display()));
+    Schema::from_json_str(&text).expect("the schema parses")
 }
 
 fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -44,8 +35,7 @@ fn err_of(
 }
 
 fn check_error(method: &str, path: &str, p: &[(&str, &str)], param: &str, msg: &str) {
-    for (name, schema) in [("embedded", Some(embedded())), ("shared", shared_schema())] {
-        let Some(schema) = schema else { continue };
+    for (name, schema) in [("embedded", embedded()), ("full", full_schema())] {
         let errs = err_of(&schema, method, path, p);
         assert_eq!(
             errs.get(param).map(String::as_str),
@@ -73,7 +63,8 @@ fn error_additional_property() {
 fn error_missing_required() {
     // No method pvesim serves has a required non-path parameter, so use the real schema's
     // vzdump extractconfig (`volume`) and a minimal hand-made schema.
-    if let Some(schema) = shared_schema() {
+    {
+        let schema = full_schema();
         let errs = err_of(&schema, "GET", "/nodes/pve-01/vzdump/extractconfig", &[]);
         assert_eq!(
             errs.get("volume").map(String::as_str),
@@ -342,8 +333,8 @@ fn indexed_parameters() {
 }
 
 #[test]
-fn nested_formats_with_shared_schema() {
-    let Some(s) = shared_schema() else { return };
+fn nested_formats_with_the_full_schema() {
+    let s = full_schema();
     assert!(
         s.validate(
             "POST",
@@ -394,8 +385,8 @@ fn path_matching_prefers_literals_and_decodes() {
 
 /// Known-good and known-bad requests against the real schema.
 #[test]
-fn table_against_shared_schema() {
-    let Some(s) = shared_schema() else { return };
+fn table_against_the_full_schema() {
+    let s = full_schema();
     let good: &[(&str, &str, &[(&str, &str)])] = &[
         ("GET", "/nodes/pve-01/lxc", &[]),
         ("GET", "/nodes/pve-01/qemu", &[("full", "1")]),
@@ -482,15 +473,13 @@ fn table_against_shared_schema() {
 
 /// Every embedded path/method/parameter exists in the real schema with the same constraints.
 #[test]
-fn embedded_matches_shared_schema() {
-    let Some(shared) = shared_schema() else {
-        return;
-    };
+fn embedded_matches_the_full_schema() {
+    let full = full_schema();
     let emb = embedded();
     let mut checked = 0;
     for (path, methods) in emb.paths() {
         for (method, m) in methods {
-            let real = shared
+            let real = full
                 .method(path, method)
                 .unwrap_or_else(|| panic!("{method} {path} is not in the real schema"));
             assert_eq!(

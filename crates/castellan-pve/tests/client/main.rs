@@ -1,5 +1,5 @@
 //! Integration tests of the client against a scripted fake PVE node (plain HTTP and TLS) and
-//! of its request surface against the shared PVE API schema.
+//! of its request surface against the PVE API schema (`crates/pve-schema/data/`).
 
 #[path = "../common/mod.rs"]
 mod common;

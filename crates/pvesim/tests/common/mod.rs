@@ -62,17 +62,12 @@ pub struct Sim {
     pub client: reqwest::Client,
 }
 
-pub fn shared_schema_path() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/pve/api-schema-subset.json");
-    if p.exists() {
-        return Some(p);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("shared schema {} is required under CI", p.display());
-    }
-    eprintln!("skipping: shared schema {} not found", p.display());
-    None
+/// The full PVE API schema subset, vendored in `crates/pve-schema/data/`.
+pub fn full_schema_path() -> PathBuf {
+    let p =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pve-schema/data/api-schema-subset.json");
+    assert!(p.is_file(), "the pve api schema {} is missing", p.display());
+    p
 }
 
 pub fn config(seed: &str) -> SimConfig {
