@@ -17,7 +17,14 @@ const USAGE: &str = "usage: cargo xtask <test|standalone|bench|setup>
   bench       every benchmark (criterion and the convergence bench), in release mode";
 
 /// System commands the test suite needs, with the Debian package that provides each.
-const SYSTEM_DEPS: &[(&str, &str)] = &[("ssh-keygen", "openssh-client")];
+const SYSTEM_DEPS: &[(&str, &str)] = &[
+    ("ssh-keygen", "openssh-client"),
+    // The ledger's seed-oracle test runs the seed's own Python generator.
+    ("python3", "python3"),
+    // The inbox and state tests make FIFOs and take locks from outside the process.
+    ("mkfifo", "coreutils"),
+    ("flock", "util-linux"),
+];
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

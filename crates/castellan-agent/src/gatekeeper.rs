@@ -963,16 +963,45 @@ impl Gatekeeper {
             .await
             .map_err(DestroyError::InFlight)?;
         // The last look, as close to the DELETE as the API allows.
-        match self.look(backend, a).await {
-            Ok(Look::Proceed(g)) if g.run == ActualRun::Stopped => {}
-            Ok(Look::Proceed(_)) => {
-                return self.not_sent(id, a, "it is running again".to_owned()).await;
-            }
-            Ok(Look::Stale(d)) => return stale(d).await,
-            Ok(Look::Gone) => return self.gone_before_delete(id, a).await,
-            Ok(Look::Busy(why)) => return self.not_sent(id, a, why).await,
-            Err(e) => return self.not_sent(id, a, e).await,
+        if !self.last_look(backend, id, a).await? {
+            return Ok(());
         }
+        self.send_delete(backend, id, a).await
+    }
+
+    /// The last look before the DELETE: `Ok(true)` to send it; `Ok(false)` when the guest
+    /// is gone (the intent is settled); otherwise the intent is rolled back (nothing was
+    /// sent) and the reason returned.
+    async fn last_look<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+    ) -> Result<bool, DestroyError> {
+        match self.look(backend, a).await {
+            Ok(Look::Proceed(g)) if g.run == ActualRun::Stopped => Ok(true),
+            Ok(Look::Proceed(_)) => self
+                .not_sent(id, a, "it is running again".to_owned())
+                .await
+                .map(|()| false),
+            Ok(Look::Stale(d)) => {
+                self.refuse_stale(id, a, &d).await?;
+                Err(DestroyError::Stale(d))
+            }
+            Ok(Look::Gone) => self.gone_before_delete(id, a).await.map(|()| false),
+            Ok(Look::Busy(why)) => self.not_sent(id, a, why).await.map(|()| false),
+            Err(e) => self.not_sent(id, a, e).await.map(|()| false),
+        }
+    }
+
+    /// Sends the DELETE of a journaled, prepared intent, records its task and waits for
+    /// the task's end.
+    async fn send_delete<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+    ) -> Result<(), DestroyError> {
         let task = match backend.dispatch_destroy(a.guest, a.vmid, &a.params).await {
             Ok(t) => t,
             // The request may have reached the node: leave the intent in flight; the
@@ -1405,48 +1434,10 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
-        match self.look(backend, a).await {
-            Ok(Look::Proceed(g)) if g.run == ActualRun::Stopped => {}
-            Ok(Look::Proceed(_)) => {
-                return self.not_sent(id, a, "it is running again".to_owned()).await;
-            }
-            Ok(Look::Stale(d)) => {
-                self.refuse_stale(id, a, &d).await?;
-                return Err(DestroyError::Stale(d));
-            }
-            Ok(Look::Gone) => return self.gone_before_delete(id, a).await,
-            Ok(Look::Busy(why)) => return self.not_sent(id, a, why).await,
-            Err(e) => return Err(DestroyError::InFlight(e)),
+        if !self.last_look(backend, id, a).await? {
+            return Ok(());
         }
-        let task = match backend.dispatch_destroy(a.guest, a.vmid, &a.params).await {
-            Ok(t) => t,
-            Err(e) if e.class == FailureClass::Unknown => {
-                return Err(DestroyError::InFlight(e.message));
-            }
-            Err(e) if e.class == FailureClass::Gone => {
-                return self.gone_before_delete(id, a).await;
-            }
-            Err(e) => {
-                let error = format!("the node refused the destroy: {e}");
-                self.terminal(
-                    id,
-                    Outcome::Failed {
-                        error: error.clone(),
-                    },
-                )
-                .await
-                .map_err(DestroyError::InFlight)?;
-                return Err(DestroyError::Failed(error));
-            }
-        };
-        let now = self.now();
-        let t = task.clone();
-        self.store(move |s| {
-            s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
-        })
-        .await
-        .map_err(DestroyError::InFlight)?;
-        self.finish_task(backend, id, a, &task).await
+        self.send_delete(backend, id, a).await
     }
 
     // ---- inbox housekeeping ----------------------------------------------------------

@@ -37,8 +37,10 @@ use crate::model::{
 use crate::normalize::valid_tag;
 use crate::units::{MIB, parse_size};
 
-/// Longest clean shutdown a guest may be given, in seconds (a day).
-pub const MAX_SHUTDOWN_TIMEOUT: u32 = 86_400;
+/// Longest clean shutdown a guest may be given, in seconds: nine minutes, inside the ten
+/// the agent waits for any task, so a slow shutdown ends as the node ends it rather than
+/// as the agent's wait running out.
+pub const MAX_SHUTDOWN_TIMEOUT: u32 = 540;
 /// Largest `cores` Proxmox VE accepts for a container or a VM.
 pub const MAX_CORES: i64 = 8192;
 /// Smallest `memory` Proxmox VE accepts, in MiB.
@@ -458,7 +460,7 @@ restart = "reboot"
                 force_stop: true
             })
         );
-        for bad in ["0", "-5", "86401"] {
+        for bad in ["0", "-5", "541"] {
             let e = parse_desired(&format!("{doc}shutdown_timeout = {bad}\n"))
                 .err()
                 .map(|e| e.to_string())

@@ -1,6 +1,6 @@
 //! The acceptance report for 10,000 surfaces, and owner-response intake throughput.
 //!
-//! - `acceptance/report_10k`: build the report (and serialise it as the CLI writes it) for
+//! - `acceptance/report_10k`: write the report (streamed, as the CLI writes it) for
 //!   10,000 request drafts, without a ledger;
 //! - `acceptance/report_10k_ledger`: the same with 10,000 intake records (one per surface,
 //!   every lane represented) in the ledger view;
@@ -12,15 +12,15 @@
 
 use std::hint::black_box;
 
-use castellan_ledger::acceptance::{LedgerView, ReportInputs, build_report};
+use castellan_ledger::acceptance::{LedgerView, ReportInputs, write_report};
 use castellan_ledger::intake::analyze;
 use castellan_ledger::model::{
     ConfigKind, INVENTORY_STATUS, InventoryReport, InventorySummary, Surface,
 };
+use castellan_ledger::requests;
 use castellan_ledger::schema::{INVENTORY_SCHEMA, RESPONSE_SCHEMA};
 use castellan_ledger::secrets::FingerprintKey;
 use castellan_ledger::store::StoredIntake;
-use castellan_ledger::{requests, to_pretty_json};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
@@ -130,6 +130,7 @@ fn bench_acceptance(c: &mut Criterion) {
                 2,
             )
             .unwrap(),
+            superseded: None,
         })
         .collect();
     let view = LedgerView::new(intakes, Vec::new(), Vec::new());
@@ -139,15 +140,19 @@ fn bench_acceptance(c: &mut Criterion) {
     for (name, view) in [("report_10k", None), ("report_10k_ledger", Some(&view))] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                let report = build_report(&ReportInputs {
-                    inventory: &inv,
-                    requests: &reqs,
-                    view,
-                    signers: None,
-                    generated_at: "2026-11-22T18:00:00+08:00",
-                    git_commit: "bench",
-                });
-                black_box(to_pretty_json(&report).len())
+                let (out, summary) = write_report(
+                    &ReportInputs {
+                        inventory: &inv,
+                        requests: &reqs,
+                        view,
+                        signers: None,
+                        generated_at: "2026-11-22T18:00:00+08:00",
+                        git_commit: "bench",
+                    },
+                    std::io::sink(),
+                )
+                .unwrap();
+                black_box((out, summary))
             })
         });
     }

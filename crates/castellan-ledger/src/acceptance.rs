@@ -17,10 +17,13 @@
 //! `action_buttons_allowed` stays `false`: acceptance is not runtime approval.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::sync::LazyLock;
 
 use castellan_sig::SignerConfig;
 use serde_json::{Map, Value, json};
 
+use crate::input::{AcceptanceDraft, InputError, PASS_THROUGH_FIELDS, ReportHead, read_requests};
 use crate::intake::{IntakeRecord, Verdict, candidate_id};
 use crate::model::{InventoryReport, RequestDraft, RequestReport};
 use crate::review::{self, Outcome, VerifiedReview};
@@ -212,13 +215,44 @@ pub struct CandidateState {
     pub stale: bool,
 }
 
+/// The surface a candidate is about: what its state depends on besides the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SurfaceRef<'a> {
+    /// `surface_id`.
+    pub surface_id: &'a str,
+    /// `repo_sha256`: the version reviewer records must be bound to.
+    pub repo_sha256: &'a str,
+    /// Whether accepting needs more than one reviewer.
+    pub write_capable_surface: bool,
+}
+
+impl<'a> From<&'a RequestDraft> for SurfaceRef<'a> {
+    fn from(d: &'a RequestDraft) -> Self {
+        Self {
+            surface_id: &d.surface_id,
+            repo_sha256: &d.repo_sha256,
+            write_capable_surface: d.write_capable_surface,
+        }
+    }
+}
+
+impl<'a> From<&'a AcceptanceDraft> for SurfaceRef<'a> {
+    fn from(d: &'a AcceptanceDraft) -> Self {
+        Self {
+            surface_id: &d.surface_id,
+            repo_sha256: &d.repo_sha256,
+            write_capable_surface: d.write_capable_surface,
+        }
+    }
+}
+
 /// Derives a candidate's state from the records.
-pub fn derive_state(
-    draft: &RequestDraft,
+pub fn derive_state<'a>(
+    surface: impl Into<SurfaceRef<'a>>,
     view: Option<&LedgerView>,
     signers: Option<&SignerConfig>,
 ) -> CandidateState {
-    let id = candidate_id(&draft.surface_id);
+    let surface = surface.into();
     let waiting = CandidateState {
         lane: Lane::WaitingOwnerResponse,
         reviewer_outcome: "waiting_owner_response",
@@ -227,11 +261,12 @@ pub fn derive_state(
         stale: false,
     };
     let Some(view) = view else { return waiting };
+    let id = candidate_id(surface.surface_id);
     let Some(latest) = view.latest(&id).map(|i| i.record.clone()) else {
         return waiting;
     };
     let lane = latest.lane().unwrap_or(Lane::RequestSupplement);
-    if latest.surface_sha256 != draft.repo_sha256 {
+    if latest.surface_sha256 != surface.repo_sha256 {
         return CandidateState {
             lane: Lane::RequestSupplement,
             reviewer_outcome: "surface_changed_since_response",
@@ -244,11 +279,11 @@ pub fn derive_state(
         .reviews_of(&id)
         .filter(|r| {
             r.payload.response == latest.response_id
-                && r.payload.surface_sha256 == draft.repo_sha256
+                && r.payload.surface_sha256 == surface.repo_sha256
         })
         .cloned()
         .collect();
-    let need = review::reviewers_needed(signers, draft.write_capable_surface);
+    let need = review::reviewers_needed(signers, surface.write_capable_surface);
     let mut outcome = review::combine(&bound, need);
     if matches!(
         outcome,
@@ -274,69 +309,6 @@ pub fn derive_state(
         outcome,
         stale: false,
     }
-}
-
-/// The candidate document for `draft` in state `state`.
-pub fn candidate(draft: &RequestDraft, state: &CandidateState) -> Value {
-    let surface_id = &draft.surface_id;
-    let mut required: Vec<Value> = draft
-        .required_owner_fields
-        .iter()
-        .map(|f| json!(f))
-        .collect();
-    required.extend(INCIDENT_OWNER_RESPONSE_FIELDS.iter().map(|f| json!(f)));
-    let mut c = json!({
-        "acceptance_candidate_id": candidate_id(surface_id),
-        "status": state.lane.id(),
-        "request_id": draft.request_id,
-        "surface_id": surface_id,
-        "label": draft.label,
-        "expected_host_scope": draft.expected_host_scope,
-        "config_kind": draft.config_kind,
-        "service_scope": draft.service_scope,
-        "control_tier": draft.control_tier,
-        "repo_source_path": draft.repo_source_path,
-        "repo_sha256": draft.repo_sha256,
-        "source_line_count": draft.source_line_count,
-        "write_capable_surface": draft.write_capable_surface,
-        "requires_live_evidence": draft.requires_live_evidence,
-        "owner_response_ref": null,
-        "owner_role_or_team": PENDING,
-        "decision": PENDING,
-        "decision_reason": PENDING,
-        "affected_scope": PENDING,
-        "redacted_evidence_refs": [],
-        "live_config_hash_ref": null,
-        "maintenance_window": PENDING,
-        "restart_window": PENDING,
-        "rollback_owner": PENDING,
-        "post_check_plan": PENDING,
-        "disable_switch": PENDING,
-        "config_source_of_truth_ref": null,
-        "service_dependency_map_ref": null,
-        "port_binding_inventory_ref": null,
-        "cold_start_sequence_ref": null,
-        "incident_recovery_evidence_ref": null,
-        "daemon_runner_contention_ref": null,
-        "reviewer_outcome": state.reviewer_outcome,
-        "followup_owner": PENDING,
-        "acceptance_fields": &ACCEPTANCE_FIELDS[..],
-        "required_owner_fields": required,
-        "reviewer_checks": REVIEWER_CHECKS.iter().map(|c| c.check_id).collect::<Vec<_>>(),
-        "outcome_lanes": OUTCOME_LANES.iter().map(|l| l.lane_id).collect::<Vec<_>>(),
-        "blocked_actions": &BLOCKED_ACTIONS[..],
-        "not_approval": true,
-    });
-    let Value::Object(map) = &mut c else {
-        return c;
-    };
-    if let Some(latest) = &state.latest {
-        fill_from_record(map, latest);
-    }
-    for (k, v) in flags(state) {
-        map.insert(k.to_owned(), Value::Bool(v));
-    }
-    c
 }
 
 /// A candidate's counted flags (transitions from the records; authorisations always false).
@@ -377,21 +349,440 @@ pub fn flags(state: &CandidateState) -> BTreeMap<&'static str, bool> {
     flags
 }
 
-fn fill_from_record(map: &mut Map<String, Value>, rec: &IntakeRecord) {
-    map.insert("owner_response_ref".into(), json!(rec.response_id));
-    if rec.response.is_none() {
-        return; // quarantined: nothing of the response is shown
+// ---- writing the report ------------------------------------------------------------------
+//
+// The report is written as it is made, candidate by candidate, in exactly the bytes
+// `serde_json::to_string_pretty` gives for the whole document (sorted keys, 2-space
+// indentation): `acceptance_candidates` sorts first among the top-level keys, so every
+// candidate can be written before the counters that follow it are known. A candidate's
+// keys, and the value of each key that is the same for every candidate, are worked out
+// once ([`Template`]); per candidate only its own values are serialised.
+
+/// The candidate every draft starts as: the seed's defaults, with every flag `false`.
+/// Per-candidate values are filled in by [`Template`]'s dynamic slots.
+fn default_candidate() -> Map<String, Value> {
+    let mut c = json!({
+        "acceptance_candidate_id": null,
+        "status": null,
+        "request_id": null,
+        "surface_id": null,
+        "repo_sha256": null,
+        "write_capable_surface": false,
+        "requires_live_evidence": false,
+        "owner_response_ref": null,
+        "owner_role_or_team": PENDING,
+        "decision": PENDING,
+        "decision_reason": PENDING,
+        "affected_scope": PENDING,
+        "redacted_evidence_refs": [],
+        "live_config_hash_ref": null,
+        "maintenance_window": PENDING,
+        "restart_window": PENDING,
+        "rollback_owner": PENDING,
+        "post_check_plan": PENDING,
+        "disable_switch": PENDING,
+        "config_source_of_truth_ref": null,
+        "service_dependency_map_ref": null,
+        "port_binding_inventory_ref": null,
+        "cold_start_sequence_ref": null,
+        "incident_recovery_evidence_ref": null,
+        "daemon_runner_contention_ref": null,
+        "reviewer_outcome": null,
+        "followup_owner": PENDING,
+        "acceptance_fields": &ACCEPTANCE_FIELDS[..],
+        "required_owner_fields": [],
+        "reviewer_checks": REVIEWER_CHECKS.iter().map(|c| c.check_id).collect::<Vec<_>>(),
+        "outcome_lanes": OUTCOME_LANES.iter().map(|l| l.lane_id).collect::<Vec<_>>(),
+        "blocked_actions": &BLOCKED_ACTIONS[..],
+        "not_approval": true,
+    });
+    let Value::Object(map) = &mut c else {
+        return Map::new();
+    };
+    for field in PASS_THROUGH_FIELDS {
+        map.insert(field.to_owned(), Value::Null);
     }
-    for f in OWNER_FIELDS {
-        if f == "redacted_evidence_refs" {
-            map.insert(f.into(), json!(rec.evidence_refs()));
-        } else if let Some(text) = rec.field_text(f) {
-            map.insert(f.to_owned(), json!(text));
+    for flag in counted_flags() {
+        map.insert(flag.to_owned(), Value::Bool(false));
+    }
+    std::mem::take(map)
+}
+
+/// A per-candidate value.
+#[derive(Debug, Clone, Copy)]
+enum Field {
+    CandidateId,
+    Status,
+    RequestId,
+    SurfaceId,
+    RepoSha256,
+    WriteCapable,
+    RequiresLiveEvidence,
+    PassThrough(usize),
+    OwnerResponseRef,
+    /// An owner field: the response's value, or the default.
+    Owner(&'static str),
+    ReviewerOutcome,
+    RequiredOwnerFields,
+    /// A transition flag: from the records, `false` without any.
+    Flag(&'static str),
+}
+
+impl Field {
+    fn of(key: &str) -> Option<Field> {
+        let owner = OWNER_FIELDS.iter().find(|f| **f == key);
+        let flag = TRANSITION_FLAGS.iter().find(|f| **f == key);
+        let pass = PASS_THROUGH_FIELDS.iter().position(|f| *f == key);
+        Some(match key {
+            "acceptance_candidate_id" => Field::CandidateId,
+            "status" => Field::Status,
+            "request_id" => Field::RequestId,
+            "surface_id" => Field::SurfaceId,
+            "repo_sha256" => Field::RepoSha256,
+            "write_capable_surface" => Field::WriteCapable,
+            "requires_live_evidence" => Field::RequiresLiveEvidence,
+            "owner_response_ref" => Field::OwnerResponseRef,
+            "reviewer_outcome" => Field::ReviewerOutcome,
+            "required_owner_fields" => Field::RequiredOwnerFields,
+            _ => match (owner, flag, pass) {
+                (Some(f), _, _) => Field::Owner(f),
+                (_, Some(f), _) => Field::Flag(f),
+                (_, _, Some(i)) => Field::PassThrough(i),
+                _ => return None,
+            },
+        })
+    }
+}
+
+/// One key of a candidate, in sorted order.
+#[derive(Debug)]
+struct Slot {
+    /// `      "key": ` — or, for a constant, the whole `"key": value`.
+    text: Vec<u8>,
+    /// `None`: `text` is complete. `Some`: the value comes from the candidate, with
+    /// `default` written when it has none of its own.
+    field: Option<(Field, Vec<u8>)>,
+}
+
+/// Indentation of a candidate's keys.
+const CANDIDATE_INDENT: usize = 6;
+
+/// The candidate keys in order, rendered once.
+#[derive(Debug)]
+struct Template {
+    slots: Vec<Slot>,
+}
+
+static TEMPLATE: LazyLock<Template> = LazyLock::new(|| {
+    let slots = default_candidate()
+        .into_iter()
+        .map(|(key, default)| {
+            let mut text = Vec::new();
+            text.resize(CANDIDATE_INDENT, b' ');
+            write_json(&mut text, &Value::String(key.clone()), 0);
+            text.extend_from_slice(b": ");
+            match Field::of(&key) {
+                Some(field) => {
+                    let mut d = Vec::new();
+                    write_json(&mut d, &default, CANDIDATE_INDENT);
+                    Slot {
+                        text,
+                        field: Some((field, d)),
+                    }
+                }
+                None => {
+                    write_json(&mut text, &default, CANDIDATE_INDENT);
+                    Slot { text, field: None }
+                }
+            }
+        })
+        .collect();
+    Template { slots }
+});
+
+/// Writes `v` as `serde_json::to_string_pretty` would at `indent` spaces of nesting.
+fn write_json(out: &mut Vec<u8>, v: &Value, indent: usize) {
+    match v {
+        Value::Array(a) if !a.is_empty() => pretty_nested(out, v, indent),
+        Value::Object(o) if !o.is_empty() => pretty_nested(out, v, indent),
+        // Scalars, `[]` and `{}` are the same compact or pretty; writing to a Vec cannot
+        // fail and a Value always serialises.
+        _ => {
+            let _ = serde_json::to_writer(&mut *out, v);
         }
     }
 }
 
-/// Inputs of [`build_report`].
+fn pretty_nested(out: &mut Vec<u8>, v: &Value, indent: usize) {
+    let text = serde_json::to_string_pretty(v).unwrap_or_default();
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+            out.resize(out.len() + indent, b' ');
+        }
+        out.extend_from_slice(line.as_bytes());
+    }
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The figures the one-line summary prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReportSummary {
+    /// `acceptance_candidate_count`.
+    pub candidates: usize,
+    /// `write_capable_acceptance_candidate_count`.
+    pub write_capable: usize,
+    /// `owner_response_accepted_count`.
+    pub accepted: usize,
+    /// `runtime_gate_count`.
+    pub runtime_gate: usize,
+}
+
+impl ReportSummary {
+    /// The one-line summary the seed prints on stderr.
+    pub fn line(&self) -> String {
+        format!(
+            "HOST_SERVICE_OWNER_RESPONSE_ACCEPTANCE_OK candidates={} write_capable={} checks={} lanes={} accepted={} runtime_gate={}",
+            self.candidates,
+            self.write_capable,
+            REVIEWER_CHECKS.len(),
+            OUTCOME_LANES.len(),
+            self.accepted,
+            self.runtime_gate,
+        )
+    }
+}
+
+/// The top-level values that come from outside the candidates.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportTail<'a> {
+    /// The inventory report's `schema_version` and `status`.
+    pub inventory: &'a ReportHead,
+    /// The owner request report's `schema_version` and `status`.
+    pub requests: &'a ReportHead,
+    /// `generated_at`.
+    pub generated_at: &'a str,
+    /// `git_commit`.
+    pub git_commit: &'a str,
+}
+
+/// Writes the report to `out` as candidates are given to it.
+#[derive(Debug)]
+pub struct ReportWriter<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+    candidates: usize,
+    write_capable: usize,
+    live_evidence: usize,
+    required_owner_fields: Option<usize>,
+    counts: BTreeMap<&'static str, usize>,
+}
+
+impl<W: Write> ReportWriter<W> {
+    /// Starts the report.
+    pub fn new(mut out: W) -> std::io::Result<Self> {
+        out.write_all(b"{\n  \"acceptance_candidates\": [")?;
+        Ok(Self {
+            out,
+            buf: Vec::with_capacity(8192),
+            candidates: 0,
+            write_capable: 0,
+            live_evidence: 0,
+            required_owner_fields: None,
+            counts: BTreeMap::new(),
+        })
+    }
+
+    /// Writes the next candidate.
+    pub fn candidate(
+        &mut self,
+        draft: &AcceptanceDraft,
+        state: &CandidateState,
+    ) -> std::io::Result<()> {
+        let flags = state.latest.as_ref().map(|_| flags(state));
+        if let Some(flags) = &flags {
+            for (flag, on) in flags {
+                *self.counts.entry(flag).or_default() += usize::from(*on);
+            }
+        }
+        let required = draft.required_owner_fields.len() + INCIDENT_OWNER_RESPONSE_FIELDS.len();
+        self.required_owner_fields.get_or_insert(required);
+        self.candidates += 1;
+        self.write_capable += usize::from(draft.write_capable_surface);
+        self.live_evidence += usize::from(draft.requires_live_evidence);
+
+        let buf = &mut self.buf;
+        buf.clear();
+        buf.extend_from_slice(if self.candidates == 1 {
+            b"\n    {\n"
+        } else {
+            b",\n    {\n"
+        });
+        for (i, slot) in TEMPLATE.slots.iter().enumerate() {
+            if i > 0 {
+                buf.extend_from_slice(b",\n");
+            }
+            buf.extend_from_slice(&slot.text);
+            if let Some((field, default)) = &slot.field
+                && !write_field(buf, *field, draft, state, flags.as_ref())
+            {
+                buf.extend_from_slice(default);
+            }
+        }
+        buf.extend_from_slice(b"\n    }");
+        self.out.write_all(buf)
+    }
+
+    /// Writes everything after the candidates and returns the output and the summary.
+    pub fn finish(mut self, tail: &ReportTail<'_>) -> std::io::Result<(W, ReportSummary)> {
+        self.out
+            .write_all(if self.candidates == 0 { b"]" } else { b"\n  ]" })?;
+        let count = |flag: &str| self.counts.get(flag).copied().unwrap_or(0);
+        let mut summary = json!({
+            "source_owner_request_count": self.candidates,
+            "acceptance_candidate_count": self.candidates,
+            "write_capable_acceptance_candidate_count": self.write_capable,
+            "live_evidence_required_candidate_count": self.live_evidence,
+            "acceptance_field_count": ACCEPTANCE_FIELDS.len(),
+            "required_owner_field_count": self.required_owner_fields.unwrap_or(0),
+            "reviewer_check_count": REVIEWER_CHECKS.len(),
+            "outcome_lane_count": OUTCOME_LANES.len(),
+            "blocked_action_count": BLOCKED_ACTIONS.len(),
+        });
+        if let Value::Object(map) = &mut summary {
+            for flag in counted_flags() {
+                let key = if flag == "action_buttons_allowed" {
+                    "action_button_count".to_owned()
+                } else {
+                    format!("{flag}_count")
+                };
+                map.insert(key, json!(count(flag)));
+            }
+        }
+        let any_accepted = count("owner_response_accepted") > 0;
+        let rest = json!({
+            "schema_version": ACCEPTANCE_SCHEMA,
+            "generated_at": tail.generated_at,
+            "git_commit": tail.git_commit,
+            "source_inventory_schema_version": tail.inventory.schema_version,
+            "source_inventory_status": tail.inventory.status,
+            "source_owner_request_schema_version": tail.requests.schema_version,
+            "source_owner_request_status": tail.requests.status,
+            "status": ACCEPTANCE_STATUS,
+            "summary": summary,
+            "execution_boundaries": {
+                "request_dispatch_authorized": false,
+                "owner_response_accepted": any_accepted,
+                "live_host_read_authorized": false,
+                "host_write_authorized": false,
+                "ssh_read_authorized": false,
+                "ssh_write_authorized": false,
+                "docker_compose_action_authorized": false,
+                "systemctl_action_authorized": false,
+                "repair_bot_execution_authorized": false,
+                "ansible_apply_authorized": false,
+                "sudo_action_authorized": false,
+                "secret_value_collection_allowed": false,
+                "active_scan_authorized": false,
+                "runtime_execution_authorized": false,
+                "action_buttons_allowed": false,
+                "not_authorization": true,
+            },
+            "acceptance_fields": &ACCEPTANCE_FIELDS[..],
+            "reviewer_checks": REVIEWER_CHECKS.iter().map(|c| json!({"check_id": c.check_id, "instruction": c.instruction})).collect::<Vec<_>>(),
+            "outcome_lanes": OUTCOME_LANES.iter().map(|l| json!({"lane_id": l.lane_id, "meaning": l.meaning})).collect::<Vec<_>>(),
+            "blocked_actions": &BLOCKED_ACTIONS[..],
+            "next_steps": &NEXT_STEPS[..],
+        });
+        let mut buf = Vec::new();
+        if let Value::Object(map) = &rest {
+            // Every one of these keys sorts after `acceptance_candidates`.
+            for (key, value) in map {
+                buf.extend_from_slice(b",\n  ");
+                write_str(&mut buf, key);
+                buf.extend_from_slice(b": ");
+                write_json(&mut buf, value, 2);
+            }
+        }
+        buf.extend_from_slice(b"\n}\n");
+        self.out.write_all(&buf)?;
+        self.out.flush()?;
+        let summary = ReportSummary {
+            candidates: self.candidates,
+            write_capable: self.write_capable,
+            accepted: count("owner_response_accepted"),
+            runtime_gate: count("runtime_gate"),
+        };
+        Ok((self.out, summary))
+    }
+}
+
+/// Writes `field`'s value for this candidate; `false` when it has none of its own (the
+/// template's default is written instead).
+fn write_field(
+    buf: &mut Vec<u8>,
+    field: Field,
+    draft: &AcceptanceDraft,
+    state: &CandidateState,
+    flags: Option<&BTreeMap<&'static str, bool>>,
+) -> bool {
+    let response = state.latest.as_ref().filter(|r| r.response.is_some());
+    match field {
+        Field::CandidateId => write_str(buf, &candidate_id(&draft.surface_id)),
+        Field::Status => write_str(buf, state.lane.id()),
+        Field::RequestId => write_str(buf, &draft.request_id),
+        Field::SurfaceId => write_str(buf, &draft.surface_id),
+        Field::RepoSha256 => write_str(buf, &draft.repo_sha256),
+        Field::WriteCapable => buf.extend_from_slice(bool_text(draft.write_capable_surface)),
+        Field::RequiresLiveEvidence => {
+            buf.extend_from_slice(bool_text(draft.requires_live_evidence));
+        }
+        Field::PassThrough(i) => match draft.pass_through.get(i) {
+            Some(v) => write_json(buf, v, CANDIDATE_INDENT),
+            None => return false,
+        },
+        Field::OwnerResponseRef => match &state.latest {
+            Some(rec) => write_str(buf, &rec.response_id),
+            None => return false,
+        },
+        Field::Owner("redacted_evidence_refs") => match response {
+            Some(rec) => {
+                let refs = Value::from(rec.evidence_refs());
+                write_json(buf, &refs, CANDIDATE_INDENT);
+            }
+            None => return false,
+        },
+        Field::Owner(f) => match response.and_then(|rec| rec.field_text(f)) {
+            Some(text) => write_str(buf, &text),
+            None => return false,
+        },
+        Field::ReviewerOutcome => write_str(buf, state.reviewer_outcome),
+        Field::RequiredOwnerFields => {
+            let mut all = draft.required_owner_fields.clone();
+            all.extend(
+                INCIDENT_OWNER_RESPONSE_FIELDS
+                    .iter()
+                    .map(|f| Value::String((*f).to_owned())),
+            );
+            write_json(buf, &Value::Array(all), CANDIDATE_INDENT);
+        }
+        Field::Flag(f) => match flags.and_then(|m| m.get(f)) {
+            Some(on) => buf.extend_from_slice(bool_text(*on)),
+            None => return false,
+        },
+    }
+    true
+}
+
+fn bool_text(b: bool) -> &'static [u8] {
+    if b { b"true" } else { b"false" }
+}
+
+/// Inputs of [`write_report`] and [`build_report`], held in memory.
 #[derive(Debug)]
 pub struct ReportInputs<'a> {
     /// The inventory report.
@@ -408,104 +799,75 @@ pub struct ReportInputs<'a> {
     pub git_commit: &'a str,
 }
 
-/// Builds the report.
-pub fn build_report(inputs: &ReportInputs<'_>) -> Value {
-    let drafts = &inputs.requests.request_drafts;
-    let states: Vec<CandidateState> = drafts
-        .iter()
-        .map(|d| derive_state(d, inputs.view, inputs.signers))
-        .collect();
-    let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for st in &states {
-        for (flag, on) in flags(st) {
-            *counts.entry(flag).or_default() += usize::from(on);
-        }
+/// Writes the report for in-memory inputs.
+pub fn write_report<W: Write>(
+    inputs: &ReportInputs<'_>,
+    out: W,
+) -> std::io::Result<(W, ReportSummary)> {
+    let mut w = ReportWriter::new(out)?;
+    for d in &inputs.requests.request_drafts {
+        let draft = AcceptanceDraft::from(d);
+        let state = derive_state(&draft, inputs.view, inputs.signers);
+        w.candidate(&draft, &state)?;
     }
-    let candidates: Vec<Value> = drafts
-        .iter()
-        .zip(&states)
-        .map(|(d, st)| candidate(d, st))
-        .collect();
-    let count = |flag: &str| counts.get(flag).copied().unwrap_or(0);
-    let surfaces = |f: fn(&RequestDraft) -> bool| drafts.iter().filter(|d| f(d)).count();
-    let mut summary = json!({
-        "source_owner_request_count": drafts.len(),
-        "acceptance_candidate_count": candidates.len(),
-        "write_capable_acceptance_candidate_count": surfaces(|d| d.write_capable_surface),
-        "live_evidence_required_candidate_count": surfaces(|d| d.requires_live_evidence),
-        "acceptance_field_count": ACCEPTANCE_FIELDS.len(),
-        "required_owner_field_count": candidates.first()
-            .and_then(|c| c.get("required_owner_fields"))
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len),
-        "reviewer_check_count": REVIEWER_CHECKS.len(),
-        "outcome_lane_count": OUTCOME_LANES.len(),
-        "blocked_action_count": BLOCKED_ACTIONS.len(),
-    });
-    if let Value::Object(map) = &mut summary {
-        for flag in counted_flags() {
-            let key = if flag == "action_buttons_allowed" {
-                "action_button_count".to_owned()
-            } else {
-                format!("{flag}_count")
-            };
-            map.insert(key, json!(count(flag)));
-        }
-    }
-    let any_accepted = count("owner_response_accepted") > 0;
-    json!({
-        "schema_version": ACCEPTANCE_SCHEMA,
-        "generated_at": inputs.generated_at,
-        "git_commit": inputs.git_commit,
-        "source_inventory_schema_version": inputs.inventory.schema_version,
-        "source_inventory_status": inputs.inventory.status,
-        "source_owner_request_schema_version": inputs.requests.schema_version,
-        "source_owner_request_status": inputs.requests.status,
-        "status": ACCEPTANCE_STATUS,
-        "summary": summary,
-        "execution_boundaries": {
-            "request_dispatch_authorized": false,
-            "owner_response_accepted": any_accepted,
-            "live_host_read_authorized": false,
-            "host_write_authorized": false,
-            "ssh_read_authorized": false,
-            "ssh_write_authorized": false,
-            "docker_compose_action_authorized": false,
-            "systemctl_action_authorized": false,
-            "repair_bot_execution_authorized": false,
-            "ansible_apply_authorized": false,
-            "sudo_action_authorized": false,
-            "secret_value_collection_allowed": false,
-            "active_scan_authorized": false,
-            "runtime_execution_authorized": false,
-            "action_buttons_allowed": false,
-            "not_authorization": true,
-        },
-        "acceptance_fields": &ACCEPTANCE_FIELDS[..],
-        "reviewer_checks": REVIEWER_CHECKS.iter().map(|c| json!({"check_id": c.check_id, "instruction": c.instruction})).collect::<Vec<_>>(),
-        "outcome_lanes": OUTCOME_LANES.iter().map(|l| json!({"lane_id": l.lane_id, "meaning": l.meaning})).collect::<Vec<_>>(),
-        "blocked_actions": &BLOCKED_ACTIONS[..],
-        "acceptance_candidates": candidates,
-        "next_steps": &NEXT_STEPS[..],
+    w.finish(&ReportTail {
+        inventory: &ReportHead::from(inputs.inventory),
+        requests: &ReportHead::from(inputs.requests),
+        generated_at: inputs.generated_at,
+        git_commit: inputs.git_commit,
     })
 }
 
-/// The one-line summary the seed prints on stderr.
+/// The report for in-memory inputs, as a JSON value (for tests and small reports; the CLI
+/// streams with [`stream_report`]).
+pub fn build_report(inputs: &ReportInputs<'_>) -> Value {
+    write_report(inputs, Vec::new())
+        .ok()
+        .and_then(|(bytes, _)| serde_json::from_slice(&bytes).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Writes the report while reading the owner request report from `requests`, one draft at
+/// a time: memory stays flat however many surfaces there are. On an error the output
+/// holds a partial report; the caller discards it.
+pub fn stream_report<R: Read, W: Write>(
+    requests: R,
+    inventory: &ReportHead,
+    view: Option<&LedgerView>,
+    signers: Option<&SignerConfig>,
+    generated_at: &str,
+    git_commit: &str,
+    out: W,
+) -> Result<(W, ReportSummary), InputError> {
+    let mut w = ReportWriter::new(out).map_err(InputError::Consumer)?;
+    let head = read_requests(requests, &mut |draft| {
+        let state = derive_state(&draft, view, signers);
+        w.candidate(&draft, &state)
+    })?;
+    w.finish(&ReportTail {
+        inventory,
+        requests: &head,
+        generated_at,
+        git_commit,
+    })
+    .map_err(InputError::Consumer)
+}
+
+/// The one-line summary the seed prints on stderr, from a report document.
 pub fn summary_line(report: &Value) -> String {
     let s = |k: &str| {
         report
             .get("summary")
             .and_then(|m| m.get(k))
             .and_then(Value::as_u64)
+            .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(0)
     };
-    format!(
-        "HOST_SERVICE_OWNER_RESPONSE_ACCEPTANCE_OK candidates={} write_capable={} checks={} lanes={} accepted={} runtime_gate={}",
-        s("acceptance_candidate_count"),
-        s("write_capable_acceptance_candidate_count"),
-        s("reviewer_check_count"),
-        s("outcome_lane_count"),
-        s("owner_response_accepted_count"),
-        s("runtime_gate_count"),
-    )
+    ReportSummary {
+        candidates: s("acceptance_candidate_count"),
+        write_capable: s("write_capable_acceptance_candidate_count"),
+        accepted: s("owner_response_accepted_count"),
+        runtime_gate: s("runtime_gate_count"),
+    }
+    .line()
 }

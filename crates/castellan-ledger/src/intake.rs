@@ -217,6 +217,17 @@ impl IntakeRecord {
         Some(render_text(v))
     }
 
+    /// This record without anything of the response: no response, no excerpts. What a
+    /// quarantined record keeps, and what a record superseded by a quarantine is reduced to.
+    pub fn scrubbed(&self) -> IntakeRecord {
+        let mut r = self.clone();
+        r.response = None;
+        for e in &mut r.execution_requests {
+            e.excerpt = None;
+        }
+        r
+    }
+
     /// The evidence references of the stored response, as strings.
     pub fn evidence_refs(&self) -> Vec<String> {
         let Some(v) = self
@@ -306,16 +317,9 @@ pub fn analyze_with(
     let mut execution = Vec::new();
     let mut incidents = Vec::new();
     for s in &strings {
-        scanner.scan(s.text, &s.location, &mut found);
+        quarantine_scan(scanner, s, &mut found, &mut raw_payloads);
         if s.is_key {
             continue;
-        }
-        if let Some(label) = detect::raw_payload(s.text) {
-            raw_payloads.push(Located {
-                location: s.location.clone(),
-                label: label.to_owned(),
-                excerpt: None,
-            });
         }
         for (action, excerpt) in execution_requests(s.text) {
             execution.push(Located {
@@ -397,6 +401,99 @@ pub fn analyze_with(
             Some(value.clone())
         },
     })
+}
+
+/// What quarantines a response, for one string of it: secrets (in keys too) and, in
+/// values, pasted raw configuration.
+fn quarantine_scan(
+    scanner: &Scanner,
+    s: &Str<'_>,
+    found: &mut Vec<Finding>,
+    raw_payloads: &mut Vec<Located>,
+) {
+    scanner.scan(s.text, &s.location, found);
+    if s.is_key {
+        return;
+    }
+    if let Some(label) = detect::raw_payload(s.text) {
+        raw_payloads.push(Located {
+            location: s.location.clone(),
+            label: label.to_owned(),
+            excerpt: None,
+        });
+    }
+}
+
+/// The `secret_value_absent` check for these findings.
+fn secret_check(findings: &[RedactedFinding]) -> CheckResult {
+    if findings.is_empty() {
+        return check(
+            "secret_value_absent",
+            Verdict::Pass,
+            "no secret found in any field, key or decoded payload",
+        );
+    }
+    let locs: BTreeSet<String> = findings
+        .iter()
+        .map(|f| format!("{} at {}", f.rule_name, f.location))
+        .collect();
+    check(
+        "secret_value_absent",
+        Verdict::Fail,
+        format!(
+            "{} secret(s) found, only fingerprints kept: {}",
+            findings.len(),
+            locs.into_iter().collect::<Vec<_>>().join("; ")
+        ),
+    )
+}
+
+/// Scans a stored record's response again with `scanner` (the current rules) for what
+/// quarantines a response. When something is found now, returns the record that
+/// supersedes it: the same response id, candidate and surface, in
+/// `quarantine_secret_or_raw_payload`, with the findings redacted under `key` and
+/// without the response ([`IntakeRecord::scrubbed`]). `None` when nothing is found, or
+/// when the record keeps no response (it is already quarantined).
+pub fn rescan(
+    scanner: &Scanner,
+    record: &IntakeRecord,
+    key: &FingerprintKey,
+) -> Option<IntakeRecord> {
+    let value = record.response.as_ref()?;
+    let mut strings = Vec::new();
+    walk(scanner, value, "$".to_owned(), &mut strings);
+    let mut found = Vec::new();
+    let mut raw_payloads = Vec::new();
+    for s in &strings {
+        quarantine_scan(scanner, s, &mut found, &mut raw_payloads);
+    }
+    if found.is_empty() && raw_payloads.is_empty() {
+        return None;
+    }
+    let mut superseding = record.scrubbed();
+    superseding.lane = Lane::Quarantine.id().to_owned();
+    superseding.findings = found.iter().map(|f| f.redact(key)).collect();
+    superseding.supplement.clear();
+    let secret = secret_check(&superseding.findings);
+    let raw = raw_payloads.first().map(|raw| {
+        check(
+            "redacted_refs_only",
+            Verdict::Fail,
+            format!(
+                "raw configuration ({}) pasted at {}",
+                raw.label, raw.location
+            ),
+        )
+    });
+    for c in &mut superseding.checks {
+        if c.check_id == secret.check_id {
+            *c = secret.clone();
+        } else if let Some(raw) = raw.as_ref().filter(|r| r.check_id == c.check_id) {
+            *c = raw.clone();
+        }
+    }
+    superseding.raw_payloads = raw_payloads;
+    Some(superseding)
 }
 
 /// `owner_response:` + the first 32 hex digits of HMAC-SHA256(key, bytes).
@@ -601,29 +698,7 @@ impl Ctx<'_> {
         };
         out.push(refs_check);
 
-        // secret_value_absent
-        out.push(if self.findings.is_empty() {
-            check(
-                "secret_value_absent",
-                Pass,
-                "no secret found in any field, key or decoded payload",
-            )
-        } else {
-            let locs: BTreeSet<String> = self
-                .findings
-                .iter()
-                .map(|f| format!("{} at {}", f.rule_name, f.location))
-                .collect();
-            check(
-                "secret_value_absent",
-                Fail,
-                format!(
-                    "{} secret(s) found, only fingerprints kept: {}",
-                    self.findings.len(),
-                    locs.into_iter().collect::<Vec<_>>().join("; ")
-                ),
-            )
-        });
+        out.push(secret_check(self.findings));
 
         // live_config_hash_metadata_only
         let live_needed = self.request.requires_live_evidence;

@@ -24,6 +24,7 @@
 
 pub mod acceptance;
 pub mod detect;
+pub mod input;
 pub mod intake;
 pub mod inventory;
 pub mod model;

@@ -2,7 +2,12 @@
 //!
 //! Every document is JSON with sorted keys and 2-space indentation (see
 //! [`crate::to_pretty_json`]); readers refuse unknown fields so a typo or a document of
-//! another kind is named, not silently ignored.
+//! another kind is named, not silently ignored. (The acceptance report reads its inputs
+//! more leniently, as the seed does: see [`crate::input`].)
+//!
+//! The request documents declare their fields in sorted order, so serde writes them
+//! directly, draft by draft, in the same bytes as through a sorted `Value`
+//! ([`crate::requests::write_report`]).
 
 use std::collections::BTreeMap;
 
@@ -77,6 +82,18 @@ pub enum ControlTier {
     ConfigManagement,
     /// Acts on hosts by itself when a check fails (repair bots).
     AutomatedRepair,
+}
+
+impl ControlTier {
+    /// The snake_case name used in documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ControlTier::ServiceRuntime => "service_runtime",
+            ControlTier::ScheduledJob => "scheduled_job",
+            ControlTier::ConfigManagement => "config_management",
+            ControlTier::AutomatedRepair => "automated_repair",
+        }
+    }
 }
 
 /// One host-service surface found in the ops repository.
@@ -167,70 +184,70 @@ pub struct OwnerQuestion {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestDraft {
-    /// `host_service_owner_request:{surface_id}`.
-    pub request_id: String,
-    /// [`Surface::surface_id`].
-    pub surface_id: String,
-    /// [`Surface::label`].
-    pub label: String,
-    /// [`Surface::expected_host_scope`].
-    pub expected_host_scope: String,
     /// [`Surface::config_kind`].
     pub config_kind: ConfigKind,
-    /// [`Surface::service_scope`].
-    pub service_scope: String,
     /// [`Surface::control_tier`].
     pub control_tier: ControlTier,
-    /// [`Surface::repo_source_path`].
-    pub repo_source_path: String,
-    /// [`Surface::repo_sha256`].
-    pub repo_sha256: String,
-    /// [`Surface::source_line_count`].
-    pub source_line_count: u64,
-    /// [`Surface::write_capable_surface`].
-    pub write_capable_surface: bool,
-    /// [`Surface::requires_live_evidence`].
-    pub requires_live_evidence: bool,
-    /// The fields the owner's response must fill.
-    pub required_owner_fields: Vec<String>,
+    /// [`Surface::expected_host_scope`].
+    pub expected_host_scope: String,
+    /// [`Surface::label`].
+    pub label: String,
     /// One question per required field (the incident fields included).
     pub owner_questions: Vec<OwnerQuestion>,
+    /// [`Surface::repo_sha256`].
+    pub repo_sha256: String,
+    /// [`Surface::repo_source_path`].
+    pub repo_source_path: String,
+    /// `host_service_owner_request:{surface_id}`.
+    pub request_id: String,
+    /// The fields the owner's response must fill.
+    pub required_owner_fields: Vec<String>,
+    /// [`Surface::requires_live_evidence`].
+    pub requires_live_evidence: bool,
+    /// [`Surface::service_scope`].
+    pub service_scope: String,
+    /// [`Surface::source_line_count`].
+    pub source_line_count: u64,
+    /// [`Surface::surface_id`].
+    pub surface_id: String,
+    /// [`Surface::write_capable_surface`].
+    pub write_capable_surface: bool,
 }
 
 /// `host_service_owner_request_draft_v1`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestReport {
-    /// [`crate::schema::REQUEST_SCHEMA`].
-    pub schema_version: String,
     /// When it was made.
     pub generated_at: String,
+    /// One draft per surface, in inventory order.
+    pub request_drafts: Vec<RequestDraft>,
+    /// [`crate::schema::REQUEST_SCHEMA`].
+    pub schema_version: String,
+    /// The inventory's commit.
+    pub source_inventory_git_commit: String,
     /// The inventory's schema version.
     pub source_inventory_schema_version: String,
     /// The inventory's status.
     pub source_inventory_status: String,
-    /// The inventory's commit.
-    pub source_inventory_git_commit: String,
     /// [`REQUEST_STATUS`].
     pub status: String,
     /// Counts.
     pub summary: RequestSummary,
-    /// One draft per surface, in inventory order.
-    pub request_drafts: Vec<RequestDraft>,
 }
 
 /// The request report's counts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestSummary {
-    /// Drafts.
-    pub request_draft_count: u64,
-    /// Drafts for write-capable surfaces.
-    pub write_capable_request_count: u64,
     /// Drafts that require live evidence.
     pub live_evidence_required_count: u64,
+    /// Drafts.
+    pub request_draft_count: u64,
     /// Fields each request asks for.
     pub required_owner_field_count: u64,
+    /// Drafts for write-capable surfaces.
+    pub write_capable_request_count: u64,
 }
 
 impl RequestDraft {

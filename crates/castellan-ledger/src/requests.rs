@@ -116,6 +116,16 @@ pub fn build(inventory: &InventoryReport, generated_at: &str) -> RequestReport {
     }
 }
 
+/// Writes `report` to `out` as the ledger writes its documents (sorted keys, 2-space
+/// indentation, a trailing newline), serialising draft by draft: the request documents
+/// declare their fields in sorted order, so no intermediate `Value` is needed.
+pub fn write_report<W: std::io::Write>(report: &RequestReport, mut out: W) -> std::io::Result<W> {
+    serde_json::to_writer_pretty(&mut out, report)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

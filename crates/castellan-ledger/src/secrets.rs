@@ -33,6 +33,7 @@
 mod encoding;
 mod entropy;
 mod filters;
+mod references;
 mod rules;
 
 use std::collections::HashSet;
@@ -275,6 +276,11 @@ fn overlaps(a: &Range<usize>, b: &Range<usize>) -> bool {
     a.start < b.end && b.start < a.end
 }
 
+/// Whether `outer` holds all of `inner`.
+fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}
+
 impl Scanner {
     /// The built-in rule set (`rules/castellan.yml` and `rules/providers/*.yml`),
     /// compiled once. A rule that fails to load is skipped with a warning (a unit test
@@ -473,6 +479,19 @@ impl Scanner {
             }
         }
 
+        // A value-checked match (or, below, an entropy token) inside a reference to a secret
+        // store is part of the reference, not a secret: `secret:` in an AWS ARN, the
+        // `key:7` of `{{resolve:ssm-secure:...:7}}`, `LoadCredential=token:/etc/credstore/x`.
+        // Provider token formats still count wherever they appear.
+        let references = references::spans(text);
+        hits.retain(|h| {
+            let checked = match h.source {
+                Source::Rule(i) => self.rules[i].filter != filters::Filter::None,
+                Source::Entropy => true,
+            };
+            !(checked && references.iter().any(|r| contains(r, &h.span)))
+        });
+
         // A partial token that a full-token rule matched is that token, not a partial one.
         let tokens: Vec<Range<usize>> = hits
             .iter()
@@ -490,6 +509,7 @@ impl Scanner {
             let token = &text[span.clone()];
             if !entropy::is_high_entropy(token)
                 || rule_spans.iter().chain(&public).any(|r| overlaps(r, &span))
+                || references.iter().any(|r| contains(r, &span))
                 || encoding::decode_printable_base64(token).is_some()
             {
                 continue;
@@ -545,11 +565,11 @@ impl Scanner {
 }
 
 /// Spans of public key material (certificates, public keys, signatures, SSH public
-/// keys), which look random but are not secrets.
+/// keys and their `SHA256:` fingerprints), which look random but are not secrets.
 fn public_material(text: &str) -> Vec<Range<usize>> {
     static PUBLIC: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
         regex::Regex::new(
-            r"(?s)-----BEGIN (?:[A-Z0-9 ]*PUBLIC KEY(?: BLOCK)?|CERTIFICATE(?: REQUEST)?|X509 CRL|TRUSTED CERTIFICATE|PGP SIGNATURE|PGP MESSAGE|SSH SIGNATURE|SIGNED MESSAGE)-----.*?(?:-----END [A-Z0-9 ]+-----|\z)|\b(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-nistp(?:256|384|521)|sk-(?:ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)(?:-cert-v01@openssh\.com)?[ \t]+AAAA[A-Za-z0-9+/]+=*",
+            r"(?s)-----BEGIN (?:[A-Z0-9 ]*PUBLIC KEY(?: BLOCK)?|CERTIFICATE(?: REQUEST)?|X509 CRL|TRUSTED CERTIFICATE|PGP SIGNATURE|PGP MESSAGE|SSH SIGNATURE|SIGNED MESSAGE)-----.*?(?:-----END [A-Z0-9 ]+-----|\z)|\bSHA256:[A-Za-z0-9+/]{43}(?:[^A-Za-z0-9+/=]|\z)|\b(?:ssh-(?:rsa|dss|ed25519)|ecdsa-sha2-nistp(?:256|384|521)|sk-(?:ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)(?:-cert-v01@openssh\.com)?[ \t]+AAAA[A-Za-z0-9+/]+=*",
         )
         .map_err(|error| tracing::warn!(event = "secret_rule_skipped", %error, "public-material pattern"))
         .ok()
@@ -557,7 +577,7 @@ fn public_material(text: &str) -> Vec<Range<usize>> {
     let Some(re) = PUBLIC.as_ref() else {
         return Vec::new();
     };
-    if !text.contains("-----BEGIN") && !text.contains("AAAA") {
+    if !text.contains("-----BEGIN") && !text.contains("AAAA") && !text.contains("SHA256:") {
         return Vec::new();
     }
     re.find_iter(text).map(|m| m.range()).collect()

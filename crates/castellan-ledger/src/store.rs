@@ -11,6 +11,16 @@
 //! Idempotency: an intake record is keyed by its response id (keyed hash of the response
 //! bytes), a reviewer record by the SHA-256 of its payload; appending either twice keeps
 //! the first and reports it. Every write is one transaction with `synchronous = FULL`.
+//!
+//! Superseding (schema 2): `ledger rescan` appends a `supersede` record for an intake
+//! record that the current rules quarantine. It wins over that intake record everywhere
+//! ([`Ledger::intakes`] returns it in the intake's place). In the same transaction, and
+//! only then, the superseded intake row is scrubbed: its stored record loses the response
+//! ([`IntakeRecord::scrubbed`]) and is marked `scrubbed`. That is the one change the
+//! append-only triggers let through: once per row, keeping its id, candidate, lane and
+//! time, and only when a `supersede` record for it exists. With `secure_delete` on and the
+//! WAL checkpointed and truncated afterwards, the scrubbed bytes are left in neither
+//! `ledger.db` nor its WAL.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,7 +41,7 @@ pub const REQUESTS_FILE: &str = "owner-requests.json";
 pub const SIGNERS_FILE: &str = "signers.toml";
 
 const APPLICATION_ID: i64 = 0x4353_4C47; // "CSLG"
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE intake (
@@ -62,6 +72,32 @@ CREATE TRIGGER intake_no_delete BEFORE DELETE ON intake
 CREATE TRIGGER review_no_update BEFORE UPDATE ON review
     BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
 CREATE TRIGGER review_no_delete BEFORE DELETE ON review
+    BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
+";
+
+/// Schema 1 → 2: superseding records, and the scrub of a superseded intake row.
+const MIGRATION_2: &str = "
+ALTER TABLE intake ADD COLUMN scrubbed INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE supersede (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    intake_seq INTEGER NOT NULL UNIQUE REFERENCES intake(seq),
+    candidate_id TEXT NOT NULL,
+    lane TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TRIGGER supersede_no_update BEFORE UPDATE ON supersede
+    BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
+CREATE TRIGGER supersede_no_delete BEFORE DELETE ON supersede
+    BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
+DROP TRIGGER intake_no_update;
+CREATE TRIGGER intake_no_update BEFORE UPDATE ON intake
+    WHEN NOT (OLD.scrubbed = 0 AND NEW.scrubbed = 1
+        AND NEW.seq = OLD.seq AND NEW.response_id = OLD.response_id
+        AND NEW.candidate_id = OLD.candidate_id AND NEW.lane = OLD.lane
+        AND NEW.recorded_at = OLD.recorded_at
+        AND EXISTS (SELECT 1 FROM supersede WHERE intake_seq = OLD.seq))
     BEGIN SELECT RAISE(ABORT, 'ledger records are append-only'); END;
 ";
 
@@ -127,8 +163,23 @@ pub struct StoredIntake {
     pub seq: i64,
     /// When it was appended (RFC 3339 UTC).
     pub recorded_at: String,
-    /// The record.
+    /// The record in force: the superseding record when there is one.
     pub record: IntakeRecord,
+    /// The record that superseded the one appended, if any.
+    pub superseded: Option<Supersession>,
+}
+
+/// A superseding record's own details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Supersession {
+    /// Its sequence number (in the `supersede` table).
+    pub seq: i64,
+    /// When it was appended.
+    pub recorded_at: String,
+    /// Why (`rescan`).
+    pub reason: String,
+    /// The lane of the record it superseded.
+    pub original_lane: String,
 }
 
 /// A reviewer record as stored (not yet verified).
@@ -150,6 +201,8 @@ pub struct Ledger {
     dir: PathBuf,
     conn: Connection,
     key: FingerprintKey,
+    /// The database's schema version (a read-only open leaves an older one as it is).
+    version: i64,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> LedgerError {
@@ -165,11 +218,12 @@ impl Ledger {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let key = load_or_create_key(&dir.join(KEY_FILE), !dir.join(DB_FILE).exists())?;
-        let conn = open_db(&dir.join(DB_FILE), true)?;
+        let (conn, version) = open_db(&dir.join(DB_FILE), true)?;
         Ok(Self {
             dir: dir.to_owned(),
             conn,
             key,
+            version,
         })
     }
 
@@ -187,11 +241,12 @@ impl Ledger {
             });
         }
         let key = load_or_create_key(&dir.join(KEY_FILE), false)?;
-        let conn = open_db(&db, false)?;
+        let (conn, version) = open_db(&db, false)?;
         Ok(Self {
             dir: dir.to_owned(),
             conn,
             key,
+            version,
         })
     }
 
@@ -238,33 +293,122 @@ impl Ledger {
         Ok(Appended::New(seq))
     }
 
-    /// Every intake record, in append order.
+    /// Every intake record, in append order; a superseded one is replaced by the record
+    /// that superseded it.
     pub fn intakes(&self) -> Result<Vec<StoredIntake>, LedgerError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, recorded_at, record FROM intake ORDER BY seq")?;
+        let sql = if self.version >= 2 {
+            "SELECT i.seq, i.recorded_at, i.record, i.lane, s.seq, s.recorded_at, s.reason, s.record
+             FROM intake i LEFT JOIN supersede s ON s.intake_seq = i.seq ORDER BY i.seq"
+        } else {
+            "SELECT seq, recorded_at, record, lane, NULL, NULL, NULL, NULL FROM intake ORDER BY seq"
+        };
+        let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt.query_map([], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
+                (r.get::<_, i64>(0)?, r.get::<_, String>(1)?),
+                (r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, recorded_at, json) = row?;
-            let record = serde_json::from_str(&json).map_err(|e| LedgerError::Corrupt {
-                table: "intake",
+        let parse = |table: &'static str, seq: i64, json: &str| {
+            serde_json::from_str::<IntakeRecord>(json).map_err(|e| LedgerError::Corrupt {
+                table,
                 seq,
                 reason: e.to_string(),
-            })?;
+            })
+        };
+        let mut out = Vec::new();
+        for row in rows {
+            let ((seq, recorded_at), (json, lane), s_seq, s_at, s_reason, s_json) = row?;
+            let (record, superseded) = match (s_seq, s_at, s_reason, s_json) {
+                (Some(s_seq), Some(at), Some(reason), Some(json)) => (
+                    parse("supersede", s_seq, &json)?,
+                    Some(Supersession {
+                        seq: s_seq,
+                        recorded_at: at,
+                        reason,
+                        original_lane: lane,
+                    }),
+                ),
+                _ => (parse("intake", seq, &json)?, None),
+            };
             out.push(StoredIntake {
                 seq,
                 recorded_at,
                 record,
+                superseded,
             });
         }
         Ok(out)
+    }
+
+    /// Appends `superseding` in place of intake record `intake_seq` and scrubs that row
+    /// (see the module documentation), unless it is superseded already. Then checkpoints
+    /// and truncates the WAL, so the scrubbed bytes are gone from the files too.
+    pub fn supersede(
+        &mut self,
+        intake_seq: i64,
+        superseding: &IntakeRecord,
+        reason: &str,
+        recorded_at: &str,
+    ) -> Result<Appended, LedgerError> {
+        let corrupt = |e: serde_json::Error| LedgerError::Corrupt {
+            table: "supersede",
+            seq: 0,
+            reason: e.to_string(),
+        };
+        let json = serde_json::to_string(superseding).map_err(corrupt)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let existing: Option<(i64, String)> = tx
+            .query_row(
+                "SELECT seq, recorded_at FROM supersede WHERE intake_seq = ?1",
+                [intake_seq],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((seq, at)) = existing {
+            return Ok(Appended::Existing(seq, at));
+        }
+        let original: String = tx.query_row(
+            "SELECT record FROM intake WHERE seq = ?1",
+            [intake_seq],
+            |r| r.get(0),
+        )?;
+        let scrubbed = serde_json::from_str::<IntakeRecord>(&original)
+            .map_err(|e| LedgerError::Corrupt {
+                table: "intake",
+                seq: intake_seq,
+                reason: e.to_string(),
+            })?
+            .scrubbed();
+        let scrubbed = serde_json::to_string(&scrubbed).map_err(corrupt)?;
+        tx.execute(
+            "INSERT INTO supersede (intake_seq, candidate_id, lane, reason, recorded_at, record)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                intake_seq,
+                superseding.candidate_id,
+                superseding.lane,
+                reason,
+                recorded_at,
+                json
+            ],
+        )?;
+        let seq = tx.last_insert_rowid();
+        tx.execute(
+            "UPDATE intake SET record = ?1, scrubbed = 1 WHERE seq = ?2",
+            params![scrubbed, intake_seq],
+        )?;
+        tx.commit()?;
+        // Checkpoint into ledger.db and truncate the WAL: no frame with the old row stays.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(Appended::New(seq))
     }
 
     /// Appends a verified reviewer record unless the same payload is there already.
@@ -328,7 +472,7 @@ impl Ledger {
     }
 }
 
-fn open_db(path: &Path, create: bool) -> Result<Connection, LedgerError> {
+fn open_db(path: &Path, create: bool) -> Result<(Connection, i64), LedgerError> {
     let flags = if create {
         rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
     } else {
@@ -355,6 +499,7 @@ fn open_db(path: &Path, create: bool) -> Result<Connection, LedgerError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let tx = conn.transaction()?;
         tx.execute_batch(SCHEMA)?;
+        tx.execute_batch(MIGRATION_2)?;
         tx.pragma_update(None, "application_id", APPLICATION_ID)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         tx.commit()?;
@@ -365,10 +510,22 @@ fn open_db(path: &Path, create: bool) -> Result<Connection, LedgerError> {
             "ledger schema {version} is newer than this castellan ({SCHEMA_VERSION})"
         )));
     }
+    let mut version = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
     if create {
+        if version == 1 {
+            // Each migration in one transaction with its version bump.
+            let tx = conn.transaction()?;
+            tx.execute_batch(MIGRATION_2)?;
+            tx.pragma_update(None, "user_version", 2)?;
+            tx.commit()?;
+            version = 2;
+        }
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Deleted and overwritten content is zeroed, not left in free space: a scrubbed
+        // record leaves nothing behind.
+        conn.pragma_update(None, "secure_delete", "ON")?;
     }
-    Ok(conn)
+    Ok((conn, version))
 }
 
 fn load_or_create_key(path: &Path, may_create: bool) -> Result<FingerprintKey, LedgerError> {

@@ -11,7 +11,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use castellan_ledger::acceptance::{LedgerView, ReportInputs, build_report, derive_state};
+use castellan_ledger::acceptance::{
+    LedgerView, ReportInputs, build_report, derive_state, summary_line, write_report,
+};
 use castellan_ledger::intake::analyze;
 use castellan_ledger::review::{self, Decision, ReviewPayload, StoredReview};
 use castellan_ledger::schema::Lane;
@@ -393,4 +395,38 @@ fn a_report_without_a_ledger_is_all_zero_and_with_an_empty_one_too() {
     });
     assert_eq!(with, without);
     insta::assert_json_snapshot!("acceptance_without_ledger", without);
+}
+
+#[test]
+fn the_streamed_report_is_byte_identical_to_serialising_the_whole_document() {
+    let dir = ledger_dir();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    intake(&mut ledger, &good_response(EXPORTER));
+    let mut leaked = good_response(TIMER);
+    leaked["notes"] = json!("token ghp_R8x2Lq9ZtY4mW7nB3vK6pD1sF5hJ0cXeA2gU");
+    intake(&mut ledger, &leaked);
+    let mut partial = good_response(COMPOSE);
+    partial["rollback_owner"] = json!(null);
+    intake(&mut ledger, &partial);
+    let view = LedgerView::load(&ledger, None).unwrap();
+    let (bytes, summary) = write_report(
+        &ReportInputs {
+            inventory: &inventory(),
+            requests: &requests(),
+            view: Some(&view),
+            signers: None,
+            generated_at: GENERATED_AT,
+            git_commit: "fixture",
+        },
+        Vec::new(),
+    )
+    .unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    let whole: Value = serde_json::from_str(&text).unwrap();
+    // What the report was before it was streamed: the whole `Value`, pretty-printed.
+    assert_eq!(text, castellan_ledger::to_pretty_json(&whole));
+    assert_eq!(summary.line(), summary_line(&whole));
+    let c = &whole["acceptance_candidates"][EXPORTER];
+    assert_eq!(c["redacted_evidence_refs"].as_array().unwrap().len(), 3);
+    assert_eq!(whole["summary"]["owner_response_received_count"], 3);
 }

@@ -42,4 +42,7 @@ fn one_draft_per_surface_with_every_question() {
         .to_string();
     assert!(err.contains("statuz"), "{err}");
     insta::assert_snapshot!("requests", text);
+    // Written draft by draft, the bytes are the same as through a sorted `Value`.
+    let streamed = castellan_ledger::requests::write_report(&r, Vec::new()).unwrap();
+    assert_eq!(String::from_utf8(streamed).unwrap(), text);
 }

@@ -5,6 +5,7 @@
 //! - `ledger intake` checks an owner response and records it in a lane;
 //! - `ledger review` signs and records a reviewer decision (`castellan-review` SSHSIG);
 //! - `ledger acceptance` writes the `host_service_owner_response_acceptance_v1` report;
+//! - `ledger rescan` re-scans the stored responses with the current rules;
 //! - `ledger show` prints one candidate's records.
 //!
 //! Exit codes: 0 done; 1 the input was refused (a malformed response, a review that may not
@@ -17,14 +18,14 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, anyhow, bail};
 use castellan_core::op::format_time;
-use castellan_ledger::acceptance::{self, CandidateState, LedgerView, ReportInputs, derive_state};
+use castellan_ledger::acceptance::{self, CandidateState, LedgerView, derive_state};
 use castellan_ledger::intake::{self, IntakeRecord, MAX_RESPONSE_BYTES, Verdict};
 use castellan_ledger::model::{InventoryReport, RequestDraft, RequestReport};
 use castellan_ledger::review::{self, Decision, ReviewPayload, StoredReview};
 use castellan_ledger::schema::{CANDIDATE_PREFIX, Lane};
 use castellan_ledger::secrets::{Scanner, read_rule_dir};
 use castellan_ledger::store::{Appended, Ledger, REQUESTS_FILE, SIGNERS_FILE};
-use castellan_ledger::{inventory, now_utc8, requests, to_pretty_json};
+use castellan_ledger::{input, inventory, now_utc8, requests, to_pretty_json};
 use castellan_sig::SignerConfig;
 use clap::Subcommand;
 use jiff::Timestamp;
@@ -134,6 +135,17 @@ pub enum LedgerCommand {
         /// The reviewer signer configuration; default LEDGER/signers.toml.
         #[arg(long, requires = "ledger")]
         signers: Option<PathBuf>,
+    },
+    /// Scan every stored owner response again with the current secret rules, and
+    /// quarantine (by an appended superseding record) each one in which they now find a
+    /// secret or raw configuration. Idempotent.
+    Rescan {
+        /// The ledger directory.
+        #[arg(long)]
+        ledger: PathBuf,
+        /// More secret rules (see `ledger intake --rules`).
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
     },
     /// Show one candidate: its state, every intake record and reviewer record.
     Show {
@@ -259,6 +271,7 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
             ledger.as_deref(),
             signers.as_deref(),
         ),
+        LedgerCommand::Rescan { ledger, rules } => rescan_cmd(&ledger, rules.as_deref()),
         LedgerCommand::Show {
             candidate,
             ledger,
@@ -348,7 +361,11 @@ fn requests_cmd(
 ) -> anyhow::Result<ExitCode> {
     let inv: InventoryReport = read_doc(inventory, "inventory report")?;
     let report = requests::build(&inv, &generated_at.unwrap_or_else(now_utc8));
-    write_out(&to_pretty_json(&report), output)?;
+    write_streaming(output, |out| {
+        requests::write_report(&report, out)
+            .map(|_| ())
+            .context("cannot write the request drafts")
+    })?;
     eprintln!(
         "HOST_SERVICE_OWNER_REQUEST_DRAFT_OK requests={} write_capable={} fields={} sent=0",
         report.summary.request_draft_count,
@@ -679,8 +696,13 @@ fn acceptance_cmd(
     ledger_dir: Option<&Path>,
     signers: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    let inventory: InventoryReport = read_doc(inventory_report, "inventory report")?;
-    let requests: RequestReport = read_doc(owner_request_report, "owner request report")?;
+    // Both reports are read as the seed reads them, streaming (castellan_ledger::input);
+    // their paths are relative to the current directory, like every path on the line.
+    let inventory_path = inventory_report;
+    let inventory = input::read_inventory(open_report(inventory_path, "inventory report")?)
+        .map_err(|e| anyhow!("{}: {e}", inventory_path.display()))?;
+    let requests_path = owner_request_report;
+    let requests = open_report(requests_path, "owner request report")?;
     let (view, signers) = match ledger_dir {
         None => (None, None),
         Some(dir) => {
@@ -693,16 +715,118 @@ fn acceptance_cmd(
             (Some(view), signers)
         }
     };
-    let report = acceptance::build_report(&ReportInputs {
-        inventory: &inventory,
-        requests: &requests,
-        view: view.as_ref(),
-        signers: signers.as_ref(),
-        generated_at: &generated_at.unwrap_or_else(now_utc8),
-        git_commit: &inventory::git_short_sha(repo),
+    let generated_at = generated_at.unwrap_or_else(now_utc8);
+    let git_commit = inventory::git_short_sha(repo);
+    let stream = |out: &mut dyn std::io::Write| {
+        acceptance::stream_report(
+            requests,
+            &inventory,
+            view.as_ref(),
+            signers.as_ref(),
+            &generated_at,
+            &git_commit,
+            out,
+        )
+        .map(|(_, summary)| summary)
+        .map_err(|e| anyhow!("{}: {e}", requests_path.display()))
+    };
+    let summary = write_streaming(output, stream)?;
+    eprintln!("{}", summary.line());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens a report for buffered reading, naming the file when it cannot be.
+fn open_report(path: &Path, what: &str) -> anyhow::Result<std::io::BufReader<std::fs::File>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    Ok(std::io::BufReader::with_capacity(1 << 16, file))
+}
+
+/// Runs `write` against `output` (a file, written whole or not at all: beside it, then
+/// renamed over) or stdout, buffered.
+fn write_streaming<T>(
+    output: Option<&Path>,
+    write: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use std::io::Write as _;
+    let Some(path) = output else {
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let value = write(&mut out)?;
+        out.flush().context("cannot write to stdout")?;
+        return Ok(value);
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let tmp = path.with_extension("tmp~");
+    let file =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    // As `write_out`: renamed over whole, not fsynced (a report is remade at will).
+    let done = write(&mut out).and_then(|value| {
+        out.into_inner()
+            .map_err(|e| anyhow!("cannot write {}: {}", tmp.display(), e.error()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(value)
     });
-    write_out(&to_pretty_json(&report), output)?;
-    eprintln!("{}", acceptance::summary_line(&report));
+    if done.is_err() {
+        // Nothing half-written is left behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
+fn rescan_cmd(ledger_dir: &Path, rules: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let rules = Rules::load(rules)?;
+    if !ledger_dir.join(castellan_ledger::store::DB_FILE).exists() {
+        bail!("{}: no ledger here", ledger_dir.display());
+    }
+    let mut ledger = Ledger::open(ledger_dir)?;
+    let stored = ledger.intakes()?;
+    let (mut scanned, mut quarantined) = (0, 0);
+    for s in stored.iter().filter(|s| s.superseded.is_none()) {
+        if s.record.response.is_none() {
+            continue; // quarantined at intake: nothing of the response is kept
+        }
+        scanned += 1;
+        let Some(superseding) = intake::rescan(rules.scanner(), &s.record, ledger.key()) else {
+            continue;
+        };
+        let now = format_time(Timestamp::now());
+        if let Appended::New(seq) = ledger.supersede(s.seq, &superseding, "rescan", &now)? {
+            quarantined += 1;
+            crate::outln!(
+                "quarantined intake #{} ({}) for {} by superseding record #{seq}:",
+                s.seq,
+                superseding.response_id,
+                superseding.candidate_id
+            )?;
+            for f in &superseding.findings {
+                crate::outln!(
+                    "  secret: {} ({}) at {}, {} bytes, {}",
+                    f.rule_name,
+                    f.rule_id,
+                    f.location,
+                    f.length,
+                    f.fingerprint
+                )?;
+            }
+            for r in &superseding.raw_payloads {
+                crate::outln!("  raw payload: {} at {}", r.label, r.location)?;
+            }
+        }
+    }
+    crate::outln!(
+        "rescanned {scanned} stored response(s) with {} rules: {quarantined} newly quarantined",
+        rules.scanner().rule_count()
+    )?;
+    if quarantined > 0 {
+        eprintln!(
+            "warning: the responses quarantined above exposed secret material to whoever held \
+             them; their stored copies were scrubbed. Rotate what they exposed."
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -749,6 +873,15 @@ fn show_cmd(
                 format!(" missing=[{}]", i.record.supplement.join("; "))
             }
         )?;
+        if let Some(sup) = &i.superseded {
+            crate::outln!(
+                "    superseded by #{} ({}, {}); was lane={}",
+                sup.seq,
+                sup.reason,
+                sup.recorded_at,
+                sup.original_lane
+            )?;
+        }
     }
     crate::outln!("reviewer records (verified):")?;
     for r in view.reviews.iter().filter(|r| r.payload.candidate == id) {

@@ -436,9 +436,12 @@ fn signed_reviews_move_the_counters_and_nothing_else() {
     assert_eq!(report["summary"]["owner_response_rejected_count"], 0);
 }
 
-#[test]
-fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
-    let s = setup();
+/// A vendor token format the built-in rules do not know.
+const ACME_TOKEN: &str = "acme_live_9f86d081884c7d659a2feaa0c55ad015";
+
+/// An operator rule directory (Nosey Parker's format) with a rule for [`ACME_TOKEN`]'s
+/// format, and a response carrying the token in its notes.
+fn acme_rules_and_response(s: &Setup) -> (PathBuf, PathBuf) {
     let rules = s.dir.path().join("rules");
     std::fs::create_dir_all(rules.join("vendors")).unwrap();
     std::fs::write(
@@ -446,11 +449,102 @@ fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
         "rules:\n- name: ACME billing key\n  id: acme.billing.1\n  pattern: '(?x) \\b (acme_live_[0-9a-f]{32}) (?# the key, as Nosey Parker writes comments ) \\b'\n  examples:\n  - acme_live_0123456789abcdef0123456789abcdef\n  negative_examples:\n  - acme_live_\n",
     )
     .unwrap();
-    let token = "acme_live_9f86d081884c7d659a2feaa0c55ad015";
-    let mut v = response(&s, SURFACE);
-    v["notes"] = json!(format!("billing runs with {token}"));
+    let mut v = response(s, SURFACE);
+    v["notes"] = json!(format!("billing runs with {ACME_TOKEN}"));
     let file = s.dir.path().join("acme.json");
     write_json(&file, &v);
+    (rules, file)
+}
+
+/// Whether any file in `dir` holds `needle`.
+fn any_file_holds(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            let b = std::fs::read(p).unwrap();
+            b.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+        .collect()
+}
+
+#[test]
+fn rescan_quarantines_what_newer_rules_find_and_scrubs_the_stored_copy() {
+    let s = setup();
+    let (rules, file) = acme_rules_and_response(&s);
+    // Clean under the built-in rules: stored with its values, the token among them.
+    let out = intake(&s, &file);
+    assert!(text(&out.stdout).contains("lane: ready_for_host_service_review"));
+    assert!(!any_file_holds(&s.ledger, ACME_TOKEN).is_empty());
+
+    let rescan = || {
+        ok(castellan()
+            .args(["ledger", "rescan", "--ledger"])
+            .arg(&s.ledger)
+            .arg("--rules")
+            .arg(&rules))
+    };
+    let out = rescan();
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("quarantined intake #1"), "{stdout}");
+    assert!(
+        stdout.contains("ACME billing key (acme.billing.1)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 newly quarantined"), "{stdout}");
+    assert!(!stdout.contains(ACME_TOKEN) && !text(&out.stderr).contains(ACME_TOKEN));
+    // Not a byte of the token is left in ledger.db or its WAL.
+    assert_eq!(any_file_holds(&s.ledger, ACME_TOKEN), Vec::<PathBuf>::new());
+
+    // The superseding record wins in acceptance and show.
+    let (report, _) = acceptance(&s, true);
+    assert_eq!(report["summary"]["owner_response_quarantined_count"], 1);
+    assert_eq!(report["summary"]["owner_response_received_count"], 1);
+    let c = report["acceptance_candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["surface_id"] == SURFACE)
+        .unwrap();
+    assert_eq!(c["status"], "quarantine_secret_or_raw_payload");
+    assert!(!report.to_string().contains(ACME_TOKEN));
+    let out = ok(castellan()
+        .args(["ledger", "show", SURFACE, "--ledger"])
+        .arg(&s.ledger));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("lane=quarantine_secret_or_raw_payload")
+            && shown.contains("superseded by #1 (rescan")
+            && shown.contains("was lane=ready_for_host_service_review"),
+        "{shown}"
+    );
+
+    // Idempotent: nothing more to do, nothing appended.
+    let out = rescan();
+    assert!(
+        text(&out.stdout).contains("rescanned 0 stored response(s)"),
+        "{}",
+        text(&out.stdout)
+    );
+    let conn = rusqlite::Connection::open(s.ledger.join("ledger.db")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM supersede", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(intake_count(&s.ledger), 1);
+    // The scrub was the one change allowed: the row itself stays append-only.
+    let err = conn
+        .execute("UPDATE intake SET record = 'x' WHERE seq = 1", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+#[test]
+fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
+    let s = setup();
+    let (rules, file) = acme_rules_and_response(&s);
+    let token = ACME_TOKEN;
 
     // The built-in set does not know this vendor's format.
     let out = intake(&s, &file);
@@ -503,4 +597,71 @@ fn operator_rules_extend_the_scanner_and_bad_rules_are_refused() {
         stderr.contains("broken.yaml") && stderr.contains("broken.1"),
         "{stderr}"
     );
+}
+
+fn seed_reports() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../castellan-ledger/tests/data/seed_reports")
+}
+
+#[test]
+fn acceptance_reads_seed_shaped_reports_from_other_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = seed_reports();
+    let acceptance = |requests: &Path, output: &Path| {
+        run(castellan()
+            .args(["ledger", "acceptance", "--root"])
+            .arg(dir.path())
+            .arg("--inventory-report")
+            .arg(data.join("inventory.json"))
+            .arg("--owner-request-report")
+            .arg(requests)
+            .args(["--generated-at", TS, "-o"])
+            .arg(output))
+    };
+    let out_file = dir.path().join("out/acceptance.json");
+    let out = acceptance(&data.join("owner-requests.json"), &out_file);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("candidates=2 write_capable=1 checks=21 lanes=8 accepted=0"),
+        "{}",
+        text(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(
+        report["acceptance_candidates"][0]["config_kind"],
+        "podman_quadlet"
+    );
+    assert_eq!(
+        report["acceptance_candidates"][0]["control_tier"],
+        "host_runtime"
+    );
+
+    // A wrong type: exit 2, the field named, the value not shown, the old report kept.
+    let secret = "ghp_R8x2Lq9ZtY4mW7nB3vK6pD1sF5hJ0cXeA2gU";
+    let mut bad: Value =
+        serde_json::from_slice(&std::fs::read(data.join("owner-requests.json")).unwrap()).unwrap();
+    bad["request_drafts"][1]["write_capable_surface"] = json!(secret);
+    let bad_file = dir.path().join("bad.json");
+    write_json(&bad_file, &bad);
+    let before = std::fs::read(&out_file).unwrap();
+    let out = acceptance(&bad_file, &out_file);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(
+            "request_drafts[1].write_capable_surface must be true or false, found a string"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad.json"), "{stderr}");
+    assert!(!stderr.contains(secret) && !text(&out.stdout).contains(secret));
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("write_capable_surface"))
+            .count(),
+        1
+    );
+    assert_eq!(std::fs::read(&out_file).unwrap(), before);
+    assert!(!dir.path().join("out/acceptance.tmp~").exists());
 }

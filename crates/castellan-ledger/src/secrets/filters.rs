@@ -25,6 +25,9 @@ pub(super) enum Filter {
     BasicAuth,
     /// A block of `key: value` lines with at least one real value.
     KvBlock,
+    /// As `Value`, and shaped like a password: at least 8 characters with a lower-case
+    /// letter, a digit, and an upper-case letter or a symbol; not a ticket id or a hash.
+    PasswordLike,
 }
 
 impl Filter {
@@ -36,6 +39,7 @@ impl Filter {
             "cookie" => Self::Cookie,
             "basic_auth" => Self::BasicAuth,
             "kv_block" => Self::KvBlock,
+            "password_like" => Self::PasswordLike,
             _ => return None,
         })
     }
@@ -59,6 +63,7 @@ impl Filter {
                         .map(|(_, password)| !is_placeholder(password))
                 })
                 .unwrap_or(false),
+            Self::PasswordLike => !is_placeholder(value) && is_password_like(value),
             Self::KvBlock => value.lines().any(|line| {
                 line.split_once(':')
                     .is_some_and(|(_, v)| !is_placeholder(v))
@@ -283,6 +288,23 @@ pub(super) fn is_placeholder(raw: &str) -> bool {
         return revealed_chars(rest) < 4;
     }
     false
+}
+
+/// Whether `v` is shaped like a password rather than a word, an id or a hash.
+fn is_password_like(v: &str) -> bool {
+    let v = v.trim_end_matches(['.', ',', ')', ']']);
+    let lower = v.chars().any(|c| c.is_ascii_lowercase());
+    let upper = v.chars().any(|c| c.is_ascii_uppercase());
+    let digit = v.chars().any(|c| c.is_ascii_digit());
+    let symbol = v
+        .chars()
+        .any(|c| c.is_ascii_punctuation() && !matches!(c, '-' | '_' | '.' | '/' | ':'));
+    let hex = v.chars().all(|c| c.is_ascii_hexdigit());
+    let ticket = v.split_once('-').is_some_and(|(a, b)| {
+        a.chars().all(|c| c.is_ascii_uppercase()) && b.chars().all(|c| c.is_ascii_digit())
+    });
+    let hash = v.to_ascii_lowercase().starts_with("sha256:");
+    v.chars().count() >= 8 && lower && digit && (upper || symbol) && !hex && !ticket && !hash
 }
 
 /// Alphanumeric characters of a masked value that are not part of a mask (`xxxx`).
