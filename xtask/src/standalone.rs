@@ -29,10 +29,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "crates/castellan-ledger/tests/common/seed_py.rs",
         "finds the seed's generator beside the repository for the seed-oracle test and the bench; skips (or fails under CI=true) otherwise",
     ),
-    (
-        "xtask/src/standalone.rs",
-        "its own tests hold examples of the references it refuses",
-    ),
 ];
 
 /// One reference that leaves the repository.
