@@ -503,25 +503,44 @@ static TEMPLATE: LazyLock<Template> = LazyLock::new(|| {
 /// Writes `v` as `serde_json::to_string_pretty` would at `indent` spaces of nesting.
 fn write_json(out: &mut Vec<u8>, v: &Value, indent: usize) {
     match v {
-        Value::Array(a) if !a.is_empty() => pretty_nested(out, v, indent),
-        Value::Object(o) if !o.is_empty() => pretty_nested(out, v, indent),
-        // Scalars, `[]` and `{}` are the same compact or pretty; writing to a Vec cannot
-        // fail and a Value always serialises.
+        Value::Array(a) if !a.is_empty() => {
+            out.push(b'[');
+            for (i, item) in a.iter().enumerate() {
+                item_break(out, i, indent + 2);
+                write_json(out, item, indent + 2);
+            }
+            close(out, indent, b']');
+        }
+        Value::Object(o) if !o.is_empty() => {
+            out.push(b'{');
+            for (i, (key, item)) in o.iter().enumerate() {
+                item_break(out, i, indent + 2);
+                write_str(out, key);
+                out.extend_from_slice(b": ");
+                write_json(out, item, indent + 2);
+            }
+            close(out, indent, b'}');
+        }
+        Value::String(s) => write_str(out, s),
+        // Other scalars, `[]` and `{}` are the same compact or pretty; writing to a Vec
+        // cannot fail and a Value always serialises.
         _ => {
             let _ = serde_json::to_writer(&mut *out, v);
         }
     }
 }
 
-fn pretty_nested(out: &mut Vec<u8>, v: &Value, indent: usize) {
-    let text = serde_json::to_string_pretty(v).unwrap_or_default();
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push(b'\n');
-            out.resize(out.len() + indent, b' ');
-        }
-        out.extend_from_slice(line.as_bytes());
-    }
+/// What goes before item `i` of a pretty array or object whose items are at `indent`.
+fn item_break(out: &mut Vec<u8>, i: usize, indent: usize) {
+    out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+    out.resize(out.len() + indent, b' ');
+}
+
+/// The end of a non-empty pretty array or object at `indent`.
+fn close(out: &mut Vec<u8>, indent: usize, bracket: u8) {
+    out.push(b'\n');
+    out.resize(out.len() + indent, b' ');
+    out.push(bracket);
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -762,13 +781,23 @@ fn write_field(
         },
         Field::ReviewerOutcome => write_str(buf, state.reviewer_outcome),
         Field::RequiredOwnerFields => {
-            let mut all = draft.required_owner_fields.clone();
-            all.extend(
-                INCIDENT_OWNER_RESPONSE_FIELDS
-                    .iter()
-                    .map(|f| Value::String((*f).to_owned())),
-            );
-            write_json(buf, &Value::Array(all), CANDIDATE_INDENT);
+            // The draft's fields, then the incident ones, as one array.
+            let own = &draft.required_owner_fields;
+            let indent = CANDIDATE_INDENT + 2;
+            buf.push(b'[');
+            for (i, item) in own.iter().enumerate() {
+                item_break(buf, i, indent);
+                write_json(buf, item, indent);
+            }
+            for (i, f) in INCIDENT_OWNER_RESPONSE_FIELDS.iter().enumerate() {
+                item_break(buf, own.len() + i, indent);
+                write_str(buf, f);
+            }
+            if own.is_empty() && INCIDENT_OWNER_RESPONSE_FIELDS.is_empty() {
+                buf.push(b']');
+            } else {
+                close(buf, CANDIDATE_INDENT, b']');
+            }
         }
         Field::Flag(f) => match flags.and_then(|m| m.get(f)) {
             Some(on) => buf.extend_from_slice(bool_text(*on)),
