@@ -859,7 +859,12 @@ pub fn build_report(inputs: &ReportInputs<'_>) -> Value {
 /// Writes the report while reading the owner request report from `requests`, one draft at
 /// a time: memory stays flat however many surfaces there are. On an error the output
 /// holds a partial report; the caller discards it.
-pub fn stream_report<R: Read, W: Write>(
+///
+/// The drafts are parsed on a second thread and handed over in small batches through a
+/// bounded channel, so reading and writing overlap. The result is the sequential one: a
+/// failure to write a draft is reported before an input error further on, as if the
+/// input had stopped being read there.
+pub fn stream_report<R: Read + Send, W: Write>(
     requests: R,
     inventory: &ReportHead,
     view: Option<&LedgerView>,
@@ -868,11 +873,57 @@ pub fn stream_report<R: Read, W: Write>(
     git_commit: &str,
     out: W,
 ) -> Result<(W, ReportSummary), InputError> {
+    /// Drafts per batch, and batches in flight: a few hundred kilobytes at most.
+    const BATCH: usize = 64;
+    const IN_FLIGHT: usize = 4;
     let mut w = ReportWriter::new(out).map_err(InputError::Consumer)?;
-    let head = read_requests(requests, &mut |draft| {
-        let state = derive_state(&draft, view, signers);
-        w.candidate(&draft, &state)
-    })?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<AcceptanceDraft>>(IN_FLIGHT);
+    let (read, write_error) = std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("ledger-input".into())
+            .spawn_scoped(scope, move || {
+                let mut batch = Vec::with_capacity(BATCH);
+                let head = read_requests(requests, &mut |draft| {
+                    batch.push(draft);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        tx.send(full)
+                            .map_err(|_| std::io::Error::other("the report writer stopped"))?;
+                    }
+                    Ok(())
+                });
+                // Whatever was read, also before an input error, is written (or fails
+                // to be) first.
+                if !batch.is_empty() {
+                    let _ = tx.send(batch);
+                }
+                head
+            });
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => return (Err(InputError::Consumer(e)), None),
+        };
+        let mut write_error = None;
+        'batches: for batch in rx {
+            for draft in &batch {
+                let state = derive_state(draft, view, signers);
+                if let Err(e) = w.candidate(draft, &state) {
+                    // Dropping the receiver stops the reader.
+                    write_error = Some(e);
+                    break 'batches;
+                }
+            }
+        }
+        let read = match reader.join() {
+            Ok(read) => read,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (read, write_error)
+    });
+    if let Some(e) = write_error {
+        return Err(InputError::Consumer(e));
+    }
+    let head = read?;
     w.finish(&ReportTail {
         inventory,
         requests: &head,

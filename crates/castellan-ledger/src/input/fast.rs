@@ -148,6 +148,15 @@ fn owned<T: DeserializeOwned>(s: &[u8]) -> Result<Option<(T, usize)>, serde_json
     one(s)
 }
 
+/// How many newlines `bytes` holds.
+fn newlines(bytes: &[u8]) -> usize {
+    // Summed in bytes, 255 at a time, so that it vectorises.
+    bytes
+        .chunks(255)
+        .map(|c| usize::from(c.iter().map(|&b| u8::from(b == b'\n')).sum::<u8>()))
+        .sum()
+}
+
 /// A top-level key, as far as the readers care.
 enum TopKey {
     SchemaVersion,
@@ -165,6 +174,8 @@ pub(super) struct Window<R> {
     /// The last checkpoint.
     mark: usize,
     resume: Resume,
+    /// The end of what has been read into `buf`.
+    end: usize,
     eof: bool,
     chunk: usize,
     /// Line (from 1) and column (bytes since the last newline) of `buf[0]`, as
@@ -181,6 +192,7 @@ impl<R: Read> Window<R> {
             pos: 0,
             mark: 0,
             resume: Resume::Start,
+            end: 0,
             eof: false,
             chunk: chunk.max(1),
             line: 1,
@@ -198,42 +210,47 @@ impl<R: Read> Window<R> {
         let bytes = &self.buf[..at];
         match bytes.iter().rposition(|&b| b == b'\n') {
             None => (self.line, self.column + at),
-            Some(last) => {
-                let newlines = bytes.iter().filter(|&&b| b == b'\n').count();
-                (self.line + newlines, at - last - 1)
-            }
+            Some(last) => (self.line + newlines(bytes), at - last - 1),
         }
     }
 
     /// Reads the next chunk, dropping what lies before the checkpoint. At the end of the
     /// input it sets `eof`.
     fn fill(&mut self) -> Result<(), Stop> {
-        if self.buf.len() - self.mark > MAX_VALUE {
+        if self.end - self.mark > MAX_VALUE {
             return Err(Stop::Bail);
         }
         if self.mark > 0 {
             (self.line, self.column) = self.position(self.mark);
-            self.buf.drain(..self.mark);
+            self.buf.copy_within(self.mark..self.end, 0);
+            self.end -= self.mark;
             self.pos -= self.mark;
             self.mark = 0;
         }
-        self.buf.reserve(self.chunk);
-        let limit = u64::try_from(self.chunk).unwrap_or(u64::MAX);
-        match (&mut self.reader).take(limit).read_to_end(&mut self.buf) {
-            // Short of the limit only at the end of the input.
-            Ok(n) => {
-                self.eof = n < self.chunk;
-                Ok(())
-            }
-            // What was read before stays; the visitors read on from here and report it.
-            Err(_) => Err(Stop::Bail),
+        // `buf` stays initialised up to its length; only growth zeroes anything.
+        if self.buf.len() < self.end + self.chunk {
+            self.buf.resize(self.end + self.chunk, 0);
         }
+        let target = self.end + self.chunk;
+        while self.end < target {
+            match self.reader.read(&mut self.buf[self.end..target]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => self.end += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // What was read before stays; the visitors read on from here and report it.
+                Err(_) => return Err(Stop::Bail),
+            }
+        }
+        Ok(())
     }
 
     /// The next byte that is not JSON whitespace, left unconsumed; `None` at the end.
     fn peek(&mut self) -> Result<Option<u8>, Stop> {
         loop {
-            while let Some(&b) = self.buf.get(self.pos) {
+            while let Some(&b) = self.buf[..self.end].get(self.pos) {
                 if matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
                     self.pos += 1;
                 } else {
@@ -254,7 +271,7 @@ impl<R: Read> Window<R> {
         parse: impl Fn(&[u8]) -> Result<Option<(O, usize)>, serde_json::Error>,
     ) -> Result<O, Stop> {
         loop {
-            let rest = &self.buf[self.pos..];
+            let rest = &self.buf[self.pos..self.end];
             let len = rest.len();
             match parse(rest) {
                 // A value that ends where the buffer does (a number) may go on.
@@ -476,6 +493,7 @@ impl<R: Read> Window<R> {
             (line - 1, column)
         };
         let mut rest = self.buf;
+        rest.truncate(self.end);
         rest.drain(..self.mark);
         let replay = Cursor::new(prefix)
             .chain(io::repeat(b'\n').take(newlines as u64))
