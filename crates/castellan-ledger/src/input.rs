@@ -700,9 +700,9 @@ mod tests {
                 "{{\"status\": 1, \"request_drafts\": [{}], \"status\": 2}}",
                 DRAFT.replace("\"ab\"", "\"ab\", \"repo_sha256\": \"cd\"")
             ),
-            format!("{{\"s\":5}}"),
-            format!("{{\"s\":[5]}}"),
-            format!("{{\"s\":[5,6x]}}"),
+            "{\"s\":5}".to_owned(),
+            "{\"s\":[5]}".to_owned(),
+            "{\"s\":[5,6x]}".to_owned(),
             format!("{{\"status\": {}}}", deep(126)),
             format!("{{\"status\": {}}}", deep(127)),
             format!("{{\"status\": {}}}", deep(128)),
