@@ -589,6 +589,9 @@ pub struct ReportTail<'a> {
     pub git_commit: &'a str,
 }
 
+/// Candidates are written to the output in pieces of at least this many bytes.
+const OUT_CHUNK: usize = 1 << 20;
+
 /// Writes the report to `out` as candidates are given to it.
 #[derive(Debug)]
 pub struct ReportWriter<W: Write> {
@@ -607,7 +610,7 @@ impl<W: Write> ReportWriter<W> {
         out.write_all(b"{\n  \"acceptance_candidates\": [")?;
         Ok(Self {
             out,
-            buf: Vec::with_capacity(8192),
+            buf: Vec::with_capacity(OUT_CHUNK + 65536),
             candidates: 0,
             write_capable: 0,
             live_evidence: 0,
@@ -635,7 +638,6 @@ impl<W: Write> ReportWriter<W> {
         self.live_evidence += usize::from(draft.requires_live_evidence);
 
         let buf = &mut self.buf;
-        buf.clear();
         buf.extend_from_slice(if self.candidates == 1 {
             b"\n    {\n"
         } else {
@@ -653,11 +655,18 @@ impl<W: Write> ReportWriter<W> {
             }
         }
         buf.extend_from_slice(b"\n    }");
-        self.out.write_all(buf)
+        // Written in large pieces, which a `BufWriter` passes straight through.
+        if buf.len() >= OUT_CHUNK {
+            self.out.write_all(buf)?;
+            buf.clear();
+        }
+        Ok(())
     }
 
     /// Writes everything after the candidates and returns the output and the summary.
     pub fn finish(mut self, tail: &ReportTail<'_>) -> std::io::Result<(W, ReportSummary)> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
         self.out
             .write_all(if self.candidates == 0 { b"]" } else { b"\n  ]" })?;
         let count = |flag: &str| self.counts.get(flag).copied().unwrap_or(0);
