@@ -503,25 +503,44 @@ static TEMPLATE: LazyLock<Template> = LazyLock::new(|| {
 /// Writes `v` as `serde_json::to_string_pretty` would at `indent` spaces of nesting.
 fn write_json(out: &mut Vec<u8>, v: &Value, indent: usize) {
     match v {
-        Value::Array(a) if !a.is_empty() => pretty_nested(out, v, indent),
-        Value::Object(o) if !o.is_empty() => pretty_nested(out, v, indent),
-        // Scalars, `[]` and `{}` are the same compact or pretty; writing to a Vec cannot
-        // fail and a Value always serialises.
+        Value::Array(a) if !a.is_empty() => {
+            out.push(b'[');
+            for (i, item) in a.iter().enumerate() {
+                item_break(out, i, indent + 2);
+                write_json(out, item, indent + 2);
+            }
+            close(out, indent, b']');
+        }
+        Value::Object(o) if !o.is_empty() => {
+            out.push(b'{');
+            for (i, (key, item)) in o.iter().enumerate() {
+                item_break(out, i, indent + 2);
+                write_str(out, key);
+                out.extend_from_slice(b": ");
+                write_json(out, item, indent + 2);
+            }
+            close(out, indent, b'}');
+        }
+        Value::String(s) => write_str(out, s),
+        // Other scalars, `[]` and `{}` are the same compact or pretty; writing to a Vec
+        // cannot fail and a Value always serialises.
         _ => {
             let _ = serde_json::to_writer(&mut *out, v);
         }
     }
 }
 
-fn pretty_nested(out: &mut Vec<u8>, v: &Value, indent: usize) {
-    let text = serde_json::to_string_pretty(v).unwrap_or_default();
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push(b'\n');
-            out.resize(out.len() + indent, b' ');
-        }
-        out.extend_from_slice(line.as_bytes());
-    }
+/// What goes before item `i` of a pretty array or object whose items are at `indent`.
+fn item_break(out: &mut Vec<u8>, i: usize, indent: usize) {
+    out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+    out.resize(out.len() + indent, b' ');
+}
+
+/// The end of a non-empty pretty array or object at `indent`.
+fn close(out: &mut Vec<u8>, indent: usize, bracket: u8) {
+    out.push(b'\n');
+    out.resize(out.len() + indent, b' ');
+    out.push(bracket);
 }
 
 fn write_str(out: &mut Vec<u8>, s: &str) {
@@ -570,6 +589,9 @@ pub struct ReportTail<'a> {
     pub git_commit: &'a str,
 }
 
+/// Candidates are written to the output in pieces of at least this many bytes.
+const OUT_CHUNK: usize = 1 << 20;
+
 /// Writes the report to `out` as candidates are given to it.
 #[derive(Debug)]
 pub struct ReportWriter<W: Write> {
@@ -588,7 +610,7 @@ impl<W: Write> ReportWriter<W> {
         out.write_all(b"{\n  \"acceptance_candidates\": [")?;
         Ok(Self {
             out,
-            buf: Vec::with_capacity(8192),
+            buf: Vec::with_capacity(OUT_CHUNK + 65536),
             candidates: 0,
             write_capable: 0,
             live_evidence: 0,
@@ -616,7 +638,6 @@ impl<W: Write> ReportWriter<W> {
         self.live_evidence += usize::from(draft.requires_live_evidence);
 
         let buf = &mut self.buf;
-        buf.clear();
         buf.extend_from_slice(if self.candidates == 1 {
             b"\n    {\n"
         } else {
@@ -634,11 +655,18 @@ impl<W: Write> ReportWriter<W> {
             }
         }
         buf.extend_from_slice(b"\n    }");
-        self.out.write_all(buf)
+        // Written in large pieces, which a `BufWriter` passes straight through.
+        if buf.len() >= OUT_CHUNK {
+            self.out.write_all(buf)?;
+            buf.clear();
+        }
+        Ok(())
     }
 
     /// Writes everything after the candidates and returns the output and the summary.
     pub fn finish(mut self, tail: &ReportTail<'_>) -> std::io::Result<(W, ReportSummary)> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
         self.out
             .write_all(if self.candidates == 0 { b"]" } else { b"\n  ]" })?;
         let count = |flag: &str| self.counts.get(flag).copied().unwrap_or(0);
@@ -762,13 +790,23 @@ fn write_field(
         },
         Field::ReviewerOutcome => write_str(buf, state.reviewer_outcome),
         Field::RequiredOwnerFields => {
-            let mut all = draft.required_owner_fields.clone();
-            all.extend(
-                INCIDENT_OWNER_RESPONSE_FIELDS
-                    .iter()
-                    .map(|f| Value::String((*f).to_owned())),
-            );
-            write_json(buf, &Value::Array(all), CANDIDATE_INDENT);
+            // The draft's fields, then the incident ones, as one array.
+            let own = &draft.required_owner_fields;
+            let indent = CANDIDATE_INDENT + 2;
+            buf.push(b'[');
+            for (i, item) in own.iter().enumerate() {
+                item_break(buf, i, indent);
+                write_json(buf, item, indent);
+            }
+            for (i, f) in INCIDENT_OWNER_RESPONSE_FIELDS.iter().enumerate() {
+                item_break(buf, own.len() + i, indent);
+                write_str(buf, f);
+            }
+            if own.is_empty() && INCIDENT_OWNER_RESPONSE_FIELDS.is_empty() {
+                buf.push(b']');
+            } else {
+                close(buf, CANDIDATE_INDENT, b']');
+            }
         }
         Field::Flag(f) => match flags.and_then(|m| m.get(f)) {
             Some(on) => buf.extend_from_slice(bool_text(*on)),
@@ -830,7 +868,12 @@ pub fn build_report(inputs: &ReportInputs<'_>) -> Value {
 /// Writes the report while reading the owner request report from `requests`, one draft at
 /// a time: memory stays flat however many surfaces there are. On an error the output
 /// holds a partial report; the caller discards it.
-pub fn stream_report<R: Read, W: Write>(
+///
+/// The drafts are parsed on a second thread and handed over in small batches through a
+/// bounded channel, so reading and writing overlap. The result is the sequential one: a
+/// failure to write a draft is reported before an input error further on, as if the
+/// input had stopped being read there.
+pub fn stream_report<R: Read + Send, W: Write>(
     requests: R,
     inventory: &ReportHead,
     view: Option<&LedgerView>,
@@ -839,11 +882,57 @@ pub fn stream_report<R: Read, W: Write>(
     git_commit: &str,
     out: W,
 ) -> Result<(W, ReportSummary), InputError> {
+    /// Drafts per batch, and batches in flight: a few hundred kilobytes at most.
+    const BATCH: usize = 64;
+    const IN_FLIGHT: usize = 4;
     let mut w = ReportWriter::new(out).map_err(InputError::Consumer)?;
-    let head = read_requests(requests, &mut |draft| {
-        let state = derive_state(&draft, view, signers);
-        w.candidate(&draft, &state)
-    })?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<AcceptanceDraft>>(IN_FLIGHT);
+    let (read, write_error) = std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("ledger-input".into())
+            .spawn_scoped(scope, move || {
+                let mut batch = Vec::with_capacity(BATCH);
+                let head = read_requests(requests, &mut |draft| {
+                    batch.push(draft);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        tx.send(full)
+                            .map_err(|_| std::io::Error::other("the report writer stopped"))?;
+                    }
+                    Ok(())
+                });
+                // Whatever was read, also before an input error, is written (or fails
+                // to be) first.
+                if !batch.is_empty() {
+                    let _ = tx.send(batch);
+                }
+                head
+            });
+        let reader = match reader {
+            Ok(r) => r,
+            Err(e) => return (Err(InputError::Consumer(e)), None),
+        };
+        let mut write_error = None;
+        'batches: for batch in rx {
+            for draft in &batch {
+                let state = derive_state(draft, view, signers);
+                if let Err(e) = w.candidate(draft, &state) {
+                    // Dropping the receiver stops the reader.
+                    write_error = Some(e);
+                    break 'batches;
+                }
+            }
+        }
+        let read = match reader.join() {
+            Ok(read) => read,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (read, write_error)
+    });
+    if let Some(e) = write_error {
+        return Err(InputError::Consumer(e));
+    }
+    let head = read?;
     w.finish(&ReportTail {
         inventory,
         requests: &head,

@@ -35,6 +35,8 @@ use serde_json::Value;
 
 use crate::model::{InventoryReport, RequestDraft, RequestReport};
 
+mod fast;
+
 /// Draft fields the report copies without interpreting them, in the order
 /// [`AcceptanceDraft::pass_through`] holds them.
 pub const PASS_THROUGH_FIELDS: [&str; 7] = [
@@ -243,6 +245,24 @@ macro_rules! refuse_other_types {
 struct Top<'c, 'f> {
     ctx: &'c Ctx<'f>,
     with_drafts: bool,
+    /// Where the first `request_drafts` array picks up (see [`Resume`]).
+    drafts: DraftsStart,
+}
+
+/// Where a `request_drafts` array read by the visitors picks up: the index of its next
+/// draft, and whether a placeholder element comes first (a replay of the rest of an array
+/// whose first drafts were read by the fast path).
+#[derive(Debug, Clone, Copy, Default)]
+struct DraftsStart {
+    index: usize,
+    skip_placeholder: bool,
+}
+
+/// `schema_version` and `status` as read: `None` when absent.
+#[derive(Debug, Default)]
+struct Head {
+    schema_version: Option<Value>,
+    status: Option<Value>,
 }
 
 impl Top<'_, '_> {
@@ -253,14 +273,14 @@ impl Top<'_, '_> {
 }
 
 impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
-    type Value = ReportHead;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ReportHead, D::Error> {
+    type Value = Head;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Head, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Top<'_, '_> {
-    type Value = ReportHead;
+    type Value = Head;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
@@ -268,17 +288,17 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
 
     refuse_other_types!();
 
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<ReportHead, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Head, A::Error> {
         Err(self.refuse("an array"))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ReportHead, A::Error> {
-        let mut head = ReportHead::default();
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
+        let mut head = Head::default();
         let mut drafts_seen = false;
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             match key.as_ref() {
-                "schema_version" => head.schema_version = map.next_value()?,
-                "status" => head.status = map.next_value()?,
+                "schema_version" => head.schema_version = Some(map.next_value()?),
+                "status" => head.status = Some(map.next_value()?),
                 "request_drafts" if self.with_drafts => {
                     if drafts_seen {
                         return Err(self.ctx.wrong(
@@ -288,7 +308,10 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
                         ));
                     }
                     drafts_seen = true;
-                    map.next_value_seed(Drafts { ctx: self.ctx })?;
+                    map.next_value_seed(Drafts {
+                        ctx: self.ctx,
+                        start: self.drafts,
+                    })?;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -302,6 +325,7 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
 /// `request_drafts`: an array of draft objects.
 struct Drafts<'c, 'f> {
     ctx: &'c Ctx<'f>,
+    start: DraftsStart,
 }
 
 impl Drafts<'_, '_> {
@@ -331,7 +355,10 @@ impl<'de> Visitor<'de> for Drafts<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0;
+        if self.start.skip_placeholder {
+            seq.next_element::<IgnoredAny>()?;
+        }
+        let mut index = self.start.index;
         while let Some(draft) = seq.next_element_seed(Draft {
             ctx: self.ctx,
             index,
@@ -459,8 +486,38 @@ fn read_top<R: Read>(
     doc: &'static str,
     reader: R,
     with_drafts: bool,
+    chunk: usize,
     on_draft: &mut dyn FnMut(AcceptanceDraft) -> std::io::Result<()>,
 ) -> Result<ReportHead, InputError> {
+    let mut window = fast::Window::new(reader, chunk);
+    let mut head = Head::default();
+    let rest = match window.run(with_drafts, on_draft, &mut head) {
+        Ok(()) => Head::default(),
+        Err(fast::Stop::Consumer(e)) => return Err(InputError::Consumer(e)),
+        Err(fast::Stop::Bail) => {
+            let (replay, start) = window.into_replay();
+            let replay = std::io::BufReader::with_capacity(1 << 16, replay);
+            read_visiting(doc, replay, with_drafts, start, on_draft)?
+        }
+    };
+    // The visitors read what follows the fast path's: a field repeated there wins.
+    Ok(ReportHead {
+        schema_version: rest
+            .schema_version
+            .or(head.schema_version)
+            .unwrap_or(Value::Null),
+        status: rest.status.or(head.status).unwrap_or(Value::Null),
+    })
+}
+
+/// Reads a report (or, after the fast path stopped, the rest of one) with the visitors.
+fn read_visiting<R: Read>(
+    doc: &'static str,
+    reader: R,
+    with_drafts: bool,
+    drafts: DraftsStart,
+    on_draft: &mut dyn FnMut(AcceptanceDraft) -> std::io::Result<()>,
+) -> Result<Head, InputError> {
     let ctx = Ctx {
         problem: RefCell::new(None),
         on_draft: RefCell::new(on_draft),
@@ -469,6 +526,7 @@ fn read_top<R: Read>(
     let result = Top {
         ctx: &ctx,
         with_drafts,
+        drafts,
     }
     .deserialize(&mut de)
     .and_then(|head| de.end().map(|()| head));
@@ -524,7 +582,9 @@ fn syntax_detail(e: &serde_json::Error) -> String {
 
 /// Reads an inventory report's `schema_version` and `status`, skipping everything else.
 pub fn read_inventory<R: Read>(reader: R) -> Result<ReportHead, InputError> {
-    read_top("inventory report", reader, false, &mut |_| Ok(()))
+    read_top("inventory report", reader, false, fast::CHUNK, &mut |_| {
+        Ok(())
+    })
 }
 
 /// Reads an owner request report, handing each draft to `on_draft` as it is read (in
@@ -534,5 +594,138 @@ pub fn read_requests<R: Read>(
     reader: R,
     on_draft: &mut dyn FnMut(AcceptanceDraft) -> std::io::Result<()>,
 ) -> Result<ReportHead, InputError> {
-    read_top("owner request report", reader, true, on_draft)
+    read_top("owner request report", reader, true, fast::CHUNK, on_draft)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a read gives: the head and the drafts, or the error's text.
+    fn outcome(result: Result<ReportHead, InputError>, drafts: Vec<AcceptanceDraft>) -> String {
+        match result {
+            Ok(head) => format!("{head:?} {drafts:?}"),
+            Err(e) => format!("error: {e} (drafts before it: {})", drafts.len()),
+        }
+    }
+
+    fn fast(doc: &[u8], with_drafts: bool, chunk: usize) -> String {
+        let mut drafts = Vec::new();
+        let r = read_top("doc", doc, with_drafts, chunk, &mut |d| {
+            drafts.push(d);
+            Ok(())
+        });
+        outcome(r, drafts)
+    }
+
+    fn visiting(doc: &[u8], with_drafts: bool) -> String {
+        let mut drafts = Vec::new();
+        let r = read_visiting("doc", doc, with_drafts, DraftsStart::default(), &mut |d| {
+            drafts.push(d);
+            Ok(())
+        })
+        .map(|h| ReportHead {
+            schema_version: h.schema_version.unwrap_or(Value::Null),
+            status: h.status.unwrap_or(Value::Null),
+        });
+        outcome(r, drafts)
+    }
+
+    const DRAFT: &str = r#"{"request_id": "r\u0031", "surface_id": "s:1", "repo_sha256": "ab",
+      "write_capable_surface": true, "requires_live_evidence": false,
+      "required_owner_fields": ["a", ["b", {"c": 1}]], "owner_questions": [{"q": "x\"y", "n": [1, 2.5e3, null]}],
+      "label": "L", "expected_host_scope": "h", "config_kind": "k", "service_scope": 7,
+      "control_tier": null, "repo_source_path": "p", "source_line_count": 12}"#;
+
+    fn doc() -> String {
+        format!(
+            "{{\"a\": [1, {{\"b\": 2}}, \"x\"], \"request_drafts\": [{DRAFT},\n  {DRAFT}],\n\"schema_version\": \"v1\", \"status\": 5, \"z\": {{\"y\": []}}}}\n"
+        )
+    }
+
+    /// Every edit of a document reads the same through the fast path (at several chunk
+    /// sizes) as through the visitors alone: the same drafts and head, or the same error.
+    fn check_edits(doc: &[u8], with_drafts: bool) {
+        let mut variants: Vec<Vec<u8>> = vec![doc.to_vec()];
+        for i in 0..doc.len() {
+            variants.push(doc[..i].to_vec());
+            let mut deleted = doc.to_vec();
+            deleted.remove(i);
+            variants.push(deleted);
+            for b in [b'}', b']', b',', b'"', b'1', b'{'] {
+                let mut changed = doc.to_vec();
+                changed[i] = b;
+                variants.push(changed);
+            }
+        }
+        for v in &variants {
+            let want = visiting(v, with_drafts);
+            for chunk in [1, 64, 4096] {
+                assert_eq!(
+                    fast(v, with_drafts, chunk),
+                    want,
+                    "chunk {chunk}, document {}",
+                    String::from_utf8_lossy(v)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_reads_every_edit_of_a_request_report_as_the_visitors_do() {
+        check_edits(doc().as_bytes(), true);
+    }
+
+    #[test]
+    fn the_fast_path_reads_every_edit_of_an_inventory_as_the_visitors_do() {
+        check_edits(doc().as_bytes(), false);
+    }
+
+    #[test]
+    fn the_fast_path_agrees_on_odd_documents() {
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let docs = [
+            String::new(),
+            "   ".into(),
+            "{}".into(),
+            "{} x".into(),
+            "[]".into(),
+            "{\"request_drafts\": []}".into(),
+            "{\"request_drafts\": [], \"request_drafts\": []}".into(),
+            format!("{{\"request_drafts\": [{DRAFT}], \"request_drafts\": [{DRAFT}]}}"),
+            format!("{{\"request_drafts\": [{DRAFT},]}}"),
+            format!("{{\"request_drafts\": [{DRAFT}]}}5"),
+            format!("{{\"request_drafts\": [{DRAFT}, {DRAFT}], \"status\": 1, \"status\": 2}}"),
+            format!(
+                "{{\"status\": 1, \"request_drafts\": [{}], \"status\": 2}}",
+                DRAFT.replace("\"ab\"", "\"ab\", \"repo_sha256\": \"cd\"")
+            ),
+            "{\"s\":5}".to_owned(),
+            "{\"s\":[5]}".to_owned(),
+            "{\"s\":[5,6x]}".to_owned(),
+            format!("{{\"status\": {}}}", deep(126)),
+            format!("{{\"status\": {}}}", deep(127)),
+            format!("{{\"status\": {}}}", deep(128)),
+            format!("{{\"ignored\": {}}}", deep(300)),
+        ];
+        for n in [123, 124, 125, 126] {
+            let draft = DRAFT.replace("\"label\": \"L\"", &format!("\"label\": {}", deep(n)));
+            let doc = format!("{{\"request_drafts\": [{DRAFT}, {draft}]}}");
+            for chunk in [64, 4096] {
+                assert_eq!(
+                    fast(doc.as_bytes(), true, chunk),
+                    visiting(doc.as_bytes(), true),
+                    "depth {n}"
+                );
+            }
+        }
+        for d in &docs {
+            for with_drafts in [true, false] {
+                let want = visiting(d.as_bytes(), with_drafts);
+                for chunk in [1, 3, 64, 4096] {
+                    assert_eq!(fast(d.as_bytes(), with_drafts, chunk), want, "{d}");
+                }
+            }
+        }
+    }
 }

@@ -750,7 +750,7 @@ fn write_streaming<T>(
 ) -> anyhow::Result<T> {
     use std::io::Write as _;
     let Some(path) = output else {
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
         let value = write(&mut out)?;
         out.flush().context("cannot write to stdout")?;
         return Ok(value);
@@ -762,7 +762,7 @@ fn write_streaming<T>(
     let tmp = path.with_extension("tmp~");
     let file =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     // As `write_out`: renamed over whole, not fsynced (a report is remade at will).
     let done = write(&mut out).and_then(|value| {
         out.into_inner()
