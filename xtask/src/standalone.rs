@@ -10,9 +10,10 @@
 //!   run from the repository root;
 //! - anywhere else (manifests, scripts, data), one that climbs above the file's directory.
 //!
-//! The exceptions are the ledger's seed tests (the contract test and the seed-oracle
-//! helper), which compare with the seed in the `shared/` directory beside the repository
-//! when it is there (and say they skipped when not), and this checker's own test examples.
+//! The one exception is the ledger tests' seed helper (`tests/common/seed_py.rs`), the only
+//! place that looks for the seed in the `shared/` directory beside the repository (or in
+//! `CASTELLAN_SEED_DIR`); the seed-contract and seed-oracle tests and the bench use it and
+//! say they skipped when the seed is not there.
 
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -20,16 +21,10 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 /// Files allowed to read outside the repository, with why.
-const EXCEPTIONS: &[(&str, &str)] = &[
-    (
-        "crates/castellan-ledger/tests/seed_contract.rs",
-        "reads the seed beside the repository when it is there; skips (or fails under CI=true) otherwise",
-    ),
-    (
-        "crates/castellan-ledger/tests/common/seed_py.rs",
-        "finds the seed's generator beside the repository for the seed-oracle test and the bench; skips (or fails under CI=true) otherwise",
-    ),
-];
+const EXCEPTIONS: &[(&str, &str)] = &[(
+    "crates/castellan-ledger/tests/common/seed_py.rs",
+    "the one place that finds the seed beside the repository (for the seed-contract and seed-oracle tests and the bench); they skip without it (fail under CI=true)",
+)];
 
 /// One reference that leaves the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -283,8 +278,8 @@ mod tests {
         assert!(escapes("docs/a.md", "see [arch](../ARCHITECTURE.md#x)").is_empty());
         assert!(escapes("README.md", "[web](https://example.com/../x) [top](#top)").is_empty());
         assert_eq!(
-            escapes("README.md", "see [`DESIGN`](../shared/DESIGN.md) for"),
-            vec!["link \"../shared/DESIGN.md\""]
+            escapes("README.md", "see [`DESIGN`](../outside/DESIGN.md) for"),
+            vec!["link \"../outside/DESIGN.md\""]
         );
         let two = up(2);
         assert_eq!(
@@ -300,10 +295,12 @@ mod tests {
     #[test]
     fn paths_in_code_may_not_climb_out_of_their_crate() {
         let three = up(3);
-        let rs = format!(".join(\"{three}shared/pve/api-schema-subset.json\")");
+        let rs = format!(".join(\"{three}outside/pve/api-schema-subset.json\")");
         assert_eq!(
             escapes("crates/pvesim/tests/common/mod.rs", &rs),
-            vec![format!("path \"{three}shared/pve/api-schema-subset.json\"")]
+            vec![format!(
+                "path \"{three}outside/pve/api-schema-subset.json\""
+            )]
         );
         let inside = r#".join("../pve-schema/data/api-schema-subset.json")"#;
         assert!(escapes("crates/pvesim/tests/common/mod.rs", inside).is_empty());
@@ -319,7 +316,7 @@ mod tests {
         assert_eq!(
             escapes(
                 "crates/pvesim/README.md",
-                "pvesim --schema ../shared/pve/x.json"
+                "pvesim --schema ../outside/pve/x.json"
             )
             .len(),
             1

@@ -5,8 +5,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/seed_py.rs"]
+mod seed_py;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::Path;
 
 use castellan_ledger::acceptance::{ReportInputs, build_report, summary_line};
 use castellan_ledger::model::{
@@ -17,24 +20,11 @@ use castellan_ledger::schema::{self, INVENTORY_SCHEMA};
 use regex::Regex;
 use serde_json::Value;
 
-/// The seed, read from the `shared/` directory beside the repository when it is there. A
-/// fresh clone has none: then the seed-reading tests print a skip, except under `CI=true`,
-/// where the seed is part of the environment and its absence is a failure.
+/// The seed, when it is there (see `common/seed_py.rs`: a fresh clone has none and these
+/// tests print a skip, except under `CI=true`, where its absence is a failure).
 fn seed() -> Option<String> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seeds/000_f4f35929da6e81ed.txt");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(text),
-        Err(e) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "the seed {} is required under CI=true: {e}",
-                path.display()
-            );
-            eprintln!("skipping: the seed {} is not here: {e}", path.display());
-            None
-        }
-    }
+    let path = seed_py::require(Path::new("000_f4f35929da6e81ed.txt"))?;
+    Some(std::fs::read_to_string(path).unwrap())
 }
 
 /// The text between `start` and the first `end` after it.

@@ -206,8 +206,8 @@ const WORDED: [&str; 3] = ["reviewer_checks", "outcome_lanes", "next_steps"];
 #[test]
 fn the_seeds_own_generator_makes_the_same_report_from_the_same_inputs() {
     let dir = tempfile::tempdir().unwrap();
-    // The seed lives beside the repo (../shared/seeds), not in it: a clone on its own
-    // skips this comparison with a note; CI, which has the seed, must run it.
+    // The seed is not in the repository (see common/seed_py.rs): a clone on its own skips
+    // this comparison with a note; CI, which has the seed, must run it.
     let script = match seed_py::write_script(dir.path()) {
         Ok(s) => s,
         Err(why) if std::env::var("CI").as_deref() != Ok("true") => {

@@ -1,9 +1,9 @@
 //! `castellan ledger acceptance` against the seed's own Python generator, on the same
 //! generated inputs, in one run.
 //!
-//! The seed's generator is extracted at bench time from `../shared/seeds/000_*.txt` into a
-//! temporary directory (see `castellan-ledger/tests/common/seed_py.rs`; none of its code
-//! is kept in the repository). Without the seed or python3 the comparison is skipped with
+//! The seed's generator is extracted at bench time from the seed document into a temporary
+//! directory (`castellan-ledger/tests/common/seed_py.rs` finds it; none of its code is kept
+//! in the repository). Without the seed or python3 the comparison is skipped with
 //! a note. For each size the bench writes an inventory and an owner request report of N
 //! surfaces (castellan's own `ledger requests` output: a superset of the seed's shape),
 //! then reports the median wall time of each tool, their ratio, and castellan's peak

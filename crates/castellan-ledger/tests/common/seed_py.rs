@@ -15,9 +15,39 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The seed document, if it is present beside the repository.
+/// Where the seed documents are: `CASTELLAN_SEED_DIR` when set, else the `shared/seeds`
+/// directory beside the repository (the one place in the repository that looks outside
+/// it; nothing else may). A clone on its own has none, and every caller copes.
+pub fn seed_dir() -> PathBuf {
+    match std::env::var_os("CASTELLAN_SEED_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seeds"),
+    }
+}
+
+/// For a test that needs the seed: `Some(path)` to `file` in [`seed_dir`], or `None`
+/// after printing a skip when it is absent; under `CI=true`, where the seed is part of the
+/// environment, its absence fails the test.
+pub fn require(file: &Path) -> Option<PathBuf> {
+    let path = seed_dir().join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the seed {} is required under CI=true",
+        path.display()
+    );
+    eprintln!(
+        "note: skipped: the seed {} is not here (a clone on its own has none)",
+        path.display()
+    );
+    None
+}
+
+/// The seed document, if it is present.
 pub fn seed_document() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seeds");
+    let dir = seed_dir();
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(|e| e.ok().map(|e| e.path()))
