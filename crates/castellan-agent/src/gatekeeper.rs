@@ -919,16 +919,8 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
-        let stale = |detail: String| async move {
-            self.refuse_stale(id, a, &detail).await?;
-            Err(DestroyError::Stale(detail))
-        };
-        let g = match self.look(backend, a).await {
-            Ok(Look::Proceed(g)) => g,
-            Ok(Look::Stale(d)) => return stale(d).await,
-            Ok(Look::Gone) => return self.gone_before_delete(id, a).await,
-            Ok(Look::Busy(why)) => return self.not_sent(id, a, why).await,
-            Err(e) => return self.not_sent(id, a, e).await,
+        let Some(g) = self.settled_look(backend, id, a, false).await? else {
+            return Ok(());
         };
         if g.run != ActualRun::Stopped {
             let mut params = BTreeMap::new();
@@ -963,34 +955,36 @@ impl Gatekeeper {
             .await
             .map_err(DestroyError::InFlight)?;
         // The last look, as close to the DELETE as the API allows.
-        if !self.last_look(backend, id, a).await? {
+        if self.settled_look(backend, id, a, true).await?.is_none() {
             return Ok(());
         }
         self.send_delete(backend, id, a).await
     }
 
-    /// The last look before the DELETE: `Ok(true)` to send it; `Ok(false)` when the guest
-    /// is gone (the intent is settled); otherwise the intent is rolled back (nothing was
-    /// sent) and the reason returned.
-    async fn last_look<B: Backend>(
+    /// A look at the target of a journaled destroy that settles the intent when it cannot
+    /// go on: `Ok(Some(guest))` to go on; `Ok(None)` when the guest is gone (the intent is
+    /// settled); otherwise the intent is rolled back (nothing was sent) and the reason
+    /// returned. With `stopped`, a guest that runs again does not go on either.
+    async fn settled_look<B: Backend>(
         &self,
         backend: &B,
         id: IntentId,
         a: &DestructiveAction,
-    ) -> Result<bool, DestroyError> {
+        stopped: bool,
+    ) -> Result<Option<castellan_core::model::ActualGuest>, DestroyError> {
         match self.look(backend, a).await {
-            Ok(Look::Proceed(g)) if g.run == ActualRun::Stopped => Ok(true),
-            Ok(Look::Proceed(_)) => self
+            Ok(Look::Proceed(g)) if stopped && g.run != ActualRun::Stopped => self
                 .not_sent(id, a, "it is running again".to_owned())
                 .await
-                .map(|()| false),
+                .map(|()| None),
+            Ok(Look::Proceed(g)) => Ok(Some(g)),
             Ok(Look::Stale(d)) => {
                 self.refuse_stale(id, a, &d).await?;
                 Err(DestroyError::Stale(d))
             }
-            Ok(Look::Gone) => self.gone_before_delete(id, a).await.map(|()| false),
-            Ok(Look::Busy(why)) => self.not_sent(id, a, why).await.map(|()| false),
-            Err(e) => self.not_sent(id, a, e).await.map(|()| false),
+            Ok(Look::Gone) => self.gone_before_delete(id, a).await.map(|()| None),
+            Ok(Look::Busy(why)) => self.not_sent(id, a, why).await.map(|()| None),
+            Err(e) => self.not_sent(id, a, e).await.map(|()| None),
         }
     }
 
@@ -1434,7 +1428,7 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
-        if !self.last_look(backend, id, a).await? {
+        if self.settled_look(backend, id, a, true).await?.is_none() {
             return Ok(());
         }
         self.send_delete(backend, id, a).await

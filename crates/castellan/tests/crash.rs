@@ -338,6 +338,19 @@ impl Env {
         std::fs::copy(&op, inbox.join("own.op")).unwrap();
     }
 
+    /// The node's next destroy task of guest 101 fails (the guest stays, unchanged).
+    fn fail_next_destroy(&self) {
+        self.sim.set_faults(vec![pvesim::FaultRule {
+            vmid: Some(101),
+            method: Some("DELETE".into()),
+            path_suffix: None,
+            times: Some(1),
+            fault: pvesim::Fault::TaskFailure {
+                exitstatus: "unable to destroy CT 101 - simulated storage error".into(),
+            },
+        }]);
+    }
+
     fn destroy_intent(&self) -> castellan_store::Intent {
         let store = Store::open_readonly(&self.path("state")).unwrap();
         let mut destroys: Vec<_> = store
@@ -372,15 +385,7 @@ async fn a_lost_task_is_found_whatever_the_clocks_say_and_never_resent() {
         return;
     }
     let env = Env::new(Duration::from_millis(20)).await;
-    env.sim.set_faults(vec![pvesim::FaultRule {
-        vmid: Some(101),
-        method: Some("DELETE".into()),
-        path_suffix: None,
-        times: Some(1),
-        fault: pvesim::Fault::TaskFailure {
-            exitstatus: "unable to destroy CT 101 - simulated storage error".into(),
-        },
-    }]);
+    env.fail_next_destroy();
     let out = env.run_agent();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     {
@@ -477,15 +482,7 @@ async fn losing_the_database_never_revives_a_used_op() {
         return;
     }
     let env = Env::new(Duration::from_millis(20)).await;
-    env.sim.set_faults(vec![pvesim::FaultRule {
-        vmid: Some(101),
-        method: Some("DELETE".into()),
-        path_suffix: None,
-        times: Some(1),
-        fault: pvesim::Fault::TaskFailure {
-            exitstatus: "unable to destroy CT 101 - simulated storage error".into(),
-        },
-    }]);
+    env.fail_next_destroy();
     let out = env.run_agent();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     // Let the next second begin, so the op's window starts after the state did.
