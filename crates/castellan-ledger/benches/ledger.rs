@@ -4,6 +4,9 @@
 //!   10,000 request drafts, without a ledger;
 //! - `acceptance/report_10k_ledger`: the same with 10,000 intake records (one per surface,
 //!   every lane represented) in the ledger view;
+//! - `input/read_requests_10k`: read the owner request report for 10,000 surfaces (as
+//!   `ledger requests` writes it, 40 MiB) from memory, every draft to a consumer that
+//!   keeps nothing: the parsing half of `ledger acceptance`;
 //! - `intake/*`: `intake::analyze` over realistic responses (a clean 2 KiB one, one with a
 //!   secret in a nested field, one with a pasted compose file), reported as responses/s
 //!   (1 / time per response) and MB/s (criterion's byte throughput).
@@ -159,6 +162,27 @@ fn bench_acceptance(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_input(c: &mut Criterion) {
+    let inv = inventory(10_000);
+    let reqs = requests::build(&inv, "2026-11-22T18:00:00+08:00");
+    let bytes = requests::write_report(&reqs, Vec::new()).unwrap();
+    let mut g = c.benchmark_group("input");
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("read_requests_10k", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            castellan_ledger::input::read_requests(black_box(bytes.as_slice()), &mut |d| {
+                n += d.required_owner_fields.len();
+                Ok(())
+            })
+            .unwrap();
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
 fn bench_intake(c: &mut Criterion) {
     let inv = inventory(100);
     let reqs = requests::build(&inv, "2026-11-22T18:00:00+08:00");
@@ -175,5 +199,5 @@ fn bench_intake(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_acceptance, bench_intake);
+criterion_group!(benches, bench_acceptance, bench_input, bench_intake);
 criterion_main!(benches);

@@ -868,11 +868,6 @@ pub fn build_report(inputs: &ReportInputs<'_>) -> Value {
 /// Writes the report while reading the owner request report from `requests`, one draft at
 /// a time: memory stays flat however many surfaces there are. On an error the output
 /// holds a partial report; the caller discards it.
-///
-/// The drafts are parsed on a second thread and handed over in small batches through a
-/// bounded channel, so reading and writing overlap. The result is the sequential one: a
-/// failure to write a draft is reported before an input error further on, as if the
-/// input had stopped being read there.
 pub fn stream_report<R: Read + Send, W: Write>(
     requests: R,
     inventory: &ReportHead,
@@ -882,6 +877,49 @@ pub fn stream_report<R: Read + Send, W: Write>(
     git_commit: &str,
     out: W,
 ) -> Result<(W, ReportSummary), InputError> {
+    stream_candidates(requests, view, signers, out)?
+        .finish(inventory, generated_at, git_commit)
+        .map_err(InputError::Consumer)
+}
+
+/// A report whose candidates are all written; [`Candidates::finish`] adds the rest.
+#[derive(Debug)]
+pub struct Candidates<W: Write> {
+    writer: ReportWriter<W>,
+    requests: ReportHead,
+}
+
+impl<W: Write> Candidates<W> {
+    /// Writes everything after the candidates: the values that come from the inventory
+    /// report and the caller, which can be gathered while the candidates stream.
+    pub fn finish(
+        self,
+        inventory: &ReportHead,
+        generated_at: &str,
+        git_commit: &str,
+    ) -> std::io::Result<(W, ReportSummary)> {
+        self.writer.finish(&ReportTail {
+            inventory,
+            requests: &self.requests,
+            generated_at,
+            git_commit,
+        })
+    }
+}
+
+/// Writes the candidates of the report while reading the owner request report from
+/// `requests` (see [`stream_report`]).
+///
+/// The drafts are parsed on a second thread and handed over in small batches through a
+/// bounded channel, so reading and writing overlap. The result is the sequential one: a
+/// failure to write a draft is reported before an input error further on, as if the
+/// input had stopped being read there.
+pub fn stream_candidates<R: Read + Send, W: Write>(
+    requests: R,
+    view: Option<&LedgerView>,
+    signers: Option<&SignerConfig>,
+    out: W,
+) -> Result<Candidates<W>, InputError> {
     /// Drafts per batch, and batches in flight: a few hundred kilobytes at most.
     const BATCH: usize = 64;
     const IN_FLIGHT: usize = 4;
@@ -932,14 +970,10 @@ pub fn stream_report<R: Read + Send, W: Write>(
     if let Some(e) = write_error {
         return Err(InputError::Consumer(e));
     }
-    let head = read?;
-    w.finish(&ReportTail {
-        inventory,
-        requests: &head,
-        generated_at,
-        git_commit,
+    Ok(Candidates {
+        writer: w,
+        requests: read?,
     })
-    .map_err(InputError::Consumer)
 }
 
 /// The one-line summary the seed prints on stderr, from a report document.

@@ -29,6 +29,7 @@
 use std::cell::RefCell;
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -36,6 +37,7 @@ use serde_json::Value;
 use crate::model::{InventoryReport, RequestDraft, RequestReport};
 
 mod fast;
+mod scan;
 
 /// Draft fields the report copies without interpreting them, in the order
 /// [`AcceptanceDraft::pass_through`] holds them.
@@ -89,8 +91,8 @@ pub struct AcceptanceDraft {
     pub write_capable_surface: bool,
     /// `requires_live_evidence`.
     pub requires_live_evidence: bool,
-    /// `required_owner_fields`, copied.
-    pub required_owner_fields: Vec<Value>,
+    /// `required_owner_fields`, copied (shared between drafts that list the same ones).
+    pub required_owner_fields: Arc<[Value]>,
     /// The values of [`PASS_THROUGH_FIELDS`], in that order, copied.
     pub pass_through: [Value; 7],
 }
@@ -456,7 +458,7 @@ impl<'de> Visitor<'de> for Draft<'_, '_> {
         let write_capable_surface = boolean(3, take(3)?)?;
         let requires_live_evidence = boolean(4, take(4)?)?;
         let required_owner_fields = match take(5)? {
-            Value::Array(a) => a,
+            Value::Array(a) => Arc::from(a),
             other => {
                 return Err(self
                     .ctx

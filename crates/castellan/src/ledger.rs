@@ -296,24 +296,10 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn write_out(doc: &str, output: Option<&Path>) -> anyhow::Result<()> {
-    match output {
-        Some(path) => {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            // Whole or nothing: write beside, then rename over.
-            let tmp = path.with_extension("tmp~");
-            std::fs::write(&tmp, doc).with_context(|| format!("cannot write {}", tmp.display()))?;
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            Ok(())
-        }
-        None => {
-            crate::out!("{doc}")?;
-            Ok(())
-        }
-    }
+    write_streaming(output, |out| {
+        out.write_all(doc.as_bytes())
+            .context("cannot write the report")
+    })
 }
 
 /// Reads a JSON document of type `T`, naming the file and the problem.
@@ -698,9 +684,6 @@ fn acceptance_cmd(
 ) -> anyhow::Result<ExitCode> {
     // Both reports are read as the seed reads them, streaming (castellan_ledger::input);
     // their paths are relative to the current directory, like every path on the line.
-    let inventory_path = inventory_report;
-    let inventory = input::read_inventory(open_report(inventory_path, "inventory report")?)
-        .map_err(|e| anyhow!("{}: {e}", inventory_path.display()))?;
     let requests_path = owner_request_report;
     let requests = open_report(requests_path, "owner request report")?;
     let (view, signers) = match ledger_dir {
@@ -716,21 +699,43 @@ fn acceptance_cmd(
         }
     };
     let generated_at = generated_at.unwrap_or_else(now_utc8);
-    let git_commit = inventory::git_short_sha(repo);
-    let stream = |out: &mut dyn std::io::Write| {
-        acceptance::stream_report(
-            requests,
-            &inventory,
-            view.as_ref(),
-            signers.as_ref(),
-            &generated_at,
-            &git_commit,
-            out,
-        )
-        .map(|(_, summary)| summary)
-        .map_err(|e| anyhow!("{}: {e}", requests_path.display()))
-    };
-    let summary = write_streaming(output, stream)?;
+    // The inventory report and the commit only go into the report's tail: they are read
+    // while the candidates stream. An inventory that cannot be read is named first, and
+    // replaces nothing.
+    let summary = std::thread::scope(|scope| {
+        let inventory = scope.spawn(|| -> anyhow::Result<input::ReportHead> {
+            input::read_inventory(open_report(inventory_report, "inventory report")?)
+                .map_err(|e| anyhow!("{}: {e}", inventory_report.display()))
+        });
+        let git_commit = scope.spawn(|| inventory::git_short_sha(repo));
+        let joined = |inventory: std::thread::ScopedJoinHandle<'_, _>| match inventory.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let mut inventory = Some(inventory);
+        let stream = |out: &mut dyn std::io::Write| {
+            let candidates =
+                acceptance::stream_candidates(requests, view.as_ref(), signers.as_ref(), out);
+            let head = inventory.take().map(joined).transpose()?;
+            let candidates = candidates.map_err(|e| anyhow!("{}: {e}", requests_path.display()))?;
+            let git_commit = match git_commit.join() {
+                Ok(sha) => sha,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            let head = head.context("the inventory report was read twice")?;
+            candidates
+                .finish(&head, &generated_at, &git_commit)
+                .map(|(_, summary)| summary)
+                .context("cannot write the report")
+        };
+        let summary = write_streaming(output, stream);
+        if let Some(inventory) = inventory {
+            // The output could not be started: the inventory's own error comes first.
+            joined(inventory)?;
+        }
+        summary
+    })?;
+
     eprintln!("{}", summary.line());
     Ok(ExitCode::SUCCESS)
 }
@@ -744,6 +749,11 @@ fn open_report(path: &Path, what: &str) -> anyhow::Result<std::io::BufReader<std
 
 /// Runs `write` against `output` (a file, written whole or not at all: beside it, then
 /// renamed over) or stdout, buffered.
+///
+/// The file beside the output gets a fresh random name and is created exclusively, so a
+/// name planted in the output's directory (a symlink to somewhere else) is never
+/// followed; it is removed whenever the output is not replaced. Not fsynced: a report is
+/// remade at will.
 fn write_streaming<T>(
     output: Option<&Path>,
     write: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<T>,
@@ -755,26 +765,33 @@ fn write_streaming<T>(
         out.flush().context("cannot write to stdout")?;
         return Ok(value);
     };
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    let tmp = path.with_extension("tmp~");
-    let file =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    // As `write_out`: renamed over whole, not fsynced (a report is remade at will).
-    let done = write(&mut out).and_then(|value| {
-        out.into_inner()
-            .map_err(|e| anyhow!("cannot write {}: {}", tmp.display(), e.error()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(value)
-    });
-    if done.is_err() {
-        // Nothing half-written is left behind.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    done
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => {
+            std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+            p
+        }
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} does not name a file", path.display()))?;
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".");
+    let tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(parent)
+        .with_context(|| format!("cannot write in {}", parent.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, tmp);
+    let value = write(&mut out)?;
+    let tmp = out
+        .into_inner()
+        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error()))?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
+    Ok(value)
 }
 
 fn rescan_cmd(ledger_dir: &Path, rules: Option<&Path>) -> anyhow::Result<ExitCode> {

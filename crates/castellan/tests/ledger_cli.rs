@@ -663,5 +663,69 @@ fn acceptance_reads_seed_shaped_reports_from_other_tools() {
         1
     );
     assert_eq!(std::fs::read(&out_file).unwrap(), before);
-    assert!(!dir.path().join("out/acceptance.tmp~").exists());
+    let only_the_report = || {
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["acceptance.json"], "left behind: {names:?}");
+    };
+    only_the_report();
+
+    // An inventory report that cannot be read is named (it is read while the candidates
+    // stream) and replaces nothing.
+    let bad_inventory = dir.path().join("bad-inventory.json");
+    std::fs::write(&bad_inventory, b"{\"schema_version\": [}").unwrap();
+    let out = run(castellan()
+        .args(["ledger", "acceptance", "--root"])
+        .arg(dir.path())
+        .arg("--inventory-report")
+        .arg(&bad_inventory)
+        .arg("--owner-request-report")
+        .arg(data.join("owner-requests.json"))
+        .args(["--generated-at", TS, "-o"])
+        .arg(&out_file));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("bad-inventory.json") && stderr.contains("not valid JSON"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("bad-inventory.json"))
+            .count(),
+        1
+    );
+    assert_eq!(std::fs::read(&out_file).unwrap(), before);
+    only_the_report();
+}
+
+/// Whoever can write in the output's directory cannot make the report be written
+/// through a name planted there: the file beside the output is new and randomly named.
+#[test]
+fn a_planted_name_beside_the_output_is_never_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = seed_reports();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    // The name earlier releases wrote beside `acceptance.json`.
+    std::os::unix::fs::symlink(&victim, out_dir.join("acceptance.tmp~")).unwrap();
+    let out = run(castellan()
+        .args(["ledger", "acceptance", "--root"])
+        .arg(dir.path())
+        .arg("--inventory-report")
+        .arg(data.join("inventory.json"))
+        .arg("--owner-request-report")
+        .arg(data.join("owner-requests.json"))
+        .args(["--generated-at", TS, "-o"])
+        .arg(out_dir.join("acceptance.json")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("acceptance.json")).unwrap()).unwrap();
+    assert_eq!(report["summary"]["acceptance_candidate_count"], 2);
 }

@@ -69,58 +69,63 @@ pub(super) enum Stop {
 /// A draft as the fast path reads it. Anything the visitors would refuse fails here
 /// too (a wrong type, a missing or repeated field) and hands over to them; unknown
 /// fields are skipped without being kept.
-#[derive(Deserialize)]
-struct FastDraft {
-    request_id: String,
-    surface_id: String,
-    repo_sha256: String,
-    write_capable_surface: bool,
-    requires_live_evidence: bool,
-    required_owner_fields: Vec<Value>,
-    label: Value,
-    expected_host_scope: Value,
-    config_kind: Value,
-    service_scope: Value,
-    control_tier: Value,
-    repo_source_path: Value,
-    source_line_count: Value,
+#[derive(Debug, Deserialize)]
+pub(super) struct FastDraft {
+    pub(super) request_id: String,
+    pub(super) surface_id: String,
+    pub(super) repo_sha256: String,
+    pub(super) write_capable_surface: bool,
+    pub(super) requires_live_evidence: bool,
+    pub(super) required_owner_fields: Vec<Value>,
+    pub(super) label: Value,
+    pub(super) expected_host_scope: Value,
+    pub(super) config_kind: Value,
+    pub(super) service_scope: Value,
+    pub(super) control_tier: Value,
+    pub(super) repo_source_path: Value,
+    pub(super) source_line_count: Value,
 }
 
 impl FastDraft {
     /// The draft, unless a field nests deeper than the visitors would accept.
-    fn into_draft(self) -> Option<AcceptanceDraft> {
-        let pass_through = [
-            self.label,
-            self.expected_host_scope,
-            self.config_kind,
-            self.service_scope,
-            self.control_tier,
-            self.repo_source_path,
-            self.source_line_count,
-        ];
-        let required_depth = 1 + self
-            .required_owner_fields
-            .iter()
-            .map(depth)
-            .max()
-            .unwrap_or(0);
-        if required_depth > MAX_DRAFT_FIELD_DEPTH
-            || pass_through
-                .iter()
-                .any(|v| depth(v) > MAX_DRAFT_FIELD_DEPTH)
-        {
-            return None;
-        }
-        Some(AcceptanceDraft {
+    pub(super) fn into_draft(self) -> Option<AcceptanceDraft> {
+        shallow(AcceptanceDraft {
             request_id: self.request_id,
             surface_id: self.surface_id,
             repo_sha256: self.repo_sha256,
             write_capable_surface: self.write_capable_surface,
             requires_live_evidence: self.requires_live_evidence,
-            required_owner_fields: self.required_owner_fields,
-            pass_through,
+            required_owner_fields: self.required_owner_fields.into(),
+            pass_through: [
+                self.label,
+                self.expected_host_scope,
+                self.config_kind,
+                self.service_scope,
+                self.control_tier,
+                self.repo_source_path,
+                self.source_line_count,
+            ],
         })
     }
+}
+
+/// `draft`, unless a field nests deeper than the visitors would accept.
+pub(super) fn shallow(draft: AcceptanceDraft) -> Option<AcceptanceDraft> {
+    let required_depth = 1 + draft
+        .required_owner_fields
+        .iter()
+        .map(depth)
+        .max()
+        .unwrap_or(0);
+    if required_depth > MAX_DRAFT_FIELD_DEPTH
+        || draft
+            .pass_through
+            .iter()
+            .any(|v| depth(v) > MAX_DRAFT_FIELD_DEPTH)
+    {
+        return None;
+    }
+    Some(draft)
 }
 
 /// How many arrays and objects nest in `v` (0 for a scalar).
@@ -182,6 +187,7 @@ pub(super) struct Window<R> {
     /// serde_json counts them.
     line: usize,
     column: usize,
+    scanner: super::scan::Scanner,
 }
 
 impl<R: Read> Window<R> {
@@ -197,6 +203,7 @@ impl<R: Read> Window<R> {
             chunk: chunk.max(1),
             line: 1,
             column: 0,
+            scanner: super::scan::Scanner::default(),
         }
     }
 
@@ -268,7 +275,7 @@ impl<R: Read> Window<R> {
     /// may continue past what is buffered.
     fn parse_with<O>(
         &mut self,
-        parse: impl Fn(&[u8]) -> Result<Option<(O, usize)>, serde_json::Error>,
+        mut parse: impl FnMut(&[u8]) -> Result<Option<(O, usize)>, serde_json::Error>,
     ) -> Result<O, Stop> {
         loop {
             let rest = &self.buf[self.pos..self.end];
@@ -427,9 +434,14 @@ impl<R: Read> Window<R> {
             if self.peek()? != Some(b'{') {
                 return Err(Stop::Bail);
             }
-            let draft = self.parse_with(|s| {
-                one::<FastDraft>(s).map(|o| o.map(|(d, used)| (d.into_draft(), used)))
-            })?;
+            // The scanner reads most drafts; what it is unsure of, serde_json reads.
+            let mut scanner = std::mem::take(&mut self.scanner);
+            let draft = self.parse_with(|s| match scanner.draft(s) {
+                Some((d, used)) => Ok(Some((Some(d), used))),
+                None => one::<FastDraft>(s).map(|o| o.map(|(d, used)| (d.into_draft(), used))),
+            });
+            self.scanner = scanner;
+            let draft = draft?;
             let Some(draft) = draft else {
                 return Err(Stop::Bail);
             };
