@@ -50,7 +50,7 @@ fn main() -> BenchResult<()> {
         }
     };
     let (sizes, castellan_runs, seed_runs): (&[usize], usize, usize) = if bench {
-        (&[10_000, 100_000], 7, 3)
+        (&[10_000, 100_000], 15, 5)
     } else {
         (&[200], 1, 1)
     };
