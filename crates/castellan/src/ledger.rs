@@ -708,23 +708,18 @@ fn acceptance_cmd(
                 .map_err(|e| anyhow!("{}: {e}", inventory_report.display()))
         });
         let git_commit = scope.spawn(|| inventory::git_short_sha(repo));
-        let joined = |inventory: std::thread::ScopedJoinHandle<'_, _>| match inventory.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
         let mut inventory = Some(inventory);
         let stream = |out: &mut dyn std::io::Write| {
             let candidates =
                 acceptance::stream_candidates(requests, view.as_ref(), signers.as_ref(), out);
-            let head = inventory.take().map(joined).transpose()?;
+            let head = joined(
+                inventory
+                    .take()
+                    .context("the inventory report was read twice")?,
+            )?;
             let candidates = candidates.map_err(|e| anyhow!("{}: {e}", requests_path.display()))?;
-            let git_commit = match git_commit.join() {
-                Ok(sha) => sha,
-                Err(panic) => std::panic::resume_unwind(panic),
-            };
-            let head = head.context("the inventory report was read twice")?;
             candidates
-                .finish(&head, &generated_at, &git_commit)
+                .finish(&head, &generated_at, &joined(git_commit))
                 .map(|(_, summary)| summary)
                 .context("cannot write the report")
         };
@@ -738,6 +733,14 @@ fn acceptance_cmd(
 
     eprintln!("{}", summary.line());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The result of a scoped thread; its panic goes on unwinding here.
+fn joined<T>(thread: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match thread.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// Opens a report for buffered reading, naming the file when it cannot be.

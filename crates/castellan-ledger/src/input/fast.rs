@@ -139,7 +139,9 @@ fn depth(v: &Value) -> usize {
 
 /// The next value of `s` (after whitespace) and the offset just past it; `None` when `s`
 /// holds only whitespace.
-fn one<'a, T: Deserialize<'a>>(s: &'a [u8]) -> Result<Option<(T, usize)>, serde_json::Error> {
+pub(super) fn one<'a, T: Deserialize<'a>>(
+    s: &'a [u8],
+) -> Result<Option<(T, usize)>, serde_json::Error> {
     let mut values = serde_json::Deserializer::from_slice(s).into_iter::<T>();
     match values.next() {
         None => Ok(None),

@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::AcceptanceDraft;
 #[cfg(test)]
 use super::fast::FastDraft;
-use super::fast::shallow;
+use super::fast::{one, shallow};
 
 /// How deeply a skipped member may nest before the scanner leaves it to `serde_json`
 /// (which allows well over a hundred levels here).
@@ -194,9 +194,8 @@ fn literal(s: &[u8], i: usize, word: &[u8]) -> Option<usize> {
 /// A known field's value starting at `s[i]`, parsed by serde_json, and the offset just
 /// past it.
 fn field<T: DeserializeOwned>(s: &[u8], i: usize) -> Option<(T, usize)> {
-    let mut values = serde_json::Deserializer::from_slice(s.get(i..)?).into_iter::<T>();
-    let v = values.next()?.ok()?;
-    Some((v, i + values.byte_offset()))
+    let (v, used) = one::<T>(s.get(i..)?).ok()??;
+    Some((v, i + used))
 }
 
 /// Sets `slot` to the value at `s[i]`; `None` when the field was already seen.
