@@ -208,15 +208,45 @@ fn once<T: DeserializeOwned>(slot: &mut Option<T>, s: &[u8], i: usize) -> Option
     Some(end)
 }
 
+/// How many skipped values the scanner remembers (drafts of different kinds ask
+/// different `owner_questions`; a report usually holds a handful of kinds).
+const REMEMBERED: usize = 8;
+
+/// The shortest skipped value worth remembering: below it, skipping is about as cheap as
+/// comparing.
+const REMEMBER_FROM: usize = 64;
+
 /// The scanner's memory between drafts: the last `required_owner_fields` it parsed, as
 /// they were written, so that the next draft listing the same ones, byte for byte,
-/// shares them instead of parsing and allocating them again.
+/// shares them instead of parsing and allocating them again; and the last few arrays
+/// and objects it skipped, so that the same bytes again (the same `owner_questions`) are
+/// compared rather than scanned.
 #[derive(Debug, Default)]
 pub(super) struct Scanner {
     required: Option<(Vec<u8>, Arc<[Value]>)>,
+    skipped: Vec<Vec<u8>>,
 }
 
 impl Scanner {
+    /// Skips the member value at `s[i]`. An array or object is judged by its own bytes
+    /// alone (its end is its closing bracket; nothing after it is looked at), so bytes
+    /// identical to ones already skipped from the same depth are skipped again by
+    /// comparison.
+    fn skip(&mut self, s: &[u8], i: usize) -> Option<usize> {
+        let container = matches!(s.get(i), Some(b'[' | b'{'));
+        if container && let Some(raw) = self.skipped.iter().find(|raw| s[i..].starts_with(raw)) {
+            return Some(i + raw.len());
+        }
+        let end = skip_value(s, i, MAX_SKIP_DEPTH)?;
+        if container && end - i >= REMEMBER_FROM {
+            if self.skipped.len() == REMEMBERED {
+                self.skipped.remove(0);
+            }
+            self.skipped.push(s[i..end].to_vec());
+        }
+        Some(end)
+    }
+
     /// `required_owner_fields` at `s[i]` and the offset just past them.
     fn required(&mut self, s: &[u8], i: usize) -> Option<(Arc<[Value]>, usize)> {
         if let (Some(end), Some((raw, fields))) = (skip_value(s, i, MAX_SKIP_DEPTH), &self.required)
@@ -284,7 +314,7 @@ impl Scanner {
                 b"control_tier" => once(&mut pass[4], s, i)?,
                 b"repo_source_path" => once(&mut pass[5], s, i)?,
                 b"source_line_count" => once(&mut pass[6], s, i)?,
-                _ => skip_value(s, i, MAX_SKIP_DEPTH)?,
+                _ => self.skip(s, i)?,
             };
             i = ws(s, i);
             match *s.get(i)? {
@@ -392,6 +422,41 @@ mod tests {
         }
         // The scanner does take most of them: it is not merely refusing everything.
         assert!(accepted > base.len(), "only {accepted} edits accepted");
+    }
+
+    /// A remembered `owner_questions` is taken again only byte for byte: the same bytes
+    /// are compared, not scanned; one changed byte anywhere in them is scanned (and a bad
+    /// one refused) as if nothing were remembered; a longer or shorter value is not cut
+    /// to the remembered length.
+    #[test]
+    fn remembered_skips_are_taken_only_for_the_same_bytes() {
+        let mut scanner = Scanner::default();
+        assert!(scanner.draft(DRAFT.as_bytes()).is_some());
+        assert_eq!(scanner.skipped.len(), 1, "owner_questions is remembered");
+        let questions = DRAFT.find("\"owner_questions\"").unwrap();
+        let end = questions + DRAFT[questions..].find("\n      ],").unwrap();
+        for at in questions + 20..end {
+            for b in [0x01u8, b'"', b']', b'}', 0xff] {
+                let mut changed = DRAFT.as_bytes().to_vec();
+                changed[at] = b;
+                assert_eq!(
+                    scanner
+                        .draft(&changed)
+                        .is_some_and(|ours| Some(ours) == serde_draft(&changed)),
+                    serde_draft(&changed).is_some() && Scanner::default().draft(&changed).is_some(),
+                    "{}",
+                    String::from_utf8_lossy(&changed)
+                );
+            }
+        }
+        // A control character inside a remembered question: refused, though everything
+        // before it matches.
+        let bad = DRAFT.replacen("Who", "W\x01o", 1);
+        assert_eq!(scanner.draft(bad.as_bytes()), None);
+        // The same value followed by more array members is read whole.
+        let longer = DRAFT.replacen("\n      ],", ",\n        {\"extra\": true}\n      ],", 1);
+        let ours = scanner.draft(longer.as_bytes()).unwrap();
+        assert_eq!(Some(ours), serde_draft(longer.as_bytes()));
     }
 
     #[test]
