@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use castellan_core::Operation;
 use castellan_core::model::{ActualGuest, ActualRun, GuestKind, Vmid};
-use castellan_core::plan::{Action, ActionKind};
+use castellan_core::plan::Action;
 use castellan_core::pveconf::spec_from_config;
 use castellan_pve::{ConfigUpdate, PveClient, Upid, WaitOptions};
 use thiserror::Error;
@@ -110,7 +111,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         kind: GuestKind,
         vmid: Vmid,
-        op: &str,
+        op: Operation,
     ) -> impl Future<Output = Result<Option<Vec<String>>, BackendError>> + Send {
         let _ = (kind, vmid, op);
         async { Ok(None) }
@@ -232,7 +233,7 @@ impl Backend for PveBackend {
         let kind = action.guest;
         let (node, vmid) = (self.node.as_str(), action.vmid);
         let upid = match action.kind {
-            ActionKind::SetConfig => {
+            Operation::SetConfig => {
                 let digest = action.digest.clone().ok_or_else(|| {
                     BackendError::retry("refusing a configuration write without a digest")
                 })?;
@@ -249,9 +250,9 @@ impl Backend for PveBackend {
                     None => return Ok(None),
                 }
             }
-            ActionKind::Start => self.client.start(node, kind, vmid).await?,
-            ActionKind::Stop => self.client.stop(node, kind, vmid).await?,
-            ActionKind::Shutdown => {
+            Operation::Start => self.client.start(node, kind, vmid).await?,
+            Operation::Stop => self.client.stop(node, kind, vmid).await?,
+            Operation::Shutdown => {
                 let timeout = match action.params.get("timeout") {
                     Some(t) => Some(t.parse::<u32>().map_err(|_| {
                         BackendError::retry(format!("shutdown timeout {t:?} is not a number"))
@@ -264,7 +265,12 @@ impl Backend for PveBackend {
                 };
                 self.client.shutdown_with(node, kind, vmid, opts).await?
             }
-            ActionKind::Reboot => self.client.reboot(node, kind, vmid).await?,
+            Operation::Reboot => self.client.reboot(node, kind, vmid).await?,
+            other => {
+                return Err(BackendError::retry(format!(
+                    "{other} is not a benign action this backend carries out"
+                )));
+            }
         };
         Ok(Some(upid.to_string()))
     }
@@ -299,15 +305,15 @@ impl Backend for PveBackend {
         &self,
         kind: GuestKind,
         vmid: Vmid,
-        op: &str,
+        op: Operation,
     ) -> Result<Option<Vec<String>>, BackendError> {
         let typefilter = match (op, kind) {
-            ("destroy", GuestKind::Lxc) => "vzdestroy",
-            ("destroy", GuestKind::Qemu) => "qmdestroy",
-            ("start", GuestKind::Lxc) => "vzstart",
-            ("start", GuestKind::Qemu) => "qmstart",
-            ("stop", GuestKind::Lxc) => "vzstop",
-            ("stop", GuestKind::Qemu) => "qmstop",
+            (Operation::Destroy, GuestKind::Lxc) => "vzdestroy",
+            (Operation::Destroy, GuestKind::Qemu) => "qmdestroy",
+            (Operation::Start, GuestKind::Lxc) => "vzstart",
+            (Operation::Start, GuestKind::Qemu) => "qmstart",
+            (Operation::Stop, GuestKind::Lxc) => "vzstop",
+            (Operation::Stop, GuestKind::Qemu) => "qmstop",
             _ => return Ok(None),
         };
         // Every task of the type the node still lists for the guest (its own start times

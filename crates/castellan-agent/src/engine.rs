@@ -391,7 +391,7 @@ async fn reconcile_guest<B: Backend>(
                 DestructiveOutcome::Executed { signers } => {
                     applied.push(Applied {
                         vmid,
-                        kind: d.op.clone(),
+                        kind: d.op.as_str().to_owned(),
                         reason: if signers.is_empty() {
                             "scratch recorded by this agent's journal".into()
                         } else {

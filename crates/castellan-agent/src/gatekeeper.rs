@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use castellan_core::Operation;
 use castellan_core::RejectReason;
 use castellan_core::classify::{JournalProvenance, classify};
 use castellan_core::gate::{
@@ -25,7 +26,8 @@ use castellan_core::gate::{
 };
 use castellan_core::model::{ActualRun, Vmid};
 use castellan_core::op::{NAMESPACE, SignedOp};
-use castellan_core::plan::{Action, ActionKind};
+use castellan_core::operation::Recovery;
+use castellan_core::plan::Action;
 use castellan_sig::SignerConfig;
 use castellan_store::{
     AuditEntry, AuditEvent, AuditFields, IntentId, NewIntent, Outcome, ProvenanceCheck,
@@ -130,8 +132,8 @@ pub fn judge(
     } = facts;
     let Offer { op, bytes, sigs } = offer;
     let checks = check_signatures(signers, bytes, sigs, effective_now);
-    let class = classify(&action.op, &action.params, provenance, None);
-    let threshold = signers.map_or(1, |s| s.threshold(&action.op));
+    let class = classify(action.op, &action.params, provenance, None);
+    let threshold = signers.map_or(1, |s| s.threshold(action.op.as_str()));
     decide(
         action,
         class,
@@ -361,7 +363,7 @@ impl Gatekeeper {
         backend: &B,
         action: &Action,
     ) -> Result<u32, BackendError> {
-        let op = action.kind.as_str();
+        let op = action.kind;
         let class = classify(op, &action.params, None, None);
         if class.class != castellan_core::classify::Class::Benign {
             // The planner only makes benign actions; refuse anything else outright.
@@ -374,7 +376,7 @@ impl Gatekeeper {
         let fields = AuditFields::action(action.vmid, op, action_id.clone());
         let intent = NewIntent {
             action_id,
-            op: op.to_owned(),
+            op: op.into(),
             vmid: action.vmid,
             guest: action.guest,
             params: action.params.clone(),
@@ -456,7 +458,7 @@ impl Gatekeeper {
                     let entry = AuditEvent::ProvenanceRefused {
                         detail: format!("provenance of {kind} {vmid}: {why}"),
                     }
-                    .with(AuditFields::default().vmid(vmid).op(action.op.clone()));
+                    .with(AuditFields::default().vmid(vmid).op(action.op));
                     if let Err(e) = self.audit(entry).await {
                         return DestructiveOutcome::Failed(e);
                     }
@@ -465,7 +467,7 @@ impl Gatekeeper {
             }
             Err(e) => return DestructiveOutcome::Failed(e),
         };
-        let class = classify(&action.op, &action.params, provenance, None);
+        let class = classify(action.op, &action.params, provenance, None);
         if class.class == castellan_core::classify::Class::Benign {
             // Scratch recorded by this agent's own journal: no signature needed.
             return match self.run_destroy_benign(backend, action).await {
@@ -528,7 +530,12 @@ impl Gatekeeper {
             .store(move |s| s.in_flight())
             .await?
             .into_iter()
-            .filter(|i| i.vmid == vmid && (i.destructive || i.op == "destroy"))
+            .filter(|i| {
+                // An operation this castellan does not know is treated as the worst.
+                let settles_once = Operation::from_name(&i.op)
+                    .is_none_or(|o| o.spec().recovery != Recovery::Replan);
+                i.vmid == vmid && (i.destructive || settles_once)
+            })
             .collect();
         for intent in pending {
             if let Some(why) = &intent.held {
@@ -647,7 +654,7 @@ impl Gatekeeper {
         // racing a rewrite.
         if let Ok(bytes) = std::fs::read(&path)
             && let Ok(existing) = SignedOp::parse(&bytes)
-            && existing.op == action.op
+            && existing.op == action.op.as_str()
             && existing.host == action.host
             && existing.guest == action.vmid
             && existing.params == action.params
@@ -677,8 +684,7 @@ impl Gatekeeper {
         std::fs::create_dir_all(&self.pending_dir)
             .and_then(|()| write_atomic(&path, text.as_bytes()))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        let fields =
-            AuditFields::action(action.vmid, action.op.clone(), payload.digest()).nonce(nonce);
+        let fields = AuditFields::action(action.vmid, action.op, payload.digest()).nonce(nonce);
         self.audit(AuditEvent::SignaturePending.with(fields))
             .await?;
         if let Ok(mut announced) = self.announced.lock() {
@@ -776,7 +782,7 @@ impl Gatekeeper {
             Err(e) => return DestructiveOutcome::Failed(e),
         }
         let mut fields =
-            AuditFields::action(a.vmid, a.op.clone(), approval.op_digest()).nonce(approval.nonce());
+            AuditFields::action(a.vmid, a.op, approval.op_digest()).nonce(approval.nonce());
         for s in approval.signers() {
             fields = fields.signer(s.clone());
         }
@@ -790,7 +796,7 @@ impl Gatekeeper {
         self.crashpoint("accepted");
         let intent = NewIntent {
             action_id: approval.op_digest().to_owned(),
-            op: a.op.clone(),
+            op: a.op.into(),
             vmid: a.vmid,
             guest: a.guest,
             params: a.params.clone(),
@@ -929,7 +935,7 @@ impl Gatekeeper {
             let down = Action {
                 vmid: a.vmid,
                 guest: a.guest,
-                kind: ActionKind::Shutdown,
+                kind: Operation::Shutdown,
                 params,
                 digest: None,
                 reason: format!("shutting down before {}", a.op),
@@ -942,7 +948,7 @@ impl Gatekeeper {
             self.crashpoint("stopped");
         }
         // Which destroy tasks exist already: any other one found later is this one's.
-        let seen = match backend.tasks_of(a.guest, a.vmid, &a.op).await {
+        let seen = match backend.tasks_of(a.guest, a.vmid, a.op).await {
             Ok(seen) => seen.unwrap_or_default(),
             Err(e) => {
                 return self
@@ -1055,10 +1061,7 @@ impl Gatekeeper {
             .store(move |s| s.intent(id))
             .await
             .map_err(DestroyError::InFlight)?;
-        let mut fields = AuditFields::default()
-            .vmid(a.vmid)
-            .op(a.op.clone())
-            .intent(id);
+        let mut fields = AuditFields::default().vmid(a.vmid).op(a.op).intent(id);
         if let Some(i) = intent {
             fields = fields.action_digest(i.action_id);
             if let Some(n) = i.nonce {
@@ -1175,10 +1178,10 @@ impl Gatekeeper {
             ));
             hex::encode(h.finalize())
         };
-        let fields = AuditFields::action(a.vmid, a.op.clone(), action_id.clone());
+        let fields = AuditFields::action(a.vmid, a.op, action_id.clone());
         let intent = NewIntent {
             action_id,
-            op: a.op.clone(),
+            op: a.op.into(),
             vmid: a.vmid,
             guest: a.guest,
             params: a.params.clone(),
@@ -1256,7 +1259,30 @@ impl Gatekeeper {
         backend: &B,
         intent: &castellan_store::Intent,
     ) -> Result<Option<Outcome>, String> {
-        let destructive = intent.destructive || intent.op == "destroy";
+        let Some(op) = Operation::from_name(&intent.op) else {
+            self.hold(
+                intent,
+                format!(
+                    "its operation {:?} is not one this castellan knows, so how to settle it cannot be told",
+                    intent.op
+                ),
+            )
+            .await?;
+            return Ok(None);
+        };
+        // How this operation is settled is its row of the operation table.
+        let destructive = match op.spec().recovery {
+            Recovery::Replan => intent.destructive,
+            Recovery::CompleteOnce => true,
+            rule @ (Recovery::RollBack | Recovery::AskOperator) => {
+                self.hold(
+                    intent,
+                    format!("{op} is settled by {rule:?}, which this version does not carry out: held for an operator"),
+                )
+                .await?;
+                return Ok(None);
+            }
+        };
         // The task: recorded at dispatch, or, if the agent died between the request and
         // recording its answer, found in the node's task list as a task that was not
         // there when the request was prepared. No clock is compared: the node's own list
@@ -1276,7 +1302,7 @@ impl Gatekeeper {
                 }
                 Some(TaskMark::Seen(before)) => {
                     let now_listed = backend
-                        .tasks_of(intent.guest, intent.vmid, &intent.op)
+                        .tasks_of(intent.guest, intent.vmid, op)
                         .await
                         .map_err(|e| e.message)?;
                     let Some(now_listed) = now_listed else {
@@ -1387,7 +1413,7 @@ impl Gatekeeper {
             // Never sent: no task of its own on the node, the guest exactly as approved,
             // and the approval still valid, so finish what was approved, once.
             let a = DestructiveAction {
-                op: intent.op.clone(),
+                op,
                 host: self.host.clone(),
                 vmid: intent.vmid,
                 guest: intent.guest,
@@ -1517,10 +1543,19 @@ impl Gatekeeper {
                 }
                 continue;
             }
+            let Some(operation) = Operation::from_name(&op.op) else {
+                let detail = format!(
+                    "unknown operation {:?}: no castellan of this version acts on it",
+                    op.op
+                );
+                self.reject(&o, Some(&op), RejectReason::BadFormat, &detail)
+                    .await;
+                continue;
+            };
             // Judge it against the action it describes: this reports signature problems
             // first, then the host, the window and the nonce, exactly as the gate would.
             let as_described = DestructiveAction {
-                op: op.op.clone(),
+                op: operation,
                 host: self.host.clone(),
                 vmid: op.guest,
                 guest: op.kind,

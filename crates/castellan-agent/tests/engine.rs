@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use castellan_agent::backend::{Backend, BackendError, FailureClass, TaskState};
 use castellan_agent::{Engine, Gatekeeper, Inbox, Mode, Tuning};
+use castellan_core::Operation;
 use castellan_core::model::*;
-use castellan_core::plan::{Action, ActionKind};
+use castellan_core::plan::Action;
 use castellan_core::{DesiredState, Normalizers};
 use castellan_store::Store;
 use tokio::sync::watch;
@@ -21,7 +22,7 @@ struct Node {
     failures: BTreeMap<Vmid, VecDeque<BackendError>>,
     /// Guests whose executes always fail.
     broken: Vec<Vmid>,
-    executed: Vec<(Vmid, ActionKind)>,
+    executed: Vec<(Vmid, Operation)>,
     in_flight: BTreeMap<Vmid, u32>,
     max_in_flight_per_guest: u32,
     destroyed: Vec<Vmid>,
@@ -97,7 +98,7 @@ impl Backend for Fake {
             .get_mut(&action.vmid)
             .expect("action for a known guest");
         match action.kind {
-            ActionKind::SetConfig => {
+            Operation::SetConfig => {
                 let spec = g.spec.as_mut().expect("spec was read");
                 if action.digest.as_deref() != Some(spec.digest.as_str()) {
                     return Err(BackendError {
@@ -116,9 +117,10 @@ impl Backend for Fake {
                 }
                 spec.digest.push('+');
             }
-            ActionKind::Start => g.run = ActualRun::Running,
-            ActionKind::Stop | ActionKind::Shutdown => g.run = ActualRun::Stopped,
-            ActionKind::Reboot => g.pending_restart.clear(),
+            Operation::Start => g.run = ActualRun::Running,
+            Operation::Stop | Operation::Shutdown => g.run = ActualRun::Stopped,
+            Operation::Reboot => g.pending_restart.clear(),
+            other => return Err(BackendError::retry(format!("not a benign action: {other}"))),
         }
         Ok(None)
     }
@@ -252,10 +254,10 @@ async fn converges_and_reports() {
     };
     assert_eq!(
         of(101),
-        vec![ActionKind::SetConfig, ActionKind::Start],
+        vec![Operation::SetConfig, Operation::Start],
         "config before run state"
     );
-    assert_eq!(of(102), vec![ActionKind::SetConfig]);
+    assert_eq!(of(102), vec![Operation::SetConfig]);
     assert_eq!(n.executed.len(), 3);
     assert_eq!(
         n.guests[&150].run,

@@ -24,11 +24,12 @@ use std::time::Duration;
 use castellan_agent::backend::{Backend, BackendError, FailureClass, TaskState};
 use castellan_agent::gatekeeper::{DestructiveOutcome, Offer, StateFacts, judge};
 use castellan_agent::{Engine, Gatekeeper, Inbox, Mode, Tuning};
+use castellan_core::Operation;
 use castellan_core::classify::{Class, classify};
 use castellan_core::gate::{Decision, DestructiveAction};
 use castellan_core::model::*;
 use castellan_core::op::SignedOp;
-use castellan_core::plan::{Action, ActionKind, Plan, plan_guest};
+use castellan_core::plan::{Action, Plan, plan_guest};
 use castellan_core::{Normalizers, RejectReason};
 use castellan_sig::SignerConfig;
 use castellan_sig::sign::signature_path;
@@ -136,7 +137,7 @@ impl Backend for Fake {
 
     async fn dispatch(&self, action: &Action) -> Result<Option<String>, BackendError> {
         let mut n = self.lock();
-        let after = if matches!(action.kind, ActionKind::Stop | ActionKind::Shutdown) {
+        let after = if matches!(action.kind, Operation::Stop | Operation::Shutdown) {
             n.digest_after_stop.take()
         } else {
             None
@@ -146,8 +147,8 @@ impl Backend for Fake {
             message: "no such guest".into(),
         })?;
         match action.kind {
-            ActionKind::Start => g.run = ActualRun::Running,
-            ActionKind::Stop | ActionKind::Shutdown => {
+            Operation::Start => g.run = ActualRun::Running,
+            Operation::Stop | Operation::Shutdown => {
                 g.run = ActualRun::Stopped;
                 if let (Some(d), Some(spec)) = (after, g.spec.as_mut()) {
                     spec.digest = d;
@@ -207,7 +208,7 @@ fn guest101(tags: Option<&str>) -> ActualGuest {
 /// The destroy of guest 101 the planner proposes for `ensure = "absent"`.
 fn action(params: &[(&str, &str)]) -> DestructiveAction {
     DestructiveAction {
-        op: "destroy".into(),
+        op: Operation::Destroy,
         host: HOST.into(),
         vmid: VMID,
         guest: GuestKind::Lxc,
@@ -980,7 +981,7 @@ async fn r12_hub_supplied_scratch_tag_is_still_destructive() {
     let a = p.destructive[0].clone();
     assert_eq!(a, action(&[]), "tags do not enter the action");
     assert_eq!(
-        classify(&a.op, &a.params, None, None).class,
+        classify(a.op, &a.params, None, None).class,
         Class::Destructive
     );
 
@@ -991,7 +992,7 @@ async fn r12_hub_supplied_scratch_tag_is_still_destructive() {
     // Provenance from the journal that is not scratch (created by the agent, in another
     // transaction) is not enough either.
     w.restart_with(|s| {
-        let id = benign_intent(s, "create");
+        let id = benign_intent(s, "provision");
         s.record_provenance(
             VMID,
             GuestKind::Lxc,
@@ -1005,7 +1006,7 @@ async fn r12_hub_supplied_scratch_tag_is_still_destructive() {
 
     // The agent's journal records 101 as its scratch: now benign, no signature needed.
     w.restart_with(|s| {
-        let id = benign_intent(s, "create_scratch");
+        let id = benign_intent(s, "provision");
         s.record_provenance(
             VMID,
             GuestKind::Lxc,
@@ -1054,6 +1055,25 @@ fn benign_intent(s: &mut Store, op: &str) -> castellan_store::IntentId {
     s.mark_terminal(id, Outcome::Succeeded, Outcome::Succeeded.event(), t0())
         .unwrap();
     id
+}
+
+/// 12b. An op naming an operation the table does not hold, validly signed, never
+///      authorises anything: the sweep refuses it as `bad_format` for good, and the
+///      destroy it resembles stays pending.
+#[tokio::test]
+async fn r12b_an_operation_the_table_does_not_hold_is_refused() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let mut op = good_op();
+    op.op = "obliterate".into();
+    w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
+    w.keeper().sweep().await;
+    w.assert_refused("op", &op, RejectReason::BadFormat, "bad_format", true);
+    let note = std::fs::read_to_string(w.inbox.join("rejected").join("op.reason")).unwrap();
+    assert!(note.contains("unknown operation \"obliterate\""), "{note}");
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    w.assert_untouched();
+    w.assert_chain();
 }
 
 /// 13. Threshold 2: the same key twice counts once, and a recovery key does not count
@@ -1963,7 +1983,7 @@ async fn r22_forged_provenance_makes_nothing_benign() {
                 let failed = Outcome::Failed {
                     error: "no space".into(),
                 };
-                let id = intent_for(s, "create_scratch", GuestKind::Lxc, failed);
+                let id = intent_for(s, "provision", GuestKind::Lxc, failed);
                 s.record_provenance(
                     VMID,
                     GuestKind::Lxc,
@@ -1976,7 +1996,7 @@ async fn r22_forged_provenance_makes_nothing_benign() {
         (
             "recorded for a qemu guest",
             Box::new(|s: &mut Store| {
-                let id = intent_for(s, "create_scratch", GuestKind::Qemu, Outcome::Succeeded);
+                let id = intent_for(s, "provision", GuestKind::Qemu, Outcome::Succeeded);
                 s.record_provenance(
                     VMID,
                     GuestKind::Qemu,
@@ -2013,7 +2033,7 @@ async fn r22_forged_provenance_makes_nothing_benign() {
     }
     // The real thing: this agent's own successful creation of exactly this guest.
     w.restart_with(|s| {
-        let id = intent_for(s, "create_scratch", GuestKind::Lxc, Outcome::Succeeded);
+        let id = intent_for(s, "provision", GuestKind::Lxc, Outcome::Succeeded);
         s.record_provenance(
             VMID,
             GuestKind::Lxc,

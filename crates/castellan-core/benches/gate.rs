@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hint::black_box;
 
+use castellan_core::Operation;
 use castellan_core::classify::classify;
 use castellan_core::gate::{DestructiveAction, Evidence, Policy, SignatureCheck, decide};
 use castellan_core::model::GuestKind;
@@ -14,7 +15,7 @@ use jiff::Timestamp;
 
 fn bench(c: &mut Criterion) {
     let action = DestructiveAction {
-        op: "destroy".into(),
+        op: Operation::Destroy,
         host: "pve-01".into(),
         vmid: 101,
         guest: GuestKind::Lxc,
@@ -49,7 +50,7 @@ fn bench(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                let class = classify(&action.op, &action.params, None, None);
+                let class = classify(action.op, &action.params, None, None);
                 let d = decide(
                     black_box(&action),
                     class,

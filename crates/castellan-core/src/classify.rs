@@ -9,7 +9,8 @@
 //!   own journal shows the target holds nothing anyone else put there: a guest the agent
 //!   created in the same journaled transaction that now undoes it, or a guest the agent
 //!   itself recorded as scratch.
-//! - Anything this code does not recognise is destructive.
+//! - An operation name the table does not hold never becomes an [`Operation`]: it is
+//!   refused where it is read, and never executed.
 //!
 //! Provenance is accepted only as a [`JournalProvenance`], which the agent builds from its
 //! own journal. Tags, flags or fields arriving from the desired state or the hub have no
@@ -18,6 +19,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+use crate::operation::{DataLoss, Operation};
 
 /// Benign or destructive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -58,19 +61,11 @@ pub struct Classification {
 /// Configuration keys whose change cannot lose data.
 pub const BENIGN_CONFIG_KEYS: &[&str] = &["cores", "memory", "description", "tags"];
 
-/// Operations that can lose data held by a guest or a host.
-pub const DATA_BEARING_OPS: &[&str] = &[
-    "destroy",
-    "wipe_storage",
-    "remove_volume",
-    "restore_overwrite",
-    "decommission",
-];
-
 /// Classifies operation `op` with `params` on a target whose journal provenance is
-/// `provenance`, as part of journal transaction `within` (if any).
+/// `provenance`, as part of journal transaction `within` (if any). What the operation can
+/// do to data comes from its row of the operation table ([`crate::operation`]).
 pub fn classify(
-    op: &str,
+    op: Operation,
     params: &BTreeMap<String, String>,
     provenance: Option<JournalProvenance>,
     within: Option<u64>,
@@ -83,9 +78,10 @@ pub fn classify(
         class: Class::Destructive,
         why,
     };
-    match op {
-        "start" | "stop" | "shutdown" | "reboot" => benign("power state holds no data"),
-        "set_config" => {
+    let spec = op.spec();
+    match spec.data_loss {
+        DataLoss::Never => benign("cannot lose data"),
+        DataLoss::ByKeys => {
             let all_benign = params.iter().all(|(k, v)| match k.as_str() {
                 "delete" => v
                     .split([',', ';', ' '])
@@ -100,18 +96,18 @@ pub fn classify(
                 destructive("configuration change touching keys that may hold data")
             }
         }
-        op if DATA_BEARING_OPS.contains(&op) => match (op, provenance) {
-            ("destroy", Some(JournalProvenance::AgentScratch { .. })) => {
-                benign("scratch guest recorded by this agent's journal")
+        DataLoss::TargetData if spec.provenance_undoes => match provenance {
+            Some(JournalProvenance::AgentScratch { .. }) => {
+                benign("scratch target recorded by this agent's journal")
             }
-            ("destroy", Some(JournalProvenance::CreatedByAgent { transaction }))
+            Some(JournalProvenance::CreatedByAgent { transaction })
                 if within == Some(transaction) =>
             {
-                benign("undoes a guest created in the same journaled transaction")
+                benign("undoes a target created in the same journaled transaction")
             }
             _ => destructive("may destroy data"),
         },
-        _ => destructive("unknown operation: fails safe to destructive"),
+        DataLoss::TargetData | DataLoss::Always => destructive("may destroy data"),
     }
 }
 
@@ -133,57 +129,63 @@ mod tests {
         let created = Some(JournalProvenance::CreatedByAgent { transaction: 7 });
         let scratch = Some(JournalProvenance::AgentScratch { transaction: 3 });
         let cases: &[(
-            &str,
+            Operation,
             BTreeMap<String, String>,
             Option<JournalProvenance>,
             Option<u64>,
             Class,
         )] = &[
-            ("start", p(&[]), None, None, Benign),
-            ("stop", p(&[]), None, None, Benign),
-            ("reboot", p(&[]), None, None, Benign),
+            (Operation::Start, p(&[]), None, None, Benign),
+            (Operation::Stop, p(&[]), None, None, Benign),
+            (Operation::Reboot, p(&[]), None, None, Benign),
             (
-                "set_config",
+                Operation::SetConfig,
                 p(&[("cores", "2"), ("memory", "512")]),
                 None,
                 None,
                 Benign,
             ),
             (
-                "set_config",
+                Operation::SetConfig,
                 p(&[("delete", "description,tags")]),
                 None,
                 None,
                 Benign,
             ),
             (
-                "set_config",
+                Operation::SetConfig,
                 p(&[("delete", "mp0")]),
                 None,
                 None,
                 Destructive,
             ),
             (
-                "set_config",
+                Operation::SetConfig,
                 p(&[("scsi0", "local:0")]),
                 None,
                 None,
                 Destructive,
             ),
-            ("destroy", p(&[]), None, None, Destructive),
-            ("destroy", p(&[]), created, Some(7), Benign),
-            ("destroy", p(&[]), created, Some(8), Destructive),
-            ("destroy", p(&[]), created, None, Destructive),
-            ("destroy", p(&[]), scratch, None, Benign),
-            ("wipe_storage", p(&[]), scratch, None, Destructive),
-            ("restore_overwrite", p(&[]), None, None, Destructive),
-            ("decommission", p(&[]), None, None, Destructive),
-            ("frobnicate", p(&[]), None, None, Destructive),
-            ("", p(&[]), None, None, Destructive),
+            (Operation::Destroy, p(&[]), None, None, Destructive),
+            (Operation::Destroy, p(&[]), created, Some(7), Benign),
+            (Operation::Destroy, p(&[]), created, Some(8), Destructive),
+            (Operation::Destroy, p(&[]), created, None, Destructive),
+            (Operation::Destroy, p(&[]), scratch, None, Benign),
+            (Operation::WipeStorage, p(&[]), scratch, None, Destructive),
+            (Operation::RestoreOverwrite, p(&[]), None, None, Destructive),
+            (Operation::Decommission, p(&[]), None, None, Destructive),
+            (
+                Operation::RemoveVolume,
+                p(&[]),
+                created,
+                Some(7),
+                Destructive,
+            ),
+            (Operation::Shutdown, p(&[]), None, None, Benign),
         ];
         for (op, params, prov, within, want) in cases {
             assert_eq!(
-                classify(op, params, *prov, *within).class,
+                classify(*op, params, *prov, *within).class,
                 *want,
                 "{op} {params:?} {prov:?} {within:?}"
             );

@@ -31,13 +31,14 @@ use serde::Serialize;
 use crate::classify::{Class, Classification};
 use crate::model::{GuestKind, Vmid};
 use crate::op::SignedOp;
+use crate::operation::Operation;
 use crate::role::{RejectReason, Role};
 
 /// A destructive action the agent would take, as the planner or the operator described it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DestructiveAction {
-    /// The operation, e.g. `destroy`.
-    pub op: String,
+    /// The operation.
+    pub op: Operation,
     /// This host.
     pub host: String,
     /// The target guest.
@@ -55,7 +56,7 @@ impl DestructiveAction {
     /// The op payload an operator signs to approve this action.
     pub fn payload(&self, nonce: String, not_before: Timestamp, not_after: Timestamp) -> SignedOp {
         SignedOp {
-            op: self.op.clone(),
+            op: self.op.as_str().to_owned(),
             host: self.host.clone(),
             guest: self.vmid,
             kind: self.guest,
@@ -171,15 +172,9 @@ pub enum Decision {
     },
 }
 
-/// Which roles may authorise `op`.
-pub fn roles_permitted(op: &str) -> &'static [Role] {
-    match op {
-        // Key rotation: the recovery key's only power; operational keys may plan it.
-        "rotate_keys" => &[Role::Operational, Role::Recovery],
-        // Every other destructive operation is ordinary operational work. Reviewer keys
-        // sign ledger records and authorise nothing at runtime.
-        _ => &[Role::Operational],
-    }
+/// Which roles may authorise `op` (its row of the operation table).
+pub fn roles_permitted(op: Operation) -> &'static [Role] {
+    op.spec().roles
 }
 
 fn reject(reason: RejectReason, detail: impl Into<String>) -> Decision {
@@ -230,10 +225,14 @@ pub fn decide(
             format!("op is for host {:?}, this is {:?}", op.host, policy.host),
         );
     }
-    if op.op != action.op {
+    if op.op != action.op.as_str() {
         return reject(
             RejectReason::BindingMismatch,
-            format!("op authorises {:?}, the action is {:?}", op.op, action.op),
+            format!(
+                "op authorises {:?}, the action is {:?}",
+                op.op,
+                action.op.as_str()
+            ),
         );
     }
     if op.guest != action.vmid {
@@ -297,7 +296,7 @@ pub fn decide(
     }
 
     // 6. Role scope.
-    let allowed = roles_permitted(&op.op);
+    let allowed = roles_permitted(action.op);
     let permitted: BTreeMap<&String, BTreeSet<Role>> = verified
         .iter()
         .filter(|(_, roles)| roles.iter().any(|r| allowed.contains(r)))

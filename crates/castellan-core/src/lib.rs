@@ -14,6 +14,7 @@ pub mod gate;
 pub mod model;
 pub mod normalize;
 pub mod op;
+pub mod operation;
 pub mod plan;
 pub mod pveconf;
 pub mod role;
@@ -25,5 +26,6 @@ pub use model::{
     GuestKind, RestartPolicy, Vmid,
 };
 pub use normalize::Normalizers;
-pub use plan::{Action, ActionKind, Candidate, CandidateKind, Notice, NoticeKind, Plan, plan};
+pub use operation::{OpSpec, Operation};
+pub use plan::{Action, Candidate, CandidateKind, Notice, NoticeKind, Plan, plan};
 pub use role::{RejectReason, Role};

@@ -58,14 +58,12 @@ pub const MAX_VALIDITY: SignedDuration = SignedDuration::from_hours(7 * 24);
 /// Most parameters an op may carry.
 pub const MAX_PARAMS: usize = 32;
 
-/// Destructive operations this version knows how to execute. The gate treats any other
-/// operation name as destructive and unexecutable.
-pub const KNOWN_OPS: &[&str] = &["destroy"];
-
 /// A signed-operation payload, parsed and validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SignedOp {
-    /// The operation, e.g. `destroy`.
+    /// The operation's name, e.g. `destroy`. Kept as written: a name the operation
+    /// table ([`crate::operation`]) does not hold parses, so that it can be reported, but
+    /// never becomes an [`Operation`](crate::Operation) and never executes.
     pub op: String,
     /// The node the op is for.
     pub host: String,

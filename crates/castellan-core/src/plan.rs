@@ -33,37 +33,7 @@ use crate::model::{
     RestartPolicy, Vmid,
 };
 use crate::normalize::{Normalizers, memory_mib};
-
-/// What an action does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    /// Apply benign configuration changes in one write.
-    SetConfig,
-    /// Power on a stopped guest.
-    Start,
-    /// Hard power-off of a running guest (pulls the plug). The planner never proposes
-    /// it: a guest that should be stopped gets a [`ActionKind::Shutdown`].
-    Stop,
-    /// Clean shutdown of a running guest, with `timeout` (seconds) and, only where the
-    /// desired state allows it, `forceStop = "1"` (hard stop after the timeout).
-    Shutdown,
-    /// Reboot a running guest so its pending changes take effect.
-    Reboot,
-}
-
-impl ActionKind {
-    /// The name used in plans, logs and the JSON output.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ActionKind::SetConfig => "set_config",
-            ActionKind::Start => "start",
-            ActionKind::Stop => "stop",
-            ActionKind::Shutdown => "shutdown",
-            ActionKind::Reboot => "reboot",
-        }
-    }
-}
+use crate::operation::Operation;
 
 /// One benign mutation of one guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -74,7 +44,7 @@ pub struct Action {
     #[serde(rename = "guest_type")]
     pub guest: GuestKind,
     /// What to do.
-    pub kind: ActionKind,
+    pub kind: Operation,
     /// For `set_config`: the Proxmox VE parameters to send (`delete` lists removed keys).
     pub params: BTreeMap<String, String>,
     /// For `set_config`: the configuration digest the change was planned against.
@@ -287,7 +257,7 @@ pub fn plan_guest(
             params.insert("purge".to_owned(), "1".to_owned());
         }
         out.destructive.push(DestructiveAction {
-            op: "destroy".to_owned(),
+            op: Operation::Destroy,
             host: host.to_owned(),
             vmid,
             guest: a.kind,
@@ -360,7 +330,7 @@ pub fn plan_guest(
                 out.actions.push(Action {
                     vmid,
                     guest: d.kind,
-                    kind: ActionKind::SetConfig,
+                    kind: Operation::SetConfig,
                     params,
                     digest: Some(spec.digest.clone()),
                     reason: format!("spec drift: {reasons}"),
@@ -375,7 +345,7 @@ pub fn plan_guest(
         None => {}
     }
 
-    let power = |kind: ActionKind, reason: String| Action {
+    let power = |kind: Operation, reason: String| Action {
         vmid,
         guest: d.kind,
         kind,
@@ -386,9 +356,9 @@ pub fn plan_guest(
     match (&d.run, &a.run) {
         (DesiredRun::Running, ActualRun::Stopped) => out
             .actions
-            .push(power(ActionKind::Start, "run stopped->running".into())),
+            .push(power(Operation::Start, "run stopped->running".into())),
         (DesiredRun::Stopped, ActualRun::Running) => {
-            let mut a = power(ActionKind::Shutdown, "run running->stopped".into());
+            let mut a = power(Operation::Shutdown, "run running->stopped".into());
             a.params
                 .insert("timeout".into(), d.shutdown.timeout_secs.to_string());
             if d.shutdown.force_stop {
@@ -411,7 +381,7 @@ pub fn plan_guest(
     {
         match d.restart {
             RestartPolicy::Reboot => out.actions.push(power(
-                ActionKind::Reboot,
+                Operation::Reboot,
                 format!("apply pending {}", a.pending_restart.join(", ")),
             )),
             RestartPolicy::Manual => out.notices.push(Notice {

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use castellan_core::Operation;
 use castellan_core::classify::{JournalProvenance, classify};
 use castellan_core::gate::{Decision, DestructiveAction, Evidence, Policy, SignatureCheck, decide};
 use castellan_core::model::GuestKind;
@@ -19,7 +20,7 @@ fn t(s: &str) -> Timestamp {
 
 fn action() -> DestructiveAction {
     DestructiveAction {
-        op: "destroy".into(),
+        op: Operation::Destroy,
         host: "pve-01".into(),
         vmid: 101,
         guest: GuestKind::Lxc,
@@ -67,7 +68,7 @@ fn run(
     consumed: bool,
     p: Policy<'_>,
 ) -> Decision {
-    let class = classify(&a.op, &a.params, None, None);
+    let class = classify(a.op, &a.params, None, None);
     decide(
         a,
         class,
@@ -110,7 +111,7 @@ fn valid_op_is_accepted_with_its_signer() {
 #[test]
 fn unsigned_destructive_is_pending() {
     let a = action();
-    let class = classify(&a.op, &a.params, None, None);
+    let class = classify(a.op, &a.params, None, None);
     assert_eq!(
         decide(&a, class, None, policy(NOW, 1)),
         Decision::PendingSignature
@@ -120,10 +121,10 @@ fn unsigned_destructive_is_pending() {
 #[test]
 fn benign_is_allowed_without_evidence() {
     let a = DestructiveAction {
-        op: "start".into(),
+        op: Operation::Start,
         ..action()
     };
-    let class = classify(&a.op, &a.params, None, None);
+    let class = classify(a.op, &a.params, None, None);
     assert_eq!(decide(&a, class, None, policy(NOW, 1)), Decision::Allowed);
 }
 
@@ -134,7 +135,7 @@ fn journal_scratch_provenance_makes_destroy_benign_but_nothing_else_does() {
     assert_eq!(
         decide(
             &a,
-            classify(&a.op, &a.params, scratch, None),
+            classify(a.op, &a.params, scratch, None),
             None,
             policy(NOW, 1)
         ),
@@ -148,7 +149,7 @@ fn journal_scratch_provenance_makes_destroy_benign_but_nothing_else_does() {
     assert_eq!(
         decide(
             &smuggled,
-            classify(&smuggled.op, &smuggled.params, None, None),
+            classify(smuggled.op, &smuggled.params, None, None),
             None,
             policy(NOW, 1)
         ),

@@ -567,7 +567,7 @@ fn plan_json_shape() {
 /// How a stock Proxmox VE node stores a benign action: the model the planner must
 /// converge against.
 fn apply(actual: &mut ActualState, p: &Plan, norm: &Normalizers) {
-    use castellan_core::plan::ActionKind::*;
+    use castellan_core::Operation::*;
     for a in &p.actions {
         let g = actual
             .guests
@@ -621,6 +621,7 @@ fn apply(actual: &mut ActualState, p: &Plan, norm: &Normalizers) {
             // A guest that shuts down cleanly (the model has none that refuses).
             Stop | Shutdown => g.run = ActualRun::Stopped,
             Reboot => g.pending_restart.clear(),
+            other => panic!("the planner emitted {other}, which is not a benign action"),
         }
     }
 }
@@ -761,7 +762,7 @@ proptest! {
         apply(&mut actual, &first, &norm);
         let second = plan(&desired, &actual, &norm);
         for a in &second.actions {
-            prop_assert_eq!(a.kind, castellan_core::plan::ActionKind::Reboot, "{:?}", second);
+            prop_assert_eq!(a.kind, castellan_core::Operation::Reboot, "{:?}", second);
         }
         apply(&mut actual, &second, &norm);
         let third = plan(&desired, &actual, &norm);
@@ -779,7 +780,7 @@ proptest! {
             let g = &actual.guests[&a.vmid];
             prop_assert_eq!(d.kind, g.kind);
             prop_assert!(g.lock.is_none() && !g.template);
-            if a.kind == castellan_core::plan::ActionKind::SetConfig {
+            if a.kind == castellan_core::Operation::SetConfig {
                 let spec = g.spec.as_ref();
                 prop_assert!(spec.is_some());
                 prop_assert_eq!(a.digest.as_deref(), spec.map(|s| s.digest.as_str()));

@@ -2,6 +2,7 @@
 //! scratch. The classifier trusts only this table for "ours"; it is written by the agent
 //! alone and never from anything the hub sends.
 
+use castellan_core::Operation;
 use castellan_core::{GuestKind, Vmid};
 use jiff::Timestamp;
 use rusqlite::OptionalExtension;
@@ -197,11 +198,9 @@ impl Store {
                 intent.guest, intent.vmid
             ));
         }
-        let creates: &[&str] = match p.kind {
-            ProvenanceKind::CreatedByAgent { .. } => &["create", "restore", "clone"],
-            ProvenanceKind::Scratch { .. } => &["create_scratch"],
-        };
-        if !creates.contains(&intent.op.as_str()) || intent.destructive {
+        // Either kind cites the provisioning that made the guest (restore, clone or
+        // create alike); whether it is scratch is the record's own word.
+        if intent.op != Operation::Provision.as_str() || intent.destructive {
             return refused(format!(
                 "the intent it cites ({id}) is a {}, not a creation",
                 intent.op

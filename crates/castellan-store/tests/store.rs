@@ -756,7 +756,7 @@ fn provenance_is_recorded_checked_and_forgotten() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
     let mut create = benign("create-105", 105);
-    create.op = "create".into();
+    create.op = "provision".into();
     let id = begin(&mut store, create, ts(0)).unwrap();
     finish(&mut store, id, Outcome::Succeeded, ts(1)).unwrap();
     assert_eq!(store.provenance(105).unwrap(), None);

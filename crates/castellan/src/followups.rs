@@ -5,8 +5,9 @@
 //! where its restart policy says `reboot`, or reports it otherwise. `castellan plan` (and the
 //! demo) show these so that what is applied is what was shown.
 
+use castellan_core::Operation;
 use castellan_core::model::{ActualRun, ActualState, DesiredState, GuestKind, RestartPolicy, Vmid};
-use castellan_core::plan::{ActionKind, Plan};
+use castellan_core::plan::Plan;
 use serde::Serialize;
 
 /// The configuration keys a running VM takes only at its next restart (as castellan
@@ -24,7 +25,7 @@ pub struct FollowUp {
     /// The action expected next (`reboot`), or `None` when the guest will only be reported
     /// as needing a restart.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub action: Option<ActionKind>,
+    pub action: Option<Operation>,
     /// The keys expected to go pending.
     pub pending: Vec<String>,
 }
@@ -49,7 +50,7 @@ pub fn expected(desired: &DesiredState, actual: &ActualState, plan: &Plan) -> Ve
     for a in plan
         .actions
         .iter()
-        .filter(|a| a.kind == ActionKind::SetConfig && a.guest == GuestKind::Qemu)
+        .filter(|a| a.kind == Operation::SetConfig && a.guest == GuestKind::Qemu)
     {
         let running = actual
             .guests
@@ -60,7 +61,7 @@ pub fn expected(desired: &DesiredState, actual: &ActualState, plan: &Plan) -> Ve
             b.vmid == a.vmid
                 && matches!(
                     b.kind,
-                    ActionKind::Shutdown | ActionKind::Stop | ActionKind::Reboot
+                    Operation::Shutdown | Operation::Stop | Operation::Reboot
                 )
         });
         let pending: Vec<String> = RESTART_KEYS
@@ -79,7 +80,7 @@ pub fn expected(desired: &DesiredState, actual: &ActualState, plan: &Plan) -> Ve
         out.push(FollowUp {
             vmid: a.vmid,
             guest: a.guest,
-            action: (policy == RestartPolicy::Reboot).then_some(ActionKind::Reboot),
+            action: (policy == RestartPolicy::Reboot).then_some(Operation::Reboot),
             pending,
         });
     }

@@ -19,8 +19,9 @@ use anyhow::{Context as _, anyhow, bail};
 use castellan_agent::gatekeeper::{Offer, StateFacts, check_signatures, judge};
 use castellan_agent::inbox::{FileProblem, Inbox, OfferedOp, read_regular};
 use castellan_core::GuestKind;
+use castellan_core::Operation;
 use castellan_core::gate::{Decision, DestructiveAction, SignatureCheck};
-use castellan_core::op::{KNOWN_OPS, MAX_OP_BYTES, MAX_VALIDITY, NAMESPACE, SignedOp, format_time};
+use castellan_core::op::{MAX_OP_BYTES, MAX_VALIDITY, NAMESPACE, SignedOp, format_time};
 use castellan_sig::SignerConfig;
 use clap::Subcommand;
 use jiff::{SignedDuration, Timestamp};
@@ -241,13 +242,13 @@ pub struct NewArgs {
 
 /// Builds the op `op new` would write, with `nonce`, at `now`.
 pub fn build_op(args: &NewArgs, nonce: String, now: Timestamp) -> anyhow::Result<SignedOp> {
-    if !KNOWN_OPS.contains(&args.op.as_str()) {
+    let Some(operation) = Operation::executable_signed().find(|o| o.as_str() == args.op) else {
         bail!(
             "unknown operation {:?}: this castellan executes only {}",
             args.op,
-            KNOWN_OPS.join(", ")
+            Operation::executable_signed_names()
         );
-    }
+    };
     let mut params = BTreeMap::new();
     for p in &args.params {
         let Some((k, v)) = p.split_once('=') else {
@@ -260,23 +261,14 @@ pub fn build_op(args: &NewArgs, nonce: String, now: Timestamp) -> anyhow::Result
             bail!("--param {k} is given twice");
         }
     }
-    if args.op == "destroy" {
-        for (k, v) in &params {
-            match (k.as_str(), v.as_str()) {
-                ("purge", "1") => {}
-                ("purge", _) => bail!(
-                    "destroy takes purge=1 or no purge parameter at all (got purge={v}): \
-                     the op must match the agent's action exactly"
-                ),
-                _ => bail!("destroy does not take parameter {k:?} (it takes only purge=1)"),
-            }
-        }
-        if args.precondition.is_none() {
-            bail!(
-                "destroy needs --precondition DIGEST: the guest's config digest, shown by \
-                 `castellan plan` or in the agent's pending payload"
-            );
-        }
+    operation
+        .check_params(&params)
+        .map_err(|e| anyhow!("{e}: the op must match the agent's action exactly"))?;
+    if operation.spec().needs_precondition && args.precondition.is_none() {
+        bail!(
+            "{operation} needs --precondition DIGEST: the target's state digest, shown by \
+             `castellan plan` or in the agent's pending payload"
+        );
     }
     let ttl = parse_ttl(&args.ttl)?;
     let start = match &args.not_before {
@@ -522,8 +514,20 @@ fn verify_cmd(
         )?;
         return Ok(ExitCode::from(1));
     }
+    let Some(operation) = Operation::from_name(&op.op) else {
+        outln!(
+            "rejected: bad_format: unknown operation {:?}: this castellan knows {}",
+            op.op,
+            Operation::all()
+                .filter(|o| o.signable())
+                .map(Operation::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        return Ok(ExitCode::from(1));
+    };
     let action = DestructiveAction {
-        op: op.op.clone(),
+        op: operation,
         host: host.to_owned(),
         vmid: op.guest,
         // The op names the kind; the agent checks it against the node's.
@@ -598,10 +602,10 @@ fn verify_cmd(
                 lines.push("note: precondition not checked (no --state-digest)".to_owned());
             }
             lines.push("note: replay not checked here: the agent's journal decides".to_owned());
-            if !KNOWN_OPS.contains(&op.op.as_str()) {
+            if !action.op.spec().executable {
                 lines.push(format!(
                     "note: this castellan executes only {}; no agent of this version acts on {}",
-                    KNOWN_OPS.join(", "),
+                    Operation::executable_signed_names(),
                     op.op
                 ));
             }
@@ -717,21 +721,14 @@ fn relative(now: Timestamp, t: Timestamp) -> String {
 
 /// What executing `op` does, in words.
 pub fn effect(op: &SignedOp) -> String {
-    match op.op.as_str() {
-        "destroy" => {
-            let mut s = format!(
-                "deletes {} {} with its configuration and disks; this cannot be undone",
-                op.kind.noun(),
-                op.guest
-            );
-            if op.params.get("purge").is_some_and(|v| v == "1") {
-                s.push_str(" (purge: also removes it from backup jobs, replication and HA)");
-            }
-            s
+    match Operation::from_name(&op.op) {
+        Some(o) if o.spec().executable => {
+            o.describe(&format!("{} {}", op.kind.noun(), op.guest), &op.params)
         }
-        other => format!(
-            "{other} is not an operation this castellan executes (it executes {})",
-            KNOWN_OPS.join(", ")
+        _ => format!(
+            "{} is not an operation this castellan executes (it executes {})",
+            op.op,
+            Operation::executable_signed_names()
         ),
     }
 }
@@ -907,7 +904,7 @@ pub fn show_json(
             "params": op.params,
         },
         "effect": effect(op),
-        "executable": KNOWN_OPS.contains(&op.op.as_str()),
+        "executable": Operation::from_name(&op.op).is_some_and(|o| o.spec().executable),
         "digest": format!("sha256:{}", op.digest()),
         "status": WindowStatus::of(op, now).as_str(),
         "signatures": sigs,

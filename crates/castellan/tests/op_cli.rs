@@ -452,6 +452,43 @@ fn recovery_key_cannot_destroy() {
     assert!(stdout(&out).contains("recovery"), "{}", stdout(&out));
 }
 
+/// What a signed op may do comes from the operation table: a name it does not hold is
+/// refused outright; a known operation this version does not carry out verifies (its
+/// role rule is the table's: a recovery key may sign a key rotation, not a wipe) with a
+/// note that no agent acts on it.
+#[test]
+fn operations_are_judged_by_the_table() {
+    need_ssh_keygen!();
+    let f = Fixture::new();
+    let op = f.new_op("op.toml", &[]);
+    let original = std::fs::read_to_string(&op).unwrap();
+    let renamed = |name: &str| original.replace("op = \"destroy\"", &format!("op = \"{name}\""));
+
+    std::fs::write(&op, renamed("frobnicate")).unwrap();
+    f.sign("op.toml", &f.alice);
+    let out = f.verify("op.toml", &[]);
+    assert_rejected(&out, "bad_format");
+    assert!(
+        stdout(&out).contains("unknown operation \"frobnicate\""),
+        "{}",
+        stdout(&out)
+    );
+
+    std::fs::write(&op, renamed("rotate_keys")).unwrap();
+    f.sign("op.toml", &f.rescue);
+    let out = f.verify("op.toml", &[]);
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("no agent of this version acts on rotate_keys"),
+        "{}",
+        stdout(&out)
+    );
+
+    std::fs::write(&op, renamed("wipe_storage")).unwrap();
+    f.sign("op.toml", &f.rescue);
+    assert_rejected(&f.verify("op.toml", &[]), "role_denied");
+}
+
 #[test]
 fn expired_and_not_yet_valid() {
     need_ssh_keygen!();
@@ -635,7 +672,7 @@ fn op_new_refusals() {
     };
     refused(
         &[],
-        "destroy needs --precondition DIGEST: the guest's config digest, shown by \
+        "destroy needs --precondition DIGEST: the target's state digest, shown by \
          `castellan plan` or in the agent's pending payload",
     );
     refused(

@@ -1,0 +1,572 @@
+//! The operation table: every operation castellan performs or is built to perform, and,
+//! for each, one row saying what it can do to data, which signer roles may authorise it,
+//! which parameters an operator signs and what values they may take, what must happen
+//! before it (stop, backup) and how crash recovery settles an interrupted one.
+//!
+//! Everything that needs to know about an operation asks this table: the classifier
+//! ([`crate::classify`]), the gate's role check ([`crate::gate`]), the signed-op format's
+//! known operations ([`crate::op`]), the CLI's `op new` and `op show`, and the agent's
+//! recovery. An operation's name appears nowhere else; adding an operation is one
+//! [`Operation`] variant, one [`OpSpec`] row, and the backend method that carries it out.
+//!
+//! An operation is backend-neutral: `destroy` removes a Proxmox VE guest or a Docker
+//! container alike; what it means on a given backend is that backend's business.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::role::Role;
+
+/// One operation castellan performs or is built to perform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Apply configuration changes in one write.
+    SetConfig,
+    /// Power on (start a container or guest).
+    Start,
+    /// Hard power-off. The planner never proposes it for a guest that should be stopped:
+    /// that is a [`Operation::Shutdown`].
+    Stop,
+    /// Clean shutdown, waited for; a hard stop after the timeout only where allowed.
+    Shutdown,
+    /// Reboot so pending changes take effect.
+    Reboot,
+    /// Create a declared target that does not exist (restore, clone or create).
+    Provision,
+    /// Grow a disk.
+    Resize,
+    /// Replace a target by a fresh one made from its declaration (a container whose
+    /// image, command or settings drifted).
+    Recreate,
+    /// Remove a target with everything it holds.
+    Destroy,
+    /// Restore a backup over an existing target.
+    RestoreOverwrite,
+    /// Remove named unreferenced volumes from a storage.
+    WipeStorage,
+    /// Remove one volume.
+    RemoveVolume,
+    /// Remove every target of a host, then its storage.
+    Decommission,
+    /// Replace the set of keys that may sign.
+    RotateKeys,
+}
+
+/// What an operation can do to data. The classifier turns this into benign or
+/// destructive (see [`crate::classify`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataLoss {
+    /// Cannot lose data, whatever its parameters.
+    Never,
+    /// Loses data when a parameter names a configuration key that may hold data (a disk,
+    /// a mount point); the keys listed in [`crate::classify::BENIGN_CONFIG_KEYS`] hold none.
+    ByKeys,
+    /// Loses whatever the target holds. Benign only where the agent's own journal shows
+    /// the target holds nothing anyone else put there, or the backend observed that it
+    /// holds no data (a container that owns no volume).
+    TargetData,
+    /// Always loses data.
+    Always,
+}
+
+/// What must be true, or be done, before an operation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prerequisite {
+    /// The target is stopped (cleanly, as its declaration allows) and re-read unchanged.
+    Stopped,
+    /// A fresh backup of the target exists, unless the signed parameters waive it.
+    Backup,
+}
+
+/// How crash recovery settles an operation that was interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovery {
+    /// Benign and idempotent: its own task's record settles it where one is known;
+    /// otherwise it is dropped and the planner re-plans from a fresh observation.
+    Replan,
+    /// Its own task's record settles it. Without one, it is completed once only when the
+    /// node's task list proves it was never sent, the target is exactly as approved and
+    /// the approval is still valid; it is done when the target is gone; it is rolled back
+    /// (not retried) when the target changed or the approval expired; and it is held for
+    /// an operator whenever the evidence cannot tell.
+    CompleteOnce,
+    /// What was made half-way is removed again (in the same journaled transaction).
+    RollBack,
+    /// Always held for an operator.
+    AskOperator,
+}
+
+/// One signed parameter and the values it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ParamRule {
+    /// The parameter's name.
+    pub key: &'static str,
+    /// The values it may take (an absent parameter means the default).
+    pub values: &'static [&'static str],
+    /// What it adds to the operation's effect, in words.
+    pub effect: &'static str,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OpSpec {
+    /// The operation.
+    pub op: Operation,
+    /// Its name in plans, op files, the journal and the audit log.
+    pub name: &'static str,
+    /// What it can do to data.
+    pub data_loss: DataLoss,
+    /// Whether the agent's journal can make it benign: undoing a target the agent
+    /// created in the same journaled transaction, or one it recorded as scratch.
+    pub provenance_undoes: bool,
+    /// The signer roles that may authorise it (empty: never signed, always benign).
+    pub roles: &'static [Role],
+    /// The parameters an operator signs, each with its allowed values. Any other
+    /// parameter is refused.
+    pub params: &'static [ParamRule],
+    /// Whether a signed op must name the target's state digest it was approved against.
+    pub needs_precondition: bool,
+    /// What must happen first.
+    pub first: &'static [Prerequisite],
+    /// How crash recovery settles it.
+    pub recovery: Recovery,
+    /// Whether this version of castellan carries it out when signed.
+    pub executable: bool,
+    /// What it does, in words, completed with the target (`{target}`).
+    pub effect: &'static str,
+}
+
+const OPERATIONAL: &[Role] = &[Role::Operational];
+
+/// The table. Its order is [`Operation`]'s.
+pub const TABLE: &[OpSpec] = &[
+    OpSpec {
+        op: Operation::SetConfig,
+        name: "set_config",
+        data_loss: DataLoss::ByKeys,
+        provenance_undoes: false,
+        roles: &[],
+        params: &[],
+        needs_precondition: false,
+        first: &[],
+        recovery: Recovery::Replan,
+        executable: true,
+        effect: "changes the configuration of {target}",
+    },
+    OpSpec {
+        op: Operation::Start,
+        name: "start",
+        data_loss: DataLoss::Never,
+        provenance_undoes: false,
+        roles: &[],
+        params: &[],
+        needs_precondition: false,
+        first: &[],
+        recovery: Recovery::Replan,
+        executable: true,
+        effect: "starts {target}",
+    },
+    OpSpec {
+        op: Operation::Stop,
+        name: "stop",
+        data_loss: DataLoss::Never,
+        provenance_undoes: false,
+        roles: &[],
+        params: &[],
+        needs_precondition: false,
+        first: &[],
+        recovery: Recovery::Replan,
+        executable: true,
+        effect: "powers off {target}",
+    },
+    OpSpec {
+        op: Operation::Shutdown,
+        name: "shutdown",
+        data_loss: DataLoss::Never,
+        provenance_undoes: false,
+        roles: &[],
+        params: &[],
+        needs_precondition: false,
+        first: &[],
+        recovery: Recovery::Replan,
+        executable: true,
+        effect: "shuts {target} down cleanly",
+    },
+    OpSpec {
+        op: Operation::Reboot,
+        name: "reboot",
+        data_loss: DataLoss::Never,
+        provenance_undoes: false,
+        roles: &[],
+        params: &[],
+        needs_precondition: false,
+        first: &[],
+        recovery: Recovery::Replan,
+        executable: true,
+        effect: "reboots {target}",
+    },
+    OpSpec {
+        op: Operation::Provision,
+        name: "provision",
+        data_loss: DataLoss::Never,
+        provenance_undoes: false,
+        roles: &[],
+        params: &[],
+        needs_precondition: false,
+        first: &[],
+        recovery: Recovery::RollBack,
+        executable: false,
+        effect: "creates {target}",
+    },
+    OpSpec {
+        op: Operation::Resize,
+        name: "resize",
+        data_loss: DataLoss::Never,
+        provenance_undoes: false,
+        roles: &[],
+        params: &[],
+        needs_precondition: false,
+        first: &[],
+        recovery: Recovery::Replan,
+        executable: false,
+        effect: "grows a disk of {target}",
+    },
+    OpSpec {
+        op: Operation::Recreate,
+        name: "recreate",
+        data_loss: DataLoss::TargetData,
+        provenance_undoes: false,
+        roles: OPERATIONAL,
+        params: &[],
+        needs_precondition: true,
+        first: &[Prerequisite::Stopped],
+        recovery: Recovery::CompleteOnce,
+        executable: false,
+        effect: "replaces {target} by a fresh one made from its declaration",
+    },
+    OpSpec {
+        op: Operation::Destroy,
+        name: "destroy",
+        data_loss: DataLoss::TargetData,
+        provenance_undoes: true,
+        roles: OPERATIONAL,
+        params: &[ParamRule {
+            key: "purge",
+            values: &["1"],
+            effect: "also removes it from backup jobs, replication and HA",
+        }],
+        needs_precondition: true,
+        first: &[Prerequisite::Stopped],
+        recovery: Recovery::CompleteOnce,
+        executable: true,
+        effect: "deletes {target} with its configuration and disks; this cannot be undone",
+    },
+    OpSpec {
+        op: Operation::RestoreOverwrite,
+        name: "restore_overwrite",
+        data_loss: DataLoss::Always,
+        provenance_undoes: false,
+        roles: OPERATIONAL,
+        params: &[],
+        needs_precondition: true,
+        first: &[Prerequisite::Stopped, Prerequisite::Backup],
+        recovery: Recovery::AskOperator,
+        executable: false,
+        effect: "restores a backup over {target}, replacing everything it holds",
+    },
+    OpSpec {
+        op: Operation::WipeStorage,
+        name: "wipe_storage",
+        data_loss: DataLoss::Always,
+        provenance_undoes: false,
+        roles: OPERATIONAL,
+        params: &[],
+        needs_precondition: true,
+        first: &[],
+        recovery: Recovery::AskOperator,
+        executable: false,
+        effect: "removes unreferenced volumes from {target}",
+    },
+    OpSpec {
+        op: Operation::RemoveVolume,
+        name: "remove_volume",
+        data_loss: DataLoss::Always,
+        provenance_undoes: false,
+        roles: OPERATIONAL,
+        params: &[],
+        needs_precondition: true,
+        first: &[],
+        recovery: Recovery::CompleteOnce,
+        executable: false,
+        effect: "removes volume {target} and everything on it",
+    },
+    OpSpec {
+        op: Operation::Decommission,
+        name: "decommission",
+        data_loss: DataLoss::Always,
+        provenance_undoes: false,
+        roles: OPERATIONAL,
+        params: &[],
+        needs_precondition: true,
+        first: &[Prerequisite::Stopped],
+        recovery: Recovery::AskOperator,
+        executable: false,
+        effect: "removes every guest of {target}, then its storage",
+    },
+    OpSpec {
+        op: Operation::RotateKeys,
+        name: "rotate_keys",
+        // It loses no data itself, but it decides who may destroy: always signed.
+        data_loss: DataLoss::Always,
+        provenance_undoes: false,
+        // Key rotation is the recovery key's only power; operational keys may plan it.
+        roles: &[Role::Operational, Role::Recovery],
+        params: &[],
+        needs_precondition: false,
+        first: &[],
+        recovery: Recovery::AskOperator,
+        executable: false,
+        effect: "replaces the keys that may sign for {target}",
+    },
+];
+
+impl Operation {
+    /// Every operation, in table order.
+    pub fn all() -> impl Iterator<Item = Operation> {
+        TABLE.iter().map(|s| s.op)
+    }
+
+    /// This operation's row.
+    pub fn spec(self) -> &'static OpSpec {
+        // The table is in variant order; `table_is_in_variant_order` tests it.
+        &TABLE[self as usize]
+    }
+
+    /// Its name in plans, op files, the journal and the audit log.
+    pub fn as_str(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The operation named `name`, if the table has one.
+    pub fn from_name(name: &str) -> Option<Operation> {
+        TABLE.iter().find(|s| s.name == name).map(|s| s.op)
+    }
+
+    /// Whether it can need a signature (some data-bearing case and some role that may
+    /// sign it).
+    pub fn signable(self) -> bool {
+        !self.spec().roles.is_empty()
+    }
+
+    /// The operations a signed op may name and this version carries out, by name.
+    pub fn executable_signed() -> impl Iterator<Item = Operation> {
+        Operation::all().filter(|o| o.signable() && o.spec().executable)
+    }
+
+    /// [`Operation::executable_signed`]'s names joined for messages: `destroy`.
+    pub fn executable_signed_names() -> String {
+        Operation::executable_signed()
+            .map(Operation::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Checks signed parameters against the row: every key known, every value allowed.
+    pub fn check_params(self, params: &BTreeMap<String, String>) -> Result<(), ParamError> {
+        let spec = self.spec();
+        for (k, v) in params {
+            let Some(rule) = spec.params.iter().find(|r| r.key == k) else {
+                return Err(ParamError::Unknown {
+                    op: self,
+                    key: k.clone(),
+                });
+            };
+            if !rule.values.contains(&v.as_str()) {
+                return Err(ParamError::Value {
+                    op: self,
+                    key: rule.key,
+                    value: v.clone(),
+                    allowed: rule.values,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What it does to `target` with `params`, in words (for `op show` and the pending
+    /// payload's note).
+    pub fn describe(self, target: &str, params: &BTreeMap<String, String>) -> String {
+        let spec = self.spec();
+        let mut s = spec.effect.replace("{target}", target);
+        for rule in spec.params {
+            if params.contains_key(rule.key) {
+                s.push_str(&format!(" ({}: {})", rule.key, rule.effect));
+            }
+        }
+        s
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Operation> for String {
+    fn from(op: Operation) -> String {
+        op.as_str().to_owned()
+    }
+}
+
+/// An operation name the table does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown operation {0:?}")]
+pub struct UnknownOperation(pub String);
+
+impl FromStr for Operation {
+    type Err = UnknownOperation;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Operation::from_name(s).ok_or_else(|| UnknownOperation(s.to_owned()))
+    }
+}
+
+/// A signed parameter the table does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    /// The operation takes no parameter of that name.
+    #[error("{op} does not take parameter {key:?} ({})", takes(*op))]
+    Unknown {
+        /// The operation.
+        op: Operation,
+        /// The parameter.
+        key: String,
+    },
+    /// A value the parameter does not take.
+    #[error("{op} takes {key}={} or no {key} parameter at all (got {key}={value})", allowed.join("|"))]
+    Value {
+        /// The operation.
+        op: Operation,
+        /// The parameter.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// The values allowed.
+        allowed: &'static [&'static str],
+    },
+}
+
+fn takes(op: Operation) -> String {
+    let params = op.spec().params;
+    if params.is_empty() {
+        return "it takes none".to_owned();
+    }
+    let list: Vec<String> = params
+        .iter()
+        .map(|r| format!("{}={}", r.key, r.values.join("|")))
+        .collect();
+    format!("it takes only {}", list.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_in_variant_order_and_names_are_unique() {
+        for (i, spec) in TABLE.iter().enumerate() {
+            assert_eq!(spec.op as usize, i, "{} is out of order", spec.name);
+            assert_eq!(Operation::from_name(spec.name), Some(spec.op));
+            assert!(crate::op::valid_op_name(spec.name), "{}", spec.name);
+            // The serde name is the table's name.
+            assert_eq!(
+                serde_json::to_value(spec.op).ok(),
+                Some(serde_json::Value::String(spec.name.to_owned()))
+            );
+        }
+    }
+
+    /// The rules that keep the table honest: what never loses data is never signed and
+    /// settles by re-planning; what can lose data names who may sign it, and a reviewer
+    /// key authorises nothing.
+    #[test]
+    fn rows_are_consistent() {
+        for s in TABLE {
+            match s.data_loss {
+                DataLoss::Never | DataLoss::ByKeys => {
+                    assert!(s.roles.is_empty(), "{} is benign but signable", s.name);
+                    assert!(s.params.is_empty() && !s.needs_precondition, "{}", s.name);
+                }
+                DataLoss::TargetData | DataLoss::Always => {
+                    assert!(
+                        !s.roles.is_empty(),
+                        "{} loses data but nobody may sign it",
+                        s.name
+                    );
+                    assert_ne!(
+                        s.recovery,
+                        Recovery::Replan,
+                        "{} cannot be re-planned",
+                        s.name
+                    );
+                }
+            }
+            assert!(!s.roles.contains(&Role::Reviewer), "{}", s.name);
+            assert!(!s.provenance_undoes || s.data_loss == DataLoss::TargetData);
+        }
+        assert_eq!(Operation::executable_signed_names(), "destroy");
+    }
+
+    #[test]
+    fn parameters_are_checked_against_the_row() {
+        let p = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        assert_eq!(Operation::Destroy.check_params(&BTreeMap::new()), Ok(()));
+        assert_eq!(Operation::Destroy.check_params(&p("purge", "1")), Ok(()));
+        let e = Operation::Destroy
+            .check_params(&p("purge", "0"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "destroy takes purge=1 or no purge parameter at all (got purge=0)"
+        );
+        let e = Operation::Destroy
+            .check_params(&p("force", "1"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "destroy does not take parameter \"force\" (it takes only purge=1)"
+        );
+        let e = Operation::RotateKeys
+            .check_params(&p("x", "1"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.to_string().ends_with("(it takes none)"), "{e}");
+    }
+
+    #[test]
+    fn effects_name_the_target_and_each_parameter() {
+        let purge = BTreeMap::from([("purge".to_owned(), "1".to_owned())]);
+        assert_eq!(
+            Operation::Destroy.describe("CT 101", &purge),
+            "deletes CT 101 with its configuration and disks; this cannot be undone \
+             (purge: also removes it from backup jobs, replication and HA)"
+        );
+        assert_eq!(
+            Operation::Start.describe("VM 7", &BTreeMap::new()),
+            "starts VM 7"
+        );
+    }
+}
