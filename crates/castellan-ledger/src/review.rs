@@ -31,6 +31,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::acceptance::{CandidateState, LedgerView};
+use crate::model::RequestDraft;
+use crate::schema::Lane;
+use crate::secrets::Scanner;
+
 /// The SSHSIG namespace of reviewer records.
 pub const NAMESPACE: &str = "castellan-review";
 /// Longest `reason`.
@@ -93,6 +98,128 @@ pub struct ReviewPayload {
     pub reviewed_at: String,
     /// 16 random bytes, hex: two otherwise identical reviews stay distinct records.
     pub nonce: String,
+}
+
+/// What `ledger review` asks to record, before anything is signed.
+#[derive(Debug, Clone, Copy)]
+pub struct ReviewRequest<'a> {
+    /// The candidate's owner request draft (its surface and version).
+    pub draft: &'a RequestDraft,
+    /// The decision.
+    pub decision: Decision,
+    /// The reason, as typed (trimmed here).
+    pub reason: &'a str,
+    /// The reviewer key's `SHA256:` fingerprint, where it can be told before signing.
+    pub signer: Option<&'a str>,
+    /// When (RFC 3339 UTC).
+    pub reviewed_at: &'a str,
+    /// A fresh nonce (hex).
+    pub nonce: &'a str,
+}
+
+/// What may be recorded for a [`ReviewRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prepared {
+    /// A new record: sign this payload.
+    Sign(ReviewPayload),
+    /// The same key already recorded the same decision, with the same reason, on the
+    /// same response and surface version: nothing to do.
+    AlreadyRecorded {
+        /// The existing record's id.
+        record_id: String,
+    },
+}
+
+/// Why a review may not be made. Nothing is signed or recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewRefused {
+    /// No owner response for the candidate yet.
+    #[error("{candidate}: no owner response has been recorded yet")]
+    NoResponse {
+        /// The candidate id.
+        candidate: String,
+    },
+    /// The surface changed after its latest response.
+    #[error("the surface changed since its latest owner response; a fresh response is needed")]
+    Stale,
+    /// Accepting a response that is not ready for review.
+    #[error(
+        "cannot accept: the latest owner response {response} is in lane {lane}, not ready_for_host_service_review"
+    )]
+    NotReady {
+        /// The response id.
+        response: String,
+        /// Its lane.
+        lane: String,
+    },
+    /// The reason would put a secret into a signed, kept record.
+    #[error("the reason looks like it contains a secret ({rule}); nothing was signed")]
+    SecretInReason {
+        /// The rule that matched (never the secret).
+        rule: String,
+    },
+    /// The payload is out of range (an over-long reason, a control character).
+    #[error(transparent)]
+    Invalid(#[from] ReviewError),
+}
+
+/// The ledger's rules for a new reviewer record, decided before anything is signed:
+/// there must be an owner response, answering the surface as it is now; only a response
+/// ready for review may be accepted; the reason must hold no secret (it is signed and
+/// kept for good); and re-running the same review changes nothing.
+pub fn prepare(
+    req: ReviewRequest<'_>,
+    state: &CandidateState,
+    view: &LedgerView,
+    scanner: &Scanner,
+) -> Result<Prepared, ReviewRefused> {
+    let candidate = crate::intake::candidate_id(&req.draft.surface_id);
+    let Some(latest) = &state.latest else {
+        return Err(ReviewRefused::NoResponse { candidate });
+    };
+    if state.stale {
+        return Err(ReviewRefused::Stale);
+    }
+    if req.decision == Decision::Accepted && latest.lane() != Some(Lane::ReadyForReview) {
+        return Err(ReviewRefused::NotReady {
+            response: latest.response_id.clone(),
+            lane: latest.lane.clone(),
+        });
+    }
+    let reason = req.reason.trim();
+    let mut found = Vec::new();
+    scanner.scan(reason, "reason", &mut found);
+    if let Some(f) = found.first() {
+        return Err(ReviewRefused::SecretInReason {
+            rule: f.rule_name.clone(),
+        });
+    }
+    let payload = ReviewPayload {
+        version: 1,
+        candidate,
+        response: latest.response_id.clone(),
+        surface_sha256: req.draft.repo_sha256.clone(),
+        decision: req.decision,
+        reason: reason.to_owned(),
+        reviewed_at: req.reviewed_at.to_owned(),
+        nonce: req.nonce.to_owned(),
+    };
+    payload.validate()?;
+    if let Some(fp) = req.signer
+        && let Some(prev) = view.reviews.iter().find(|r| {
+            r.signer == fp
+                && r.payload.candidate == payload.candidate
+                && r.payload.response == payload.response
+                && r.payload.surface_sha256 == payload.surface_sha256
+                && r.payload.decision == payload.decision
+                && r.payload.reason == payload.reason
+        })
+    {
+        return Ok(Prepared::AlreadyRecorded {
+            record_id: prev.payload.record_id(),
+        });
+    }
+    Ok(Prepared::Sign(payload))
 }
 
 /// Why a reviewer record was refused.

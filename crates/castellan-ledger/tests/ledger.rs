@@ -430,3 +430,78 @@ fn the_streamed_report_is_byte_identical_to_serialising_the_whole_document() {
     assert_eq!(c["redacted_evidence_refs"].as_array().unwrap().len(), 3);
     assert_eq!(whole["summary"]["owner_response_received_count"], 3);
 }
+
+/// The rules for a new reviewer record live in the ledger, not in the CLI: nothing to
+/// review without a response; a response that is not ready cannot be accepted (it can be
+/// rejected); a reason holding a secret is refused before anything is signed; a changed
+/// surface needs a fresh response; an over-long reason is refused.
+#[test]
+fn the_review_policy_is_decided_before_signing() {
+    use castellan_ledger::review::{Prepared, ReviewRefused, ReviewRequest, prepare};
+    use castellan_ledger::secrets::Scanner;
+    let dir = ledger_dir();
+    let mut ledger = Ledger::open(dir.path()).unwrap();
+    let reqs = requests();
+    let draft = &reqs.request_drafts[EXPORTER];
+    let scanner = Scanner::builtin();
+    let ask = |ledger: &Ledger, draft, decision, reason| {
+        let view = LedgerView::load(ledger, None).unwrap();
+        let state = derive_state(draft, Some(&view), None);
+        let req = ReviewRequest {
+            draft,
+            decision,
+            reason,
+            signer: None,
+            reviewed_at: "2026-11-22T10:05:00Z",
+            nonce: "00112233445566778899aabbccddeeff",
+        };
+        prepare(req, &state, &view, scanner)
+    };
+    assert!(matches!(
+        ask(&ledger, draft, Decision::Accepted, "fine"),
+        Err(ReviewRefused::NoResponse { .. })
+    ));
+
+    let mut incomplete = good_response(EXPORTER);
+    incomplete.as_object_mut().unwrap().remove("rollback_owner");
+    intake(&mut ledger, &incomplete);
+    let not_ready = ask(&ledger, draft, Decision::Accepted, "fine");
+    assert!(
+        matches!(&not_ready, Err(ReviewRefused::NotReady { lane, .. }) if lane == "request_supplement"),
+        "{not_ready:?}"
+    );
+    let rejected = ask(&ledger, draft, Decision::Rejected, "  no rollback owner  ");
+    let Ok(Prepared::Sign(payload)) = rejected else {
+        panic!("a rejection of an unready response is allowed: {rejected:?}");
+    };
+    assert_eq!(payload.reason, "no rollback owner", "the reason is trimmed");
+    assert_eq!(payload.surface_sha256, draft.repo_sha256);
+
+    let secret = ask(
+        &ledger,
+        draft,
+        Decision::Rejected,
+        "token ghp_1234567890abcdefghijklmnopqrstuvwxyzAB leaked",
+    );
+    assert!(
+        matches!(&secret, Err(ReviewRefused::SecretInReason { .. })),
+        "{secret:?}"
+    );
+    assert!(
+        !format!("{secret:?}").contains("ghp_1234"),
+        "the secret is not echoed"
+    );
+
+    let long = "x".repeat(review::MAX_REASON_CHARS + 1);
+    assert!(matches!(
+        ask(&ledger, draft, Decision::Rejected, &long),
+        Err(ReviewRefused::Invalid(_))
+    ));
+
+    let mut changed = draft.clone();
+    changed.repo_sha256 = "0".repeat(64);
+    assert!(matches!(
+        ask(&ledger, &changed, Decision::Rejected, "fine"),
+        Err(ReviewRefused::Stale)
+    ));
+}

@@ -21,7 +21,7 @@ use castellan_core::op::format_time;
 use castellan_ledger::acceptance::{self, CandidateState, LedgerView, derive_state};
 use castellan_ledger::intake::{self, IntakeRecord, MAX_RESPONSE_BYTES, Verdict};
 use castellan_ledger::model::{InventoryReport, RequestDraft, RequestReport};
-use castellan_ledger::review::{self, Decision, ReviewPayload, StoredReview};
+use castellan_ledger::review::{self, Decision, Prepared, ReviewRequest, StoredReview};
 use castellan_ledger::schema::{CANDIDATE_PREFIX, Lane};
 use castellan_ledger::secrets::{Scanner, read_rule_dir};
 use castellan_ledger::store::{Appended, Ledger, REQUESTS_FILE, SIGNERS_FILE};
@@ -558,61 +558,26 @@ fn review_cmd(
     let mut ledger = Ledger::open(ledger_dir)?;
     let view = LedgerView::load(&ledger, Some(&signers))?;
     let state = derive_state(draft, Some(&view), Some(&signers));
-    let Some(latest) = &state.latest else {
-        return Err(refuse(format!(
-            "{}: no owner response has been recorded yet",
-            intake::candidate_id(&draft.surface_id)
-        )));
-    };
-    if state.stale {
-        return Err(refuse(
-            "the surface changed since its latest owner response; a fresh response is needed",
-        ));
-    }
-    if decision == Decision::Accepted && latest.lane() != Some(Lane::ReadyForReview) {
-        return Err(refuse(format!(
-            "cannot accept: the latest owner response {} is in lane {}, not ready_for_host_service_review",
-            latest.response_id, latest.lane
-        )));
-    }
-    let reason = reason.trim();
-    let mut found = Vec::new();
-    rules.scanner().scan(reason, "reason", &mut found);
-    if let Some(f) = found.first() {
-        return Err(refuse(format!(
-            "the reason looks like it contains a secret ({}); nothing was signed",
-            f.rule_name
-        )));
-    }
-    let payload = ReviewPayload {
-        version: 1,
-        candidate: intake::candidate_id(&draft.surface_id),
-        response: latest.response_id.clone(),
-        surface_sha256: draft.repo_sha256.clone(),
+    let fingerprint = key_fingerprint(&opts.key);
+    let request = ReviewRequest {
+        draft,
         decision,
-        reason: reason.to_owned(),
-        reviewed_at: format_time(Timestamp::now()),
-        nonce: hex::encode(rand::random::<[u8; 16]>()),
+        reason,
+        signer: fingerprint.as_deref(),
+        reviewed_at: &format_time(Timestamp::now()),
+        nonce: &hex::encode(rand::random::<[u8; 16]>()),
     };
-    payload.validate().map_err(|e| refuse(e.to_string()))?;
-
-    // Re-running the same review is a no-op: same key, response, decision and reason.
-    if let Some(fp) = key_fingerprint(&opts.key)
-        && let Some(prev) = view.reviews.iter().find(|r| {
-            r.signer == fp
-                && r.payload.candidate == payload.candidate
-                && r.payload.response == payload.response
-                && r.payload.surface_sha256 == payload.surface_sha256
-                && r.payload.decision == payload.decision
-                && r.payload.reason == payload.reason
-        })
-    {
-        crate::outln!(
-            "already recorded {} by {fp}: nothing changed",
-            prev.payload.record_id()
-        )?;
-        return Ok(ExitCode::SUCCESS);
-    }
+    let payload = match review::prepare(request, &state, &view, rules.scanner()) {
+        Ok(Prepared::Sign(payload)) => payload,
+        Ok(Prepared::AlreadyRecorded { record_id }) => {
+            crate::outln!(
+                "already recorded {record_id} by {}: nothing changed",
+                fingerprint.as_deref().unwrap_or_default()
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(refuse(e.to_string())),
+    };
 
     let scratch = tempfile::Builder::new()
         .prefix(".review-")
