@@ -24,7 +24,7 @@ use castellan_core::classify::{JournalProvenance, classify};
 use castellan_core::gate::{
     Approval, Decision, DestructiveAction, Evidence, Policy, SignatureCheck, decide,
 };
-use castellan_core::model::{ActualRun, Vmid};
+use castellan_core::model::{ActualRun, ShutdownPolicy, Vmid};
 use castellan_core::op::{NAMESPACE, SignedOp};
 use castellan_core::operation::Recovery;
 use castellan_core::plan::Action;
@@ -36,7 +36,7 @@ use castellan_store::{
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest as _, Sha256};
 
-use crate::backend::{Backend, BackendError, FailureClass, TaskState};
+use crate::backend::{Backend, BackendError, FailureClass, TaskHandle, TaskState};
 use crate::inbox::{Inbox, OfferedOp, SETTLE_GRACE, Settled};
 
 /// Where the time comes from (injectable for tests).
@@ -132,7 +132,7 @@ pub fn judge(
     } = facts;
     let Offer { op, bytes, sigs } = offer;
     let checks = check_signatures(signers, bytes, sigs, effective_now);
-    let class = classify(action.op, &action.params, provenance, None);
+    let class = classify(action.op, &[], provenance, None);
     let threshold = signers.map_or(1, |s| s.threshold(action.op.as_str()));
     decide(
         action,
@@ -364,7 +364,8 @@ impl Gatekeeper {
         action: &Action,
     ) -> Result<u32, BackendError> {
         let op = action.kind;
-        let class = classify(op, &action.params, None, None);
+        let keys: Vec<&str> = action.config_keys().collect();
+        let class = classify(op, &keys, None, None);
         if class.class != castellan_core::classify::Class::Benign {
             // The planner only makes benign actions; refuse anything else outright.
             return Err(BackendError::retry(format!(
@@ -379,7 +380,7 @@ impl Gatekeeper {
             op: op.into(),
             vmid: action.vmid,
             guest: action.guest,
-            params: action.params.clone(),
+            params: journal_params(action),
             nonce: None,
             nonce_not_after: None,
             destructive: false,
@@ -398,7 +399,7 @@ impl Gatekeeper {
                 return Ok(0); // applied synchronously: no task to record
             };
             let now = self.now();
-            let t = task.clone();
+            let t = task.as_str().to_owned();
             self.store(move |s| {
                 s.relaxed(|s| {
                     s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
@@ -467,7 +468,7 @@ impl Gatekeeper {
             }
             Err(e) => return DestructiveOutcome::Failed(e),
         };
-        let class = classify(action.op, &action.params, provenance, None);
+        let class = classify(action.op, &[], provenance, None);
         if class.class == castellan_core::classify::Class::Benign {
             // Scratch recorded by this agent's own journal: no signature needed.
             return match self.run_destroy_benign(backend, action).await {
@@ -929,14 +930,18 @@ impl Gatekeeper {
             return Ok(());
         };
         if g.run != ActualRun::Stopped {
-            let mut params = BTreeMap::new();
-            params.insert("timeout".to_owned(), DESTROY_SHUTDOWN_SECS.to_string());
-            params.insert("forceStop".to_owned(), "1".to_owned());
             let down = Action {
                 vmid: a.vmid,
                 guest: a.guest,
                 kind: Operation::Shutdown,
-                params,
+                params: BTreeMap::new(),
+                delete: Vec::new(),
+                // The guest is about to be destroyed: a hard stop after the timeout
+                // loses nothing the destroy would not.
+                shutdown: Some(ShutdownPolicy {
+                    timeout_secs: DESTROY_SHUTDOWN_SECS,
+                    force_stop: true,
+                }),
                 digest: None,
                 reason: format!("shutting down before {}", a.op),
             };
@@ -949,7 +954,11 @@ impl Gatekeeper {
         }
         // Which destroy tasks exist already: any other one found later is this one's.
         let seen = match backend.tasks_of(a.guest, a.vmid, a.op).await {
-            Ok(seen) => seen.unwrap_or_default(),
+            Ok(seen) => seen
+                .unwrap_or_default()
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect::<Vec<_>>(),
             Err(e) => {
                 return self
                     .not_sent(id, a, format!("cannot read the node's task list: {e}"))
@@ -1002,7 +1011,10 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
-        let task = match backend.dispatch_destroy(a.guest, a.vmid, &a.params).await {
+        let task = match backend
+            .dispatch_signed(a.op, a.guest, a.vmid, &a.params)
+            .await
+        {
             Ok(t) => t,
             // The request may have reached the node: leave the intent in flight; the
             // node's task list tells later whether it did.
@@ -1033,7 +1045,7 @@ impl Gatekeeper {
         };
         self.crashpoint("posted");
         let now = self.now();
-        let t = task.clone();
+        let t = task.as_str().to_owned();
         self.store(move |s| {
             s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
         })
@@ -1126,7 +1138,7 @@ impl Gatekeeper {
         backend: &B,
         id: IntentId,
         a: &DestructiveAction,
-        task: &str,
+        task: &TaskHandle,
     ) -> Result<(), DestroyError> {
         match backend.wait_task(task).await {
             Ok(_) => {
@@ -1135,7 +1147,7 @@ impl Gatekeeper {
                     .map_err(DestroyError::InFlight)?;
                 let vmid = a.vmid;
                 let _ = self.with_store(move |s| s.forget_provenance(vmid)).await;
-                tracing::info!(event = "action_applied", vmid = a.vmid, action = %a.op, task);
+                tracing::info!(event = "action_applied", vmid = a.vmid, action = %a.op, task = %task);
                 Ok(())
             }
             // Not an outcome: the task's end is still to be learnt. The intent stays in
@@ -1309,14 +1321,17 @@ impl Gatekeeper {
                         self.hold(intent, "the node's task list cannot be read, so whether the destroy was sent cannot be told".into()).await?;
                         return Ok(None);
                     };
-                    let new: Vec<&String> =
-                        now_listed.iter().filter(|t| !before.contains(t)).collect();
+                    let new: Vec<&str> = now_listed
+                        .iter()
+                        .map(TaskHandle::as_str)
+                        .filter(|t| !before.iter().any(|b| b == t))
+                        .collect();
                     match new.as_slice() {
                         [] => {}
                         [one] => {
                             tracing::warn!(event = "recovery_found_task", intent = intent.id.0, task = %one);
                             // Journal the task found, as the dispatch would have.
-                            let (id, t, now) = (intent.id, (*one).clone(), self.now());
+                            let (id, t, now) = (intent.id, (*one).to_owned(), self.now());
                             self.store(move |s| {
                                 s.mark_dispatched(
                                     id,
@@ -1326,10 +1341,10 @@ impl Gatekeeper {
                                 )
                             })
                             .await?;
-                            task = Some((*one).clone());
+                            task = Some((*one).to_owned());
                         }
                         many => {
-                            let list: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+                            let list: Vec<&str> = many.to_vec();
                             self.hold(
                                 intent,
                                 format!(
@@ -1346,7 +1361,8 @@ impl Gatekeeper {
                 }
             }
         }
-        if let Some(task) = &task {
+        if let Some(task) = task.as_deref().map(TaskHandle::new) {
+            let task = &task;
             match backend
                 .task_status_once(task)
                 .await
@@ -1692,7 +1708,7 @@ fn benign_action_id(action: &Action) -> String {
     let mut h = Sha256::new();
     h.update(action.vmid.to_be_bytes());
     h.update(action.kind.as_str());
-    for (k, v) in &action.params {
+    for (k, v) in &journal_params(action) {
         h.update(k.as_bytes());
         h.update([0]);
         h.update(v.as_bytes());
@@ -1701,6 +1717,21 @@ fn benign_action_id(action: &Action) -> String {
     h.update(action.digest.as_deref().unwrap_or(""));
     h.update(rand::random::<[u8; 16]>());
     hex::encode(h.finalize())
+}
+
+/// What the journal records of a benign action's parameters, for people reading it
+/// (`castellan journal`): the values set, the keys removed (`delete`), and a shutdown's
+/// timeout and whether a hard stop may follow.
+fn journal_params(action: &Action) -> BTreeMap<String, String> {
+    let mut p = action.params.clone();
+    if !action.delete.is_empty() {
+        p.insert("delete".to_owned(), action.delete.join(","));
+    }
+    if let Some(s) = action.shutdown {
+        p.insert("timeout".to_owned(), s.timeout_secs.to_string());
+        p.insert("force_stop".to_owned(), s.force_stop.to_string());
+    }
+    p
 }
 
 /// Writes a file atomically: temp file beside it, fsync, rename.

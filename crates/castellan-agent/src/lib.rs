@@ -15,7 +15,8 @@ pub mod inbox;
 pub mod observe;
 pub mod scheduler;
 
-pub use backend::{Backend, BackendError, PveBackend};
+pub use backend::{Backend, BackendError};
+pub use castellan_pve::PveBackend;
 pub use config::{AgentConfig, ConfigError, Tuning};
 pub use desired_source::{DesiredFileError, load_desired, watch_desired};
 pub use engine::{Applied, Engine, Mode, RunReport};

@@ -2,157 +2,20 @@
 //! does, with scripted failures: convergence, isolation of a failing guest, conflict
 //! handling, one action in flight per guest, and the latest desired state winning.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
-use castellan_agent::backend::{Backend, BackendError, FailureClass, TaskState};
+use castellan_agent::backend::{BackendError, FailureClass};
 use castellan_agent::{Engine, Gatekeeper, Inbox, Mode, Tuning};
 use castellan_core::Operation;
 use castellan_core::model::*;
-use castellan_core::plan::Action;
 use castellan_core::{DesiredState, Normalizers};
 use castellan_store::Store;
+use common::Fake;
 use tokio::sync::watch;
-
-#[derive(Default)]
-struct Node {
-    guests: BTreeMap<Vmid, ActualGuest>,
-    /// Failures to return from the next executes of a guest.
-    failures: BTreeMap<Vmid, VecDeque<BackendError>>,
-    /// Guests whose executes always fail.
-    broken: Vec<Vmid>,
-    executed: Vec<(Vmid, Operation)>,
-    in_flight: BTreeMap<Vmid, u32>,
-    max_in_flight_per_guest: u32,
-    destroyed: Vec<Vmid>,
-}
-
-#[derive(Clone, Default)]
-struct Fake {
-    node: Arc<Mutex<Node>>,
-    latency: Duration,
-}
-
-impl Fake {
-    fn with(guests: Vec<ActualGuest>) -> Self {
-        let fake = Fake::default();
-        fake.lock().guests = guests.into_iter().map(|g| (g.vmid, g)).collect();
-        fake
-    }
-    fn lock(&self) -> std::sync::MutexGuard<'_, Node> {
-        self.node.lock().expect("fake node lock")
-    }
-}
-
-impl Backend for Fake {
-    async fn list(&self) -> Result<Vec<ActualGuest>, BackendError> {
-        Ok(self
-            .lock()
-            .guests
-            .values()
-            .map(|g| ActualGuest {
-                spec: None,
-                ..g.clone()
-            })
-            .collect())
-    }
-
-    async fn observe(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-    ) -> Result<Option<ActualGuest>, BackendError> {
-        Ok(self
-            .lock()
-            .guests
-            .get(&vmid)
-            .filter(|g| g.kind == kind)
-            .cloned())
-    }
-
-    async fn dispatch(&self, action: &Action) -> Result<Option<String>, BackendError> {
-        {
-            let mut n = self.lock();
-            let c = n.in_flight.entry(action.vmid).or_default();
-            *c += 1;
-            let c = *c;
-            n.max_in_flight_per_guest = n.max_in_flight_per_guest.max(c);
-        }
-        tokio::time::sleep(self.latency).await;
-        let mut n = self.lock();
-        *n.in_flight.entry(action.vmid).or_default() -= 1;
-        if n.broken.contains(&action.vmid) {
-            return Err(BackendError::retry("task failed: storage offline"));
-        }
-        if let Some(e) = n
-            .failures
-            .get_mut(&action.vmid)
-            .and_then(VecDeque::pop_front)
-        {
-            return Err(e);
-        }
-        n.executed.push((action.vmid, action.kind));
-        let g = n
-            .guests
-            .get_mut(&action.vmid)
-            .expect("action for a known guest");
-        match action.kind {
-            Operation::SetConfig => {
-                let spec = g.spec.as_mut().expect("spec was read");
-                if action.digest.as_deref() != Some(spec.digest.as_str()) {
-                    return Err(BackendError {
-                        class: FailureClass::Conflict,
-                        message: "digest".into(),
-                    });
-                }
-                for (k, v) in &action.params {
-                    match k.as_str() {
-                        "cores" => spec.cores = v.parse().ok(),
-                        "memory" => spec.memory_mib = v.parse().unwrap_or(0),
-                        "description" => spec.description = Some(format!("{v}\n")),
-                        "tags" => spec.tags = Some(v.clone()),
-                        _ => {}
-                    }
-                }
-                spec.digest.push('+');
-            }
-            Operation::Start => g.run = ActualRun::Running,
-            Operation::Stop | Operation::Shutdown => g.run = ActualRun::Stopped,
-            Operation::Reboot => g.pending_restart.clear(),
-            other => return Err(BackendError::retry(format!("not a benign action: {other}"))),
-        }
-        Ok(None)
-    }
-
-    async fn dispatch_destroy(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        _params: &BTreeMap<String, String>,
-    ) -> Result<String, BackendError> {
-        let mut n = self.lock();
-        match n.guests.get(&vmid) {
-            Some(g) if g.kind == kind => {
-                n.guests.remove(&vmid);
-                n.destroyed.push(vmid);
-                Ok(format!("fake-destroy-{vmid}"))
-            }
-            _ => Err(BackendError {
-                class: FailureClass::Gone,
-                message: "no such guest".into(),
-            }),
-        }
-    }
-
-    async fn wait_task(&self, _task: &str) -> Result<u32, BackendError> {
-        Ok(0)
-    }
-
-    async fn task_status_once(&self, _task: &str) -> Result<TaskState, BackendError> {
-        Ok(TaskState::Succeeded { warnings: 0 })
-    }
-}
 
 fn guest(vmid: Vmid, run: ActualRun, cores: u32) -> ActualGuest {
     let mut g = ActualGuest::new(vmid, GuestKind::Lxc, run);

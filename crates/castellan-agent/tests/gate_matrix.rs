@@ -15,13 +15,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use castellan_agent::backend::{Backend, BackendError, FailureClass, TaskState};
 use castellan_agent::gatekeeper::{DestructiveOutcome, Offer, StateFacts, judge};
 use castellan_agent::{Engine, Gatekeeper, Inbox, Mode, Tuning};
 use castellan_core::Operation;
@@ -29,7 +30,7 @@ use castellan_core::classify::{Class, classify};
 use castellan_core::gate::{Decision, DestructiveAction};
 use castellan_core::model::*;
 use castellan_core::op::SignedOp;
-use castellan_core::plan::{Action, Plan, plan_guest};
+use castellan_core::plan::{Plan, plan_guest};
 use castellan_core::{Normalizers, RejectReason};
 use castellan_sig::SignerConfig;
 use castellan_sig::sign::signature_path;
@@ -37,6 +38,7 @@ use castellan_store::{
     AuditEvent, AuditRecord, IntentState, NewIntent, Outcome, ProvenanceKind, Store, verify_chain,
 };
 use castellan_testkit::{Key, keygen, need_ssh_keygen, run_ok};
+use common::Fake;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 
@@ -74,123 +76,6 @@ fn sign_file(key: &Key, ns: &str, file: &Path) -> Vec<u8> {
     let bytes = std::fs::read(&sig).unwrap();
     std::fs::remove_file(&sig).unwrap();
     bytes
-}
-
-// ---- the fake node ---------------------------------------------------------------------
-
-#[derive(Default)]
-struct Node {
-    guests: BTreeMap<Vmid, ActualGuest>,
-    destroyed: Vec<Vmid>,
-    /// A change someone makes while the guest shuts down (a volume attached, a config
-    /// edited): its new digest.
-    digest_after_stop: Option<String>,
-}
-
-/// An in-memory node (trimmed from `tests/engine.rs`): `dispatch_destroy` removes the
-/// guest and records it in `destroyed`.
-#[derive(Clone, Default)]
-struct Fake {
-    node: Arc<Mutex<Node>>,
-}
-
-impl Fake {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Node> {
-        self.node.lock().expect("fake node lock")
-    }
-    fn put(&self, g: ActualGuest) {
-        self.lock().guests.insert(g.vmid, g);
-    }
-    fn destroyed(&self) -> Vec<Vmid> {
-        self.lock().destroyed.clone()
-    }
-    fn has(&self, vmid: Vmid) -> bool {
-        self.lock().guests.contains_key(&vmid)
-    }
-}
-
-impl Backend for Fake {
-    async fn list(&self) -> Result<Vec<ActualGuest>, BackendError> {
-        Ok(self
-            .lock()
-            .guests
-            .values()
-            .map(|g| ActualGuest {
-                spec: None,
-                ..g.clone()
-            })
-            .collect())
-    }
-
-    async fn observe(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-    ) -> Result<Option<ActualGuest>, BackendError> {
-        Ok(self
-            .lock()
-            .guests
-            .get(&vmid)
-            .filter(|g| g.kind == kind)
-            .cloned())
-    }
-
-    async fn dispatch(&self, action: &Action) -> Result<Option<String>, BackendError> {
-        let mut n = self.lock();
-        let after = if matches!(action.kind, Operation::Stop | Operation::Shutdown) {
-            n.digest_after_stop.take()
-        } else {
-            None
-        };
-        let g = n.guests.get_mut(&action.vmid).ok_or_else(|| BackendError {
-            class: FailureClass::Gone,
-            message: "no such guest".into(),
-        })?;
-        match action.kind {
-            Operation::Start => g.run = ActualRun::Running,
-            Operation::Stop | Operation::Shutdown => {
-                g.run = ActualRun::Stopped;
-                if let (Some(d), Some(spec)) = (after, g.spec.as_mut()) {
-                    spec.digest = d;
-                }
-            }
-            other => {
-                return Err(BackendError::retry(format!(
-                    "the gate matrix expects no {}",
-                    other.as_str()
-                )));
-            }
-        }
-        Ok(None)
-    }
-
-    async fn dispatch_destroy(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        _params: &BTreeMap<String, String>,
-    ) -> Result<String, BackendError> {
-        let mut n = self.lock();
-        match n.guests.get(&vmid) {
-            Some(g) if g.kind == kind => {
-                n.guests.remove(&vmid);
-                n.destroyed.push(vmid);
-                Ok(format!("fake-destroy-{vmid}"))
-            }
-            _ => Err(BackendError {
-                class: FailureClass::Gone,
-                message: "no such guest".into(),
-            }),
-        }
-    }
-
-    async fn wait_task(&self, _task: &str) -> Result<u32, BackendError> {
-        Ok(0)
-    }
-
-    async fn task_status_once(&self, _task: &str) -> Result<TaskState, BackendError> {
-        Ok(TaskState::Succeeded { warnings: 0 })
-    }
 }
 
 fn guest101(tags: Option<&str>) -> ActualGuest {
@@ -980,10 +865,7 @@ async fn r12_hub_supplied_scratch_tag_is_still_destructive() {
     assert_eq!(p.destructive.len(), 1, "{p:?}");
     let a = p.destructive[0].clone();
     assert_eq!(a, action(&[]), "tags do not enter the action");
-    assert_eq!(
-        classify(a.op, &a.params, None, None).class,
-        Class::Destructive
-    );
+    assert_eq!(classify(a.op, &[], None, None).class, Class::Destructive);
 
     let out = w.destroy(&a).await;
     assert!(is_pending(&out), "a tag made the destroy benign: {out:?}");

@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
     ] {
         g.bench_function(name, |b| {
             b.iter(|| {
-                let class = classify(action.op, &action.params, None, None);
+                let class = classify(action.op, &[], None, None);
                 let d = decide(
                     black_box(&action),
                     class,

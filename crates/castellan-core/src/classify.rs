@@ -16,8 +16,6 @@
 //! own journal. Tags, flags or fields arriving from the desired state or the hub have no
 //! way in: this module does not look at guest tags or desired-state fields at all.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::operation::{DataLoss, Operation};
@@ -61,12 +59,13 @@ pub struct Classification {
 /// Configuration keys whose change cannot lose data.
 pub const BENIGN_CONFIG_KEYS: &[&str] = &["cores", "memory", "description", "tags"];
 
-/// Classifies operation `op` with `params` on a target whose journal provenance is
+/// Classifies operation `op`, touching configuration keys `keys` (those it sets or
+/// removes; none for anything but `set_config`), on a target whose journal provenance is
 /// `provenance`, as part of journal transaction `within` (if any). What the operation can
 /// do to data comes from its row of the operation table ([`crate::operation`]).
 pub fn classify(
     op: Operation,
-    params: &BTreeMap<String, String>,
+    keys: &[&str],
     provenance: Option<JournalProvenance>,
     within: Option<u64>,
 ) -> Classification {
@@ -82,14 +81,7 @@ pub fn classify(
     match spec.data_loss {
         DataLoss::Never => benign("cannot lose data"),
         DataLoss::ByKeys => {
-            let all_benign = params.iter().all(|(k, v)| match k.as_str() {
-                "delete" => v
-                    .split([',', ';', ' '])
-                    .filter(|s| !s.is_empty())
-                    .all(|key| BENIGN_CONFIG_KEYS.contains(&key)),
-                "digest" => true,
-                key => BENIGN_CONFIG_KEYS.contains(&key),
-            });
+            let all_benign = keys.iter().all(|key| BENIGN_CONFIG_KEYS.contains(key));
             if all_benign {
                 benign("configuration keys that hold no data")
             } else {
@@ -115,11 +107,8 @@ pub fn classify(
 mod tests {
     use super::*;
 
-    fn p(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+    fn p<'a>(keys: &[&'a str]) -> Vec<&'a str> {
+        keys.to_vec()
     }
 
     #[test]
@@ -130,7 +119,7 @@ mod tests {
         let scratch = Some(JournalProvenance::AgentScratch { transaction: 3 });
         let cases: &[(
             Operation,
-            BTreeMap<String, String>,
+            Vec<&str>,
             Option<JournalProvenance>,
             Option<u64>,
             Class,
@@ -140,32 +129,20 @@ mod tests {
             (Operation::Reboot, p(&[]), None, None, Benign),
             (
                 Operation::SetConfig,
-                p(&[("cores", "2"), ("memory", "512")]),
+                p(&["cores", "memory"]),
                 None,
                 None,
                 Benign,
             ),
             (
                 Operation::SetConfig,
-                p(&[("delete", "description,tags")]),
+                p(&["description", "tags"]),
                 None,
                 None,
                 Benign,
             ),
-            (
-                Operation::SetConfig,
-                p(&[("delete", "mp0")]),
-                None,
-                None,
-                Destructive,
-            ),
-            (
-                Operation::SetConfig,
-                p(&[("scsi0", "local:0")]),
-                None,
-                None,
-                Destructive,
-            ),
+            (Operation::SetConfig, p(&["mp0"]), None, None, Destructive),
+            (Operation::SetConfig, p(&["scsi0"]), None, None, Destructive),
             (Operation::Destroy, p(&[]), None, None, Destructive),
             (Operation::Destroy, p(&[]), created, Some(7), Benign),
             (Operation::Destroy, p(&[]), created, Some(8), Destructive),
@@ -183,11 +160,11 @@ mod tests {
             ),
             (Operation::Shutdown, p(&[]), None, None, Benign),
         ];
-        for (op, params, prov, within, want) in cases {
+        for (op, keys, prov, within, want) in cases {
             assert_eq!(
-                classify(*op, params, *prov, *within).class,
+                classify(*op, keys, *prov, *within).class,
                 *want,
-                "{op} {params:?} {prov:?} {within:?}"
+                "{op} {keys:?} {prov:?} {within:?}"
             );
         }
     }

@@ -16,7 +16,6 @@ pub mod normalize;
 pub mod op;
 pub mod operation;
 pub mod plan;
-pub mod pveconf;
 pub mod role;
 pub mod units;
 

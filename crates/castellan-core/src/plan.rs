@@ -30,7 +30,7 @@ use serde::Serialize;
 use crate::gate::DestructiveAction;
 use crate::model::{
     ActualGuest, ActualRun, ActualState, DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind,
-    RestartPolicy, Vmid,
+    RestartPolicy, ShutdownPolicy, Vmid,
 };
 use crate::normalize::{Normalizers, memory_mib};
 use crate::operation::Operation;
@@ -45,13 +45,29 @@ pub struct Action {
     pub guest: GuestKind,
     /// What to do.
     pub kind: Operation,
-    /// For `set_config`: the Proxmox VE parameters to send (`delete` lists removed keys).
+    /// For `set_config`: the configuration values to set, by key, as the node stores them.
     pub params: BTreeMap<String, String>,
+    /// For `set_config`: the configuration keys to remove.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete: Vec<String>,
+    /// For `shutdown`: how long to wait, and whether a hard stop may follow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown: Option<ShutdownPolicy>,
     /// For `set_config`: the configuration digest the change was planned against.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
     /// Why, for people.
     pub reason: String,
+}
+
+impl Action {
+    /// Every configuration key the action sets or removes (what the classifier judges).
+    pub fn config_keys(&self) -> impl Iterator<Item = &str> {
+        self.params
+            .keys()
+            .map(String::as_str)
+            .chain(self.delete.iter().map(String::as_str))
+    }
 }
 
 /// What kind of change a candidate would need.
@@ -283,7 +299,7 @@ pub fn plan_guest(
         Some(spec) if manages_spec => {
             let mut params = BTreeMap::new();
             let mut reasons = String::new();
-            let mut deletes: Vec<&str> = Vec::new();
+            let mut delete: Vec<String> = Vec::new();
             if let Some(cores) = d.cores
                 && Some(cores) != spec.cores
             {
@@ -305,7 +321,7 @@ pub fn plan_guest(
                 && !norm.description_equal(desc, spec.description.as_deref())
             {
                 if desc.trim_end().is_empty() {
-                    deletes.push("description");
+                    delete.push("description".to_owned());
                 } else {
                     params.insert("description".to_owned(), desc.clone());
                 }
@@ -318,20 +334,19 @@ pub fn plan_guest(
                 let from = spec.tags.as_deref().unwrap_or("");
                 reason(&mut reasons, format_args!("tags {from:?}->{stored:?}"));
                 if stored.is_empty() {
-                    deletes.push("tags");
+                    delete.push("tags".to_owned());
                 } else {
                     params.insert("tags".to_owned(), stored);
                 }
             }
-            if !deletes.is_empty() {
-                params.insert("delete".to_owned(), deletes.join(","));
-            }
-            if !params.is_empty() {
+            if !params.is_empty() || !delete.is_empty() {
                 out.actions.push(Action {
                     vmid,
                     guest: d.kind,
                     kind: Operation::SetConfig,
                     params,
+                    delete,
+                    shutdown: None,
                     digest: Some(spec.digest.clone()),
                     reason: format!("spec drift: {reasons}"),
                 });
@@ -350,6 +365,8 @@ pub fn plan_guest(
         guest: d.kind,
         kind,
         params: BTreeMap::new(),
+        delete: Vec::new(),
+        shutdown: None,
         digest: None,
         reason,
     };
@@ -359,11 +376,7 @@ pub fn plan_guest(
             .push(power(Operation::Start, "run stopped->running".into())),
         (DesiredRun::Stopped, ActualRun::Running) => {
             let mut a = power(Operation::Shutdown, "run running->stopped".into());
-            a.params
-                .insert("timeout".into(), d.shutdown.timeout_secs.to_string());
-            if d.shutdown.force_stop {
-                a.params.insert("forceStop".into(), "1".into());
-            }
+            a.shutdown = Some(d.shutdown);
             out.actions.push(a);
         }
         (DesiredRun::Running | DesiredRun::Stopped, ActualRun::Other(state)) => {

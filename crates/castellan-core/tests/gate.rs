@@ -68,7 +68,7 @@ fn run(
     consumed: bool,
     p: Policy<'_>,
 ) -> Decision {
-    let class = classify(a.op, &a.params, None, None);
+    let class = classify(a.op, &[], None, None);
     decide(
         a,
         class,
@@ -111,7 +111,7 @@ fn valid_op_is_accepted_with_its_signer() {
 #[test]
 fn unsigned_destructive_is_pending() {
     let a = action();
-    let class = classify(a.op, &a.params, None, None);
+    let class = classify(a.op, &[], None, None);
     assert_eq!(
         decide(&a, class, None, policy(NOW, 1)),
         Decision::PendingSignature
@@ -124,7 +124,7 @@ fn benign_is_allowed_without_evidence() {
         op: Operation::Start,
         ..action()
     };
-    let class = classify(a.op, &a.params, None, None);
+    let class = classify(a.op, &[], None, None);
     assert_eq!(decide(&a, class, None, policy(NOW, 1)), Decision::Allowed);
 }
 
@@ -133,12 +133,7 @@ fn journal_scratch_provenance_makes_destroy_benign_but_nothing_else_does() {
     let a = action();
     let scratch = Some(JournalProvenance::AgentScratch { transaction: 1 });
     assert_eq!(
-        decide(
-            &a,
-            classify(a.op, &a.params, scratch, None),
-            None,
-            policy(NOW, 1)
-        ),
+        decide(&a, classify(a.op, &[], scratch, None), None, policy(NOW, 1)),
         Decision::Allowed
     );
     // Parameters cannot smuggle provenance in: the classifier ignores them for destroy.
@@ -149,7 +144,7 @@ fn journal_scratch_provenance_makes_destroy_benign_but_nothing_else_does() {
     assert_eq!(
         decide(
             &smuggled,
-            classify(smuggled.op, &smuggled.params, None, None),
+            classify(smuggled.op, &[], None, None),
             None,
             policy(NOW, 1)
         ),

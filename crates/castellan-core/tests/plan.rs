@@ -34,7 +34,18 @@ fn spec(g: &mut ActualGuest) -> &mut ActualSpec {
 fn render(p: &Plan) -> Vec<String> {
     let mut lines = Vec::new();
     for a in &p.actions {
-        let params: Vec<String> = a.params.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+        // The plain change, written as the node's parameters would be (sorted by key).
+        let mut shown = a.params.clone();
+        if !a.delete.is_empty() {
+            shown.insert("delete".into(), a.delete.join(","));
+        }
+        if let Some(s) = a.shutdown {
+            shown.insert("timeout".into(), s.timeout_secs.to_string());
+            if s.force_stop {
+                shown.insert("forceStop".into(), "1".into());
+            }
+        }
+        let params: Vec<String> = shown.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
         let digest = a
             .digest
             .as_deref()
@@ -593,15 +604,6 @@ fn apply(actual: &mut ActualState, p: &Plan, norm: &Normalizers) {
                             })
                         }
                         "tags" => spec.tags = Some(norm.tags_stored([v.as_str()])),
-                        "delete" => {
-                            for key in v.split(',') {
-                                match key {
-                                    "description" => spec.description = None,
-                                    "tags" => spec.tags = None,
-                                    other => panic!("unexpected delete of {other}"),
-                                }
-                            }
-                        }
                         other => panic!("unexpected param {other}"),
                     }
                     if kind == GuestKind::Qemu
@@ -610,6 +612,13 @@ fn apply(actual: &mut ActualState, p: &Plan, norm: &Normalizers) {
                         && !g.pending_restart.contains(k)
                     {
                         g.pending_restart.push(k.clone());
+                    }
+                }
+                for key in &a.delete {
+                    match key.as_str() {
+                        "description" => spec.description = None,
+                        "tags" => spec.tags = None,
+                        other => panic!("unexpected delete of {other}"),
                     }
                 }
                 spec.digest.push('+');

@@ -17,12 +17,16 @@
 //! - The token secret appears only in the `Authorization` header: never in `Debug`,
 //!   `Display`, logs or errors.
 //!
-//! It knows nothing about desired state, plans or signatures; `castellan-core` and the agent
-//! build on it.
+//! [`PveBackend`] is the agent's [`castellan_backend::Backend`] over this client: it
+//! reads a guest's configuration ([`pveconf`]), encodes each operation as the node's
+//! request, maps the node's task types and errors. It knows nothing about desired state,
+//! plans or signatures.
 
+mod backend;
 mod client;
 mod error;
 mod lenient;
+pub mod pveconf;
 pub mod request;
 mod retry;
 mod tls;
@@ -30,6 +34,7 @@ mod token;
 mod types;
 mod upid;
 
+pub use backend::PveBackend;
 pub use castellan_core::model::GuestKind;
 pub use client::{ClientConfig, PveClient};
 pub use error::Error;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::model::{ActualSpec, GuestKind};
+use castellan_core::model::{ActualSpec, GuestKind};
 
 /// Memory Proxmox VE assumes when a configuration has no `memory` key (both kinds).
 pub const DEFAULT_MEMORY_MIB: u64 = 512;

@@ -1,0 +1,179 @@
+//! The seam between castellan's agent and what it manages.
+//!
+//! [`Backend`] is what the agent's engine and gatekeeper need from a node: list and
+//! observe what is there, carry out one operation from the operation table
+//! ([`castellan_core::Operation`]), and follow the task that carries it out. It names no
+//! API, no parameter encoding and no task format: a backend crate (Proxmox VE in
+//! `castellan-pve`, a test's fake) implements it and maps its own errors to a
+//! [`FailureClass`], and its tasks travel through the agent (and its journal) as opaque
+//! [`TaskHandle`]s that only the backend that made them reads.
+//!
+//! This crate depends on `castellan-core` alone, so a backend never needs another
+//! backend's code.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use castellan_core::Operation;
+use castellan_core::model::{ActualGuest, GuestKind, Vmid};
+use castellan_core::plan::Action;
+use thiserror::Error;
+
+/// How the engine should treat a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// The target changed since it was read: re-observe and re-plan at once.
+    Conflict,
+    /// The target no longer exists.
+    Gone,
+    /// Worth retrying after a back-off (locks, failed tasks, refusals).
+    Retry,
+    /// Whether the request took effect is not known: the answer was lost in transport,
+    /// or a task's end could not be learnt in time. Never an outcome: a destructive
+    /// request in this state stays in flight until the backend's own records settle it.
+    Unknown,
+}
+
+/// A failed observation or operation.
+#[derive(Debug, Clone, Error)]
+#[error("{message}")]
+pub struct BackendError {
+    /// How to react.
+    pub class: FailureClass,
+    /// What happened (never contains a secret).
+    pub message: String,
+}
+
+impl BackendError {
+    /// A failure of class `class`.
+    pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
+        BackendError {
+            class,
+            message: message.into(),
+        }
+    }
+
+    /// A retryable failure.
+    pub fn retry(message: impl Into<String>) -> Self {
+        BackendError::new(FailureClass::Retry, message)
+    }
+
+    /// An operation this backend does not carry out (a retryable refusal: nothing was
+    /// sent).
+    pub fn unsupported(op: Operation) -> Self {
+        BackendError::retry(format!("{op} is not an operation this backend carries out"))
+    }
+}
+
+/// A backend's task, opaque to everyone else: the agent keeps it, journals it and hands
+/// it back, and only the backend that made it reads what is inside.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskHandle(String);
+
+impl TaskHandle {
+    /// A handle for the backend's task id `id` (also how a journaled one is restored).
+    pub fn new(id: impl Into<String>) -> Self {
+        TaskHandle(id.into())
+    }
+
+    /// The id as the backend wrote it (for the journal and the audit log).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TaskHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A task's state at one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// Still running.
+    Running,
+    /// Finished successfully, with this many warnings.
+    Succeeded {
+        /// Warnings reported.
+        warnings: u32,
+    },
+    /// Finished with an error.
+    Failed {
+        /// Its exit status.
+        exitstatus: String,
+    },
+    /// The backend does not know the task (it never started, or its record is gone).
+    Unknown,
+}
+
+/// What the engine and the gatekeeper need from a node.
+pub trait Backend: Send + Sync + 'static {
+    /// Every guest on the node, with power state, lock and template flag but no
+    /// configuration.
+    fn list(&self) -> impl Future<Output = Result<Vec<ActualGuest>, BackendError>> + Send;
+
+    /// One guest in full (configuration and pending changes); `None` if it does not exist
+    /// as that kind.
+    fn observe(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+    ) -> impl Future<Output = Result<Option<ActualGuest>, BackendError>> + Send;
+
+    /// Sends one benign action. Returns the task to wait for, or `None` when the backend
+    /// applied it synchronously.
+    fn dispatch(
+        &self,
+        action: &Action,
+    ) -> impl Future<Output = Result<Option<TaskHandle>, BackendError>> + Send;
+
+    /// Sends a signed operation `op` on a guest, with the op's signed parameters (the
+    /// gate has already checked them against the operation table), once everything its
+    /// table row says must happen first has happened. Returns its task.
+    fn dispatch_signed(
+        &self,
+        op: Operation,
+        kind: GuestKind,
+        vmid: Vmid,
+        params: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<TaskHandle, BackendError>> + Send;
+
+    /// Waits for a task to finish. Returns the number of warnings it reported; a failed
+    /// task is an error.
+    fn wait_task(
+        &self,
+        task: &TaskHandle,
+    ) -> impl Future<Output = Result<u32, BackendError>> + Send;
+
+    /// Looks at a task once, without waiting (crash recovery).
+    fn task_status_once(
+        &self,
+        task: &TaskHandle,
+    ) -> impl Future<Output = Result<TaskState, BackendError>> + Send;
+
+    /// The node's tasks of operation `op` for guest `vmid`, as the node lists them.
+    /// Taken just before a destructive request and again by recovery, the difference is
+    /// the request's own task, found without comparing anyone's clock. Backends that
+    /// cannot list tasks answer `None`.
+    fn tasks_of(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        op: Operation,
+    ) -> impl Future<Output = Result<Option<Vec<TaskHandle>>, BackendError>> + Send {
+        let _ = (kind, vmid, op);
+        async { Ok(None) }
+    }
+
+    /// Sends one benign action and waits for it. Returns the task's warnings.
+    fn execute(&self, action: &Action) -> impl Future<Output = Result<u32, BackendError>> + Send {
+        async move {
+            match self.dispatch(action).await? {
+                Some(task) => self.wait_task(&task).await,
+                None => Ok(0),
+            }
+        }
+    }
+}
