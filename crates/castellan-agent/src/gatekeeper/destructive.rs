@@ -1,0 +1,767 @@
+//! Destructive execution: a destroy judged against the inbox's signed ops, announced for signing when there is none, and carried out once, re-checking its target after every preparatory step.
+
+use super::*;
+
+/// How long a guest about to be destroyed is given to shut down before the node stops it.
+pub const DESTROY_SHUTDOWN_SECS: u32 = 60;
+
+/// What a fresh look at a destroy's target found.
+#[derive(Debug)]
+pub(super) enum Look {
+    /// Exactly as approved: go on.
+    Proceed(castellan_core::model::ActualGuest),
+    /// Changed since approval.
+    Stale(String),
+    /// Locked by a task (backup, migration, ...): not now.
+    Busy(String),
+    /// No longer there (as that kind).
+    Gone,
+}
+
+/// Why a destroy did not complete.
+#[derive(Debug)]
+pub(super) enum DestroyError {
+    /// The guest changed after approval; refused and rolled back, nothing destroyed.
+    Stale(String),
+    /// Settled without destroying (refused by the node, or not sent).
+    Failed(String),
+    /// Its outcome is not known yet: the intent stays in flight.
+    InFlight(String),
+}
+
+impl std::fmt::Display for DestroyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DestroyError::Stale(s) => write!(f, "stale_precondition: {s}"),
+            DestroyError::Failed(s) | DestroyError::InFlight(s) => f.write_str(s),
+        }
+    }
+}
+
+pub(super) fn journal_provenance(kind: &ProvenanceKind) -> JournalProvenance {
+    match kind {
+        ProvenanceKind::CreatedByAgent { intent } => JournalProvenance::CreatedByAgent {
+            transaction: intent.0,
+        },
+        ProvenanceKind::Scratch { intent } => JournalProvenance::AgentScratch {
+            transaction: intent.0,
+        },
+    }
+}
+
+impl Gatekeeper {
+    /// Decides and, if approved, executes one destructive action the planner proposed.
+    /// While an earlier attempt on the same guest is in flight (its outcome not known
+    /// yet, or held for an operator) nothing new is decided and no payload is offered:
+    /// that attempt is settled first, by the same rules as crash recovery.
+    pub async fn destructive<B: Backend>(
+        &self,
+        backend: &B,
+        action: &DestructiveAction,
+    ) -> DestructiveOutcome {
+        let vmid = action.vmid;
+        match self.settle_in_flight(backend, vmid).await {
+            Ok(None) => {}
+            Ok(Some(busy)) => return DestructiveOutcome::Failed(busy),
+            Err(e) => return DestructiveOutcome::Failed(e),
+        }
+        let kind = action.guest;
+        let provenance = match self.store(move |s| s.verified_provenance(vmid, kind)).await {
+            Ok(ProvenanceCheck::None) => None,
+            Ok(ProvenanceCheck::Verified(p)) => Some(journal_provenance(&p.kind)),
+            Ok(ProvenanceCheck::Refused { why, .. }) => {
+                // A record that does not hold up counts for nothing: the destroy needs a
+                // signature like any other. Audited once per record.
+                let first = self.noted.lock().map_or(true, |mut n| {
+                    n.insert((format!("provenance:{vmid}:{why}"), RejectReason::BadFormat))
+                });
+                if first {
+                    tracing::warn!(event = "provenance_refused", vmid, detail = %why);
+                    let entry = AuditEvent::ProvenanceRefused {
+                        detail: format!("provenance of {kind} {vmid}: {why}"),
+                    }
+                    .with(AuditFields::default().vmid(vmid).op(action.op));
+                    if let Err(e) = self.audit(entry).await {
+                        return DestructiveOutcome::Failed(e);
+                    }
+                }
+                None
+            }
+            Err(e) => return DestructiveOutcome::Failed(e),
+        };
+        let class = classify(action.op, &[], provenance, None);
+        if class.class == castellan_core::classify::Class::Benign {
+            // Scratch recorded by this agent's own journal: no signature needed.
+            return match self.run_destroy_benign(backend, action).await {
+                Ok(()) => DestructiveOutcome::Executed { signers: vec![] },
+                Err(e) => DestructiveOutcome::Failed(e.to_string()),
+            };
+        }
+        let signers = match self.current_signers().await {
+            Ok(s) => s,
+            // No usable signer set: nothing can be accepted; the action stays pending.
+            Err(_) => {
+                return match self.announce_pending(action).await {
+                    Ok(payload) => DestructiveOutcome::Pending { payload },
+                    Err(e) => DestructiveOutcome::Failed(e),
+                };
+            }
+        };
+        let offered = match self.scan_inbox() {
+            Ok(v) => v,
+            Err(e) => return DestructiveOutcome::Failed(e),
+        };
+        for o in offered {
+            let Ok(op) = &o.op else { continue };
+            if op.guest != vmid || op.host != self.host || o.unsigned() {
+                // Not for this action, or not signed yet: nothing to judge.
+                continue;
+            }
+            let decision = match self
+                .evaluate(signers.as_deref(), action, provenance, &o, op)
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => return DestructiveOutcome::Failed(e),
+            };
+            match decision {
+                Decision::Accepted(approval) => {
+                    return self.execute_approved(backend, &approval, &o).await;
+                }
+                Decision::Rejected { reason, detail } => {
+                    self.reject(&o, Some(op), reason, &detail).await;
+                }
+                Decision::Allowed | Decision::PendingSignature => {}
+            }
+        }
+        match self.announce_pending(action).await {
+            Ok(payload) => DestructiveOutcome::Pending { payload },
+            Err(e) => DestructiveOutcome::Failed(e),
+        }
+    }
+
+    /// Settles the in-flight intents of guest `vmid` (a destroy whose outcome was not
+    /// known when it was last looked at). `Ok(None)` when none is left in flight;
+    /// `Ok(Some(why))` when one still is (running, unknown, or held for an operator).
+    pub(super) async fn settle_in_flight<B: Backend>(
+        &self,
+        backend: &B,
+        vmid: Vmid,
+    ) -> Result<Option<String>, String> {
+        let pending: Vec<castellan_store::Intent> = self
+            .store(move |s| s.in_flight())
+            .await?
+            .into_iter()
+            .filter(|i| {
+                // An operation this castellan does not know is treated as the worst.
+                let settles_once = Operation::from_name(&i.op)
+                    .is_none_or(|o| o.spec().recovery != Recovery::Replan);
+                i.vmid == vmid && (i.destructive || settles_once)
+            })
+            .collect();
+        for intent in pending {
+            if let Some(why) = &intent.held {
+                return Ok(Some(format!(
+                    "{} {} (intent {}) is held for an operator: {why}; see `castellan plan`",
+                    intent.op, intent.vmid, intent.id
+                )));
+            }
+            match self.recover_one(backend, &intent).await {
+                Ok(Some(outcome)) => self.terminal(intent.id, outcome).await?,
+                Ok(None) => {}
+                Err(e) => {
+                    return Ok(Some(format!(
+                        "{} {} (intent {}) is still in flight: {e}",
+                        intent.op, intent.vmid, intent.id
+                    )));
+                }
+            }
+            let still = self.store(move |s| s.intent(intent.id)).await?;
+            if still.is_some_and(|i| !i.state.is_terminal()) {
+                return Ok(Some(format!(
+                    "{} {} (intent {}) is still in flight",
+                    intent.op, intent.vmid, intent.id
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn evaluate(
+        &self,
+        signers: Option<&SignerConfig>,
+        action: &DestructiveAction,
+        provenance: Option<JournalProvenance>,
+        o: &OfferedOp,
+        op: &SignedOp,
+    ) -> Result<Decision, String> {
+        if let Some(d) = unreadable_only(o) {
+            return Ok(d);
+        }
+        let now = self.now();
+        let nonce = op.nonce.clone();
+        let facts = self
+            .store(move |s| {
+                Ok(StateFacts {
+                    effective_now: s.effective_now(now)?,
+                    nonce_consumed: s.nonce_consumed(&nonce)?,
+                    state_since: s.epoch()?.map(|e| e.created_at),
+                })
+            })
+            .await?;
+        Ok(judge(
+            signers,
+            &self.host,
+            action,
+            provenance,
+            Offer {
+                op,
+                bytes: &o.bytes,
+                sigs: &o.sig_bytes(),
+            },
+            facts,
+        ))
+    }
+
+    /// Writes (or keeps) the payload to sign for `action`, auditing it once.
+    pub(super) async fn announce_pending(
+        &self,
+        action: &DestructiveAction,
+    ) -> Result<PathBuf, String> {
+        let path = self
+            .pending_dir
+            .join(format!("{}-{}-{}.op", action.host, action.vmid, action.op));
+        let now = self.now();
+        // Keep a still-fresh payload for the same action, so an operator signing it is not
+        // racing a rewrite.
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(existing) = SignedOp::parse(&bytes)
+            && existing.op == action.op.as_str()
+            && existing.host == action.host
+            && existing.guest == action.vmid
+            && existing.params == action.params
+            && existing.precondition.as_deref() == Some(action.state_digest.as_str())
+            && existing.not_after > now + SignedDuration::from_mins(10)
+        {
+            let mut announced = self.announced.lock().map_err(|_| "poisoned")?;
+            if announced.get(&action.vmid) != Some(action) {
+                announced.insert(action.vmid, action.clone());
+                tracing::warn!(event = "signature_pending", vmid = action.vmid, op = %action.op, payload = %path.display(),
+                    "destructive action waits for a signed op: castellan op sign {}", path.display());
+            }
+            return Ok(path);
+        }
+        let nonce = hex::encode(rand::random::<[u8; 16]>());
+        let not_before = Timestamp::from_second(now.as_second()).unwrap_or(now);
+        let payload = action.payload(nonce.clone(), not_before, not_before + PENDING_TTL);
+        // Refuse to offer operators something that could never verify (a node reporting
+        // a digest outside the op format's alphabet, say).
+        payload.validate().map_err(|e| {
+            format!(
+                "cannot offer {} of {} for signing: {e}",
+                action.op, action.vmid
+            )
+        })?;
+        let text = payload.render();
+        std::fs::create_dir_all(&self.pending_dir)
+            .and_then(|()| write_atomic(&path, text.as_bytes()))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let fields = AuditFields::action(action.vmid, action.op, payload.digest()).nonce(nonce);
+        self.audit(AuditEvent::SignaturePending.with(fields))
+            .await?;
+        if let Ok(mut announced) = self.announced.lock() {
+            announced.insert(action.vmid, action.clone());
+        }
+        tracing::warn!(event = "signature_pending", vmid = action.vmid, op = %action.op, payload = %path.display(),
+            "destructive action waits for a signed op: castellan op sign {}", path.display());
+        Ok(path)
+    }
+
+    /// A fresh look at the target of a destroy: whether it is still exactly what was
+    /// approved (same kind, same configuration digest, no lock). Observation errors that
+    /// may pass are retried a few times.
+    pub(super) async fn look<B: Backend>(
+        &self,
+        backend: &B,
+        a: &DestructiveAction,
+    ) -> Result<Look, String> {
+        let mut tries = 0u32;
+        let seen = loop {
+            match backend.observe(a.guest, a.vmid).await {
+                Ok(g) => break g,
+                Err(e) if e.class != FailureClass::Gone && tries < 2 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(tries)))
+                        .await;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot look at {} {} before its {}: {e}",
+                        a.guest.noun(),
+                        a.vmid,
+                        a.op
+                    ));
+                }
+            }
+        };
+        let Some(g) = seen else {
+            return Ok(Look::Gone);
+        };
+        match g.spec.as_ref().map(|s| s.digest.as_str()) {
+            Some(d) if d == a.state_digest => {}
+            Some(d) => {
+                return Ok(Look::Stale(format!(
+                    "{} {}'s configuration digest is now {d}; the op was approved against {}",
+                    a.guest.noun(),
+                    a.vmid,
+                    a.state_digest
+                )));
+            }
+            None => {
+                return Ok(Look::Stale(format!(
+                    "{} {}'s configuration could not be read, so it cannot be shown unchanged",
+                    a.guest.noun(),
+                    a.vmid
+                )));
+            }
+        }
+        if let Some(lock) = &g.lock {
+            return Ok(Look::Busy(format!(
+                "{} {} is locked ({lock})",
+                a.guest.noun(),
+                a.vmid
+            )));
+        }
+        Ok(Look::Proceed(g))
+    }
+
+    pub(super) async fn execute_approved<B: Backend>(
+        &self,
+        backend: &B,
+        approval: &Approval,
+        o: &OfferedOp,
+    ) -> DestructiveOutcome {
+        let a = approval.action().clone();
+        // The gate compared the op with what the planner saw; look again now, before the
+        // nonce is spent, so a guest that changed since is refused and the op kept only
+        // as long as it can still match.
+        match self.look(backend, &a).await {
+            Ok(Look::Proceed(_)) => {}
+            Ok(Look::Stale(detail)) => {
+                self.reject(
+                    o,
+                    o.op.as_ref().ok(),
+                    RejectReason::StalePrecondition,
+                    &detail,
+                )
+                .await;
+                return self.pending_again(&a).await;
+            }
+            Ok(Look::Busy(why)) => return DestructiveOutcome::Failed(why),
+            Ok(Look::Gone) => {
+                return DestructiveOutcome::Failed(format!(
+                    "{} {} is gone; nothing to destroy",
+                    a.guest.noun(),
+                    a.vmid
+                ));
+            }
+            Err(e) => return DestructiveOutcome::Failed(e),
+        }
+        let mut fields =
+            AuditFields::action(a.vmid, a.op, approval.op_digest()).nonce(approval.nonce());
+        for s in approval.signers() {
+            fields = fields.signer(s.clone());
+        }
+        tracing::info!(event = "signature_accepted", vmid = a.vmid, op = %a.op, signers = ?approval.signers());
+        if let Err(e) = self
+            .audit(AuditEvent::SignatureAccepted.with(fields.clone()))
+            .await
+        {
+            return DestructiveOutcome::Failed(e);
+        }
+        self.crashpoint("accepted");
+        let intent = NewIntent {
+            action_id: approval.op_digest().to_owned(),
+            op: a.op.into(),
+            vmid: a.vmid,
+            guest: a.guest,
+            params: a.params.clone(),
+            nonce: Some(approval.nonce().to_owned()),
+            nonce_not_after: Some(approval.not_after()),
+            destructive: true,
+            upid_hint: Some(a.state_digest.clone()),
+        };
+        let now = self.now();
+        let begun = match self
+            .with_store(move |s| {
+                s.begin_intent(intent, AuditEvent::IntentRecorded.with(fields), now)
+            })
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => return DestructiveOutcome::Failed(e),
+        };
+        let id = match begun {
+            Ok((id, _)) => id,
+            Err(StoreError::Replayed { .. }) => {
+                let op = o.op.as_ref().ok();
+                self.reject(o, op, RejectReason::Replayed, "nonce already consumed")
+                    .await;
+                return self.pending_again(&a).await;
+            }
+            Err(StoreError::Expired { .. }) => {
+                let op = o.op.as_ref().ok();
+                let why = "op expired before it could be journaled";
+                self.reject(o, op, RejectReason::Expired, why).await;
+                return self.pending_again(&a).await;
+            }
+            Err(StoreError::DuplicateAction { .. }) => {
+                self.settle(o, Settled::Done, "already executed").await;
+                return DestructiveOutcome::Executed {
+                    signers: approval.signers().to_vec(),
+                };
+            }
+            Err(e) => return DestructiveOutcome::Failed(store_err(e)),
+        };
+        self.crashpoint("intent");
+        let result = self.run_destroy(backend, id, &a).await;
+        self.crashpoint("terminal");
+        match result {
+            Ok(()) => {
+                self.settle(o, Settled::Done, "executed").await;
+                DestructiveOutcome::Executed {
+                    signers: approval.signers().to_vec(),
+                }
+            }
+            Err(DestroyError::Stale(detail)) => {
+                // The op is spent (its nonce was consumed) and can never match again.
+                self.settle(
+                    o,
+                    Settled::Rejected(RejectReason::StalePrecondition),
+                    &detail,
+                )
+                .await;
+                self.pending_again(&a).await
+            }
+            Err(DestroyError::InFlight(e)) => DestructiveOutcome::Failed(e),
+            Err(DestroyError::Failed(e)) => {
+                self.settle(o, Settled::Done, &format!("used; the destroy failed: {e}"))
+                    .await;
+                DestructiveOutcome::Failed(e)
+            }
+        }
+    }
+
+    /// The action waits for a fresh approval: a new payload is offered on the next round
+    /// (the guest is observed again, so the payload is bound to its current state).
+    pub(super) async fn pending_again(&self, a: &DestructiveAction) -> DestructiveOutcome {
+        if let Ok(mut announced) = self.announced.lock() {
+            announced.remove(&a.vmid);
+        }
+        DestructiveOutcome::Failed(format!(
+            "{} of {} {} needs a fresh approval",
+            a.op,
+            a.guest.noun(),
+            a.vmid
+        ))
+    }
+
+    /// Executes the destroy of a journaled intent: shuts the guest down if it runs
+    /// (hard stop allowed: it is about to be destroyed), records which of the node's
+    /// destroy tasks for it already exist, looks at it a last time and sends the DELETE
+    /// only if it is still exactly what was approved, then records the task and its end.
+    ///
+    /// The last look is the last request before the DELETE: the window in which a change
+    /// to the guest goes unnoticed is one round trip (the node offers no conditional
+    /// destroy; see docs/signed-ops.md).
+    pub(super) async fn run_destroy<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+    ) -> Result<(), DestroyError> {
+        let Some(g) = self.settled_look(backend, id, a, false).await? else {
+            return Ok(());
+        };
+        if g.run != ActualRun::Stopped {
+            let down = Action {
+                vmid: a.vmid,
+                guest: a.guest,
+                kind: Operation::Shutdown,
+                params: BTreeMap::new(),
+                delete: Vec::new(),
+                // The guest is about to be destroyed: a hard stop after the timeout
+                // loses nothing the destroy would not.
+                shutdown: Some(ShutdownPolicy {
+                    timeout_secs: DESTROY_SHUTDOWN_SECS,
+                    force_stop: true,
+                }),
+                digest: None,
+                reason: format!("shutting down before {}", a.op),
+            };
+            if let Err(e) = backend.execute(&down).await {
+                return self
+                    .not_sent(id, a, format!("could not shut it down first: {e}"))
+                    .await;
+            }
+            self.crashpoint("stopped");
+        }
+        // Which destroy tasks exist already: any other one found later is this one's.
+        let seen = match backend.tasks_of(a.guest, a.vmid, a.op).await {
+            Ok(seen) => seen
+                .unwrap_or_default()
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                return self
+                    .not_sent(id, a, format!("cannot read the node's task list: {e}"))
+                    .await;
+            }
+        };
+        let now = self.now();
+        self.store(move |s| s.mark_prepared(id, &seen, now))
+            .await
+            .map_err(DestroyError::InFlight)?;
+        // The last look, as close to the DELETE as the API allows.
+        if self.settled_look(backend, id, a, true).await?.is_none() {
+            return Ok(());
+        }
+        self.send_delete(backend, id, a).await
+    }
+
+    /// A look at the target of a journaled destroy that settles the intent when it cannot
+    /// go on: `Ok(Some(guest))` to go on; `Ok(None)` when the guest is gone (the intent is
+    /// settled); otherwise the intent is rolled back (nothing was sent) and the reason
+    /// returned. With `stopped`, a guest that runs again does not go on either.
+    pub(super) async fn settled_look<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+        stopped: bool,
+    ) -> Result<Option<castellan_core::model::ActualGuest>, DestroyError> {
+        match self.look(backend, a).await {
+            Ok(Look::Proceed(g)) if stopped && g.run != ActualRun::Stopped => self
+                .not_sent(id, a, "it is running again".to_owned())
+                .await
+                .map(|()| None),
+            Ok(Look::Proceed(g)) => Ok(Some(g)),
+            Ok(Look::Stale(d)) => {
+                self.refuse_stale(id, a, &d).await?;
+                Err(DestroyError::Stale(d))
+            }
+            Ok(Look::Gone) => self.gone_before_delete(id, a).await.map(|()| None),
+            Ok(Look::Busy(why)) => self.not_sent(id, a, why).await.map(|()| None),
+            Err(e) => self.not_sent(id, a, e).await.map(|()| None),
+        }
+    }
+
+    /// Sends the DELETE of a journaled, prepared intent, records its task and waits for
+    /// the task's end.
+    pub(super) async fn send_delete<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+    ) -> Result<(), DestroyError> {
+        let task = match backend
+            .dispatch_signed(a.op, a.guest, a.vmid, &a.params)
+            .await
+        {
+            Ok(t) => t,
+            // The request may have reached the node: leave the intent in flight; the
+            // node's task list tells later whether it did.
+            Err(e) if e.class == FailureClass::Unknown => {
+                return Err(DestroyError::InFlight(format!(
+                    "{} {}: the destroy request's fate is unknown ({e}); it is settled from the node's task list",
+                    a.op, a.vmid
+                )));
+            }
+            Err(e) if e.class == FailureClass::Gone => {
+                return self.gone_before_delete(id, a).await;
+            }
+            Err(e) => {
+                let error = format!("the node refused the destroy: {e}");
+                self.terminal(
+                    id,
+                    Outcome::Failed {
+                        error: error.clone(),
+                    },
+                )
+                .await
+                .map_err(DestroyError::InFlight)?;
+                return Err(DestroyError::Failed(format!(
+                    "{} {}: {error}",
+                    a.op, a.vmid
+                )));
+            }
+        };
+        self.crashpoint("posted");
+        let now = self.now();
+        let t = task.as_str().to_owned();
+        self.store(move |s| {
+            s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
+        })
+        .await
+        .map_err(DestroyError::InFlight)?;
+        self.crashpoint("dispatched");
+        self.finish_task(backend, id, a, &task).await
+    }
+
+    /// The guest changed after approval: refused as `stale_precondition` (audited) and
+    /// the intent rolled back; nothing was destroyed.
+    pub(super) async fn refuse_stale(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+        detail: &str,
+    ) -> Result<(), DestroyError> {
+        tracing::warn!(
+            event = "op_rejected",
+            vmid = a.vmid,
+            reason = "stale_precondition",
+            detail
+        );
+        let intent = self
+            .store(move |s| s.intent(id))
+            .await
+            .map_err(DestroyError::InFlight)?;
+        let mut fields = AuditFields::default().vmid(a.vmid).op(a.op).intent(id);
+        if let Some(i) = intent {
+            fields = fields.action_digest(i.action_id);
+            if let Some(n) = i.nonce {
+                fields = fields.nonce(n);
+            }
+        }
+        self.audit(
+            AuditEvent::OpRejected {
+                reason: RejectReason::StalePrecondition,
+                detail: detail.to_owned(),
+            }
+            .with(fields),
+        )
+        .await
+        .map_err(DestroyError::InFlight)?;
+        self.terminal(
+            id,
+            Outcome::RolledBack {
+                reason: format!("stale_precondition: {detail}; nothing was sent"),
+            },
+        )
+        .await
+        .map_err(DestroyError::InFlight)
+    }
+
+    /// Nothing destructive was sent and nothing will be: the intent is rolled back.
+    pub(super) async fn not_sent(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+        why: String,
+    ) -> Result<(), DestroyError> {
+        self.terminal(
+            id,
+            Outcome::RolledBack {
+                reason: format!("{why}; the destroy was not sent"),
+            },
+        )
+        .await
+        .map_err(DestroyError::InFlight)?;
+        Err(DestroyError::Failed(format!("{} {}: {why}", a.op, a.vmid)))
+    }
+
+    /// The guest disappeared before the DELETE: nothing was destroyed by this intent.
+    pub(super) async fn gone_before_delete(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+    ) -> Result<(), DestroyError> {
+        let reason = format!(
+            "{} {} was gone before the destroy was sent; nothing destroyed",
+            a.guest.noun(),
+            a.vmid
+        );
+        self.terminal(id, Outcome::RolledBack { reason })
+            .await
+            .map_err(DestroyError::InFlight)
+    }
+
+    pub(super) async fn finish_task<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+        task: &TaskHandle,
+    ) -> Result<(), DestroyError> {
+        match backend.wait_task(task).await {
+            Ok(_) => {
+                self.terminal(id, Outcome::Succeeded)
+                    .await
+                    .map_err(DestroyError::InFlight)?;
+                let vmid = a.vmid;
+                let _ = self.with_store(move |s| s.forget_provenance(vmid)).await;
+                tracing::info!(event = "action_applied", vmid = a.vmid, action = %a.op, task = %task);
+                Ok(())
+            }
+            // Not an outcome: the task's end is still to be learnt. The intent stays in
+            // flight (no new payload for the guest) and is settled by the node's answer.
+            Err(e) if e.class == FailureClass::Unknown => Err(DestroyError::InFlight(format!(
+                "{} {}: task {task} has not ended yet as far as is known ({e})",
+                a.op, a.vmid
+            ))),
+            Err(e) => {
+                self.terminal(
+                    id,
+                    Outcome::Failed {
+                        error: e.message.clone(),
+                    },
+                )
+                .await
+                .map_err(DestroyError::InFlight)?;
+                Err(DestroyError::Failed(format!("{} {}: {e}", a.op, a.vmid)))
+            }
+        }
+    }
+
+    pub(super) async fn terminal(&self, id: IntentId, outcome: Outcome) -> Result<(), String> {
+        let now = self.now();
+        let ev = outcome.event();
+        self.store(move |s| s.mark_terminal(id, outcome, ev, now).map(|_| ()))
+            .await
+    }
+
+    pub(super) async fn run_destroy_benign<B: Backend>(
+        &self,
+        backend: &B,
+        a: &DestructiveAction,
+    ) -> Result<(), DestroyError> {
+        let action_id = {
+            let mut h = Sha256::new();
+            h.update(format!(
+                "{}:{}:{}:{}:{}",
+                a.op, a.host, a.guest, a.vmid, a.state_digest
+            ));
+            hex::encode(h.finalize())
+        };
+        let fields = AuditFields::action(a.vmid, a.op, action_id.clone());
+        let intent = NewIntent {
+            action_id,
+            op: a.op.into(),
+            vmid: a.vmid,
+            guest: a.guest,
+            params: a.params.clone(),
+            nonce: None,
+            nonce_not_after: None,
+            destructive: false,
+            upid_hint: Some(a.state_digest.clone()),
+        };
+        let now = self.now();
+        // Data-bearing even when benign by provenance: journaled at full durability.
+        let id = self
+            .store(move |s| allow_and_begin(s, intent, fields, now))
+            .await
+            .map_err(DestroyError::Failed)?;
+        self.run_destroy(backend, id, a).await
+    }
+}

@@ -1,0 +1,395 @@
+//! The gate's I/O edge: everything between the pure decision
+//! ([`castellan_core::gate::decide`]) and the node.
+//!
+//! - Every mutation goes through the journal: the gate decision is audited, the intent
+//!   journaled (consuming the op's nonce for a destructive action) before anything is
+//!   sent, the task id recorded once the node accepted it, and the outcome after.
+//! - A destructive action executes only with an [`Approval`] from the gate, built from a
+//!   signed op found in the inbox and verified against this host's signer config.
+//!   Without one it stays pending: its payload is written to `<data_dir>/pending/` for an
+//!   operator to sign, and audited once.
+//! - At start-up, before anything new runs, [`Gatekeeper::recover`] settles every intent
+//!   the journal holds without a terminal record.
+//!
+//! The store is synchronous (every commit waits for an fsync), so it is used from
+//! `spawn_blocking`, behind a mutex.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use castellan_core::Operation;
+use castellan_core::RejectReason;
+use castellan_core::classify::{JournalProvenance, classify};
+use castellan_core::gate::{
+    Approval, Decision, DestructiveAction, Evidence, Policy, SignatureCheck, decide,
+};
+use castellan_core::model::{ActualRun, ShutdownPolicy, Vmid};
+use castellan_core::op::{NAMESPACE, SignedOp};
+use castellan_core::operation::Recovery;
+use castellan_core::plan::Action;
+use castellan_sig::SignerConfig;
+use castellan_store::{
+    AuditEntry, AuditEvent, AuditFields, IntentId, NewIntent, Outcome, ProvenanceCheck,
+    ProvenanceKind, Store, StoreError, TaskMark,
+};
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest as _, Sha256};
+
+use crate::backend::{Backend, BackendError, FailureClass, TaskHandle, TaskState};
+use crate::inbox::{Inbox, OfferedOp, SETTLE_GRACE, Settled};
+
+mod benign;
+mod destructive;
+mod recovery;
+mod sweep;
+
+use benign::*;
+pub use destructive::DESTROY_SHUTDOWN_SECS;
+use destructive::*;
+use sweep::*;
+
+/// Where the time comes from (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The environment variable that makes the agent pause at a named point of a destroy so
+/// a test can SIGKILL it there (see `crates/castellan/tests/crash.rs`). It only ever
+/// delays the agent; it changes no decision.
+pub const CRASHPOINT_ENV: &str = "CASTELLAN_CRASHPOINT";
+
+/// How long a pending payload written for operators stays valid.
+pub const PENDING_TTL: SignedDuration = SignedDuration::from_hours(1);
+
+/// Verifies each signature over `op_bytes` against `signers` at time `at`, for the gate.
+/// Without a signer config every signature is `unknown_signer`.
+pub fn check_signatures(
+    signers: Option<&SignerConfig>,
+    op_bytes: &[u8],
+    sigs: &[Vec<u8>],
+    at: Timestamp,
+) -> Vec<SignatureCheck> {
+    sigs.iter()
+        .map(|sig| match signers {
+            None => SignatureCheck::Rejected {
+                reason: RejectReason::UnknownSigner,
+                detail: "this host trusts no signers ([signers] config is not set)".into(),
+            },
+            Some(cfg) => match cfg.verify(NAMESPACE, op_bytes, sig, at) {
+                Ok(v) => SignatureCheck::Verified {
+                    roles: cfg.roles_of(&v),
+                    fingerprint: v.fingerprint,
+                    principals: v.principals,
+                },
+                Err(r) => SignatureCheck::Rejected {
+                    reason: r.reason,
+                    detail: r.detail,
+                },
+            },
+        })
+        .collect()
+}
+
+/// A signed op offered for an action: the parsed op, the exact bytes that were signed and
+/// the signatures.
+#[derive(Debug, Clone, Copy)]
+pub struct Offer<'a> {
+    /// The parsed op.
+    pub op: &'a SignedOp,
+    /// Its canonical bytes.
+    pub bytes: &'a [u8],
+    /// The armored signatures.
+    pub sigs: &'a [Vec<u8>],
+}
+
+/// What the agent's own state says about an offered op, for the gate.
+#[derive(Debug, Clone, Copy)]
+pub struct StateFacts {
+    /// Whether its nonce was consumed already.
+    pub nonce_consumed: bool,
+    /// The clock that cannot go backwards.
+    pub effective_now: Timestamp,
+    /// When this state began (no op valid from earlier is accepted); `None` for
+    /// `castellan op verify`, which has no state.
+    pub state_since: Option<Timestamp>,
+}
+
+impl StateFacts {
+    /// Facts for a check made outside any agent state (`castellan op verify`).
+    pub fn stateless(now: Timestamp) -> Self {
+        StateFacts {
+            nonce_consumed: false,
+            effective_now: now,
+            state_since: None,
+        }
+    }
+}
+
+/// The gate's verdict on one offered op for `action`: signatures checked, then the pure
+/// decision. The `facts` come from the store (or, for `castellan op verify`, from the
+/// caller).
+pub fn judge(
+    signers: Option<&SignerConfig>,
+    host: &str,
+    action: &DestructiveAction,
+    provenance: Option<JournalProvenance>,
+    offer: Offer<'_>,
+    facts: StateFacts,
+) -> Decision {
+    let StateFacts {
+        nonce_consumed,
+        effective_now,
+        state_since,
+    } = facts;
+    let Offer { op, bytes, sigs } = offer;
+    let checks = check_signatures(signers, bytes, sigs, effective_now);
+    let class = classify(action.op, &[], provenance, None);
+    let threshold = signers.map_or(1, |s| s.threshold(action.op.as_str()));
+    decide(
+        action,
+        class,
+        Some(Evidence {
+            op,
+            signatures: &checks,
+            nonce_consumed,
+        }),
+        Policy {
+            host,
+            effective_now,
+            threshold,
+            state_since,
+        },
+    )
+}
+
+/// What became of a destructive action this round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestructiveOutcome {
+    /// Executed with an approval.
+    Executed {
+        /// The signers' fingerprints.
+        signers: Vec<String>,
+    },
+    /// Waiting for a signed op; the payload to sign is at `payload`.
+    Pending {
+        /// The payload file.
+        payload: PathBuf,
+    },
+    /// Could not be settled now (store or node trouble); retried later.
+    Failed(String),
+}
+
+/// The gate's I/O edge for one node. Cheap to share (`Arc`).
+pub struct Gatekeeper {
+    host: String,
+    signers: Mutex<SignerState>,
+    store: Arc<Mutex<Store>>,
+    inbox: Option<Inbox>,
+    pending_dir: PathBuf,
+    clock: Clock,
+    crashpoint: Option<String>,
+    /// Pending payloads already announced, by vmid: the action they were for.
+    announced: Mutex<HashMap<Vmid, DestructiveAction>>,
+    /// How long an op's files must have been still before it can be refused for good.
+    settle_grace: std::time::Duration,
+    /// Refusals that are not final, already audited: (op file, reason).
+    noted: Mutex<HashSet<(String, RejectReason)>>,
+}
+
+impl std::fmt::Debug for Gatekeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gatekeeper")
+            .field("host", &self.host)
+            .field("signers", &self.signers.lock().map(|s| s.describe()).ok())
+            .field("inbox", &self.inbox)
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_err(e: StoreError) -> String {
+    format!("journal: {e}")
+}
+
+impl Gatekeeper {
+    /// A gatekeeper for `host`, journaling into `store`, reading signed ops from `inbox`
+    /// and writing pending payloads under `data_dir/pending`.
+    pub fn new(
+        host: impl Into<String>,
+        signers: Option<SignerConfig>,
+        store: Store,
+        inbox: Option<Inbox>,
+        data_dir: &Path,
+    ) -> Self {
+        Gatekeeper {
+            host: host.into(),
+            signers: Mutex::new(SignerState {
+                file: None,
+                last: Some(Ok(signers.map(Arc::new))),
+            }),
+            store: Arc::new(Mutex::new(store)),
+            inbox,
+            pending_dir: data_dir.join("pending"),
+            clock: Arc::new(Timestamp::now),
+            crashpoint: std::env::var(CRASHPOINT_ENV).ok().filter(|s| !s.is_empty()),
+            announced: Mutex::new(HashMap::new()),
+            settle_grace: SETTLE_GRACE,
+            noted: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Reads the signer config from `path` at every decision instead of holding the set
+    /// it was built with, so a key removed from `allowed_signers` or `signers.toml` stops
+    /// authorising at once. A file that becomes invalid keeps every destructive op
+    /// pending, logged and audited; it never falls back to an earlier set.
+    pub fn with_signer_file(mut self, path: PathBuf) -> Self {
+        self.signers = Mutex::new(SignerState {
+            file: Some(path),
+            last: None,
+        });
+        self
+    }
+
+    /// The signer set in force now: re-read from its file (if it has one), the change
+    /// audited when it differs from what the last decision used. `Err` when the file is
+    /// unusable: no destructive op may be accepted then.
+    async fn current_signers(&self) -> Result<Option<Arc<SignerConfig>>, String> {
+        let (now, changed) = {
+            let mut st = self
+                .signers
+                .lock()
+                .map_err(|_| "signer state poisoned by an earlier panic".to_owned())?;
+            let Some(path) = st.file.clone() else {
+                return st.last.clone().unwrap_or(Ok(None));
+            };
+            let loaded = SignerConfig::load(&path)
+                .map(|c| Some(Arc::new(c)))
+                .map_err(|e| e.to_string());
+            let changed = st.last.as_ref() != Some(&loaded);
+            st.last = Some(loaded.clone());
+            (loaded, changed)
+        };
+        if changed {
+            let entry = match &now {
+                Ok(cfg) => {
+                    let keys = cfg.as_ref().map_or(0, |c| c.allowed.entries.len()) as u64;
+                    tracing::info!(event = "signers_loaded", keys);
+                    AuditEvent::SignersLoaded { keys }
+                }
+                Err(e) => {
+                    tracing::error!(event = "signers_refused", error = %e,
+                        "the signer config is unusable: every destructive op stays pending until it is fixed");
+                    AuditEvent::SignersRefused { detail: e.clone() }
+                }
+            };
+            self.audit(entry.into()).await?;
+        }
+        now
+    }
+
+    /// Replaces the settle grace (tests): how long an op's files must have been still
+    /// before it can be refused for good.
+    pub fn with_settle_grace(mut self, grace: std::time::Duration) -> Self {
+        self.settle_grace = grace;
+        self
+    }
+
+    /// Every op file in the inbox (none without an inbox).
+    fn scan_inbox(&self) -> Result<Vec<OfferedOp>, String> {
+        match &self.inbox {
+            Some(inbox) => inbox
+                .scan(std::time::SystemTime::now(), self.settle_grace)
+                .map_err(|e| format!("inbox {}: {e}", inbox.dir().display())),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The inbox, if one is configured.
+    pub fn inbox(&self) -> Option<&Inbox> {
+        self.inbox.as_ref()
+    }
+
+    /// Where pending payloads are written.
+    pub fn pending_dir(&self) -> &Path {
+        &self.pending_dir
+    }
+
+    fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+
+    /// Runs `f` on the store off the async runtime.
+    async fn with_store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> R + Send + 'static,
+    ) -> Result<R, String> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = store
+                .lock()
+                .map_err(|_| "journal lock poisoned by an earlier panic".to_owned())?;
+            Ok(f(&mut guard))
+        })
+        .await
+        .map_err(|e| format!("journal task failed: {e}"))?
+    }
+
+    /// [`with_store`](Self::with_store) for a store call that can fail: both failures as
+    /// one message.
+    async fn store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, String> {
+        self.with_store(f).await?.map_err(store_err)
+    }
+
+    /// Appends one audit record.
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), String> {
+        let now = self.now();
+        self.store(move |s| s.append_audit(entry, now).map(|_| ()))
+            .await
+    }
+
+    fn crashpoint(&self, name: &str) {
+        if self.crashpoint.as_deref() == Some(name) {
+            // Announce and wait to be killed: the test harness SIGKILLs the process here.
+            eprintln!("castellan-crashpoint: {name}");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
+}
+
+/// The signer set a gatekeeper decides with, and where it comes from.
+struct SignerState {
+    /// `signers.toml`, re-read at every decision; `None` for a fixed set.
+    file: Option<PathBuf>,
+    /// What the last decision used (or the fixed set).
+    last: Option<Result<Option<Arc<SignerConfig>>, String>>,
+}
+
+impl SignerState {
+    fn describe(&self) -> String {
+        match (&self.file, &self.last) {
+            (Some(p), _) => format!("file {}", p.display()),
+            (None, Some(Ok(Some(_)))) => "fixed".into(),
+            _ => "none".into(),
+        }
+    }
+}
+
+/// Writes a file atomically: temp file beside it, fsync, rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
