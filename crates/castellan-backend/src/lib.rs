@@ -18,6 +18,7 @@ use std::future::Future;
 use castellan_core::Operation;
 use castellan_core::model::{ActualGuest, GuestKind, Vmid};
 use castellan_core::plan::Action;
+pub use castellan_core::recovery::TaskState;
 use thiserror::Error;
 
 /// How the engine should treat a failure.
@@ -87,25 +88,6 @@ impl fmt::Display for TaskHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// A task's state at one look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskState {
-    /// Still running.
-    Running,
-    /// Finished successfully, with this many warnings.
-    Succeeded {
-        /// Warnings reported.
-        warnings: u32,
-    },
-    /// Finished with an error.
-    Failed {
-        /// Its exit status.
-        exitstatus: String,
-    },
-    /// The backend does not know the task (it never started, or its record is gone).
-    Unknown,
 }
 
 /// What the engine and the gatekeeper need from a node.

@@ -16,6 +16,7 @@ pub mod normalize;
 pub mod op;
 pub mod operation;
 pub mod plan;
+pub mod recovery;
 pub mod role;
 pub mod units;
 

@@ -36,7 +36,7 @@ use castellan_store::{
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest as _, Sha256};
 
-use crate::backend::{Backend, BackendError, FailureClass, TaskHandle, TaskState};
+use crate::backend::{Backend, BackendError, FailureClass, TaskHandle};
 use crate::inbox::{Inbox, OfferedOp, SETTLE_GRACE, Settled};
 
 mod benign;

@@ -1,6 +1,11 @@
 //! Crash recovery: every intent without a terminal record settled before anything new runs.
 
+use castellan_core::recovery::{Facts, Mark, Settlement, Step, TargetLook, WaitFailure, next};
+
 use super::*;
+
+/// How long recovery waits before looking again at a locked target.
+const LOCKED_LOOK_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Gatekeeper {
     /// Settles every intent without a terminal record, before anything new runs: asks the
@@ -57,203 +62,137 @@ impl Gatekeeper {
         .await
     }
 
-    /// Settles one in-flight intent. Returns the outcome to record, or `None` when the
-    /// intent was resumed and recorded its own outcome, or was held for an operator.
-    /// `Err` when the node could not be asked: the intent stays in flight.
+    /// Settles one in-flight intent by the rules of [`castellan_core::recovery`]: this
+    /// drives them, doing the one thing each step asks (list, adopt, ask, wait, look).
+    /// Returns the outcome to record, or `None` when the intent was completed and recorded
+    /// its own outcome, or was held for an operator. `Err` when the node could not be
+    /// asked: the intent stays in flight.
     pub(super) async fn recover_one<B: Backend>(
         &self,
         backend: &B,
         intent: &castellan_store::Intent,
     ) -> Result<Option<Outcome>, String> {
-        let Some(op) = Operation::from_name(&intent.op) else {
-            self.hold(
-                intent,
-                format!(
-                    "its operation {:?} is not one this castellan knows, so how to settle it cannot be told",
-                    intent.op
-                ),
-            )
-            .await?;
-            return Ok(None);
+        let mut f = Facts {
+            destructive: intent.destructive,
+            task: intent.upid.clone(),
+            mark: match &intent.task_mark {
+                None => Mark::NotPrepared,
+                Some(TaskMark::Legacy) => Mark::Legacy,
+                Some(TaskMark::Seen(before)) => Mark::Seen(before.clone()),
+            },
+            approved_digest: intent.upid_hint.clone(),
+            ..Facts::journaled(&intent.op, intent.vmid.to_string())
         };
-        // How this operation is settled is its row of the operation table.
-        let destructive = match op.spec().recovery {
-            Recovery::Replan => intent.destructive,
-            Recovery::CompleteOnce => true,
-            rule @ (Recovery::RollBack | Recovery::AskOperator) => {
-                self.hold(
-                    intent,
-                    format!("{op} is settled by {rule:?}, which this version does not carry out: held for an operator"),
-                )
-                .await?;
-                return Ok(None);
-            }
-        };
-        // The task: recorded at dispatch, or, if the agent died between the request and
-        // recording its answer, found in the node's task list as a task that was not
-        // there when the request was prepared. No clock is compared: the node's own list
-        // before and after is the evidence.
-        let mut task = intent.upid.clone();
-        if task.is_none() && destructive {
-            match &intent.task_mark {
-                // Never prepared, so never sent: the DELETE only goes out after the mark.
-                None => {}
-                Some(TaskMark::Legacy) => {
-                    self.hold(
-                        intent,
-                        "journaled by an earlier version without a task mark: whether its destroy was sent cannot be told".into(),
-                    )
-                    .await?;
-                    return Ok(None);
-                }
-                Some(TaskMark::Seen(before)) => {
-                    let now_listed = backend
-                        .tasks_of(intent.guest, intent.vmid, op)
-                        .await
-                        .map_err(|e| e.message)?;
-                    let Some(now_listed) = now_listed else {
-                        self.hold(intent, "the node's task list cannot be read, so whether the destroy was sent cannot be told".into()).await?;
-                        return Ok(None);
-                    };
-                    let new: Vec<&str> = now_listed
-                        .iter()
-                        .map(TaskHandle::as_str)
-                        .filter(|t| !before.iter().any(|b| b == t))
-                        .collect();
-                    match new.as_slice() {
-                        [] => {}
-                        [one] => {
-                            tracing::warn!(event = "recovery_found_task", intent = intent.id.0, task = %one);
-                            // Journal the task found, as the dispatch would have.
-                            let (id, t, now) = (intent.id, (*one).to_owned(), self.now());
-                            self.store(move |s| {
-                                s.mark_dispatched(
-                                    id,
-                                    Some(&t),
-                                    AuditEvent::TaskDispatched { upid: None },
-                                    now,
-                                )
-                            })
-                            .await?;
-                            task = Some((*one).to_owned());
-                        }
-                        many => {
-                            let list: Vec<&str> = many.to_vec();
-                            self.hold(
-                                intent,
-                                format!(
-                                    "{} destroy tasks for {} appeared since it was prepared ({}); which is its own cannot be told",
-                                    many.len(),
-                                    intent.vmid,
-                                    list.join(", ")
-                                ),
-                            )
-                            .await?;
-                            return Ok(None);
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(task) = task.as_deref().map(TaskHandle::new) {
-            let task = &task;
-            match backend
-                .task_status_once(task)
-                .await
-                .map_err(|e| e.message)?
-            {
-                TaskState::Running => {
-                    return match backend.wait_task(task).await {
-                        Ok(_) => Ok(Some(Outcome::Succeeded)),
-                        Err(e) if e.class == FailureClass::Unknown => Err(e.message),
-                        Err(e) => Ok(Some(Outcome::Failed { error: e.message })),
-                    };
-                }
-                TaskState::Succeeded { .. } => return Ok(Some(Outcome::Succeeded)),
-                TaskState::Failed { exitstatus } => {
-                    return Ok(Some(Outcome::Failed { error: exitstatus }));
-                }
-                TaskState::Unknown => {} // fall back to looking at the guest
-            }
-        }
-        if !destructive {
-            // Benign and idempotent: the planner re-plans against a fresh observation.
-            return Ok(Some(Outcome::RolledBack {
-                reason: "interrupted before its task was known; re-planned".into(),
-            }));
-        }
-        // A destroy with no task of its own on the node.
-        let mut seen = backend
-            .observe(intent.guest, intent.vmid)
-            .await
-            .map_err(|e| e.message)?;
-        // A destroy in progress holds the guest's lock: give it time to finish.
-        for _ in 0..50 {
-            match &seen {
-                Some(g) if g.lock.is_some() => {
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                    seen = backend
-                        .observe(intent.guest, intent.vmid)
-                        .await
-                        .map_err(|e| e.message)?;
-                }
-                _ => break,
-            }
-        }
-        let Some(g) = seen else {
-            return Ok(Some(Outcome::Succeeded));
-        };
-        if task.is_some() {
-            // Its task is known but the node no longer knows it, and the guest is still
-            // there: whether the destroy ran and failed or never ran cannot be told.
-            self.hold(
-                intent,
-                "its task is no longer known to the node and the guest still exists".into(),
-            )
-            .await?;
-            return Ok(None);
-        }
-        let digest = g.spec.as_ref().map(|s| s.digest.clone());
-        let unchanged = digest.is_some() && digest == intent.upid_hint;
         // The approval's window is judged by the clock that cannot go backwards.
         let now = self.now();
         let effective = self.store(move |s| s.effective_now(now)).await?;
-        let valid = intent.nonce_not_after.is_none_or(|t| effective < t);
-        if unchanged && valid && g.lock.is_none() {
-            // Never sent: no task of its own on the node, the guest exactly as approved,
-            // and the approval still valid, so finish what was approved, once.
-            let a = DestructiveAction {
-                op,
-                host: self.host.clone(),
-                vmid: intent.vmid,
-                guest: intent.guest,
-                params: intent.params.clone(),
-                state_digest: g.spec.map(|s| s.digest).unwrap_or_default(),
-            };
-            if intent.task_mark.is_none() {
-                // run_destroy records the terminal outcome itself (or leaves the intent
-                // in flight when the node's answer is unknown).
-                return match self.run_destroy(backend, intent.id, &a).await {
+        f.approval_valid = intent.nonce_not_after.is_none_or(|t| effective < t);
+        let mut last_seen = None;
+        let settlement = loop {
+            match next(&f) {
+                Step::ListTasks => {
+                    let op = f.op.ok_or("an unknown operation has no tasks")?;
+                    let listed = backend
+                        .tasks_of(intent.guest, intent.vmid, op)
+                        .await
+                        .map_err(|e| e.message)?;
+                    f.listed = Some(
+                        listed.map(|l| l.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>()),
+                    );
+                }
+                Step::Adopt(task) => {
+                    tracing::warn!(event = "recovery_found_task", intent = intent.id.0, task = %task);
+                    // Journal the task found, as the dispatch would have.
+                    let (id, t, now) = (intent.id, task.clone(), self.now());
+                    self.store(move |s| {
+                        s.mark_dispatched(
+                            id,
+                            Some(&t),
+                            AuditEvent::TaskDispatched { upid: None },
+                            now,
+                        )
+                    })
+                    .await?;
+                    f.task = Some(task);
+                }
+                Step::AskTask(task) => {
+                    let state = backend
+                        .task_status_once(&TaskHandle::new(task))
+                        .await
+                        .map_err(|e| e.message)?;
+                    f.status = Some(state);
+                }
+                Step::WaitTask(task) => {
+                    f.waited = Some(match backend.wait_task(&TaskHandle::new(task)).await {
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(WaitFailure {
+                            unknown: e.class == FailureClass::Unknown,
+                            message: e.message,
+                        }),
+                    });
+                }
+                Step::LookAtTarget { pause } => {
+                    if pause {
+                        // A destroy in progress holds the guest's lock: give it time.
+                        tokio::time::sleep(LOCKED_LOOK_PAUSE).await;
+                    }
+                    let seen = backend
+                        .observe(intent.guest, intent.vmid)
+                        .await
+                        .map_err(|e| e.message)?;
+                    f.looks += 1;
+                    f.target = Some(TargetLook {
+                        exists: seen.is_some(),
+                        digest: seen
+                            .as_ref()
+                            .and_then(|g| g.spec.as_ref())
+                            .map(|s| s.digest.clone()),
+                        locked: seen.as_ref().is_some_and(|g| g.lock.is_some()),
+                    });
+                    last_seen = seen;
+                }
+                Step::Settle(s) => break s,
+            }
+        };
+        match settlement {
+            Settlement::Succeeded => Ok(Some(Outcome::Succeeded)),
+            Settlement::Failed(error) => Ok(Some(Outcome::Failed { error })),
+            Settlement::RolledBack(reason) => Ok(Some(Outcome::RolledBack { reason })),
+            Settlement::InFlight(why) => Err(why),
+            Settlement::Hold(why) => {
+                self.hold(intent, why).await?;
+                Ok(None)
+            }
+            Settlement::Complete { prepared } => {
+                // Never sent: no task of its own on the node, the guest exactly as
+                // approved, and the approval still valid, so finish what was approved, once.
+                let op = f.op.ok_or("an unknown operation is never completed")?;
+                let a = DestructiveAction {
+                    op,
+                    host: self.host.clone(),
+                    vmid: intent.vmid,
+                    guest: intent.guest,
+                    params: intent.params.clone(),
+                    state_digest: last_seen
+                        .and_then(|g| g.spec)
+                        .map(|s| s.digest)
+                        .unwrap_or_default(),
+                };
+                let done = if prepared {
+                    // Prepared before, found unsent: the mark is written once, so it is
+                    // sent from here after a last look.
+                    self.resend_prepared(backend, intent.id, &a).await
+                } else {
+                    // run_destroy records the terminal outcome itself (or leaves the
+                    // intent in flight when the node's answer is unknown).
+                    self.run_destroy(backend, intent.id, &a).await
+                };
+                match done {
                     Err(DestroyError::InFlight(e)) => Err(e),
                     _ => Ok(None),
-                };
+                }
             }
-            // Prepared before, found unsent: prepared again by a fresh run is not
-            // possible (the mark is written once), so send it from here.
-            return match self.resend_prepared(backend, intent.id, &a).await {
-                Err(DestroyError::InFlight(e)) => Err(e),
-                _ => Ok(None),
-            };
         }
-        Ok(Some(Outcome::RolledBack {
-            reason: if !unchanged {
-                "the guest changed since approval; not retried".into()
-            } else if !valid {
-                "the approval expired before the destroy was sent".into()
-            } else {
-                "the guest is locked; not retried".into()
-            },
-        }))
     }
 
     /// Sends the DELETE of an intent that was prepared (task mark recorded) but whose
