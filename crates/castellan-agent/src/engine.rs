@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use castellan_core::Normalizers;
 use castellan_core::model::{DesiredState, Vmid};
@@ -18,6 +18,7 @@ use castellan_core::plan::{NoticeKind, Plan, plan, plan_guest};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::backend::{Backend, FailureClass};
 use crate::config::Tuning;
@@ -186,10 +187,14 @@ impl<B: Backend> Engine<B> {
         // A failed resync (node unreachable) in --once mode counts against an attempt budget
         // like a guest would.
         let mut resync_failures = 0u32;
+        // Whether the next resync follows a new desired state or a new signed op: then it
+        // cancels back-offs. The periodic one does not, or a failing guest's back-off
+        // could never grow past the resync interval.
+        let mut urgent = false;
 
         loop {
             if !stopping && Instant::now() >= next_resync {
-                match self.resync(&mut sched).await {
+                match self.resync(&mut sched, std::mem::take(&mut urgent)).await {
                     Ok(()) => {
                         resync_failures = 0;
                         next_resync = Instant::now() + resync_every;
@@ -250,10 +255,9 @@ impl<B: Backend> Engine<B> {
                 .into_iter()
                 .chain((mode == Mode::Continuous || resync_failures > 0).then_some(next_resync))
                 .min();
-            let sleep = tokio::time::sleep_until(wake.map_or_else(
-                || tokio::time::Instant::now() + Duration::from_secs(3600),
-                Into::into,
-            ));
+            let sleep = tokio::time::sleep_until(
+                wake.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600)),
+            );
             tokio::select! {
                 Some(joined) = joins.join_next(), if !joins.is_empty() => {
                     match joined {
@@ -279,6 +283,7 @@ impl<B: Backend> Engine<B> {
                     } else {
                         tracing::info!(event = "desired_state_changed");
                         next_resync = Instant::now();
+                        urgent = true;
                     }
                 }
                 _ = sleep => {}
@@ -288,6 +293,7 @@ impl<B: Backend> Engine<B> {
                         tracing::info!(event = "inbox_changed");
                         inbox_stamp = now;
                         next_resync = Instant::now();
+                        urgent = true;
                     }
                 }
                 _ = &mut shutdown, if !stopping => {
@@ -313,7 +319,13 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Lists the node, reports candidates, and queues every desired guest present.
-    async fn resync(&mut self, sched: &mut Scheduler) -> Result<(), crate::backend::BackendError> {
+    /// Re-lists the node and queues every desired guest it holds; `urgent` (a new desired
+    /// state or signed op) also cancels their back-offs.
+    async fn resync(
+        &mut self,
+        sched: &mut Scheduler,
+        urgent: bool,
+    ) -> Result<(), crate::backend::BackendError> {
         let desired = self.desired.borrow_and_update().clone();
         let actual = list_node(&*self.backend).await?;
         self.keeper.sweep().await;
@@ -328,7 +340,7 @@ impl<B: Backend> Engine<B> {
         let mut known = Vec::new();
         for (&vmid, d) in &desired.guests {
             if actual.guests.get(&vmid).is_some_and(|a| a.kind == d.kind) {
-                sched.mark_dirty(vmid, true);
+                sched.mark_dirty(vmid, urgent);
                 known.push(vmid);
             }
         }

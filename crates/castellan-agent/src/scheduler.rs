@@ -5,9 +5,10 @@
 //! exponentially growing delay that resets on success, and never delays the others.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use castellan_core::model::Vmid;
+use tokio::time::Instant;
 
 /// How a reconcile of one guest ended, as the scheduler needs to know it.
 #[derive(Debug, Clone, PartialEq, Eq)]

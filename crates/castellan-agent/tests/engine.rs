@@ -240,3 +240,46 @@ async fn the_latest_desired_state_wins() {
         .expect("engine ran");
     assert_eq!(fake.lock().max_in_flight_per_guest, 1);
 }
+
+/// The engine's timers run on tokio time: with the clock paused, a guest that fails
+/// three times with back-offs of a minute and more converges at once, and the clock it
+/// ran on moved by at least the sum of the back-offs (1 + 2 + 4 minutes), not the wall
+/// clock. The back-off grows across the periodic resyncs (every 60 s here): only a new
+/// desired state or signed op cancels it.
+#[tokio::test(start_paused = true)]
+async fn back_offs_grow_across_resyncs_on_tokio_time() {
+    let fake = Fake::with(vec![guest(101, ActualRun::Running, 1)]);
+    fake.lock().failures.insert(
+        101,
+        (0..3)
+            .map(|_| BackendError::retry("CT 101 is locked (backup)"))
+            .collect(),
+    );
+    let (_tx, rx) = watch::channel(Arc::new(want(&[101], 2)));
+    let (k, _dir) = keeper();
+    let slow = Tuning {
+        backoff_base_ms: 60_000,
+        backoff_max_secs: 3600,
+        once_attempts: 5,
+        ..tuning()
+    };
+    let engine = Engine::new(Arc::new(fake.clone()), k, rx, Normalizers::default(), slow);
+    let wall = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
+    let report = engine.run(Mode::Once, std::future::pending()).await;
+    assert!(report.converged(), "{:?}", report.reasons());
+    assert_eq!(
+        fake.lock().guests[&101].spec.as_ref().and_then(|s| s.cores),
+        Some(2)
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(7 * 60),
+        "the back-offs were not waited on tokio's clock: {waited:?}"
+    );
+    assert!(
+        wall.elapsed() < Duration::from_secs(60),
+        "the test slept for real: {:?}",
+        wall.elapsed()
+    );
+}
