@@ -23,7 +23,6 @@ use tokio::time::Instant;
 use crate::backend::{Backend, FailureClass};
 use crate::config::Tuning;
 use crate::gatekeeper::{DestructiveOutcome, Gatekeeper};
-use crate::inbox::Inbox;
 
 /// How often the inbox is checked for new signed ops.
 const INBOX_POLL: Duration = Duration::from_millis(500);
@@ -170,7 +169,7 @@ impl<B: Backend> Engine<B> {
                 return report;
             }
         }
-        let mut inbox_stamp = self.keeper.inbox().map(Inbox::stamp);
+        let mut inbox_stamp = self.keeper.inbox_stamp().await;
         let mut inbox_tick = tokio::time::interval(INBOX_POLL);
         inbox_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sched = Scheduler::new(
@@ -288,7 +287,7 @@ impl<B: Backend> Engine<B> {
                 }
                 _ = sleep => {}
                 _ = inbox_tick.tick(), if !stopping && inbox_stamp.is_some() => {
-                    let now = self.keeper.inbox().map(Inbox::stamp);
+                    let now = self.keeper.inbox_stamp().await;
                     if now != inbox_stamp {
                         tracing::info!(event = "inbox_changed");
                         inbox_stamp = now;

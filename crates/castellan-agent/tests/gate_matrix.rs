@@ -670,7 +670,7 @@ async fn r07_replay_after_restart() {
 
     // Restart: gatekeeper and store dropped, the store reopened from the data dir.
     w.restart_with(|_| {});
-    assert_eq!(w.keeper().recover(&w.fake).await, Ok(0));
+    assert_eq!(w.keeper().recover(&w.fake).await.ok(), Some(0));
     // Guest 101 again, with the very digest the op was approved against.
     w.fake.put(guest101(None));
     let done = w.inbox.join("done");
@@ -1164,6 +1164,11 @@ async fn engine_destroys_only_with_a_signed_op() {
     assert!(report.applied.is_empty(), "{:?}", report.applied);
     assert!(w.fake.has(VMID));
     assert!(w.fake.destroyed().is_empty());
+    assert_eq!(
+        keeper.inbox_scans(),
+        1,
+        "the round's sweep read the inbox; the destroy it judged reused that reading"
+    );
 
     // The operator signs the payload the agent wrote and drops it into the inbox.
     let payload = w.data.join("pending").join("pve-01-101-destroy.op");
@@ -1186,6 +1191,7 @@ async fn engine_destroys_only_with_a_signed_op() {
     assert_eq!(report.applied[0].kind, "destroy");
     assert!(report.applied[0].reason.contains(&w.alice.fingerprint));
     w.assert_executed("destroy-101.op", &op, &[&w.alice]);
+    assert_eq!(keeper.inbox_scans(), 2, "one more round, one more reading");
 
     // A third run: nothing left to do, nothing destroyed again.
     let report = tokio::time::timeout(
@@ -1234,7 +1240,7 @@ async fn r06b_recovery_after_expiry_rolls_back() {
         journal_unsent_destroy(s);
     });
     w.set_clock(t0() + mins(120));
-    assert_eq!(w.keeper().recover(&w.fake).await, Ok(1));
+    assert_eq!(w.keeper().recover(&w.fake).await.ok(), Some(1));
     w.assert_untouched();
     let intents = w.store().intents_for(VMID).unwrap();
     assert_eq!(intents[0].state, IntentState::RolledBack, "{intents:?}");
@@ -1258,7 +1264,7 @@ async fn r06c_recovery_judges_expiry_by_the_high_water_mark() {
     // The wall clock is set back to T0+10m, inside the op's window.
     w.set_clock(t0() + mins(10));
     assert_eq!(w.store().high_water().unwrap(), Some(t0() + mins(120)));
-    assert_eq!(w.keeper().recover(&w.fake).await, Ok(1));
+    assert_eq!(w.keeper().recover(&w.fake).await.ok(), Some(1));
     assert!(
         w.fake.destroyed().is_empty(),
         "recovery destroyed guest 101 on an approval that expired by the high-water mark"

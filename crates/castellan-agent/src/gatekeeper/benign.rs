@@ -86,7 +86,7 @@ impl Gatekeeper {
         let id = self
             .store(move |s| s.relaxed(|s| allow_and_begin(s, intent, fields, now))?)
             .await
-            .map_err(BackendError::retry)?;
+            .map_err(|e| BackendError::retry(e.to_string()))?;
         let result = async {
             let Some(task) = backend.dispatch(action).await? else {
                 return Ok(0); // applied synchronously: no task to record
@@ -99,7 +99,7 @@ impl Gatekeeper {
                 })?
             })
             .await
-            .map_err(BackendError::retry)?;
+            .map_err(|e| BackendError::retry(e.to_string()))?;
             backend.wait_task(&task).await
         }
         .await;

@@ -63,7 +63,7 @@ impl Gatekeeper {
         match self.settle_in_flight(backend, vmid).await {
             Ok(None) => {}
             Ok(Some(busy)) => return DestructiveOutcome::Failed(busy),
-            Err(e) => return DestructiveOutcome::Failed(e),
+            Err(e) => return DestructiveOutcome::Failed(e.to_string()),
         }
         let kind = action.guest;
         let provenance = match self.store(move |s| s.verified_provenance(vmid, kind)).await {
@@ -82,12 +82,12 @@ impl Gatekeeper {
                     }
                     .with(AuditFields::default().vmid(vmid).op(action.op));
                     if let Err(e) = self.audit(entry).await {
-                        return DestructiveOutcome::Failed(e);
+                        return DestructiveOutcome::Failed(e.to_string());
                     }
                 }
                 None
             }
-            Err(e) => return DestructiveOutcome::Failed(e),
+            Err(e) => return DestructiveOutcome::Failed(e.to_string()),
         };
         let class = classify(action.op, &[], provenance, None);
         if class.class == castellan_core::classify::Class::Benign {
@@ -103,40 +103,40 @@ impl Gatekeeper {
             Err(_) => {
                 return match self.announce_pending(action).await {
                     Ok(payload) => DestructiveOutcome::Pending { payload },
-                    Err(e) => DestructiveOutcome::Failed(e),
+                    Err(e) => DestructiveOutcome::Failed(e.to_string()),
                 };
             }
         };
-        let offered = match self.scan_inbox() {
+        let offered = match self.scan_inbox(false).await {
             Ok(v) => v,
-            Err(e) => return DestructiveOutcome::Failed(e),
+            Err(e) => return DestructiveOutcome::Failed(e.to_string()),
         };
-        for o in offered {
+        for o in offered.iter() {
             let Ok(op) = &o.op else { continue };
             if op.guest != vmid || op.host != self.host || o.unsigned() {
                 // Not for this action, or not signed yet: nothing to judge.
                 continue;
             }
             let decision = match self
-                .evaluate(signers.as_deref(), action, provenance, &o, op)
+                .evaluate(signers.as_deref(), action, provenance, o, op)
                 .await
             {
                 Ok(d) => d,
-                Err(e) => return DestructiveOutcome::Failed(e),
+                Err(e) => return DestructiveOutcome::Failed(e.to_string()),
             };
             match decision {
                 Decision::Accepted(approval) => {
-                    return self.execute_approved(backend, &approval, &o).await;
+                    return self.execute_approved(backend, &approval, o).await;
                 }
                 Decision::Rejected { reason, detail } => {
-                    self.reject(&o, Some(op), reason, &detail).await;
+                    self.reject(o, Some(op), reason, &detail).await;
                 }
                 Decision::Allowed | Decision::PendingSignature => {}
             }
         }
         match self.announce_pending(action).await {
             Ok(payload) => DestructiveOutcome::Pending { payload },
-            Err(e) => DestructiveOutcome::Failed(e),
+            Err(e) => DestructiveOutcome::Failed(e.to_string()),
         }
     }
 
@@ -147,7 +147,7 @@ impl Gatekeeper {
         &self,
         backend: &B,
         vmid: Vmid,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, GateError> {
         let pending: Vec<castellan_store::Intent> = self
             .store(move |s| s.in_flight())
             .await?
@@ -194,7 +194,7 @@ impl Gatekeeper {
         provenance: Option<JournalProvenance>,
         o: &OfferedOp,
         op: &SignedOp,
-    ) -> Result<Decision, String> {
+    ) -> Result<Decision, GateError> {
         if let Some(d) = unreadable_only(o) {
             return Ok(d);
         }
@@ -227,14 +227,16 @@ impl Gatekeeper {
     pub(super) async fn announce_pending(
         &self,
         action: &DestructiveAction,
-    ) -> Result<PathBuf, String> {
+    ) -> Result<PathBuf, GateError> {
         let path = self
             .pending_dir
             .join(format!("{}-{}-{}.op", action.host, action.vmid, action.op));
         let now = self.now();
         // Keep a still-fresh payload for the same action, so an operator signing it is not
         // racing a rewrite.
-        if let Ok(bytes) = std::fs::read(&path)
+        let read = path.clone();
+        let current = blocking("pending payload", move || std::fs::read(read)).await?;
+        if let Ok(bytes) = current
             && let Ok(existing) = SignedOp::parse(&bytes)
             && existing.op == action.op.as_str()
             && existing.host == action.host
@@ -243,7 +245,10 @@ impl Gatekeeper {
             && existing.precondition.as_deref() == Some(action.state_digest.as_str())
             && existing.not_after > now + SignedDuration::from_mins(10)
         {
-            let mut announced = self.announced.lock().map_err(|_| "poisoned")?;
+            let mut announced = self
+                .announced
+                .lock()
+                .map_err(|_| GateError::Poisoned("announced payloads"))?;
             if announced.get(&action.vmid) != Some(action) {
                 announced.insert(action.vmid, action.clone());
                 tracing::warn!(event = "signature_pending", vmid = action.vmid, op = %action.op, payload = %path.display(),
@@ -256,16 +261,21 @@ impl Gatekeeper {
         let payload = action.payload(nonce.clone(), not_before, not_before + PENDING_TTL);
         // Refuse to offer operators something that could never verify (a node reporting
         // a digest outside the op format's alphabet, say).
-        payload.validate().map_err(|e| {
-            format!(
-                "cannot offer {} of {} for signing: {e}",
-                action.op, action.vmid
-            )
+        payload.validate().map_err(|e| GateError::Unofferable {
+            op: action.op,
+            vmid: action.vmid,
+            detail: e.to_string(),
         })?;
         let text = payload.render();
-        std::fs::create_dir_all(&self.pending_dir)
-            .and_then(|()| write_atomic(&path, text.as_bytes()))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let (dir, file) = (self.pending_dir.clone(), path.clone());
+        blocking("pending payload", move || {
+            std::fs::create_dir_all(&dir).and_then(|()| write_atomic(&file, text.as_bytes()))
+        })
+        .await?
+        .map_err(|source| GateError::Payload {
+            path: path.clone(),
+            source,
+        })?;
         let fields = AuditFields::action(action.vmid, action.op, payload.digest()).nonce(nonce);
         self.audit(AuditEvent::SignaturePending.with(fields))
             .await?;
@@ -284,7 +294,7 @@ impl Gatekeeper {
         &self,
         backend: &B,
         a: &DestructiveAction,
-    ) -> Result<Look, String> {
+    ) -> Result<Look, GateError> {
         let mut tries = 0u32;
         let seen = loop {
             match backend.observe(a.guest, a.vmid).await {
@@ -294,13 +304,13 @@ impl Gatekeeper {
                     tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(tries)))
                         .await;
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "cannot look at {} {} before its {}: {e}",
-                        a.guest.noun(),
-                        a.vmid,
-                        a.op
-                    ));
+                Err(source) => {
+                    return Err(GateError::Look {
+                        noun: a.guest.noun(),
+                        vmid: a.vmid,
+                        op: a.op,
+                        source,
+                    });
                 }
             }
         };
@@ -365,7 +375,7 @@ impl Gatekeeper {
                     a.vmid
                 ));
             }
-            Err(e) => return DestructiveOutcome::Failed(e),
+            Err(e) => return DestructiveOutcome::Failed(e.to_string()),
         }
         let mut fields =
             AuditFields::action(a.vmid, a.op, approval.op_digest()).nonce(approval.nonce());
@@ -377,7 +387,7 @@ impl Gatekeeper {
             .audit(AuditEvent::SignatureAccepted.with(fields.clone()))
             .await
         {
-            return DestructiveOutcome::Failed(e);
+            return DestructiveOutcome::Failed(e.to_string());
         }
         self.crashpoint("accepted");
         let intent = NewIntent {
@@ -399,7 +409,7 @@ impl Gatekeeper {
             .await
         {
             Ok(b) => b,
-            Err(e) => return DestructiveOutcome::Failed(e),
+            Err(e) => return DestructiveOutcome::Failed(e.to_string()),
         };
         let id = match begun {
             Ok((id, _)) => id,
@@ -421,7 +431,7 @@ impl Gatekeeper {
                     signers: approval.signers().to_vec(),
                 };
             }
-            Err(e) => return DestructiveOutcome::Failed(store_err(e)),
+            Err(e) => return DestructiveOutcome::Failed(GateError::from(e).to_string()),
         };
         self.crashpoint("intent");
         let result = self.run_destroy(backend, id, &a).await;
@@ -443,11 +453,11 @@ impl Gatekeeper {
                 .await;
                 self.pending_again(&a).await
             }
-            Err(DestroyError::InFlight(e)) => DestructiveOutcome::Failed(e),
+            Err(DestroyError::InFlight(e)) => DestructiveOutcome::Failed(e.to_string()),
             Err(DestroyError::Failed(e)) => {
                 self.settle(o, Settled::Done, &format!("used; the destroy failed: {e}"))
                     .await;
-                DestructiveOutcome::Failed(e)
+                DestructiveOutcome::Failed(e.to_string())
             }
         }
     }
@@ -522,7 +532,7 @@ impl Gatekeeper {
         let now = self.now();
         self.store(move |s| s.mark_prepared(id, &seen, now))
             .await
-            .map_err(DestroyError::InFlight)?;
+            .map_err(|e| DestroyError::InFlight(e.to_string()))?;
         // The last look, as close to the DELETE as the API allows.
         if self.settled_look(backend, id, a, true).await?.is_none() {
             return Ok(());
@@ -553,7 +563,7 @@ impl Gatekeeper {
             }
             Ok(Look::Gone) => self.gone_before_delete(id, a).await.map(|()| None),
             Ok(Look::Busy(why)) => self.not_sent(id, a, why).await.map(|()| None),
-            Err(e) => self.not_sent(id, a, e).await.map(|()| None),
+            Err(e) => self.not_sent(id, a, e.to_string()).await.map(|()| None),
         }
     }
 
@@ -590,7 +600,7 @@ impl Gatekeeper {
                     },
                 )
                 .await
-                .map_err(DestroyError::InFlight)?;
+                .map_err(|e| DestroyError::InFlight(e.to_string()))?;
                 return Err(DestroyError::Failed(format!(
                     "{} {}: {error}",
                     a.op, a.vmid
@@ -604,7 +614,7 @@ impl Gatekeeper {
             s.mark_dispatched(id, Some(&t), AuditEvent::TaskDispatched { upid: None }, now)
         })
         .await
-        .map_err(DestroyError::InFlight)?;
+        .map_err(|e| DestroyError::InFlight(e.to_string()))?;
         self.crashpoint("dispatched");
         self.finish_task(backend, id, a, &task).await
     }
@@ -626,7 +636,7 @@ impl Gatekeeper {
         let intent = self
             .store(move |s| s.intent(id))
             .await
-            .map_err(DestroyError::InFlight)?;
+            .map_err(|e| DestroyError::InFlight(e.to_string()))?;
         let mut fields = AuditFields::default().vmid(a.vmid).op(a.op).intent(id);
         if let Some(i) = intent {
             fields = fields.action_digest(i.action_id);
@@ -642,7 +652,7 @@ impl Gatekeeper {
             .with(fields),
         )
         .await
-        .map_err(DestroyError::InFlight)?;
+        .map_err(|e| DestroyError::InFlight(e.to_string()))?;
         self.terminal(
             id,
             Outcome::RolledBack {
@@ -650,7 +660,7 @@ impl Gatekeeper {
             },
         )
         .await
-        .map_err(DestroyError::InFlight)
+        .map_err(|e| DestroyError::InFlight(e.to_string()))
     }
 
     /// Nothing destructive was sent and nothing will be: the intent is rolled back.
@@ -667,7 +677,7 @@ impl Gatekeeper {
             },
         )
         .await
-        .map_err(DestroyError::InFlight)?;
+        .map_err(|e| DestroyError::InFlight(e.to_string()))?;
         Err(DestroyError::Failed(format!("{} {}: {why}", a.op, a.vmid)))
     }
 
@@ -684,7 +694,7 @@ impl Gatekeeper {
         );
         self.terminal(id, Outcome::RolledBack { reason })
             .await
-            .map_err(DestroyError::InFlight)
+            .map_err(|e| DestroyError::InFlight(e.to_string()))
     }
 
     pub(super) async fn finish_task<B: Backend>(
@@ -698,7 +708,7 @@ impl Gatekeeper {
             Ok(_) => {
                 self.terminal(id, Outcome::Succeeded)
                     .await
-                    .map_err(DestroyError::InFlight)?;
+                    .map_err(|e| DestroyError::InFlight(e.to_string()))?;
                 let vmid = a.vmid;
                 let _ = self.with_store(move |s| s.forget_provenance(vmid)).await;
                 tracing::info!(event = "action_applied", vmid = a.vmid, action = %a.op, task = %task);
@@ -718,13 +728,13 @@ impl Gatekeeper {
                     },
                 )
                 .await
-                .map_err(DestroyError::InFlight)?;
+                .map_err(|e| DestroyError::InFlight(e.to_string()))?;
                 Err(DestroyError::Failed(format!("{} {}: {e}", a.op, a.vmid)))
             }
         }
     }
 
-    pub(super) async fn terminal(&self, id: IntentId, outcome: Outcome) -> Result<(), String> {
+    pub(super) async fn terminal(&self, id: IntentId, outcome: Outcome) -> Result<(), GateError> {
         let now = self.now();
         let ev = outcome.event();
         self.store(move |s| s.mark_terminal(id, outcome, ev, now).map(|_| ()))
@@ -761,7 +771,7 @@ impl Gatekeeper {
         let id = self
             .store(move |s| allow_and_begin(s, intent, fields, now))
             .await
-            .map_err(DestroyError::Failed)?;
+            .map_err(|e| DestroyError::Failed(e.to_string()))?;
         self.run_destroy(backend, id, a).await
     }
 }

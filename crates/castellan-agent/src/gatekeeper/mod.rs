@@ -193,6 +193,10 @@ pub struct Gatekeeper {
     settle_grace: std::time::Duration,
     /// Refusals that are not final, already audited: (op file, reason).
     noted: Mutex<HashSet<(String, RejectReason)>>,
+    /// The last inbox scan and the inbox's stamp when it was made.
+    scanned: Mutex<Option<(u64, Arc<Vec<OfferedOp>>)>>,
+    /// How many times the inbox's files were read.
+    scans: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Gatekeeper {
@@ -205,8 +209,84 @@ impl std::fmt::Debug for Gatekeeper {
     }
 }
 
-fn store_err(e: StoreError) -> String {
-    format!("journal: {e}")
+/// Why the gatekeeper could not do something now. Nothing here is an outcome: the action
+/// it was for stays pending or in flight and is tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The journal refused or failed.
+    #[error("journal: {0}")]
+    Journal(#[from] StoreError),
+    /// A lock was poisoned by an earlier panic.
+    #[error("{0} lock poisoned by an earlier panic")]
+    Poisoned(&'static str),
+    /// Work run off the async runtime did not finish.
+    #[error("{what} task failed: {detail}")]
+    Blocking {
+        /// What it was doing.
+        what: &'static str,
+        /// Why it did not finish.
+        detail: String,
+    },
+    /// The inbox could not be read.
+    #[error("inbox {}: {source}", dir.display())]
+    Inbox {
+        /// The inbox directory.
+        dir: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A payload for operators could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Payload {
+        /// The payload file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// An action cannot be offered for signing (it could never verify).
+    #[error("cannot offer {op} of {vmid} for signing: {detail}")]
+    Unofferable {
+        /// The operation.
+        op: Operation,
+        /// The guest.
+        vmid: Vmid,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The signer config is unusable: nothing destructive can be accepted.
+    #[error("signer config: {0}")]
+    Signers(String),
+    /// The node could not be asked.
+    #[error("{0}")]
+    Backend(#[from] BackendError),
+    /// A look at a destroy's target failed.
+    #[error("cannot look at {noun} {vmid} before its {op}: {source}")]
+    Look {
+        /// How the node names the guest's kind (`CT`, `VM`).
+        noun: &'static str,
+        /// The guest.
+        vmid: Vmid,
+        /// The operation.
+        op: Operation,
+        /// What failed.
+        source: BackendError,
+    },
+    /// Recovery met an intent it cannot settle.
+    #[error("{0}")]
+    Recovery(String),
+}
+
+/// Runs blocking work (file and store I/O) off the async runtime.
+async fn blocking<R: Send + 'static>(
+    what: &'static str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> Result<R, GateError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| GateError::Blocking {
+            what,
+            detail: e.to_string(),
+        })
 }
 
 impl Gatekeeper {
@@ -233,6 +313,8 @@ impl Gatekeeper {
             announced: Mutex::new(HashMap::new()),
             settle_grace: SETTLE_GRACE,
             noted: Mutex::new(HashSet::new()),
+            scanned: Mutex::new(None),
+            scans: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -251,24 +333,41 @@ impl Gatekeeper {
     /// The signer set in force now: re-read from its file (if it has one), the change
     /// audited when it differs from what the last decision used. `Err` when the file is
     /// unusable: no destructive op may be accepted then.
-    async fn current_signers(&self) -> Result<Option<Arc<SignerConfig>>, String> {
-        let (now, changed) = {
+    async fn current_signers(&self) -> Result<Option<Arc<SignerConfig>>, GateError> {
+        let path = {
+            let st = self
+                .signers
+                .lock()
+                .map_err(|_| GateError::Poisoned("signer state"))?;
+            match st.file.clone() {
+                Some(path) => path,
+                None => {
+                    return st
+                        .last
+                        .clone()
+                        .unwrap_or(Ok(None))
+                        .map_err(GateError::Signers);
+                }
+            }
+        };
+        // The files are read off the runtime.
+        let loaded = blocking("signer config", move || {
+            SignerConfig::load(&path)
+                .map(|c| Some(Arc::new(c)))
+                .map_err(|e| e.to_string())
+        })
+        .await?;
+        let changed = {
             let mut st = self
                 .signers
                 .lock()
-                .map_err(|_| "signer state poisoned by an earlier panic".to_owned())?;
-            let Some(path) = st.file.clone() else {
-                return st.last.clone().unwrap_or(Ok(None));
-            };
-            let loaded = SignerConfig::load(&path)
-                .map(|c| Some(Arc::new(c)))
-                .map_err(|e| e.to_string());
+                .map_err(|_| GateError::Poisoned("signer state"))?;
             let changed = st.last.as_ref() != Some(&loaded);
             st.last = Some(loaded.clone());
-            (loaded, changed)
+            changed
         };
         if changed {
-            let entry = match &now {
+            let entry = match &loaded {
                 Ok(cfg) => {
                     let keys = cfg.as_ref().map_or(0, |c| c.allowed.entries.len()) as u64;
                     tracing::info!(event = "signers_loaded", keys);
@@ -282,7 +381,7 @@ impl Gatekeeper {
             };
             self.audit(entry.into()).await?;
         }
-        now
+        loaded.map_err(GateError::Signers)
     }
 
     /// Replaces the settle grace (tests): how long an op's files must have been still
@@ -292,14 +391,58 @@ impl Gatekeeper {
         self
     }
 
-    /// Every op file in the inbox (none without an inbox).
-    fn scan_inbox(&self) -> Result<Vec<OfferedOp>, String> {
-        match &self.inbox {
-            Some(inbox) => inbox
-                .scan(std::time::SystemTime::now(), self.settle_grace)
-                .map_err(|e| format!("inbox {}: {e}", inbox.dir().display())),
-            None => Ok(Vec::new()),
-        }
+    /// Every op file in the inbox (none without an inbox), read off the runtime. `fresh`
+    /// rescans; otherwise the last scan is reused while the inbox's stamp (names, sizes,
+    /// times: nothing opened) is unchanged, so a round reads the inbox once, however many
+    /// destructive actions it judges.
+    pub(super) async fn scan_inbox(&self, fresh: bool) -> Result<Arc<Vec<OfferedOp>>, GateError> {
+        let Some(inbox) = self.inbox.clone() else {
+            return Ok(Arc::new(Vec::new()));
+        };
+        let cached = if fresh {
+            None
+        } else {
+            self.scanned
+                .lock()
+                .map_err(|_| GateError::Poisoned("inbox scan"))?
+                .clone()
+        };
+        let cached_ops = cached.as_ref().map(|(_, ops)| Arc::clone(ops));
+        let grace = self.settle_grace;
+        let (stamp, scan) = blocking("inbox scan", move || {
+            let stamp = inbox.stamp();
+            if let Some((was, _)) = cached
+                && was == stamp
+            {
+                return (stamp, Ok(None));
+            }
+            let scan = inbox
+                .scan(std::time::SystemTime::now(), grace)
+                .map(|ops| Some(Arc::new(ops)))
+                .map_err(|source| GateError::Inbox {
+                    dir: inbox.dir().to_owned(),
+                    source,
+                });
+            (stamp, scan)
+        })
+        .await?;
+        let ops = match scan? {
+            Some(ops) => {
+                self.scans
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                ops
+            }
+            // Unchanged since the last reading: reuse it.
+            None => match &cached_ops {
+                Some(ops) => Arc::clone(ops),
+                None => Arc::new(Vec::new()),
+            },
+        };
+        *self
+            .scanned
+            .lock()
+            .map_err(|_| GateError::Poisoned("inbox scan"))? = Some((stamp, Arc::clone(&ops)));
+        Ok(ops)
     }
 
     /// Replaces the clock (tests).
@@ -311,6 +454,18 @@ impl Gatekeeper {
     /// The inbox, if one is configured.
     pub fn inbox(&self) -> Option<&Inbox> {
         self.inbox.as_ref()
+    }
+
+    /// How many times the inbox's files have been read (a round reads them once).
+    pub fn inbox_scans(&self) -> u64 {
+        self.scans.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The inbox's stamp (a summary of names, sizes and times; nothing is opened), taken
+    /// off the runtime; `None` without an inbox or when it cannot be taken.
+    pub async fn inbox_stamp(&self) -> Option<u64> {
+        let inbox = self.inbox.clone()?;
+        blocking("inbox stamp", move || inbox.stamp()).await.ok()
     }
 
     /// Where pending payloads are written.
@@ -326,29 +481,25 @@ impl Gatekeeper {
     async fn with_store<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> R + Send + 'static,
-    ) -> Result<R, String> {
+    ) -> Result<R, GateError> {
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = store
-                .lock()
-                .map_err(|_| "journal lock poisoned by an earlier panic".to_owned())?;
+        blocking("journal", move || {
+            let mut guard = store.lock().map_err(|_| GateError::Poisoned("journal"))?;
             Ok(f(&mut guard))
         })
-        .await
-        .map_err(|e| format!("journal task failed: {e}"))?
+        .await?
     }
 
-    /// [`with_store`](Self::with_store) for a store call that can fail: both failures as
-    /// one message.
+    /// [`with_store`](Self::with_store) for a store call that can fail.
     async fn store<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Store) -> Result<R, StoreError> + Send + 'static,
-    ) -> Result<R, String> {
-        self.with_store(f).await?.map_err(store_err)
+    ) -> Result<R, GateError> {
+        Ok(self.with_store(f).await??)
     }
 
-    /// Appends one audit record.
-    pub async fn audit(&self, entry: AuditEntry) -> Result<(), String> {
+    /// Appends an audit record (off the runtime).
+    pub async fn audit(&self, entry: AuditEntry) -> Result<(), GateError> {
         let now = self.now();
         self.store(move |s| s.append_audit(entry, now).map(|_| ()))
             .await

@@ -12,7 +12,7 @@ impl Gatekeeper {
     /// node once about each task, then resumes, completes or rolls back; an intent whose
     /// fate cannot be told from the evidence is held for an operator (audited, shown by
     /// `castellan plan`). Returns how many intents it handled.
-    pub async fn recover<B: Backend>(&self, backend: &B) -> Result<u64, String> {
+    pub async fn recover<B: Backend>(&self, backend: &B) -> Result<u64, GateError> {
         self.audit(AuditEvent::AgentStarted.into()).await?;
         let in_flight = self.store(|s| s.in_flight()).await?;
         let n = in_flight.len() as u64;
@@ -43,7 +43,7 @@ impl Gatekeeper {
         &self,
         intent: &castellan_store::Intent,
         why: String,
-    ) -> Result<(), String> {
+    ) -> Result<(), GateError> {
         tracing::error!(event = "intent_held", intent = intent.id.0, vmid = intent.vmid, op = %intent.op, reason = %why,
             "cannot tell whether the destroy was sent: held for an operator (castellan plan shows it)");
         let now = self.now();
@@ -71,7 +71,7 @@ impl Gatekeeper {
         &self,
         backend: &B,
         intent: &castellan_store::Intent,
-    ) -> Result<Option<Outcome>, String> {
+    ) -> Result<Option<Outcome>, GateError> {
         let mut f = Facts {
             destructive: intent.destructive,
             task: intent.upid.clone(),
@@ -91,11 +91,13 @@ impl Gatekeeper {
         let settlement = loop {
             match next(&f) {
                 Step::ListTasks => {
-                    let op = f.op.ok_or("an unknown operation has no tasks")?;
+                    let op = f.op.ok_or_else(|| {
+                        GateError::Recovery("an unknown operation has no tasks".into())
+                    })?;
                     let listed = backend
                         .tasks_of(intent.guest, intent.vmid, op)
                         .await
-                        .map_err(|e| e.message)?;
+                        .map_err(GateError::Backend)?;
                     f.listed = Some(
                         listed.map(|l| l.iter().map(|t| t.as_str().to_owned()).collect::<Vec<_>>()),
                     );
@@ -119,7 +121,7 @@ impl Gatekeeper {
                     let state = backend
                         .task_status_once(&TaskHandle::new(task))
                         .await
-                        .map_err(|e| e.message)?;
+                        .map_err(GateError::Backend)?;
                     f.status = Some(state);
                 }
                 Step::WaitTask(task) => {
@@ -139,7 +141,7 @@ impl Gatekeeper {
                     let seen = backend
                         .observe(intent.guest, intent.vmid)
                         .await
-                        .map_err(|e| e.message)?;
+                        .map_err(GateError::Backend)?;
                     f.looks += 1;
                     f.target = Some(TargetLook {
                         exists: seen.is_some(),
@@ -158,7 +160,7 @@ impl Gatekeeper {
             Settlement::Succeeded => Ok(Some(Outcome::Succeeded)),
             Settlement::Failed(error) => Ok(Some(Outcome::Failed { error })),
             Settlement::RolledBack(reason) => Ok(Some(Outcome::RolledBack { reason })),
-            Settlement::InFlight(why) => Err(why),
+            Settlement::InFlight(why) => Err(GateError::Recovery(why)),
             Settlement::Hold(why) => {
                 self.hold(intent, why).await?;
                 Ok(None)
@@ -166,7 +168,9 @@ impl Gatekeeper {
             Settlement::Complete { prepared } => {
                 // Never sent: no task of its own on the node, the guest exactly as
                 // approved, and the approval still valid, so finish what was approved, once.
-                let op = f.op.ok_or("an unknown operation is never completed")?;
+                let op = f.op.ok_or_else(|| {
+                    GateError::Recovery("an unknown operation is never completed".into())
+                })?;
                 let a = DestructiveAction {
                     op,
                     host: self.host.clone(),
@@ -188,7 +192,7 @@ impl Gatekeeper {
                     self.run_destroy(backend, intent.id, &a).await
                 };
                 match done {
-                    Err(DestroyError::InFlight(e)) => Err(e),
+                    Err(DestroyError::InFlight(e)) => Err(GateError::Recovery(e)),
                     _ => Ok(None),
                 }
             }

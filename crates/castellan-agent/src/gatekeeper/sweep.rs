@@ -43,18 +43,18 @@ impl Gatekeeper {
         let Ok(signers) = self.current_signers().await else {
             return;
         };
-        let offered = match self.scan_inbox() {
+        let offered = match self.scan_inbox(true).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::error!(event = "inbox_unreadable", error = %e);
                 return;
             }
         };
-        for o in offered {
+        for o in offered.iter() {
             let op = match &o.op {
                 Ok(op) => op.clone(),
                 Err(e) => {
-                    self.reject(&o, None, RejectReason::BadFormat, &e.to_string())
+                    self.reject(o, None, RejectReason::BadFormat, &e.to_string())
                         .await;
                     continue;
                 }
@@ -87,7 +87,7 @@ impl Gatekeeper {
                 continue;
             }
             if executed {
-                self.settle(&o, Settled::Done, "already executed: a replay of a used op")
+                self.settle(o, Settled::Done, "already executed: a replay of a used op")
                     .await;
                 continue;
             }
@@ -95,7 +95,7 @@ impl Gatekeeper {
                 // Not signed yet: it waits, unless it can never become valid.
                 if effective >= op.not_after && !o.fresh {
                     self.reject(
-                        &o,
+                        o,
                         Some(&op),
                         RejectReason::Expired,
                         &format!("op expired at {} before it was signed", op.not_after),
@@ -109,7 +109,7 @@ impl Gatekeeper {
                     "unknown operation {:?}: no castellan of this version acts on it",
                     op.op
                 );
-                self.reject(&o, Some(&op), RejectReason::BadFormat, &detail)
+                self.reject(o, Some(&op), RejectReason::BadFormat, &detail)
                     .await;
                 continue;
             };
@@ -123,7 +123,7 @@ impl Gatekeeper {
                 params: op.params.clone(),
                 state_digest: op.precondition.clone().unwrap_or_default(),
             };
-            let decision = unreadable_only(&o).unwrap_or_else(|| {
+            let decision = unreadable_only(o).unwrap_or_else(|| {
                 judge(
                     signers.as_deref(),
                     &self.host,
@@ -142,7 +142,7 @@ impl Gatekeeper {
                 )
             });
             if let Decision::Rejected { reason, detail } = decision {
-                self.reject(&o, Some(&op), reason, &detail).await;
+                self.reject(o, Some(&op), reason, &detail).await;
             }
         }
     }
@@ -192,13 +192,19 @@ impl Gatekeeper {
 
     /// Moves an op out of the inbox, audited.
     pub(super) async fn settle(&self, o: &OfferedOp, how: Settled, detail: &str) {
-        let Some(inbox) = &self.inbox else { return };
+        let Some(inbox) = self.inbox.clone() else {
+            return;
+        };
         let mut fields = AuditFields::default();
         if let Ok(op) = &o.op {
             fields =
                 AuditFields::action(op.guest, op.op.clone(), op.digest()).nonce(op.nonce.clone());
         }
-        let moved = inbox.settle(o, how, detail);
+        // The files are moved off the runtime.
+        let (offered, note) = (o.clone(), detail.to_owned());
+        let moved = blocking("inbox settle", move || inbox.settle(&offered, how, &note))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         let entry = AuditEvent::OpSettled {
             file: o.name(),
             to: how.subdir().to_owned(),
