@@ -283,3 +283,55 @@ async fn back_offs_grow_across_resyncs_on_tokio_time() {
         wall.elapsed()
     );
 }
+
+/// Adding an operation is local: `resize` is a row of the operation table (benign: it
+/// cannot lose data) and one arm of the fake backend's `dispatch`. Nothing else knows it,
+/// yet the gatekeeper classifies it by its row, journals it, audits it by its table name
+/// and the backend carries it out; an operation whose row can lose data is refused on
+/// the benign path whatever a backend would do with it.
+#[tokio::test]
+async fn a_new_operation_is_one_row_and_one_arm() {
+    use castellan_core::plan::Action;
+    use castellan_store::AuditEvent;
+    let fake = Fake::with(vec![guest(101, ActualRun::Running, 1)]);
+    let (k, dir) = keeper();
+    let action = |kind| Action {
+        vmid: 101,
+        guest: GuestKind::Lxc,
+        kind,
+        params: Default::default(),
+        delete: Vec::new(),
+        shutdown: None,
+        digest: None,
+        reason: "test".into(),
+    };
+    k.benign(&fake, &action(Operation::Resize))
+        .await
+        .expect("a benign row is carried out");
+    assert_eq!(fake.lock().executed, vec![(101, Operation::Resize)]);
+    let refused = k.benign(&fake, &action(Operation::RemoveVolume)).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.message.contains("may destroy data")),
+        "{refused:?}"
+    );
+    assert_eq!(fake.lock().executed.len(), 1, "nothing else was sent");
+    drop(k);
+    let store = Store::open(dir.path()).expect("store reopens");
+    let audit = store.audit_records(1, 10_000).expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r.event == AuditEvent::ActionAllowed
+                && r.fields.op.as_deref() == Some("resize")),
+        "the decision is audited under the table's name"
+    );
+    let journal = store.intents_for(101).expect("journal");
+    assert!(
+        journal
+            .iter()
+            .any(|i| i.op == "resize" && i.state.is_terminal()),
+        "{journal:?}"
+    );
+}
