@@ -24,6 +24,15 @@ const SYSTEM_DEPS: &[(&str, &str)] = &[
     // The inbox and state tests make FIFOs and take locks from outside the process.
     ("mkfifo", "coreutils"),
     ("flock", "util-linux"),
+    // The Docker backend's tests build their own tiny image from a static C program
+    // (no registry is reachable).
+    ("gcc", "gcc"),
+];
+
+/// Files the test suite needs, with the Debian package that provides each.
+const SYSTEM_FILES: &[(&str, &str)] = &[
+    // `gcc -static` links against it.
+    ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
 ];
 
 fn main() -> ExitCode {
@@ -74,6 +83,12 @@ fn setup() -> anyhow::Result<()> {
         .iter()
         .filter(|(cmd, _)| !have(cmd))
         .map(|(_, pkg)| *pkg)
+        .chain(
+            SYSTEM_FILES
+                .iter()
+                .filter(|(file, _)| !Path::new(file).exists())
+                .map(|(_, pkg)| *pkg),
+        )
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -101,7 +116,31 @@ fn standalone_cmd() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Under `CI=true` the Docker backend's tests need a running Docker Engine: say so at
+/// once, clearly, instead of failing in the middle of the suite.
+fn docker_engine() -> anyhow::Result<()> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let up = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !up && ci {
+        bail!(
+            "the Docker Engine is not running (or `docker` is missing), and CI=true: the \
+             Docker backend's tests run against the real engine; start it (for example \
+             `systemctl start docker`) and run again"
+        );
+    }
+    if !up {
+        eprintln!("xtask: note: no Docker Engine answers; the Docker backend's tests will skip");
+    }
+    Ok(())
+}
+
 fn test() -> anyhow::Result<()> {
+    docker_engine()?;
     standalone_cmd()?;
     run(cargo().args(["fmt", "--all", "--", "--check"]))?;
     run(cargo().args([

@@ -44,6 +44,100 @@ macro_rules! need_ssh_keygen {
     };
 }
 
+/// Whether a Docker Engine answers. Under `CI=true` a missing engine fails the test;
+/// elsewhere it prints a note.
+pub fn docker_engine() -> bool {
+    let up = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .stdin(Stdio::null())
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        assert!(
+            !ci(),
+            "no Docker Engine answers, and CI=true: start the Docker Engine"
+        );
+        eprintln!("note: no Docker Engine answers; skipping this test");
+    }
+    up
+}
+
+/// Returns from the test early when no Docker Engine answers (outside CI; under
+/// `CI=true` it fails).
+#[macro_export]
+macro_rules! need_docker {
+    () => {
+        if !$crate::docker_engine() {
+            return;
+        }
+    };
+}
+
+/// The tiny local test image `castellan-test/idle:1`, built once per machine: a static C
+/// program that waits for SIGTERM, compiled with `gcc -static` and imported with
+/// `docker import` (no registry is reachable). Returns its reference.
+pub fn idle_image() -> String {
+    const IMAGE: &str = "castellan-test/idle:1";
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let present = Command::new("docker")
+            .args(["image", "inspect", IMAGE])
+            .stdin(Stdio::null())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if present {
+            return;
+        }
+        let dir = tempfile_dir();
+        let src = dir.join("idle.c");
+        std::fs::write(
+            &src,
+            "#include <signal.h>\n#include <unistd.h>\n\
+             static void bye(int s) { (void)s; _exit(0); }\n\
+             int main(void) { signal(SIGTERM, bye); signal(SIGINT, bye); for (;;) pause(); }\n",
+        )
+        .unwrap();
+        let root = dir.join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        run_ok(
+            Command::new("gcc")
+                .args(["-static", "-Os", "-s", "-o"])
+                .arg(root.join("idle"))
+                .arg(&src),
+        );
+        let tar = dir.join("rootfs.tar");
+        run_ok(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&root)
+                .arg("-cf")
+                .arg(&tar)
+                .arg("."),
+        );
+        run_ok(
+            Command::new("docker")
+                .args(["import", "-c", "ENTRYPOINT [\"/idle\"]"])
+                .arg(&tar)
+                .arg(IMAGE),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+    IMAGE.to_owned()
+}
+
+/// A fresh private directory under the system temporary directory.
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "castellan-testkit-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Runs `cmd`, failing the test with its stderr unless it succeeds.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd

@@ -1,0 +1,30 @@
+//! castellan's Docker Engine backend, first part: the Engine API client castellan uses
+//! to observe and carry out operations on containers and volumes, with the ownership rule
+//! built in.
+//!
+//! - **Ownership.** Everything castellan creates carries the label
+//!   [`OWNER_LABEL`]` = <owner>` (the agent's host name) and the hash of the declaration
+//!   it was made from ([`SPEC_LABEL`]). A container or volume without this host's owner
+//!   label is observed and reported, and every call that changes or removes it is
+//!   refused here, before anything is sent ([`DockerError::NotOurs`]).
+//! - **What holds data.** An observed container lists the volumes it mounts, named and
+//!   anonymous: removing such a container, or a volume, is destructive (a signed op);
+//!   re-creating a container with no volume loses nothing its declaration does not make
+//!   again.
+//! - **Drift.** A container is compared with its declaration by the declaration's hash,
+//!   kept in its labels at creation (Docker cannot change a container's configuration in
+//!   place, so drift means re-creation), and by its run state.
+//!
+//! Wiring it under the agent's engine and gate as a `castellan_backend::Backend` follows
+//! the backend-neutral target identity (see `ARCHITECTURE.md`).
+
+mod client;
+mod spec;
+
+pub use client::{DockerClient, DockerError, ObservedContainer, ObservedVolume, VolumeRef};
+pub use spec::{ContainerSpec, PortMapping, Restart, SpecError};
+
+/// The label that marks what castellan created, and for which host.
+pub const OWNER_LABEL: &str = "io.castellan.owner";
+/// The label holding the hash of the declaration a container was created from.
+pub const SPEC_LABEL: &str = "io.castellan.spec";

@@ -1,0 +1,200 @@
+//! The Docker client against the real Docker Engine on this machine, with a tiny image
+//! built locally (`castellan_testkit::idle_image`: no registry is reachable). Without an
+//! engine the tests print a note and pass, except under `CI=true`, where they fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use castellan_docker::{ContainerSpec, DockerClient, DockerError};
+use castellan_testkit::{idle_image, need_docker, run_ok};
+
+/// Names unique to this test: containers and volumes under them are removed on drop,
+/// whatever the test did.
+struct Scope {
+    prefix: String,
+}
+
+impl Scope {
+    fn new() -> Scope {
+        static N: AtomicU32 = AtomicU32::new(0);
+        Scope {
+            prefix: format!(
+                "cst-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+    fn name(&self, what: &str) -> String {
+        format!("{}-{what}", self.prefix)
+    }
+    fn owner(&self) -> String {
+        format!("{}-host", self.prefix)
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        let list = |args: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter(|l| l.starts_with(&self.prefix))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for c in list(&["ps", "-a", "--format", "{{.Names}}"]) {
+            let _ = Command::new("docker").args(["rm", "-f", "-v", &c]).output();
+        }
+        for v in list(&["volume", "ls", "--format", "{{.Name}}"]) {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", &v])
+                .output();
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    String::from_utf8_lossy(&run_ok(Command::new("docker").args(args)).stdout)
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn creates_starts_stops_and_removes_only_its_own_containers() {
+    need_docker!();
+    let image = idle_image();
+    let scope = Scope::new();
+    let client = DockerClient::connect(None, &scope.owner()).await.unwrap();
+    let mut spec = ContainerSpec::new(scope.name("web"), &image);
+    spec.env.insert("GREETING".into(), "hello world".into());
+    spec.labels.insert("app".into(), "web".into());
+    spec.volumes.insert(scope.name("data"), "/data".into());
+
+    client.create(&spec).await.unwrap();
+    let c = client.observe(&spec.name).await.unwrap().expect("created");
+    assert!(c.ours, "labelled as castellan's for this host");
+    assert!(!c.running, "created, not started");
+    assert_eq!(c.spec_hash.as_deref(), Some(spec.spec_hash().as_str()));
+    assert_eq!(c.labels.get("app").map(String::as_str), Some("web"));
+    assert_eq!(
+        docker(&["inspect", "--format", "{{json .Config.Env}}", &spec.name]),
+        r#"["GREETING=hello world"]"#
+    );
+    let volume = client
+        .volumes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == scope.name("data"))
+        .expect("its named volume was created");
+    assert!(volume.ours);
+
+    client.start(&spec.name).await.unwrap();
+    let c = client.observe(&spec.name).await.unwrap().unwrap();
+    assert!(c.running, "{c:?}");
+    assert!(c.holds_data(), "it mounts a volume: {c:?}");
+    assert_eq!(c.volumes.len(), 1);
+    assert_eq!(c.volumes[0].name, scope.name("data"));
+    assert!(!c.volumes[0].anonymous);
+
+    client.stop(&spec.name, 10).await.unwrap();
+    assert!(!client.observe(&spec.name).await.unwrap().unwrap().running);
+
+    // A declaration that changed is drift: its hash differs from the one in the labels.
+    let mut changed = spec.clone();
+    changed.env.insert("GREETING".into(), "bye".into());
+    assert_ne!(Some(changed.spec_hash()), c.spec_hash);
+
+    client.remove(&spec.name).await.unwrap();
+    assert_eq!(client.observe(&spec.name).await.unwrap(), None);
+    // Removing the container kept its volume: a volume goes only by its own operation.
+    assert!(
+        client
+            .volumes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|v| v.name == scope.name("data"))
+    );
+    client.remove_volume(&scope.name("data")).await.unwrap();
+    assert!(
+        !client
+            .volumes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|v| v.name == scope.name("data"))
+    );
+}
+
+#[tokio::test]
+async fn never_touches_what_it_did_not_create() {
+    need_docker!();
+    let image = idle_image();
+    let scope = Scope::new();
+    let client = DockerClient::connect(None, &scope.owner()).await.unwrap();
+
+    // Someone else's container (with an anonymous volume) and volume.
+    let theirs = scope.name("theirs");
+    docker(&["run", "-d", "--name", &theirs, "-v", "/cache", &image]);
+    let their_volume = scope.name("their-data");
+    docker(&["volume", "create", &their_volume]);
+    // castellan's container, but another host's.
+    let other = DockerClient::connect(None, "another-host").await.unwrap();
+    let foreign = ContainerSpec::new(scope.name("foreign"), &image);
+    other.create(&foreign).await.unwrap();
+
+    let c = client.observe(&theirs).await.unwrap().expect("listed");
+    assert!(!c.ours && c.running);
+    assert_eq!(c.spec_hash, None);
+    assert!(
+        c.volumes.len() == 1 && c.volumes[0].anonymous && c.volumes[0].destination == "/cache",
+        "an anonymous volume is reported as such: {c:?}"
+    );
+    assert!(!client.observe(&foreign.name).await.unwrap().unwrap().ours);
+
+    for name in [&theirs, &foreign.name] {
+        for result in [
+            client.stop(name, 1).await,
+            client.start(name).await,
+            client.remove(name).await,
+        ] {
+            assert!(
+                matches!(result, Err(DockerError::NotOurs { .. })),
+                "{name}: {result:?}"
+            );
+        }
+    }
+    assert!(
+        client.observe(&theirs).await.unwrap().unwrap().running,
+        "still running"
+    );
+    assert!(client.observe(&foreign.name).await.unwrap().is_some());
+    let refused = client.remove_volume(&their_volume).await;
+    assert!(
+        matches!(refused, Err(DockerError::NotOurs { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        docker(&["volume", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|v| v == their_volume)
+    );
+    // A name Docker would read as something else is refused before anything is sent.
+    assert!(matches!(
+        client.remove("../etc").await,
+        Err(DockerError::Spec(_))
+    ));
+    assert!(matches!(
+        client.remove(&scope.name("missing")).await,
+        Err(DockerError::NotFound { .. })
+    ));
+}
