@@ -69,6 +69,21 @@ pub fn classify(
     provenance: Option<JournalProvenance>,
     within: Option<u64>,
 ) -> Classification {
+    classify_target(op, keys, None, provenance, within)
+}
+
+/// [`classify`], with what the backend observed of the target: `holds_data` is
+/// `Some(false)` only when the backend saw that the operation loses nothing of it (a
+/// container that mounts no volume, re-created from its declaration). Only an operation
+/// whose row loses *the target's* data ([`DataLoss::TargetData`]) looks at it; `None`
+/// (a Proxmox guest: its disks always hold data) changes nothing.
+pub fn classify_target(
+    op: Operation,
+    keys: &[&str],
+    holds_data: Option<bool>,
+    provenance: Option<JournalProvenance>,
+    within: Option<u64>,
+) -> Classification {
     let benign = |why| Classification {
         class: Class::Benign,
         why,
@@ -87,6 +102,9 @@ pub fn classify(
             } else {
                 destructive("configuration change touching keys that may hold data")
             }
+        }
+        DataLoss::TargetData if holds_data == Some(false) => {
+            benign("the target holds no data: nothing of it is lost")
         }
         DataLoss::TargetData if spec.provenance_undoes => match provenance {
             Some(JournalProvenance::AgentScratch { .. }) => {
@@ -109,6 +127,27 @@ mod tests {
 
     fn p<'a>(keys: &[&'a str]) -> Vec<&'a str> {
         keys.to_vec()
+    }
+
+    #[test]
+    fn what_the_backend_saw_counts_only_for_the_targets_own_data() {
+        use Class::*;
+        for (op, holds, want) in [
+            (Operation::Destroy, Some(false), Benign),
+            (Operation::Destroy, Some(true), Destructive),
+            (Operation::Destroy, None, Destructive),
+            (Operation::Recreate, Some(false), Benign),
+            (Operation::Recreate, Some(true), Destructive),
+            (Operation::RemoveVolume, Some(false), Destructive),
+            (Operation::WipeStorage, Some(false), Destructive),
+            (Operation::RotateKeys, Some(false), Destructive),
+        ] {
+            assert_eq!(
+                classify_target(op, &[], holds, None, None).class,
+                want,
+                "{op} holds={holds:?}"
+            );
+        }
     }
 
     #[test]

@@ -15,13 +15,18 @@
 //!   kept in its labels at creation (Docker cannot change a container's configuration in
 //!   place, so drift means re-creation), and by its run state.
 //!
-//! Wiring it under the agent's engine and gate as a `castellan_backend::Backend` follows
-//! the backend-neutral target identity (see `ARCHITECTURE.md`).
+//! [`plan`] is the pure container planner: declared containers against observed ones, as
+//! operations of the operation table, each classified by its row and by what was observed
+//! of its target. Wiring both under the agent's engine and gate as a
+//! `castellan_backend::Backend` follows the backend-neutral target identity (see
+//! `ARCHITECTURE.md`).
 
 mod client;
+pub mod plan;
 mod spec;
 
 pub use client::{DockerClient, DockerError, ObservedContainer, ObservedVolume, VolumeRef};
+pub use plan::{ContainerPlan, Notice, Step, plan};
 pub use spec::{ContainerSpec, PortMapping, Restart, SpecError};
 
 /// The label that marks what castellan created, and for which host.

@@ -198,3 +198,107 @@ async fn never_touches_what_it_did_not_create() {
         Err(DockerError::NotFound { .. })
     ));
 }
+
+/// Carries out a plan's benign steps, as the agent's engine will (this test drives them
+/// itself until the Docker backend is wired under the engine).
+async fn apply(client: &DockerClient, p: &castellan_docker::ContainerPlan) {
+    use castellan_core::Operation;
+    for s in &p.steps {
+        match s.op {
+            Operation::Provision => {
+                client.create(s.spec.as_ref().unwrap()).await.unwrap();
+            }
+            Operation::Start => client.start(&s.target).await.unwrap(),
+            Operation::Shutdown => client.stop(&s.target, 10).await.unwrap(),
+            Operation::Recreate => {
+                client.remove(&s.target).await.unwrap();
+                client.create(s.spec.as_ref().unwrap()).await.unwrap();
+            }
+            Operation::Destroy => client.remove(&s.target).await.unwrap(),
+            other => panic!("not a benign container step: {other}"),
+        }
+    }
+}
+
+/// A declared set of containers converges from nothing and again from drift (a container
+/// stopped behind castellan's back, a declaration changed); removing a container that
+/// holds a volume is held for a signature and nothing happens to it; a same-named
+/// container castellan did not create is reported and left alone.
+#[tokio::test]
+async fn a_declared_set_converges_from_drift_and_holds_what_loses_data() {
+    use castellan_docker::{Notice, plan};
+    need_docker!();
+    let image = idle_image();
+    let scope = Scope::new();
+    let client = DockerClient::connect(None, &scope.owner()).await.unwrap();
+    let mut web = ContainerSpec::new(scope.name("web"), &image);
+    web.env.insert("A".into(), "1".into());
+    let mut batch = ContainerSpec::new(scope.name("batch"), &image);
+    batch.running = false;
+    let mut db = ContainerSpec::new(scope.name("db"), &image);
+    db.volumes.insert(scope.name("db-data"), "/data".into());
+    let mut declared = vec![web.clone(), batch.clone(), db.clone()];
+    let observe = || async {
+        let all = client.list().await.unwrap();
+        let mine: Vec<_> = all
+            .into_iter()
+            .filter(|c| c.name.starts_with(&scope.prefix))
+            .collect();
+        (mine, client.volumes().await.unwrap())
+    };
+
+    // From nothing.
+    let (seen, vols) = observe().await;
+    let p = plan(&declared, &[], &[], &seen, &vols);
+    assert_eq!(p.steps.len(), 5, "{p:?}"); // 3 provisions, 2 starts
+    apply(&client, &p).await;
+    let (seen, vols) = observe().await;
+    assert!(
+        plan(&declared, &[], &[], &seen, &vols).converged(),
+        "{seen:?}"
+    );
+    assert!(seen.iter().find(|c| c.name == web.name).unwrap().running);
+    assert!(!seen.iter().find(|c| c.name == batch.name).unwrap().running);
+
+    // Drift: web stopped behind castellan's back, batch's declaration changed.
+    docker(&["stop", "-t", "1", &web.name]);
+    declared[1].env.insert("MODE".into(), "nightly".into());
+    let (seen, vols) = observe().await;
+    let p = plan(&declared, &[], &[], &seen, &vols);
+    let steps: Vec<_> = p.steps.iter().map(|s| (s.target.as_str(), s.op)).collect();
+    assert_eq!(
+        steps,
+        vec![
+            (batch.name.as_str(), castellan_core::Operation::Recreate),
+            (web.name.as_str(), castellan_core::Operation::Start),
+        ]
+    );
+    apply(&client, &p).await;
+    let (seen, vols) = observe().await;
+    assert!(plan(&declared, &[], &[], &seen, &vols).converged());
+    assert_eq!(
+        docker(&["inspect", "--format", "{{json .Config.Env}}", &batch.name]),
+        r#"["MODE=nightly"]"#,
+        "re-created from the new declaration"
+    );
+
+    // db declared absent: it holds a volume, so its removal waits for a signature.
+    declared.retain(|s| s.name != db.name);
+    let (seen, vols) = observe().await;
+    let p = plan(&declared, std::slice::from_ref(&db.name), &[], &seen, &vols);
+    assert!(p.steps.is_empty(), "{p:?}");
+    assert_eq!(p.held.len(), 1);
+    assert_eq!(p.held[0].op, castellan_core::Operation::Destroy);
+    apply(&client, &p).await;
+    assert!(client.observe(&db.name).await.unwrap().unwrap().running);
+
+    // A container castellan did not create, under a declared name: reported, untouched.
+    let intruder = ContainerSpec::new(scope.name("cache"), &image);
+    docker(&["create", "--name", &intruder.name, &image]);
+    let (seen, vols) = observe().await;
+    let p = plan(std::slice::from_ref(&intruder), &[], &[], &seen, &vols);
+    assert!(p.converged(), "{p:?}");
+    assert!(p.notices.contains(&Notice::NotOurs {
+        target: intruder.name.clone()
+    }));
+}
