@@ -193,12 +193,15 @@ impl<B: Backend> Engine<B> {
 
         loop {
             if !stopping && Instant::now() >= next_resync {
-                match self.resync(&mut sched, std::mem::take(&mut urgent)).await {
+                let was_urgent = std::mem::take(&mut urgent);
+                match self.resync(&mut sched, was_urgent).await {
                     Ok(()) => {
                         resync_failures = 0;
                         next_resync = Instant::now() + resync_every;
                     }
                     Err(e) => {
+                        // Still urgent for the retry.
+                        urgent |= was_urgent;
                         resync_failures += 1;
                         tracing::error!(event = "resync_failed", error = %e);
                         if mode == Mode::Once && resync_failures >= t.once_attempts {
@@ -286,7 +289,7 @@ impl<B: Backend> Engine<B> {
                     }
                 }
                 _ = sleep => {}
-                _ = inbox_tick.tick(), if !stopping && inbox_stamp.is_some() => {
+                _ = inbox_tick.tick(), if !stopping && self.keeper.inbox().is_some() => {
                     let now = self.keeper.inbox_stamp().await;
                     if now != inbox_stamp {
                         tracing::info!(event = "inbox_changed");

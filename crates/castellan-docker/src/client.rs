@@ -206,8 +206,10 @@ impl DockerClient {
         Ok(self.list().await?.into_iter().find(|c| c.name == name))
     }
 
-    /// Checks that container `name` exists and is castellan's for this host.
-    async fn own_container(&self, name: &str) -> Result<(), DockerError> {
+    /// Checks that container `name` exists and is castellan's for this host, and returns
+    /// its id: every later call on it names the id, so a container put in its place
+    /// meanwhile (under the same name) is never the one acted on.
+    async fn own_container(&self, name: &str) -> Result<String, DockerError> {
         if !valid_name(name) {
             return Err(SpecError::Name(name.to_owned()).into());
         }
@@ -218,14 +220,13 @@ impl DockerClient {
         {
             Ok(c) => {
                 let labels = c.config.and_then(|cfg| cfg.labels);
-                if self.ours(labels.as_ref()) {
-                    Ok(())
-                } else {
-                    Err(DockerError::NotOurs {
+                match c.id {
+                    Some(id) if self.ours(labels.as_ref()) => Ok(id),
+                    _ => Err(DockerError::NotOurs {
                         what: "container",
                         name: name.to_owned(),
                         owner: self.owner.clone(),
-                    })
+                    }),
                 }
             }
             Err(e) if is_not_found(&e) => Err(DockerError::NotFound {
@@ -238,12 +239,21 @@ impl DockerClient {
 
     /// Creates the declared container (not started), labelled as castellan's with its
     /// declaration's hash; its named volumes are created first, labelled too, where they
-    /// do not exist yet. Returns its id.
+    /// do not exist yet. A declared volume that exists but is not castellan's is refused
+    /// (nothing is created): mounting it would hand someone else's data to the container.
+    /// Returns its id.
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String, DockerError> {
         spec.validate()?;
         for volume in spec.volumes.keys() {
             match self.docker.inspect_volume(volume).await {
-                Ok(_) => {}
+                Ok(v) if v.labels.get(OWNER_LABEL) == Some(&self.owner) => {}
+                Ok(_) => {
+                    return Err(DockerError::NotOurs {
+                        what: "volume",
+                        name: volume.clone(),
+                        owner: self.owner.clone(),
+                    });
+                }
                 Err(e) if is_not_found(&e) => {
                     self.docker
                         .create_volume(VolumeCreateRequest {
@@ -330,30 +340,42 @@ impl DockerClient {
     /// Stops castellan's container `name` cleanly: SIGTERM, then SIGKILL after
     /// `timeout_secs`.
     pub async fn stop(&self, name: &str, timeout_secs: u32) -> Result<(), DockerError> {
-        self.own_container(name).await?;
-        self.docker
+        let id = self.own_container(name).await?;
+        self.stop_id(&id, timeout_secs).await
+    }
+
+    async fn stop_id(&self, id: &str, timeout_secs: u32) -> Result<(), DockerError> {
+        let stopped = self
+            .docker
             .stop_container(
-                name,
+                id,
                 Some(StopContainerOptions {
                     t: Some(i32::try_from(timeout_secs).unwrap_or(i32::MAX)),
                     ..Default::default()
                 }),
             )
-            .await?;
-        Ok(())
+            .await;
+        match stopped {
+            // 304: it was not running.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            other => Ok(other?),
+        }
     }
 
-    /// Removes castellan's container `name` (stopped first), keeping its volumes: the
-    /// volumes are removed only by [`DockerClient::remove_volume`], a signed operation of
-    /// their own. The caller decides, by [`ObservedContainer::holds_data`] and the gate,
-    /// whether it may.
-    pub async fn remove(&self, name: &str) -> Result<(), DockerError> {
-        self.own_container(name).await?;
+    /// Removes castellan's container `name`, stopped cleanly first (SIGTERM, SIGKILL after
+    /// `stop_timeout_secs`), keeping its volumes: a volume goes only by
+    /// [`DockerClient::remove_volume`], a signed operation of its own. The caller decides,
+    /// by [`ObservedContainer::holds_data`] and the gate, whether it may.
+    pub async fn remove(&self, name: &str, stop_timeout_secs: u32) -> Result<(), DockerError> {
+        let id = self.own_container(name).await?;
+        self.stop_id(&id, stop_timeout_secs).await?;
         self.docker
             .remove_container(
-                name,
+                &id,
                 Some(RemoveContainerOptions {
-                    force: true,
+                    force: false,
                     v: false,
                     link: false,
                 }),

@@ -14,6 +14,11 @@
 //!   otherwise (it waits for a signed op). A volume declared absent is always destructive.
 //! - A container of castellan's that is not declared at all is a candidate: reported,
 //!   never acted on (as with guests).
+//!
+//! A container's own writable layer is not counted as data: containers are re-created
+//! from their declaration on drift (as Compose does), so what is worth keeping lives in
+//! a volume, and what decides whether removing or re-creating one loses data is the
+//! volumes it mounts.
 
 use castellan_core::Operation;
 use castellan_core::classify::{Class, classify_target};

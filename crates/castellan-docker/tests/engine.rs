@@ -113,7 +113,7 @@ async fn creates_starts_stops_and_removes_only_its_own_containers() {
     changed.env.insert("GREETING".into(), "bye".into());
     assert_ne!(Some(changed.spec_hash()), c.spec_hash);
 
-    client.remove(&spec.name).await.unwrap();
+    client.remove(&spec.name, 10).await.unwrap();
     assert_eq!(client.observe(&spec.name).await.unwrap(), None);
     // Removing the container kept its volume: a volume goes only by its own operation.
     assert!(
@@ -165,7 +165,7 @@ async fn never_touches_what_it_did_not_create() {
         for result in [
             client.stop(name, 1).await,
             client.start(name).await,
-            client.remove(name).await,
+            client.remove(name, 1).await,
         ] {
             assert!(
                 matches!(result, Err(DockerError::NotOurs { .. })),
@@ -190,13 +190,26 @@ async fn never_touches_what_it_did_not_create() {
     );
     // A name Docker would read as something else is refused before anything is sent.
     assert!(matches!(
-        client.remove("../etc").await,
+        client.remove("../etc", 1).await,
         Err(DockerError::Spec(_))
     ));
     assert!(matches!(
-        client.remove(&scope.name("missing")).await,
+        client.remove(&scope.name("missing"), 1).await,
         Err(DockerError::NotFound { .. })
     ));
+
+    // A declaration naming someone else's volume is refused before anything is created:
+    // mounting it would hand their data to castellan's container.
+    let mut borrower = ContainerSpec::new(scope.name("borrower"), &image);
+    borrower
+        .volumes
+        .insert(their_volume.clone(), "/data".into());
+    let refused = client.create(&borrower).await;
+    assert!(
+        matches!(&refused, Err(DockerError::NotOurs { what: "volume", .. })),
+        "{refused:?}"
+    );
+    assert_eq!(client.observe(&borrower.name).await.unwrap(), None);
 }
 
 /// Carries out a plan's benign steps, as the agent's engine will (this test drives them
@@ -211,10 +224,10 @@ async fn apply(client: &DockerClient, p: &castellan_docker::ContainerPlan) {
             Operation::Start => client.start(&s.target).await.unwrap(),
             Operation::Shutdown => client.stop(&s.target, 10).await.unwrap(),
             Operation::Recreate => {
-                client.remove(&s.target).await.unwrap();
+                client.remove(&s.target, 10).await.unwrap();
                 client.create(s.spec.as_ref().unwrap()).await.unwrap();
             }
-            Operation::Destroy => client.remove(&s.target).await.unwrap(),
+            Operation::Destroy => client.remove(&s.target, 10).await.unwrap(),
             other => panic!("not a benign container step: {other}"),
         }
     }

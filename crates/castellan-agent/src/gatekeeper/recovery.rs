@@ -83,10 +83,6 @@ impl Gatekeeper {
             approved_digest: intent.upid_hint.clone(),
             ..Facts::journaled(&intent.op, intent.vmid.to_string())
         };
-        // The approval's window is judged by the clock that cannot go backwards.
-        let now = self.now();
-        let effective = self.store(move |s| s.effective_now(now)).await?;
-        f.approval_valid = intent.nonce_not_after.is_none_or(|t| effective < t);
         let mut last_seen = None;
         let settlement = loop {
             match next(&f) {
@@ -143,6 +139,11 @@ impl Gatekeeper {
                         .await
                         .map_err(GateError::Backend)?;
                     f.looks += 1;
+                    // The approval's window is judged at the decision, after every
+                    // look, by the clock that cannot go backwards.
+                    let now = self.now();
+                    let effective = self.store(move |s| s.effective_now(now)).await?;
+                    f.approval_valid = intent.nonce_not_after.is_none_or(|t| effective < t);
                     f.target = Some(TargetLook {
                         exists: seen.is_some(),
                         digest: seen
