@@ -27,11 +27,9 @@
 //!   then. A junk or oversized extra signature counts as one refused signature, never as
 //!   a reason to refuse the op.
 
-use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read as _, Write as _};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -487,30 +485,40 @@ impl Inbox {
         }
     }
 
-    /// A cheap summary of the inbox's contents (names, sizes, modification times) to
-    /// notice a change without reading every file. Nothing is opened.
-    pub fn stamp(&self) -> u64 {
+    /// A cheap summary of the inbox's contents to notice a change without reading every
+    /// file: each regular file's name, inode, size, and modification and change times
+    /// (the change time moves on every write and cannot be set back with `touch`), read
+    /// through the inbox's own descriptor, as [`Inbox::scan`] reads it. Nothing is opened.
+    /// `None` when the directory cannot be read: then nothing may be reused.
+    pub fn stamp(&self) -> Option<u64> {
         use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        if let Ok(rd) = fs::read_dir(&self.dir) {
-            let mut items: Vec<(Vec<u8>, u64, Option<SystemTime>)> = rd
-                .filter_map(Result::ok)
-                .filter_map(|e| {
-                    // DirEntry::metadata does not follow links.
-                    let m = e.metadata().ok()?;
-                    m.is_file().then(|| {
-                        (
-                            OsStr::as_bytes(&e.file_name()).to_vec(),
-                            m.len(),
-                            m.modified().ok(),
-                        )
-                    })
-                })
-                .collect();
-            items.sort();
-            items.hash(&mut h);
+        // (name, hash of what changes with the file), sorted by name.
+        let mut items: Vec<(Vec<u8>, u64)> = Vec::new();
+        for entry in rfs::Dir::read_from(&*self.fd).ok()? {
+            let entry = entry.ok()?;
+            if !matches!(entry.file_type(), FileType::RegularFile | FileType::Unknown) {
+                continue;
+            }
+            let name = entry.file_name();
+            let Ok(st) = rfs::statat(&*self.fd, name, rfs::AtFlags::SYMLINK_NOFOLLOW) else {
+                continue; // gone since it was listed
+            };
+            if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+                continue;
+            }
+            let mut f = std::collections::hash_map::DefaultHasher::new();
+            st.st_ino.hash(&mut f);
+            st.st_size.hash(&mut f);
+            st.st_mtime.hash(&mut f);
+            st.st_mtime_nsec.hash(&mut f);
+            st.st_ctime.hash(&mut f);
+            st.st_ctime_nsec.hash(&mut f);
+            items.push((name.to_bytes().to_vec(), f.finish()));
         }
-        h.finish()
+        items.sort();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        items.hash(&mut h);
+        Some(h.finish())
     }
 }
 

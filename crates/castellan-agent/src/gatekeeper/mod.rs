@@ -411,8 +411,8 @@ impl Gatekeeper {
         let grace = self.settle_grace;
         let (stamp, scan) = blocking("inbox scan", move || {
             let stamp = inbox.stamp();
-            if let Some((was, _)) = cached
-                && was == stamp
+            if let (Some((was, _)), Some(now)) = (&cached, stamp)
+                && *was == now
             {
                 return (stamp, Ok(None));
             }
@@ -438,10 +438,11 @@ impl Gatekeeper {
                 None => Arc::new(Vec::new()),
             },
         };
+        // A stamp that could not be taken is never reused: the next call reads again.
         *self
             .scanned
             .lock()
-            .map_err(|_| GateError::Poisoned("inbox scan"))? = Some((stamp, Arc::clone(&ops)));
+            .map_err(|_| GateError::Poisoned("inbox scan"))? = stamp.map(|s| (s, Arc::clone(&ops)));
         Ok(ops)
     }
 
@@ -465,7 +466,10 @@ impl Gatekeeper {
     /// off the runtime; `None` without an inbox or when it cannot be taken.
     pub async fn inbox_stamp(&self) -> Option<u64> {
         let inbox = self.inbox.clone()?;
-        blocking("inbox stamp", move || inbox.stamp()).await.ok()
+        blocking("inbox stamp", move || inbox.stamp())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Where pending payloads are written.
