@@ -1,4 +1,7 @@
-//! The agent's view of a node is the [`castellan_backend::Backend`] seam; this module
-//! re-exports it so the engine, the gatekeeper and their tests name one place.
+//! The agent's view of what it manages is the [`castellan_backend::Backend`] seam; this
+//! module re-exports it so the engine, the gatekeeper and their tests name one place.
 
-pub use castellan_backend::{Backend, BackendError, FailureClass, TaskHandle, TaskState};
+pub use castellan_backend::{
+    Backend, BackendError, FailureClass, GuestBackend, Observed, TaskHandle, TaskState,
+    look_at_guest,
+};

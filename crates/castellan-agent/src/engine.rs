@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, FailureClass};
+use crate::backend::{FailureClass, GuestBackend};
 use crate::config::Tuning;
 use crate::gatekeeper::{DestructiveOutcome, Gatekeeper};
 
@@ -101,8 +101,10 @@ impl RunReport {
             }
             for d in &p.destructive {
                 out.push(format!(
-                    "{}: {} pending a signed op (bound to config digest {})",
-                    d.vmid, d.op, d.state_digest
+                    "{}: {} pending a signed op (bound to state digest {})",
+                    d.target.id(),
+                    d.op,
+                    d.state_digest
                 ));
             }
         }
@@ -117,7 +119,7 @@ enum GuestOutcome {
 }
 
 /// The engine: one per node.
-pub struct Engine<B: Backend> {
+pub struct Engine<B: GuestBackend> {
     backend: Arc<B>,
     keeper: Arc<Gatekeeper>,
     desired: watch::Receiver<Arc<DesiredState>>,
@@ -125,7 +127,7 @@ pub struct Engine<B: Backend> {
     tuning: Tuning,
 }
 
-impl<B: Backend> std::fmt::Debug for Engine<B> {
+impl<B: GuestBackend> std::fmt::Debug for Engine<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("tuning", &self.tuning)
@@ -133,7 +135,7 @@ impl<B: Backend> std::fmt::Debug for Engine<B> {
     }
 }
 
-impl<B: Backend> Engine<B> {
+impl<B: GuestBackend> Engine<B> {
     /// An engine over `backend`, following `desired`.
     pub fn new(
         backend: Arc<B>,
@@ -364,7 +366,7 @@ impl<B: Backend> Engine<B> {
 
 /// Reconciles one guest: observe, plan, execute the first action, repeat.
 #[allow(clippy::too_many_arguments)]
-async fn reconcile_guest<B: Backend>(
+async fn reconcile_guest<B: GuestBackend>(
     backend: &B,
     keeper: &Gatekeeper,
     desired: &watch::Receiver<Arc<DesiredState>>,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use castellan_core::model::{ActualState, DesiredState};
 use futures_util::stream::{self, StreamExt};
 
-use crate::backend::{Backend, BackendError};
+use crate::backend::{BackendError, GuestBackend};
 
 /// Lists the node: every guest with its power state, lock and template flag, no
 /// configuration.
-pub async fn list_node<B: Backend>(backend: &B) -> Result<ActualState, BackendError> {
+pub async fn list_node<B: GuestBackend>(backend: &B) -> Result<ActualState, BackendError> {
     let mut actual = ActualState::default();
     for g in backend.list().await? {
         actual.guests.insert(g.vmid, g);
@@ -21,7 +21,7 @@ pub async fn list_node<B: Backend>(backend: &B) -> Result<ActualState, BackendEr
 /// Observes the node with at most `parallel` requests in flight. A desired guest whose
 /// configuration cannot be read stays in the result with an unknown spec (so nothing is
 /// written to it) — one unreadable guest does not hide the rest.
-pub async fn observe_node<B: Backend>(
+pub async fn observe_node<B: GuestBackend>(
     backend: &Arc<B>,
     desired: &DesiredState,
     parallel: usize,

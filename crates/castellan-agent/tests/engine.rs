@@ -327,7 +327,12 @@ async fn a_new_operation_is_one_row_and_one_arm() {
                 && r.fields.op.as_deref() == Some("resize")),
         "the decision is audited under the table's name"
     );
-    let journal = store.intents_for(101).expect("journal");
+    let journal = store
+        .intents_for(&castellan_core::Target::guest(
+            castellan_core::GuestKind::Lxc,
+            101,
+        ))
+        .expect("journal");
     assert!(
         journal
             .iter()

@@ -25,13 +25,13 @@ use std::time::Duration;
 
 use castellan_agent::gatekeeper::{DestructiveOutcome, Offer, StateFacts, judge};
 use castellan_agent::{Engine, Gatekeeper, Inbox, Mode, Tuning};
-use castellan_core::Operation;
 use castellan_core::classify::{Class, classify};
 use castellan_core::gate::{Decision, DestructiveAction};
 use castellan_core::model::*;
 use castellan_core::op::SignedOp;
 use castellan_core::plan::{Plan, plan_guest};
 use castellan_core::{Normalizers, RejectReason};
+use castellan_core::{Operation, Target};
 use castellan_sig::SignerConfig;
 use castellan_sig::sign::signature_path;
 use castellan_store::{
@@ -44,6 +44,11 @@ use tokio::sync::watch;
 
 const HOST: &str = "pve-01";
 const VMID: Vmid = 101;
+
+/// Container 101, as a target.
+fn ct101() -> Target {
+    Target::guest(GuestKind::Lxc, VMID)
+}
 /// Guest 101's configuration digest. Proxmox VE's `digest` is a SHA-1 in hex, and the op
 /// format only admits a precondition of 8 to 128 lower-case hex digits, so the fake
 /// guest's digest is a 40-digit hex string ("d101" repeated), not the bare "d101".
@@ -95,8 +100,7 @@ fn action(params: &[(&str, &str)]) -> DestructiveAction {
     DestructiveAction {
         op: Operation::Destroy,
         host: HOST.into(),
-        vmid: VMID,
-        guest: GuestKind::Lxc,
+        target: castellan_core::Target::guest(GuestKind::Lxc, VMID),
         params: params
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -396,7 +400,7 @@ impl World {
         let digest = op.digest();
         let intents: Vec<_> = self
             .store()
-            .intents_for(VMID)
+            .intents_for(&ct101())
             .unwrap()
             .into_iter()
             .filter(|i| i.action_id == digest)
@@ -469,13 +473,13 @@ async fn r01_unsigned_destroy_is_pending_with_a_payload_to_sign() {
     };
     assert_eq!(
         payload,
-        &w.data.join("pending").join("pve-01-101-destroy.op")
+        &w.data.join("pending").join("pve-01-lxc-101-destroy.op")
     );
     let bytes = std::fs::read(payload).unwrap();
     let p = SignedOp::parse(&bytes).expect("the payload is a canonical signed op");
     assert_eq!(p.op, "destroy");
     assert_eq!(p.host, HOST);
-    assert_eq!(p.guest, VMID);
+    assert_eq!(p.target, ct101());
     assert_eq!(p.precondition.as_deref(), Some(D101), "bound to the digest");
     assert!(p.params.is_empty());
     assert!(p.not_before <= t0() && t0() < p.not_after, "{p:?}");
@@ -487,7 +491,7 @@ async fn r01_unsigned_destroy_is_pending_with_a_payload_to_sign() {
         .filter(|r| r.event == AuditEvent::SignaturePending)
         .collect();
     assert_eq!(pending.len(), 1, "{pending:?}");
-    assert_eq!(pending[0].fields.vmid, Some(VMID));
+    assert_eq!(pending[0].fields.target, Some(ct101()));
     assert_eq!(pending[0].fields.op.as_deref(), Some("destroy"));
     assert_eq!(
         pending[0].fields.action_digest.as_deref(),
@@ -501,7 +505,7 @@ async fn r01_unsigned_destroy_is_pending_with_a_payload_to_sign() {
         )),
         "nothing accepted or journaled"
     );
-    assert!(w.store().intents_for(VMID).unwrap().is_empty());
+    assert!(w.store().intents_for(&ct101()).unwrap().is_empty());
 
     // Asked again: the same payload, not re-announced.
     let again = w.destroy(&a).await;
@@ -686,7 +690,7 @@ async fn r07_replay_after_restart() {
     let note = std::fs::read_to_string(w.inbox.join("rejected").join("op.reason")).unwrap();
     assert!(note.starts_with("rejected: replayed: "), "{note:?}");
     assert_eq!(w.acceptances_of(&op).len(), 1, "accepted once only");
-    let intents = w.store().intents_for(VMID).unwrap();
+    let intents = w.store().intents_for(&ct101()).unwrap();
     assert_eq!(intents.len(), 1, "one journaled destroy: {intents:?}");
     w.assert_chain();
 }
@@ -717,7 +721,7 @@ async fn r09a_wrong_guest_is_binding_mismatch() {
     need_ssh_keygen!();
     let mut w = World::new(1, false);
     let op = SignedOp {
-        guest: 102,
+        target: Target::guest(GuestKind::Lxc, 102),
         ..good_op()
     };
     w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
@@ -904,7 +908,7 @@ async fn r12_hub_supplied_scratch_tag_is_still_destructive() {
         w.audit()
             .iter()
             .any(|r| r.event == AuditEvent::ActionAllowed
-                && r.fields.vmid == Some(VMID)
+                && r.fields.target == Some(ct101())
                 && r.fields.op.as_deref() == Some("destroy")),
         "the unsigned destroy was audited as allowed"
     );
@@ -922,8 +926,7 @@ fn benign_intent(s: &mut Store, op: &str) -> castellan_store::IntentId {
             NewIntent {
                 action_id: format!("{op}-{}", nonce()),
                 op: op.into(),
-                vmid: VMID,
-                guest: GuestKind::Lxc,
+                target: castellan_core::Target::guest(GuestKind::Lxc, VMID),
                 params: BTreeMap::new(),
                 nonce: None,
                 nonce_not_after: None,
@@ -1029,7 +1032,7 @@ async fn r14_valid_executes_once_then_replay_is_refused() {
     let kinds: Vec<&str> = w
         .audit()
         .iter()
-        .filter(|r| r.fields.vmid == Some(VMID))
+        .filter(|r| r.fields.target == Some(ct101()))
         .map(|r| r.event.kind())
         .collect();
     assert_eq!(
@@ -1171,7 +1174,7 @@ async fn engine_destroys_only_with_a_signed_op() {
     );
 
     // The operator signs the payload the agent wrote and drops it into the inbox.
-    let payload = w.data.join("pending").join("pve-01-101-destroy.op");
+    let payload = w.data.join("pending").join("pve-01-lxc-101-destroy.op");
     let bytes = std::fs::read(&payload).expect("a pending payload");
     let op = SignedOp::parse(&bytes).unwrap();
     let alice = w.alice.clone();
@@ -1216,8 +1219,7 @@ fn journal_unsent_destroy(s: &mut Store) -> SignedOp {
         NewIntent {
             action_id: op.digest(),
             op: "destroy".into(),
-            vmid: VMID,
-            guest: GuestKind::Lxc,
+            target: castellan_core::Target::guest(GuestKind::Lxc, VMID),
             params: BTreeMap::new(),
             nonce: Some(op.nonce.clone()),
             nonce_not_after: Some(op.not_after),
@@ -1242,7 +1244,7 @@ async fn r06b_recovery_after_expiry_rolls_back() {
     w.set_clock(t0() + mins(120));
     assert_eq!(w.keeper().recover(&w.fake).await.ok(), Some(1));
     w.assert_untouched();
-    let intents = w.store().intents_for(VMID).unwrap();
+    let intents = w.store().intents_for(&ct101()).unwrap();
     assert_eq!(intents[0].state, IntentState::RolledBack, "{intents:?}");
     w.assert_chain();
 }
@@ -1269,7 +1271,7 @@ async fn r06c_recovery_judges_expiry_by_the_high_water_mark() {
         w.fake.destroyed().is_empty(),
         "recovery destroyed guest 101 on an approval that expired by the high-water mark"
     );
-    let intents = w.store().intents_for(VMID).unwrap();
+    let intents = w.store().intents_for(&ct101()).unwrap();
     assert_eq!(intents[0].state, IntentState::RolledBack, "{intents:?}");
     w.assert_chain();
 }
@@ -1499,8 +1501,7 @@ async fn r18d_sweep_leaves_the_executing_op_alone() {
         let intent = NewIntent {
             action_id: digest,
             op: "destroy".into(),
-            vmid: VMID,
-            guest: GuestKind::Lxc,
+            target: castellan_core::Target::guest(GuestKind::Lxc, VMID),
             params: BTreeMap::new(),
             nonce: Some(nonce),
             nonce_not_after: Some(not_after),
@@ -1667,10 +1668,10 @@ async fn r20a_an_op_for_a_container_does_not_destroy_a_vm() {
     vm.kind = GuestKind::Qemu;
     w.fake.put(vm);
     let op = good_op();
-    assert_eq!(op.kind, GuestKind::Lxc);
+    assert_eq!(op.target, ct101());
     w.offer("op", &op, &[(&w.alice.clone(), "castellan-op")]);
     let destroy_vm = DestructiveAction {
-        guest: GuestKind::Qemu,
+        target: Target::guest(GuestKind::Qemu, VMID),
         ..action(&[])
     };
     assert!(is_pending(
@@ -1686,20 +1687,21 @@ async fn r20a_an_op_for_a_container_does_not_destroy_a_vm() {
     );
     let note = std::fs::read_to_string(w.inbox.join("rejected").join("op.reason")).unwrap();
     assert!(
-        note.contains("lxc 101") && note.contains("qemu 101"),
+        note.contains("lxc/101") && note.contains("qemu/101"),
         "{note}"
     );
 }
 
-/// 20b. A version 1 op (which bound no kind), validly signed, is refused with the reason.
+/// 20b. A version 1 op (which bound no kind), validly signed, is refused with the reason;
+///      so is a version 2 op (vmid and kind, before targets).
 #[tokio::test]
 async fn r20b_a_version_1_op_is_refused_with_its_reason() {
     need_ssh_keygen!();
     let w = World::new(1, false);
     let v1 = good_op()
         .render()
-        .replace("version = 2", "version = 1")
-        .replace("kind = \"lxc\"\n", "");
+        .replace("version = 3", "version = 1")
+        .replace("target = \"lxc/101\"\n", "guest = 101\n");
     let stage = w.root.join("v1");
     std::fs::create_dir_all(&stage).unwrap();
     std::fs::write(stage.join("op"), &v1).unwrap();
@@ -1710,7 +1712,33 @@ async fn r20b_a_version_1_op_is_refused_with_its_reason() {
     w.assert_untouched();
     let note = std::fs::read_to_string(w.inbox.join("rejected").join("old.reason")).unwrap();
     assert!(note.starts_with("rejected: bad_format: "), "{note}");
-    assert!(note.contains("do not bind the guest's kind"), "{note}");
+    assert!(note.contains("without its kind"), "{note}");
+}
+
+/// 20c. A version 2 op (a vmid and a kind, before targets), validly signed, is refused
+///      with the reason and destroys nothing.
+#[tokio::test]
+async fn r20c_a_version_2_op_is_refused_with_its_reason() {
+    need_ssh_keygen!();
+    let w = World::new(1, false);
+    let v2 = good_op()
+        .render()
+        .replace("version = 3", "version = 2")
+        .replace("target = \"lxc/101\"\n", "guest = 101\nkind = \"lxc\"\n");
+    let stage = w.root.join("v2");
+    std::fs::create_dir_all(&stage).unwrap();
+    std::fs::write(stage.join("op"), &v2).unwrap();
+    let sig = sign_file(&w.alice.clone(), "castellan-op", &stage.join("op"));
+    w.drop_in("old", v2.as_bytes(), &[sig]);
+    assert!(is_pending(&w.destroy(&action(&[])).await));
+    w.keeper().sweep().await;
+    w.assert_untouched();
+    let note = std::fs::read_to_string(w.inbox.join("rejected").join("old.reason")).unwrap();
+    assert!(note.starts_with("rejected: bad_format: "), "{note}");
+    assert!(
+        note.contains("version 2 ops name a guest by vmid and kind"),
+        "{note}"
+    );
 }
 
 // ---- the precondition holds at the moment of the DELETE ---------------------------------
@@ -1748,7 +1776,7 @@ async fn r21a_a_change_before_execution_is_stale_and_spends_nothing() {
         true,
     );
     assert!(
-        w.store().intents_for(VMID).unwrap().is_empty(),
+        w.store().intents_for(&ct101()).unwrap().is_empty(),
         "nothing journaled"
     );
     w.assert_chain();
@@ -1777,7 +1805,7 @@ async fn r21b_a_change_during_the_shutdown_is_caught_before_the_delete() {
     assert!(w.fake.destroyed().is_empty());
     assert_eq!(w.rejections_of(&op), vec![RejectReason::StalePrecondition]);
     assert!(w.nonce_consumed(&op), "the op was used up by its attempt");
-    let intents = w.store().intents_for(VMID).unwrap();
+    let intents = w.store().intents_for(&ct101()).unwrap();
     assert_eq!(intents.len(), 1);
     assert_eq!(intents[0].state, IntentState::RolledBack);
     assert!(
@@ -1826,8 +1854,7 @@ fn intent_for(
             NewIntent {
                 action_id: format!("{op}-{}", nonce()),
                 op: op.into(),
-                vmid: VMID,
-                guest,
+                target: Target::guest(guest, VMID),
                 params: BTreeMap::new(),
                 nonce: None,
                 nonce_not_after: None,
@@ -1955,8 +1982,7 @@ async fn r23_ambiguous_evidence_is_held_for_an_operator() {
                 NewIntent {
                     action_id: digest,
                     op: "destroy".into(),
-                    vmid: VMID,
-                    guest: GuestKind::Lxc,
+                    target: castellan_core::Target::guest(GuestKind::Lxc, VMID),
                     params: BTreeMap::new(),
                     nonce: Some(n),
                     nonce_not_after: Some(na),
@@ -1989,7 +2015,7 @@ async fn r23_ambiguous_evidence_is_held_for_an_operator() {
     assert!(
         !w.data
             .join("pending")
-            .join("pve-01-101-destroy.op")
+            .join("pve-01-lxc-101-destroy.op")
             .exists(),
         "a fresh payload was offered while a destroy is unsettled"
     );

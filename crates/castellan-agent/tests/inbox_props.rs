@@ -15,7 +15,7 @@ fn chunk() -> impl Strategy<Value = Vec<u8>> {
         Just(vec![AS_OVERSIZE]),
         Just(b"-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n".to_vec()),
         Just(
-            b"version = 2\nop = \"destroy\"\nhost = \"pve-01\"\nguest = 101\nkind = \"lxc\"\n\
+            b"version = 3\nop = \"destroy\"\nhost = \"pve-01\"\ntarget = \"lxc/101\"\n\
               nonce = \"6b1f0e54a9c2d83f71e0a4b59c6d2e13\"\n\
               not_before = \"2026-11-22T10:00:00Z\"\nnot_after = \"2026-11-22T11:00:00Z\"\n"
                 .to_vec()

@@ -1,10 +1,12 @@
 //! The seam between castellan's agent and what it manages.
 //!
-//! [`Backend`] is what the agent's engine and gatekeeper need from a node: list and
-//! observe what is there, carry out one operation from the operation table
-//! ([`castellan_core::Operation`]), and follow the task that carries it out. It names no
+//! [`Backend`] is what the gatekeeper needs from anything castellan manages: look at a
+//! [`Target`] (`lxc/101`, `container/web`), carry out one operation from the operation
+//! table ([`castellan_core::Operation`]) on it, and follow the task that carries it out.
+//! [`GuestBackend`] adds what the guest engine needs from a node of guests (list,
+//! observe, benign actions). It names no
 //! API, no parameter encoding and no task format: a backend crate (Proxmox VE in
-//! `castellan-pve`, a test's fake) implements it and maps its own errors to a
+//! `castellan-pve`, Docker in `castellan-docker`, a test's fake) implements it and maps its own errors to a
 //! [`FailureClass`], and its tasks travel through the agent (and its journal) as opaque
 //! [`TaskHandle`]s that only the backend that made them reads.
 //!
@@ -15,10 +17,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
-use castellan_core::Operation;
-use castellan_core::model::{ActualGuest, GuestKind, Vmid};
+use castellan_core::model::{ActualGuest, ActualRun, GuestKind, Vmid};
 use castellan_core::plan::Action;
 pub use castellan_core::recovery::TaskState;
+use castellan_core::{Operation, Target};
 use thiserror::Error;
 
 /// How the engine should treat a failure.
@@ -90,8 +92,78 @@ impl fmt::Display for TaskHandle {
     }
 }
 
-/// What the engine and the gatekeeper need from a node.
+/// What a fresh look at one target shows: what a signed op is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The digest an op's precondition is compared with (a guest's configuration
+    /// digest; a container's declaration, image and volumes), or `None` when it could
+    /// not be read — then the target cannot be shown unchanged and nothing goes on.
+    pub state_digest: Option<String>,
+    /// Whether it is stopped (an operation whose table row says it must stop first is
+    /// sent only then).
+    pub stopped: bool,
+    /// A lock some other task holds on it (`backup`, `migrate`, ...): not now.
+    pub lock: Option<String>,
+}
+
+/// What the gatekeeper needs from any backend to carry out a signed operation on one
+/// [`Target`] exactly once, and to settle it after a crash.
 pub trait Backend: Send + Sync + 'static {
+    /// A fresh look at `target`; `None` if it does not exist (as that kind).
+    fn look(
+        &self,
+        target: &Target,
+    ) -> impl Future<Output = Result<Option<Observed>, BackendError>> + Send;
+
+    /// Brings `target` to a stop before an operation whose table row says it must be
+    /// stopped first: cleanly, then (after `timeout_secs`) hard, since what follows
+    /// loses whatever a hard stop would.
+    fn bring_down(
+        &self,
+        target: &Target,
+        timeout_secs: u32,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Sends a signed operation `op` on `target`, with the op's signed parameters (the
+    /// gate has already checked them against the operation table), once everything its
+    /// table row says must happen first has happened. Returns its task.
+    fn dispatch_signed(
+        &self,
+        op: Operation,
+        target: &Target,
+        params: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<TaskHandle, BackendError>> + Send;
+
+    /// Waits for a task to finish. Returns the number of warnings it reported; a failed
+    /// task is an error.
+    fn wait_task(
+        &self,
+        task: &TaskHandle,
+    ) -> impl Future<Output = Result<u32, BackendError>> + Send;
+
+    /// Looks at a task once, without waiting (crash recovery).
+    fn task_status_once(
+        &self,
+        task: &TaskHandle,
+    ) -> impl Future<Output = Result<TaskState, BackendError>> + Send;
+
+    /// The backend's tasks of operation `op` for `target`, as it lists them. Taken just
+    /// before a destructive request and again by recovery, the difference is the
+    /// request's own task, found without comparing anyone's clock. Backends that cannot
+    /// list tasks answer `None`.
+    fn tasks_of(
+        &self,
+        target: &Target,
+        op: Operation,
+    ) -> impl Future<Output = Result<Option<Vec<TaskHandle>>, BackendError>> + Send {
+        let _ = (target, op);
+        async { Ok(None) }
+    }
+}
+
+/// A node of guests (Proxmox VE): what the agent's guest engine needs on top of
+/// [`Backend`] to observe the node and converge it with benign [`Action`]s.
+pub trait GuestBackend: Backend {
     /// Every guest on the node, with power state, lock and template flag but no
     /// configuration.
     fn list(&self) -> impl Future<Output = Result<Vec<ActualGuest>, BackendError>> + Send;
@@ -111,44 +183,6 @@ pub trait Backend: Send + Sync + 'static {
         action: &Action,
     ) -> impl Future<Output = Result<Option<TaskHandle>, BackendError>> + Send;
 
-    /// Sends a signed operation `op` on a guest, with the op's signed parameters (the
-    /// gate has already checked them against the operation table), once everything its
-    /// table row says must happen first has happened. Returns its task.
-    fn dispatch_signed(
-        &self,
-        op: Operation,
-        kind: GuestKind,
-        vmid: Vmid,
-        params: &BTreeMap<String, String>,
-    ) -> impl Future<Output = Result<TaskHandle, BackendError>> + Send;
-
-    /// Waits for a task to finish. Returns the number of warnings it reported; a failed
-    /// task is an error.
-    fn wait_task(
-        &self,
-        task: &TaskHandle,
-    ) -> impl Future<Output = Result<u32, BackendError>> + Send;
-
-    /// Looks at a task once, without waiting (crash recovery).
-    fn task_status_once(
-        &self,
-        task: &TaskHandle,
-    ) -> impl Future<Output = Result<TaskState, BackendError>> + Send;
-
-    /// The node's tasks of operation `op` for guest `vmid`, as the node lists them.
-    /// Taken just before a destructive request and again by recovery, the difference is
-    /// the request's own task, found without comparing anyone's clock. Backends that
-    /// cannot list tasks answer `None`.
-    fn tasks_of(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        op: Operation,
-    ) -> impl Future<Output = Result<Option<Vec<TaskHandle>>, BackendError>> + Send {
-        let _ = (kind, vmid, op);
-        async { Ok(None) }
-    }
-
     /// Sends one benign action and waits for it. Returns the task's warnings.
     fn execute(&self, action: &Action) -> impl Future<Output = Result<u32, BackendError>> + Send {
         async move {
@@ -158,4 +192,22 @@ pub trait Backend: Send + Sync + 'static {
             }
         }
     }
+}
+
+/// A guest backend's [`Backend::look`]: the guest `target` names, observed in full.
+/// Targets that are not guests are not this backend's.
+pub async fn look_at_guest<B: GuestBackend>(
+    backend: &B,
+    target: &Target,
+) -> Result<Option<Observed>, BackendError> {
+    let Some((kind, vmid)) = target.as_guest() else {
+        return Err(BackendError::retry(format!(
+            "{target} is not a guest this backend manages"
+        )));
+    };
+    Ok(backend.observe(kind, vmid).await?.map(|g| Observed {
+        state_digest: g.spec.as_ref().map(|s| s.digest.clone()),
+        stopped: g.run == ActualRun::Stopped,
+        lock: g.lock,
+    }))
 }

@@ -17,8 +17,7 @@ fn bench(c: &mut Criterion) {
     let action = DestructiveAction {
         op: Operation::Destroy,
         host: "pve-01".into(),
-        vmid: 101,
-        guest: GuestKind::Lxc,
+        target: castellan_core::Target::guest(GuestKind::Lxc, 101),
         params: BTreeMap::from([("purge".to_owned(), "1".to_owned())]),
         state_digest: "9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20".into(),
     };

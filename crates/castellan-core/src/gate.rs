@@ -7,7 +7,7 @@
 //!      (otherwise the first signature's own reason: `unknown_signer`, `bad_signature`,
 //!      `wrong_namespace`, `expired`, ...);
 //!   2. the op names this host (`wrong_host`);
-//!   3. the op's operation, target (vmid and kind) and parameters are exactly the action's
+//!   3. the op's operation, target (kind and id) and parameters are exactly the action's
 //!      (`binding_mismatch`);
 //!   4. the op's window contains the effective time — `max(now, high-water)`, so a clock
 //!      set back cannot revive an expired op (`not_yet_valid`, `expired`);
@@ -29,10 +29,10 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::classify::{Class, Classification};
-use crate::model::{GuestKind, Vmid};
 use crate::op::SignedOp;
 use crate::operation::Operation;
 use crate::role::{RejectReason, Role};
+use crate::target::Target;
 
 /// A destructive action the agent would take, as the planner or the operator described it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,14 +41,12 @@ pub struct DestructiveAction {
     pub op: Operation,
     /// This host.
     pub host: String,
-    /// The target guest.
-    pub vmid: Vmid,
-    /// Its observed kind.
-    #[serde(rename = "guest_type")]
-    pub guest: GuestKind,
+    /// What it acts on.
+    pub target: Target,
     /// The operation's parameters.
     pub params: BTreeMap<String, String>,
-    /// The target's current configuration digest.
+    /// The digest of the target's current state (a guest's configuration digest, a
+    /// container's declaration and volumes).
     pub state_digest: String,
 }
 
@@ -58,8 +56,7 @@ impl DestructiveAction {
         SignedOp {
             op: self.op.as_str().to_owned(),
             host: self.host.clone(),
-            guest: self.vmid,
-            kind: self.guest,
+            target: self.target.clone(),
             precondition: Some(self.state_digest.clone()),
             nonce,
             not_before,
@@ -235,22 +232,10 @@ pub fn decide(
             ),
         );
     }
-    if op.guest != action.vmid {
+    if op.target != action.target {
         return reject(
             RejectReason::BindingMismatch,
-            format!(
-                "op targets guest {}, the action guest {}",
-                op.guest, action.vmid
-            ),
-        );
-    }
-    if op.kind != action.guest {
-        return reject(
-            RejectReason::BindingMismatch,
-            format!(
-                "op targets {} {}, the action {} {}",
-                op.kind, op.guest, action.guest, action.vmid
-            ),
+            format!("op targets {}, the action {}", op.target, action.target),
         );
     }
     if op.params != action.params {
@@ -343,8 +328,8 @@ pub fn decide(
             return reject(
                 RejectReason::StalePrecondition,
                 format!(
-                    "guest {} changed since approval (digest {} now, {} approved)",
-                    action.vmid, action.state_digest, p
+                    "{} changed since approval (digest {} now, {} approved)",
+                    action.target, action.state_digest, p
                 ),
             );
         }

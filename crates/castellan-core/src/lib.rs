@@ -18,6 +18,7 @@ pub mod operation;
 pub mod plan;
 pub mod recovery;
 pub mod role;
+pub mod target;
 pub mod units;
 
 pub use desired::{DesiredError, parse_desired};
@@ -29,3 +30,4 @@ pub use normalize::Normalizers;
 pub use operation::{OpSpec, Operation};
 pub use plan::{Action, Candidate, CandidateKind, Notice, NoticeKind, Plan, plan};
 pub use role::{RejectReason, Role};
+pub use target::{Target, TargetKind};

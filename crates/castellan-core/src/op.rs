@@ -1,15 +1,14 @@
-//! The signed operation, format v2: the payload an operator signs to authorise one
+//! The signed operation, format v3: the payload an operator signs to authorise one
 //! destructive action on one host.
 //!
 //! An op file is a small TOML document in exactly one canonical form, so the bytes that
 //! were signed are the bytes that are checked, and one operation has one encoding:
 //!
 //! ```toml
-//! version = 2
+//! version = 3
 //! op = "destroy"
 //! host = "pve-01"
-//! guest = 101
-//! kind = "lxc"
+//! target = "lxc/101"
 //! precondition = "9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20"
 //! nonce = "6b1f0e54a9c2d83f71e0a4b59c6d2e13"
 //! not_before = "2026-11-22T10:00:00Z"
@@ -30,9 +29,11 @@
 //! Anything that parses as TOML but is not byte-for-byte canonical is refused as
 //! `bad_format`, so a signed file cannot be reinterpreted by a laxer reader.
 //!
-//! Version 2 added `kind` (`lxc` or `qemu`): an op approved against container 150 must not
-//! destroy a virtual machine 150 whose configuration happens to have the same digest.
-//! Version 1 ops, which did not bind the kind, are refused with that reason.
+//! Version 3 names what the op acts on by its [`Target`] (`lxc/101`, `qemu/101`,
+//! `container/web`, `volume/pgdata`): the kind is part of the identity, so an op approved
+//! against container 150 can never destroy a virtual machine 150 whose configuration
+//! happens to have the same digest, and one format serves every backend. Version 2 (a
+//! vmid and a guest kind) and version 1 (a vmid alone) are refused with that reason.
 //!
 //! The op's [`digest`](SignedOp::digest) — SHA-256 of the canonical bytes — identifies it
 //! in the journal and the audit log.
@@ -45,12 +46,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
-use crate::model::{GuestKind, VMID_RANGE, Vmid};
+use crate::target::Target;
 
 /// The SSHSIG namespace operations are signed under.
 pub const NAMESPACE: &str = "castellan-op";
 /// The format version this code reads and writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Largest op file accepted.
 pub const MAX_OP_BYTES: usize = 16 * 1024;
 /// Longest validity window an op may carry: approvals are meant to be used, not stored.
@@ -67,12 +68,11 @@ pub struct SignedOp {
     pub op: String,
     /// The node the op is for.
     pub host: String,
-    /// The target guest.
-    pub guest: Vmid,
-    /// The target guest's kind: part of its identity on the node.
-    pub kind: GuestKind,
-    /// The target's configuration digest when the op was approved; the op goes stale
-    /// when the guest changes.
+    /// What the op acts on.
+    pub target: Target,
+    /// The digest of the target's state when the op was approved (a guest's
+    /// configuration digest, a container's declaration and volumes); the op goes stale
+    /// when the target changes.
     pub precondition: Option<String>,
     /// Single-use token: 128 bits or more of randomness, lower-case hex.
     pub nonce: String,
@@ -119,11 +119,11 @@ pub enum OpFormatError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOp {
-    version: i64,
+    #[serde(rename = "version")]
+    _version: i64,
     op: String,
     host: String,
-    guest: i64,
-    kind: Option<String>,
+    target: String,
     precondition: Option<String>,
     nonce: String,
     not_before: String,
@@ -196,54 +196,51 @@ impl SignedOp {
             return Err(OpFormatError::TooLarge(bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| OpFormatError::NotUtf8)?;
+        // The version first, on its own: older versions have other fields, and their
+        // ops deserve the reason they are refused rather than "unknown field".
+        #[derive(Deserialize)]
+        struct Versioned {
+            version: i64,
+        }
+        if let Ok(Versioned { version }) = toml::from_str::<Versioned>(text) {
+            if version == 1 || version == 2 {
+                return Err(invalid(
+                    "version",
+                    format!(
+                        "version {} ops name a guest by vmid{} and are no longer accepted; make a \
+                         new op (version {VERSION}, with target = \"kind/id\") with `castellan op new`",
+                        version,
+                        if version == 1 {
+                            " alone, without its kind"
+                        } else {
+                            " and kind"
+                        }
+                    ),
+                ));
+            }
+            if version != i64::from(VERSION) {
+                return Err(invalid(
+                    "version",
+                    format!(
+                        "version {} is not supported (this castellan reads {VERSION})",
+                        version
+                    ),
+                ));
+            }
+        }
         let raw: RawOp = toml::from_str(text).map_err(|e| {
             // toml's messages quote the offending line; keep only the first line of it.
             let msg = e.message().to_owned();
             OpFormatError::Syntax(msg)
         })?;
-        if raw.version == 1 {
-            return Err(invalid(
-                "version",
-                format!(
-                    "version 1 ops do not bind the guest's kind (lxc or qemu) and are no longer \
-                     accepted; make a new op (version {VERSION}) with `castellan op new`"
-                ),
-            ));
-        }
-        if raw.version != i64::from(VERSION) {
-            return Err(invalid(
-                "version",
-                format!(
-                    "version {} is not supported (this castellan reads {VERSION})",
-                    raw.version
-                ),
-            ));
-        }
-        let kind = match raw.kind.as_deref() {
-            Some("lxc") => GuestKind::Lxc,
-            Some("qemu") => GuestKind::Qemu,
-            Some(_) => return Err(invalid("kind", "must be \"lxc\" or \"qemu\"")),
-            None => return Err(OpFormatError::Syntax("missing field `kind`".into())),
-        };
-        let guest = u32::try_from(raw.guest)
-            .ok()
-            .filter(|v| VMID_RANGE.contains(v))
-            .ok_or_else(|| {
-                invalid(
-                    "guest",
-                    format!(
-                        "{} is not a vmid between {} and {}",
-                        raw.guest,
-                        VMID_RANGE.start(),
-                        VMID_RANGE.end()
-                    ),
-                )
-            })?;
+        let target: Target = raw
+            .target
+            .parse()
+            .map_err(|e: crate::target::TargetError| invalid("target", e.to_string()))?;
         let op = SignedOp {
             op: raw.op,
             host: raw.host,
-            guest,
-            kind,
+            target,
             precondition: raw.precondition,
             nonce: raw.nonce,
             not_before: parse_time("not_before", &raw.not_before)?,
@@ -280,9 +277,6 @@ impl SignedOp {
                 "host",
                 format!("{:?} is not a valid node name", self.host),
             ));
-        }
-        if !VMID_RANGE.contains(&self.guest) {
-            return Err(invalid("guest", format!("{} is out of range", self.guest)));
         }
         if let Some(p) = &self.precondition
             && !valid_hex(p, 8, 128)
@@ -345,8 +339,7 @@ impl SignedOp {
         let _ = writeln!(s, "version = {VERSION}");
         let _ = writeln!(s, "op = \"{}\"", self.op);
         let _ = writeln!(s, "host = \"{}\"", self.host);
-        let _ = writeln!(s, "guest = {}", self.guest);
-        let _ = writeln!(s, "kind = \"{}\"", self.kind);
+        let _ = writeln!(s, "target = \"{}\"", self.target);
         if let Some(p) = &self.precondition {
             let _ = writeln!(s, "precondition = \"{p}\"");
         }
@@ -385,10 +378,10 @@ impl fmt::Display for SignedOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "operation:    {} {} {} on host {}",
+            "operation:    {} {} ({}) on host {}",
             self.op,
-            self.kind.noun(),
-            self.guest,
+            self.target.describe(),
+            self.target,
             self.host
         )?;
         if self.params.is_empty() {
@@ -402,7 +395,7 @@ impl fmt::Display for SignedOp {
             writeln!(f, "parameters:   {}", p.join(" "))?;
         }
         match &self.precondition {
-            Some(p) => writeln!(f, "precondition: guest config digest {p}")?,
+            Some(p) => writeln!(f, "precondition: state digest {p}")?,
             None => writeln!(f, "precondition: (none: bound to no particular state)")?,
         }
         writeln!(
@@ -447,8 +440,7 @@ mod tests {
         SignedOp {
             op: "destroy".into(),
             host: "pve-01".into(),
-            guest: 101,
-            kind: GuestKind::Lxc,
+            target: "lxc/101".parse().unwrap(),
             precondition: Some("9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20".into()),
             nonce: "6b1f0e54a9c2d83f71e0a4b59c6d2e13".into(),
             not_before: "2026-11-22T10:00:00Z".parse().unwrap(),
@@ -462,7 +454,7 @@ mod tests {
         let text = sample().render();
         assert_eq!(
             text,
-            "version = 2\nop = \"destroy\"\nhost = \"pve-01\"\nguest = 101\nkind = \"lxc\"\n\
+            "version = 3\nop = \"destroy\"\nhost = \"pve-01\"\ntarget = \"lxc/101\"\n\
              precondition = \"9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20\"\n\
              nonce = \"6b1f0e54a9c2d83f71e0a4b59c6d2e13\"\n\
              not_before = \"2026-11-22T10:00:00Z\"\nnot_after = \"2026-11-22T11:00:00Z\"\n\
@@ -484,8 +476,8 @@ mod tests {
             (
                 "reordered",
                 text.replace(
-                    "version = 2\nop = \"destroy\"\n",
-                    "op = \"destroy\"\nversion = 2\n",
+                    "version = 3\nop = \"destroy\"\n",
+                    "op = \"destroy\"\nversion = 3\n",
                 ),
             ),
         ] {
@@ -508,7 +500,7 @@ mod tests {
         let mut op = sample();
         op.not_after = op.not_before + SignedDuration::from_hours(8 * 24);
         assert!(SignedOp::parse(op.render().as_bytes()).is_err());
-        let text = sample().render().replace("version = 2", "version = 3");
+        let text = sample().render().replace("version = 3", "version = 4");
         assert!(matches!(
             SignedOp::parse(text.as_bytes()),
             Err(OpFormatError::Invalid {
@@ -516,18 +508,34 @@ mod tests {
                 ..
             })
         ));
-        // A version 1 op (no kind) is refused with the reason.
+        // Version 2 (vmid and kind) and version 1 (vmid alone) are refused with the reason.
+        let v2 = sample()
+            .render()
+            .replace("version = 3", "version = 2")
+            .replace("target = \"lxc/101\"\n", "guest = 101\nkind = \"lxc\"\n");
+        let err = SignedOp::parse(v2.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains("version 2 ops name a guest by vmid"), "{err}");
         let v1 = sample()
             .render()
-            .replace("version = 2", "version = 1")
-            .replace("kind = \"lxc\"\n", "");
+            .replace("version = 3", "version = 1")
+            .replace("target = \"lxc/101\"\n", "guest = 101\n");
         let err = SignedOp::parse(v1.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("do not bind the guest's kind"), "{err}");
-        let bad_kind = sample().render().replace("kind = \"lxc\"", "kind = \"vm\"");
-        assert!(matches!(
-            SignedOp::parse(bad_kind.as_bytes()),
-            Err(OpFormatError::Invalid { field: "kind", .. })
-        ));
+        assert!(err.contains("without its kind"), "{err}");
+        for bad in ["vm/101", "lxc/99", "container/-x", "101"] {
+            let text = sample()
+                .render()
+                .replace("\"lxc/101\"", &format!("\"{bad}\""));
+            assert!(
+                matches!(
+                    SignedOp::parse(text.as_bytes()),
+                    Err(OpFormatError::Invalid {
+                        field: "target",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
         let text = format!("{}extra = \"x\"\n", sample().render());
         assert!(SignedOp::parse(text.as_bytes()).is_err());
     }
@@ -536,10 +544,10 @@ mod tests {
     fn digest_changes_with_any_field() {
         let base = sample().digest();
         let mut op = sample();
-        op.guest = 102;
+        op.target = "lxc/102".parse().unwrap();
         assert_ne!(op.digest(), base);
         let mut op = sample();
-        op.kind = GuestKind::Qemu;
+        op.target = "qemu/101".parse().unwrap();
         assert_ne!(op.digest(), base);
         let mut op = sample();
         op.params.clear();

@@ -19,6 +19,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::role::Role;
+use crate::target::TargetKind;
 
 /// One operation castellan performs or is built to perform.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -121,6 +122,10 @@ pub struct OpSpec {
     pub op: Operation,
     /// Its name in plans, op files, the journal and the audit log.
     pub name: &'static str,
+    /// The kinds of target it acts on. Empty for an operation whose target (a storage,
+    /// a node, the signer set) has no kind yet: it comes with the backend that carries
+    /// the operation out.
+    pub targets: &'static [TargetKind],
     /// What it can do to data.
     pub data_loss: DataLoss,
     /// Whether the agent's journal can make it benign: undoing a target the agent
@@ -144,12 +149,17 @@ pub struct OpSpec {
 }
 
 const OPERATIONAL: &[Role] = &[Role::Operational];
+/// Proxmox VE guests.
+const GUESTS: &[TargetKind] = &[TargetKind::Lxc, TargetKind::Qemu];
+/// What runs: guests and containers.
+const RUNNABLE: &[TargetKind] = &[TargetKind::Lxc, TargetKind::Qemu, TargetKind::Container];
 
 /// The table. Its order is [`Operation`]'s.
 pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::SetConfig,
         name: "set_config",
+        targets: RUNNABLE,
         data_loss: DataLoss::ByKeys,
         provenance_undoes: false,
         roles: &[],
@@ -163,6 +173,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::Start,
         name: "start",
+        targets: RUNNABLE,
         data_loss: DataLoss::Never,
         provenance_undoes: false,
         roles: &[],
@@ -176,6 +187,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::Stop,
         name: "stop",
+        targets: RUNNABLE,
         data_loss: DataLoss::Never,
         provenance_undoes: false,
         roles: &[],
@@ -189,6 +201,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::Shutdown,
         name: "shutdown",
+        targets: RUNNABLE,
         data_loss: DataLoss::Never,
         provenance_undoes: false,
         roles: &[],
@@ -202,6 +215,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::Reboot,
         name: "reboot",
+        targets: RUNNABLE,
         data_loss: DataLoss::Never,
         provenance_undoes: false,
         roles: &[],
@@ -215,6 +229,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::Provision,
         name: "provision",
+        targets: RUNNABLE,
         data_loss: DataLoss::Never,
         provenance_undoes: false,
         roles: &[],
@@ -228,6 +243,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::Resize,
         name: "resize",
+        targets: GUESTS,
         data_loss: DataLoss::Never,
         provenance_undoes: false,
         roles: &[],
@@ -241,6 +257,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::Recreate,
         name: "recreate",
+        targets: &[TargetKind::Container],
         data_loss: DataLoss::TargetData,
         provenance_undoes: false,
         roles: OPERATIONAL,
@@ -254,6 +271,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::Destroy,
         name: "destroy",
+        targets: RUNNABLE,
         data_loss: DataLoss::TargetData,
         provenance_undoes: true,
         roles: OPERATIONAL,
@@ -271,6 +289,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::RestoreOverwrite,
         name: "restore_overwrite",
+        targets: GUESTS,
         data_loss: DataLoss::Always,
         provenance_undoes: false,
         roles: OPERATIONAL,
@@ -284,6 +303,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::WipeStorage,
         name: "wipe_storage",
+        targets: &[],
         data_loss: DataLoss::Always,
         provenance_undoes: false,
         roles: OPERATIONAL,
@@ -297,6 +317,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::RemoveVolume,
         name: "remove_volume",
+        targets: &[TargetKind::Volume],
         data_loss: DataLoss::Always,
         provenance_undoes: false,
         roles: OPERATIONAL,
@@ -304,12 +325,13 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: true,
         first: &[],
         recovery: Recovery::CompleteOnce,
-        executable: false,
+        executable: true,
         effect: "removes volume {target} and everything on it",
     },
     OpSpec {
         op: Operation::Decommission,
         name: "decommission",
+        targets: &[],
         data_loss: DataLoss::Always,
         provenance_undoes: false,
         roles: OPERATIONAL,
@@ -323,6 +345,7 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::RotateKeys,
         name: "rotate_keys",
+        targets: &[],
         // It loses no data itself, but it decides who may destroy: always signed.
         data_loss: DataLoss::Always,
         provenance_undoes: false,
@@ -368,6 +391,16 @@ impl Operation {
     /// The operations a signed op may name and this version carries out, by name.
     pub fn executable_signed() -> impl Iterator<Item = Operation> {
         Operation::all().filter(|o| o.signable() && o.spec().executable)
+    }
+
+    /// The kinds of target it acts on, for messages: `lxc, qemu or container`.
+    pub fn target_kinds(self) -> String {
+        let names: Vec<&str> = self.spec().targets.iter().map(|k| k.as_str()).collect();
+        match names.split_last() {
+            None => "no kind of target yet".to_owned(),
+            Some((last, [])) => (*last).to_owned(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        }
     }
 
     /// [`Operation::executable_signed`]'s names joined for messages: `destroy`.
@@ -522,7 +555,10 @@ mod tests {
             assert!(!s.roles.contains(&Role::Reviewer), "{}", s.name);
             assert!(!s.provenance_undoes || s.data_loss == DataLoss::TargetData);
         }
-        assert_eq!(Operation::executable_signed_names(), "destroy");
+        assert_eq!(
+            Operation::executable_signed_names(),
+            "destroy, remove_volume"
+        );
     }
 
     #[test]

@@ -61,6 +61,11 @@ pub struct Action {
 }
 
 impl Action {
+    /// The guest it acts on, as a target.
+    pub fn target(&self) -> crate::target::Target {
+        crate::target::Target::guest(self.guest, self.vmid)
+    }
+
     /// Every configuration key the action sets or removes (what the classifier judges).
     pub fn config_keys(&self) -> impl Iterator<Item = &str> {
         self.params
@@ -275,8 +280,7 @@ pub fn plan_guest(
         out.destructive.push(DestructiveAction {
             op: Operation::Destroy,
             host: host.to_owned(),
-            vmid,
-            guest: a.kind,
+            target: crate::target::Target::guest(a.kind, vmid),
             params,
             state_digest: spec.digest.clone(),
         });

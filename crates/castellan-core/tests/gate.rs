@@ -9,7 +9,7 @@ use castellan_core::classify::{JournalProvenance, classify};
 use castellan_core::gate::{Decision, DestructiveAction, Evidence, Policy, SignatureCheck, decide};
 use castellan_core::model::GuestKind;
 use castellan_core::op::SignedOp;
-use castellan_core::{RejectReason, Role};
+use castellan_core::{RejectReason, Role, Target};
 use jiff::{SignedDuration, Timestamp};
 
 const DIGEST: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -22,8 +22,7 @@ fn action() -> DestructiveAction {
     DestructiveAction {
         op: Operation::Destroy,
         host: "pve-01".into(),
-        vmid: 101,
-        guest: GuestKind::Lxc,
+        target: Target::guest(GuestKind::Lxc, 101),
         params: BTreeMap::new(),
         state_digest: DIGEST.into(),
     }
@@ -160,7 +159,11 @@ fn rejection_table() {
     let mut other_host = op();
     other_host.host = "pve-02".into();
     let mut other_guest = op();
-    other_guest.guest = 102;
+    other_guest.target = Target::guest(GuestKind::Lxc, 102);
+    let mut other_kind = op();
+    other_kind.target = Target::guest(GuestKind::Qemu, 101);
+    let mut container = op();
+    container.target = Target::container("101").unwrap();
     let mut other_op = op();
     other_op.op = "wipe_storage".into();
     let mut other_params = op();
@@ -221,6 +224,22 @@ fn rejection_table() {
         (
             "wrong guest",
             other_guest,
+            good(),
+            false,
+            policy(NOW, 1),
+            BindingMismatch,
+        ),
+        (
+            "same vmid, other kind",
+            other_kind,
+            good(),
+            false,
+            policy(NOW, 1),
+            BindingMismatch,
+        ),
+        (
+            "a container named like the vmid",
+            container,
             good(),
             false,
             policy(NOW, 1),

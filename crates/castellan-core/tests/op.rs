@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use castellan_core::Target;
 use castellan_core::model::GuestKind;
 use castellan_core::op::{SignedOp, check_parse_invariant};
 use jiff::Timestamp;
@@ -15,20 +16,23 @@ fn arb_op() -> impl Strategy<Value = SignedOp> {
     (
         "[a-z]{1,8}(_[a-z]{1,8})?",
         "[a-z][a-z0-9-]{0,20}[a-z0-9]",
-        100u32..1_000_000,
+        prop_oneof![
+            (100u32..1_000_000).prop_map(|v| Target::guest(GuestKind::Lxc, v)),
+            (100u32..1_000_000).prop_map(|v| Target::guest(GuestKind::Qemu, v)),
+            "[a-zA-Z0-9][a-zA-Z0-9_.-]{0,20}".prop_map(|n| Target::container(&n).unwrap()),
+            "[a-zA-Z0-9][a-zA-Z0-9_.-]{0,20}".prop_map(|n| Target::volume(&n).unwrap()),
+        ],
         proptest::option::of("[0-9a-f]{40}"),
         "[0-9a-f]{32}",
         1_700_000_000i64..1_900_000_000,
         1i64..600_000,
         proptest::collection::btree_map("[a-z0-9_-]{1,12}", "[!#-&(-\\[\\]-~]{0,20}", 0..4),
-        prop_oneof![Just(GuestKind::Lxc), Just(GuestKind::Qemu)],
     )
         .prop_map(
-            |(op, host, guest, precondition, nonce, nb, len, params, kind)| SignedOp {
+            |(op, host, target, precondition, nonce, nb, len, params)| SignedOp {
                 op,
                 host,
-                guest,
-                kind,
+                target,
                 precondition,
                 nonce,
                 not_before: Timestamp::from_second(nb).unwrap(),

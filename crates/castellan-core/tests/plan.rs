@@ -73,9 +73,9 @@ fn render(p: &Plan) -> Vec<String> {
         lines.push(
             format!(
                 "{} {} {} {} @{} {}",
-                d.vmid,
+                d.target.id(),
                 d.op,
-                d.guest,
+                d.target.kind().as_str(),
                 d.host,
                 d.state_digest,
                 params.join(" ")

@@ -4,10 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use castellan_backend::{Backend, BackendError, FailureClass, TaskHandle, TaskState};
-use castellan_core::Operation;
+use castellan_backend::{
+    Backend, BackendError, FailureClass, GuestBackend, Observed, TaskHandle, TaskState,
+    look_at_guest,
+};
+use castellan_core::model::ShutdownPolicy;
 use castellan_core::model::{ActualGuest, ActualRun, GuestKind, Vmid};
 use castellan_core::plan::Action;
+use castellan_core::{Operation, Target};
 
 use crate::pveconf::spec_from_config;
 use crate::{ConfigUpdate, Error, PveClient, Upid, WaitOptions};
@@ -48,7 +52,7 @@ impl PveBackend {
     }
 }
 
-impl Backend for PveBackend {
+impl GuestBackend for PveBackend {
     async fn list(&self) -> Result<Vec<ActualGuest>, BackendError> {
         let (lxc, qemu) = tokio::join!(
             self.client.list_guests(&self.node, GuestKind::Lxc),
@@ -143,14 +147,47 @@ impl Backend for PveBackend {
         };
         Ok(Some(TaskHandle::new(upid.to_string())))
     }
+}
+
+/// The guest a target names, or a refusal: this backend manages guests only.
+fn guest_of(target: &Target) -> Result<(GuestKind, Vmid), BackendError> {
+    target
+        .as_guest()
+        .ok_or_else(|| BackendError::retry(format!("{target} is not a Proxmox VE guest")))
+}
+
+impl Backend for PveBackend {
+    async fn look(&self, target: &Target) -> Result<Option<Observed>, BackendError> {
+        look_at_guest(self, target).await
+    }
+
+    async fn bring_down(&self, target: &Target, timeout_secs: u32) -> Result<(), BackendError> {
+        let (kind, vmid) = guest_of(target)?;
+        let down = Action {
+            vmid,
+            guest: kind,
+            kind: Operation::Shutdown,
+            params: BTreeMap::new(),
+            delete: Vec::new(),
+            // What follows loses whatever a hard stop would: the node may stop the guest
+            // once the timeout has passed.
+            shutdown: Some(ShutdownPolicy {
+                timeout_secs,
+                force_stop: true,
+            }),
+            digest: None,
+            reason: "brought down before a signed operation".into(),
+        };
+        self.execute(&down).await.map(|_| ())
+    }
 
     async fn dispatch_signed(
         &self,
         op: Operation,
-        kind: GuestKind,
-        vmid: Vmid,
+        target: &Target,
         params: &BTreeMap<String, String>,
     ) -> Result<TaskHandle, BackendError> {
+        let (kind, vmid) = guest_of(target)?;
         if op != Operation::Destroy {
             return Err(BackendError::unsupported(op));
         }
@@ -176,10 +213,10 @@ impl Backend for PveBackend {
 
     async fn tasks_of(
         &self,
-        kind: GuestKind,
-        vmid: Vmid,
+        target: &Target,
         op: Operation,
     ) -> Result<Option<Vec<TaskHandle>>, BackendError> {
+        let (kind, vmid) = guest_of(target)?;
         let typefilter = match (op, kind) {
             (Operation::Destroy, GuestKind::Lxc) => "vzdestroy",
             (Operation::Destroy, GuestKind::Qemu) => "qmdestroy",

@@ -63,8 +63,7 @@ fn intent(n: u64) -> NewIntent {
     NewIntent {
         action_id: format!("{:064x}", n),
         op: if destructive { "destroy" } else { "set_config" }.into(),
-        vmid: 100 + (n % 1000) as u32,
-        guest: GuestKind::Qemu,
+        target: castellan_core::Target::guest(GuestKind::Qemu, 100 + (n % 1000) as u32),
         params: BTreeMap::from([
             ("cores".into(), "4".into()),
             ("memory".into(), "4096".into()),
@@ -131,7 +130,7 @@ fn journal(plan: &Plan) {
         store
             .append_audit(
                 AuditEvent::ActionAllowed.with(AuditFields::action(
-                    100,
+                    castellan_core::Target::guest(castellan_core::GuestKind::Lxc, 100),
                     "start",
                     format!("{n:064x}"),
                 )),
@@ -158,10 +157,17 @@ fn chain(plan: &Plan) {
             .expect("prepare");
         for seq in 1..=plan.chain_records {
             let entry = AuditEvent::SignatureAccepted.with(
-                AuditFields::action(100 + (seq % 1000) as u32, "destroy", format!("{seq:064x}"))
-                    .signer("SHA256:uJ0jwSEbuHD4Hb1xhX9Om1iWTPRkrEaEBoI5bfK9ZCk")
-                    .nonce(format!("{seq:032x}"))
-                    .intent(IntentId(seq)),
+                AuditFields::action(
+                    castellan_core::Target::guest(
+                        castellan_core::GuestKind::Lxc,
+                        100 + (seq % 1000) as u32,
+                    ),
+                    "destroy",
+                    format!("{seq:064x}"),
+                )
+                .signer("SHA256:uJ0jwSEbuHD4Hb1xhX9Om1iWTPRkrEaEBoI5bfK9ZCk")
+                .nonce(format!("{seq:032x}"))
+                .intent(IntentId(seq)),
             );
             let event = canonical_json(&serde_json::to_value(&entry).expect("json"));
             let time = t(seq).to_string();

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::io::{BufRead, Write};
 
-use castellan_core::{RejectReason, Vmid};
+use castellan_core::{RejectReason, Target, Vmid};
 use jiff::Timestamp;
 use rusqlite::Transaction;
 use rusqlite::types::ValueRef;
@@ -161,10 +161,14 @@ impl AuditEvent {
 }
 
 /// The fields every record may carry. Build with the chaining setters:
-/// `AuditFields::action(100, "destroy", digest).signer(fp).nonce(n)`.
+/// `AuditFields::action(target, "destroy", digest).signer(fp).nonce(n)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditFields {
-    /// The guest concerned.
+    /// What the record concerns (`lxc/101`, `container/web`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    /// The guest concerned, in records written before targets (schema 2 and earlier);
+    /// never written now, kept so old records read back as they were hashed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vmid: Option<Vmid>,
     /// The operation (`destroy`, `set_config`, `start`, ...).
@@ -185,20 +189,28 @@ pub struct AuditFields {
 }
 
 impl AuditFields {
-    /// Fields naming an action: its guest, operation and digest.
-    pub fn action(vmid: Vmid, op: impl Into<String>, action_digest: impl Into<String>) -> Self {
+    /// Fields naming an action: its target, operation and digest.
+    pub fn action(target: Target, op: impl Into<String>, action_digest: impl Into<String>) -> Self {
         AuditFields {
-            vmid: Some(vmid),
+            target: Some(target),
             op: Some(op.into()),
             action_digest: Some(action_digest.into()),
             ..Default::default()
         }
     }
 
-    /// Sets `vmid`.
-    pub fn vmid(mut self, vmid: Vmid) -> Self {
-        self.vmid = Some(vmid);
+    /// Sets `target`.
+    pub fn target(mut self, target: Target) -> Self {
+        self.target = Some(target);
         self
+    }
+
+    /// What the record concerns, as text: its target, or for an old record its vmid.
+    pub fn subject(&self) -> Option<String> {
+        self.target
+            .as_ref()
+            .map(Target::to_string)
+            .or_else(|| self.vmid.map(|v| v.to_string()))
     }
 
     /// Sets `op`.
@@ -838,7 +850,7 @@ mod tests {
 
     #[test]
     fn kind_is_the_serde_tag_and_entries_round_trip() {
-        let fields = AuditFields::action(100, "destroy", "d1")
+        let fields = AuditFields::action("lxc/100".parse().expect("target"), "destroy", "d1")
             .signer("SHA256:abc")
             .nonce("n1")
             .intent(IntentId(7));
@@ -863,12 +875,23 @@ mod tests {
             reason: RejectReason::Replayed,
             detail: "x".into(),
         }
-        .with(AuditFields::default().vmid(101));
+        .with(AuditFields::default().target("container/web".parse().expect("target")));
         let text = canonical_json(&serde_json::to_value(&entry).expect("encodes"));
         assert_eq!(
             text,
-            r#"{"detail":"x","event":"op_rejected","reason":"replayed","vmid":101}"#
+            r#"{"detail":"x","event":"op_rejected","reason":"replayed","target":"container/web"}"#
         );
+    }
+
+    #[test]
+    fn records_written_before_targets_read_back_as_they_were_hashed() {
+        let old = r#"{"detail":"x","event":"op_rejected","reason":"replayed","vmid":101}"#;
+        let entry: AuditEntry = serde_json::from_str(old).expect("decodes");
+        assert_eq!(entry.fields.vmid, Some(101));
+        assert_eq!(entry.fields.target, None);
+        assert_eq!(entry.fields.subject().as_deref(), Some("101"));
+        let again = canonical_json(&serde_json::to_value(&entry).expect("encodes"));
+        assert_eq!(again, old);
     }
 
     #[test]

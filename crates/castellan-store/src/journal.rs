@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use castellan_core::{GuestKind, Vmid};
+use castellan_core::{GuestKind, Target};
 use jiff::Timestamp;
 use rusqlite::{OptionalExtension, Row, Transaction};
 use serde::{Deserialize, Serialize};
@@ -135,10 +135,8 @@ pub struct NewIntent {
     pub action_id: String,
     /// The operation: `destroy`, `set_config`, `start`, ...
     pub op: String,
-    /// The guest.
-    pub vmid: Vmid,
-    /// Its kind.
-    pub guest: GuestKind,
+    /// What it acts on.
+    pub target: Target,
     /// The action's parameters.
     pub params: BTreeMap<String, String>,
     /// The signed op's nonce; required when `destructive`.
@@ -161,10 +159,8 @@ pub struct Intent {
     pub action_id: String,
     /// The operation.
     pub op: String,
-    /// The guest.
-    pub vmid: Vmid,
-    /// Its kind.
-    pub guest: GuestKind,
+    /// What it acts on.
+    pub target: Target,
     /// The action's parameters.
     pub params: BTreeMap<String, String>,
     /// The signed op's nonce, if any.
@@ -204,7 +200,7 @@ pub enum TaskMark {
     Legacy,
 }
 
-const INTENT_COLS: &str = "id, action_id, op, vmid, guest, params, nonce, nonce_not_after, \
+const INTENT_COLS: &str = "id, action_id, op, target, params, nonce, nonce_not_after, \
      destructive, upid_hint, state, upid, detail, created_at, dispatched_at, finished_at, \
      task_mark, held";
 
@@ -213,8 +209,7 @@ struct IntentRow {
     id: i64,
     action_id: String,
     op: String,
-    vmid: i64,
-    guest: String,
+    target: String,
     params: String,
     nonce: Option<String>,
     nonce_not_after: Option<String>,
@@ -236,21 +231,20 @@ impl IntentRow {
             id: r.get(0)?,
             action_id: r.get(1)?,
             op: r.get(2)?,
-            vmid: r.get(3)?,
-            guest: r.get(4)?,
-            params: r.get(5)?,
-            nonce: r.get(6)?,
-            nonce_not_after: r.get(7)?,
-            destructive: r.get(8)?,
-            upid_hint: r.get(9)?,
-            state: r.get(10)?,
-            upid: r.get(11)?,
-            detail: r.get(12)?,
-            created_at: r.get(13)?,
-            dispatched_at: r.get(14)?,
-            finished_at: r.get(15)?,
-            task_mark: r.get(16)?,
-            held: r.get(17)?,
+            target: r.get(3)?,
+            params: r.get(4)?,
+            nonce: r.get(5)?,
+            nonce_not_after: r.get(6)?,
+            destructive: r.get(7)?,
+            upid_hint: r.get(8)?,
+            state: r.get(9)?,
+            upid: r.get(10)?,
+            detail: r.get(11)?,
+            created_at: r.get(12)?,
+            dispatched_at: r.get(13)?,
+            finished_at: r.get(14)?,
+            task_mark: r.get(15)?,
+            held: r.get(16)?,
         })
     }
 
@@ -268,9 +262,9 @@ impl IntentRow {
             id,
             action_id: self.action_id,
             op: self.op,
-            vmid: Vmid::try_from(self.vmid)
-                .map_err(|_| StoreError::Corrupt(format!("intent {id} vmid {}", self.vmid)))?,
-            guest: parse_guest(&self.guest)?,
+            target: self.target.parse().map_err(|e| {
+                StoreError::Corrupt(format!("intent {id} target {:?}: {e}", self.target))
+            })?,
             params: serde_json::from_str(&self.params).map_err(|e| {
                 StoreError::Corrupt(format!("intent {id} params are not a json object: {e}"))
             })?,
@@ -304,12 +298,14 @@ pub(crate) fn parse_guest(s: &str) -> Result<GuestKind, StoreError> {
     }
 }
 
-/// Fills the audit fields a journal step knows: `intent` always; `vmid`, `op`,
+/// Fills the audit fields a journal step knows: `intent` always; `target`, `op`,
 /// `action_digest` and `nonce` when the caller left them empty.
 fn fill_fields(entry: &mut AuditEntry, intent: &Intent) {
     let f = &mut entry.fields;
     f.intent = Some(intent.id);
-    f.vmid.get_or_insert(intent.vmid);
+    if f.target.is_none() && f.vmid.is_none() {
+        f.target = Some(intent.target.clone());
+    }
     f.op.get_or_insert_with(|| intent.op.clone());
     f.action_digest
         .get_or_insert_with(|| intent.action_id.clone());
@@ -331,7 +327,7 @@ impl Store {
     /// (not consumed, op not expired by the effective time) and the action id (see the
     /// idempotency rules in the crate docs), then records the intent in state `intent`,
     /// consumes the nonce and appends `event`, which must be
-    /// [`AuditEvent::IntentRecorded`] (its `intent`, and `vmid`, `op`, `action_digest`,
+    /// [`AuditEvent::IntentRecorded`] (its `intent`, and `target`, `op`, `action_digest`,
     /// `nonce` if empty, are filled from the intent). On any error nothing is written.
     pub fn begin_intent(
         &mut self,
@@ -402,16 +398,15 @@ impl Store {
         advance_clock(&tx, now)?;
         let created = time::to_text(eff);
         tx.prepare_cached(
-            "INSERT INTO intents (action_id, op, vmid, guest, params, nonce, nonce_not_after,
+            "INSERT INTO intents (action_id, op, target, params, nonce, nonce_not_after,
                  destructive, upid_hint, state, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'intent', ?10)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'intent', ?9)",
         )
         .and_then(|mut s| {
             s.execute(rusqlite::params![
                 intent.action_id,
                 intent.op,
-                i64::from(intent.vmid),
-                intent.guest.as_str(),
+                intent.target.to_string(),
                 params,
                 intent.nonce,
                 intent.nonce_not_after.map(time::to_text),
@@ -611,11 +606,11 @@ impl Store {
             .pop())
     }
 
-    /// Every intent for a guest, oldest first.
-    pub fn intents_for(&self, vmid: Vmid) -> Result<Vec<Intent>, StoreError> {
+    /// Every intent for a target, oldest first.
+    pub fn intents_for(&self, target: &Target) -> Result<Vec<Intent>, StoreError> {
         self.query_intents(
-            &format!("SELECT {INTENT_COLS} FROM intents WHERE vmid = ?1 ORDER BY id"),
-            [i64::from(vmid)],
+            &format!("SELECT {INTENT_COLS} FROM intents WHERE target = ?1 ORDER BY id"),
+            [target.to_string()],
         )
     }
 

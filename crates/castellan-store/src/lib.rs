@@ -10,7 +10,7 @@
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use castellan_core::GuestKind;
+//! use castellan_core::{GuestKind, Target};
 //! use castellan_store::{AuditEvent, AuditFields, NewIntent, Outcome, Store, verify_chain};
 //! # let dir = tempfile::tempdir()?;
 //! # let data_dir = dir.path();
@@ -20,8 +20,7 @@
 //! let intent = NewIntent {
 //!     action_id: "sha256:...".into(),
 //!     op: "start".into(),
-//!     vmid: 101,
-//!     guest: GuestKind::Qemu,
+//!     target: Target::guest(GuestKind::Qemu, 101),
 //!     params: Default::default(),
 //!     nonce: None,
 //!     nonce_not_after: None,
@@ -34,13 +33,13 @@
 //! // ... wait for the task ...
 //! let outcome = Outcome::Succeeded;
 //! store.mark_terminal(id, outcome.clone(), outcome.event(), now)?;
-//! store.append_audit(AuditEvent::ActionAllowed.with(AuditFields::action(102, "stop", "sha256:...")), now)?;
+//! store.append_audit(AuditEvent::ActionAllowed.with(AuditFields::action("container/web".parse()?, "stop", "sha256:...")), now)?;
 //! assert_eq!(verify_chain(&store)?.records, 5);
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! # Schema (version 2)
+//! # Schema (version 3)
 //!
 //! | table | rows | key points |
 //! |---|---|---|
@@ -58,6 +57,12 @@
 //! table ([`Store::begin_epoch`]). Provenance is checked when read
 //! ([`Store::verified_provenance`]): a row counts only if it cites this store's own
 //! successful creation of exactly that guest.
+//!
+//! Version 3 names each intent's target as `kind/id` (`intents.target`: `lxc/101`,
+//! `container/web`) instead of a vmid and a guest kind, so one journal serves every
+//! backend; earlier rows become `lxc/N` or `qemu/N`. The table is rebuilt to drop the old
+//! columns' checks, with foreign keys paused for the migration and checked before it
+//! commits. Audit records name a `target` too; older records keep their `vmid` as hashed.
 //!
 //! Times are stored as RFC 3339 UTC text (exact to the nanosecond). Triggers refuse `UPDATE`
 //! and `DELETE` on `audit` and `DELETE` on `intents`, and partial unique indexes back the
@@ -420,6 +425,27 @@ impl Store {
     /// Applies the embedded migrations the database has not seen, each in its own
     /// transaction with its `user_version` bump.
     fn migrate(&mut self) -> Result<(), StoreError> {
+        // A migration may rebuild a table that others reference (SQLite's way to change
+        // a constraint): foreign keys are off while migrations run (the pragma is a no-op
+        // inside a transaction) and checked before each one commits.
+        let current: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .ctx("reading the schema version")?;
+        if current >= i64::from(schema::LATEST) {
+            return Ok(());
+        }
+        self.conn
+            .pragma_update(None, "foreign_keys", false)
+            .ctx("pausing foreign keys for a migration")?;
+        let result = self.migrate_steps();
+        self.conn
+            .pragma_update(None, "foreign_keys", true)
+            .ctx("restoring foreign keys after a migration")?;
+        result
+    }
+
+    fn migrate_steps(&mut self) -> Result<(), StoreError> {
         for (i, sql) in schema::MIGRATIONS.iter().enumerate() {
             let version = i as u32 + 1;
             let mig = |source| StoreError::Migration { version, source };
@@ -434,6 +460,16 @@ impl Store {
                 continue;
             }
             tx.execute_batch(sql).map_err(mig)?;
+            let dangling: i64 = tx
+                .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })
+                .map_err(mig)?;
+            if dangling != 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "migration to version {version} would leave {dangling} dangling references"
+                )));
+            }
             tx.pragma_update(None, "user_version", version)
                 .map_err(mig)?;
             tx.commit().map_err(mig)?;

@@ -3,7 +3,7 @@
 //! alone and never from anything the hub sends.
 
 use castellan_core::Operation;
-use castellan_core::{GuestKind, Vmid};
+use castellan_core::{GuestKind, Target, Vmid};
 use jiff::Timestamp;
 use rusqlite::OptionalExtension;
 use serde::{Deserialize, Serialize};
@@ -90,28 +90,20 @@ impl Store {
     ) -> Result<(), StoreError> {
         let intent = kind.intent();
         let tx = self.write_tx("record provenance")?;
-        let cited: Option<(i64, String)> = tx
-            .prepare_cached("SELECT vmid, guest FROM intents WHERE id = ?1")
-            .and_then(|mut s| {
-                s.query_row([to_i64(intent.0)], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()
-            })
+        let cited: Option<String> = tx
+            .prepare_cached("SELECT target FROM intents WHERE id = ?1")
+            .and_then(|mut s| s.query_row([to_i64(intent.0)], |r| r.get(0)).optional())
             .ctx("reading the intent cited by provenance")?;
         let mismatch = |detail: String| StoreError::ProvenanceMismatch {
             vmid,
             intent,
             detail,
         };
-        let Some((intent_vmid, intent_guest)) = cited else {
+        let Some(cited) = cited else {
             return Err(mismatch("no such intent".into()));
         };
-        if intent_vmid != i64::from(vmid) {
-            return Err(mismatch(format!("the intent is for guest {intent_vmid}")));
-        }
-        if parse_guest(&intent_guest)? != guest {
-            return Err(mismatch(format!(
-                "the intent is for a {intent_guest} guest"
-            )));
+        if cited != Target::guest(guest, vmid).to_string() {
+            return Err(mismatch(format!("the intent is for {cited}")));
         }
         let eff = advance_clock(&tx, now)?;
         tx.prepare_cached(
@@ -192,10 +184,10 @@ impl Store {
                 "it cites intent {id}, which the journal does not hold"
             ));
         };
-        if intent.vmid != vmid || intent.guest != kind {
+        if intent.target != Target::guest(kind, vmid) {
             return refused(format!(
-                "the intent it cites ({id}) is for {} {}",
-                intent.guest, intent.vmid
+                "the intent it cites ({id}) is for {}",
+                intent.target
             ));
         }
         // Either kind cites the provisioning that made the guest (restore, clone or

@@ -10,7 +10,7 @@
 pub(crate) const APPLICATION_ID: i32 = 0x4353_544C;
 
 /// The migrations, in order.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The newest schema version.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -117,9 +117,129 @@ CREATE TABLE epoch (
 ) STRICT;
 "#;
 
+const V3: &str = r#"
+-- Intents name their target as `kind/id` (`lxc/101`, `container/web`) instead of a vmid
+-- and a guest kind, so one journal serves every backend. SQLite cannot drop a column's
+-- CHECK, so the table is rebuilt (foreign keys are off while a migration runs and
+-- checked before it commits); ids, and with them nonces and provenance, are kept.
+CREATE TABLE intents_v3 (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    action_id       TEXT NOT NULL,
+    op              TEXT NOT NULL,
+    target          TEXT NOT NULL CHECK (target GLOB '[a-z]*/?*'),
+    params          TEXT NOT NULL,                 -- JSON object of strings
+    nonce           TEXT,
+    nonce_not_after TEXT,
+    destructive     INTEGER NOT NULL CHECK (destructive IN (0, 1)),
+    upid_hint       TEXT,
+    state           TEXT NOT NULL
+                    CHECK (state IN ('intent', 'dispatched', 'succeeded', 'failed', 'rolled_back')),
+    upid            TEXT,
+    detail          TEXT,                          -- error (failed) or reason (rolled_back)
+    created_at      TEXT NOT NULL,
+    dispatched_at   TEXT,
+    finished_at     TEXT,
+    task_mark       TEXT,
+    held            TEXT
+) STRICT;
+INSERT INTO intents_v3 (id, action_id, op, target, params, nonce, nonce_not_after,
+        destructive, upid_hint, state, upid, detail, created_at, dispatched_at, finished_at,
+        task_mark, held)
+    SELECT id, action_id, op, guest || '/' || vmid, params, nonce, nonce_not_after,
+        destructive, upid_hint, state, upid, detail, created_at, dispatched_at, finished_at,
+        task_mark, held
+    FROM intents ORDER BY id;
+DROP TABLE intents;
+ALTER TABLE intents_v3 RENAME TO intents;
+CREATE INDEX intents_by_action ON intents (action_id);
+CREATE INDEX intents_by_target ON intents (target, id);
+CREATE INDEX intents_in_flight ON intents (id) WHERE state IN ('intent', 'dispatched');
+CREATE UNIQUE INDEX intents_live_action ON intents (action_id)
+    WHERE state NOT IN ('failed', 'rolled_back');
+CREATE UNIQUE INDEX intents_destructive_action ON intents (action_id) WHERE destructive = 1;
+CREATE TRIGGER intents_never_deleted BEFORE DELETE ON intents
+BEGIN
+    SELECT RAISE(ABORT, 'the journal is append-only');
+END;
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A version 2 journal (written before targets) migrates with its ids, nonces and
+    /// provenance intact, and ids keep counting up from where they were.
+    #[test]
+    fn version_2_journals_gain_targets() -> Result<(), Box<dyn std::error::Error>> {
+        use castellan_core::{GuestKind, Target};
+
+        use crate::{NewIntent, ProvenanceCheck, Store};
+
+        let dir = tempfile::tempdir()?;
+        {
+            let c = rusqlite::Connection::open(dir.path().join(crate::DB_FILE_NAME))?;
+            c.execute_batch(V1)?;
+            c.execute_batch(V2)?;
+            c.execute_batch(
+                "PRAGMA user_version = 2;
+                 INSERT INTO intents (id, action_id, op, vmid, guest, params, destructive, state,
+                     created_at, finished_at)
+                 VALUES (7, 'a7', 'provision', 101, 'lxc', '{}', 0, 'succeeded',
+                     '2026-01-01T00:00:00Z', '2026-01-01T00:00:01Z');
+                 INSERT INTO intents (id, action_id, op, vmid, guest, params, nonce, destructive,
+                     state, created_at, task_mark)
+                 VALUES (9, 'a9', 'destroy', 150, 'qemu', '{\"purge\":\"1\"}', 'n9', 1,
+                     'intent', '2026-01-01T00:00:02Z', 'legacy');
+                 INSERT INTO nonces (nonce, not_after_us, intent_id, consumed_at)
+                 VALUES ('n9', NULL, 9, '2026-01-01T00:00:02Z');
+                 INSERT INTO provenance (vmid, guest, kind, intent_id, recorded_at)
+                 VALUES (101, 'lxc', 'created_by_agent', 7, '2026-01-01T00:00:01Z');",
+            )?;
+        }
+        let mut store = Store::open(dir.path())?;
+        assert_eq!(store.schema_version()?, LATEST);
+        let ct = Target::guest(GuestKind::Lxc, 101);
+        let vm = Target::guest(GuestKind::Qemu, 150);
+        assert_eq!(
+            store
+                .intents_for(&ct)?
+                .iter()
+                .map(|i| i.id.0)
+                .collect::<Vec<_>>(),
+            [7]
+        );
+        let destroy = store.intents_for(&vm)?;
+        assert_eq!(destroy.len(), 1);
+        assert_eq!(
+            destroy[0].params.get("purge").map(String::as_str),
+            Some("1")
+        );
+        assert!(store.nonce_consumed("n9")?);
+        assert!(matches!(
+            store.verified_provenance(101, GuestKind::Lxc)?,
+            ProvenanceCheck::Verified(_)
+        ));
+        // Still append-only, and new ids follow the old ones.
+        let now = store.effective_now(jiff::Timestamp::from_second(1_800_000_000)?)?;
+        let (id, _) = store.begin_intent(
+            NewIntent {
+                action_id: "b".into(),
+                op: "start".into(),
+                target: Target::container("web")?,
+                params: Default::default(),
+                nonce: None,
+                nonce_not_after: None,
+                destructive: false,
+                upid_hint: None,
+            },
+            crate::AuditEvent::IntentRecorded,
+            now,
+        )?;
+        assert!(id.0 > 9, "{id}");
+        let c = rusqlite::Connection::open(dir.path().join(crate::DB_FILE_NAME))?;
+        assert!(c.execute("DELETE FROM intents WHERE id = 7", []).is_err());
+        Ok(())
+    }
 
     #[test]
     fn application_id_literal_matches() {

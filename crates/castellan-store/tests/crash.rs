@@ -85,8 +85,7 @@ fn crash_child() {
         let intent = NewIntent {
             action_id: format!("action-{seed}-{n}"),
             op: if destructive { "destroy" } else { "start" }.into(),
-            vmid: 100 + (n % 50) as u32,
-            guest: GuestKind::Qemu,
+            target: castellan_core::Target::guest(GuestKind::Qemu, 100 + (n % 50) as u32),
             params: BTreeMap::from([("n".into(), n.to_string())]),
             nonce: destructive.then(|| format!("nonce-{seed}-{n}")),
             nonce_not_after: destructive.then(|| {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use castellan_core::{GuestKind, RejectReason};
+use castellan_core::{GuestKind, RejectReason, Target};
 use castellan_store::*;
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -20,8 +20,7 @@ fn benign(action: &str, vmid: u32) -> NewIntent {
     NewIntent {
         action_id: action.into(),
         op: "set_config".into(),
-        vmid,
-        guest: GuestKind::Lxc,
+        target: Target::guest(GuestKind::Lxc, vmid),
         params: BTreeMap::from([("cores".into(), "2".into())]),
         nonce: None,
         nonce_not_after: None,
@@ -34,8 +33,7 @@ fn destructive(action: &str, vmid: u32, nonce: &str, not_after: Timestamp) -> Ne
     NewIntent {
         action_id: action.into(),
         op: "destroy".into(),
-        vmid,
-        guest: GuestKind::Qemu,
+        target: Target::guest(GuestKind::Qemu, vmid),
         params: BTreeMap::from([("purge".into(), "1".into())]),
         nonce: Some(nonce.into()),
         nonce_not_after: Some(not_after),
@@ -291,7 +289,8 @@ fn intent_dispatched_succeeded() {
     assert_eq!(
         rec.fields,
         AuditFields {
-            vmid: Some(101),
+            target: Some(Target::guest(GuestKind::Qemu, 101)),
+            vmid: None,
             op: Some("destroy".into()),
             action_digest: Some("d1".into()),
             signer_fingerprints: vec!["SHA256:op1".into()],
@@ -680,7 +679,7 @@ fn in_flight_survives_a_crash() {
 
     assert_eq!(
         store
-            .intents_for(100)
+            .intents_for(&Target::guest(GuestKind::Lxc, 100))
             .unwrap()
             .iter()
             .map(|i| i.id)
@@ -851,7 +850,7 @@ fn audit_appends_reads_exports_and_verifies() {
                 detail: "line \"1\"\n\u{1}é".into(),
             }
             .with(
-                AuditFields::action(101, "destroy", "abc")
+                AuditFields::action(Target::guest(GuestKind::Lxc, 101), "destroy", "abc")
                     .signer("SHA256:k1")
                     .signer("SHA256:k2")
                     .nonce("n"),
@@ -861,7 +860,8 @@ fn audit_appends_reads_exports_and_verifies() {
         .unwrap();
     store
         .append_audit(
-            AuditEvent::SignaturePending.with(AuditFields::default().vmid(7)),
+            AuditEvent::SignaturePending
+                .with(AuditFields::default().target(Target::container("web").unwrap())),
             ts(2),
         )
         .unwrap();
@@ -949,7 +949,7 @@ fn chain_of(dir: &Path, n: u64) -> Store {
     for i in 0..n {
         let ev = match i % 4 {
             0 => AuditEvent::ActionAllowed.with(AuditFields::action(
-                100 + i as u32,
+                Target::guest(GuestKind::Lxc, 100 + i as u32),
                 "start",
                 format!("digest{i}"),
             )),

@@ -141,7 +141,7 @@ pub fn detail(r: &AuditRecord) -> String {
     parts.join("; ")
 }
 
-/// The records as a table: seq, time, event, vmid, op, signers, detail.
+/// The records as a table: seq, time, event, target, op, signers, detail.
 pub fn table(records: &[AuditRecord]) -> String {
     let rows: Vec<[String; 7]> = records
         .iter()
@@ -150,14 +150,14 @@ pub fn table(records: &[AuditRecord]) -> String {
                 r.seq.to_string(),
                 format_time(r.time),
                 r.event.kind().to_owned(),
-                r.fields.vmid.map(|v| v.to_string()).unwrap_or_default(),
+                r.fields.subject().unwrap_or_default(),
                 r.fields.op.clone().unwrap_or_default(),
                 r.fields.signer_fingerprints.join(","),
                 detail(r),
             ]
         })
         .collect();
-    let header = ["SEQ", "TIME", "EVENT", "VMID", "OP", "SIGNERS", "DETAIL"];
+    let header = ["SEQ", "TIME", "EVENT", "TARGET", "OP", "SIGNERS", "DETAIL"];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -170,8 +170,8 @@ pub fn table(records: &[AuditRecord]) -> String {
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == cells.len() {
                 l.push_str(cell);
-            } else if i == 0 || i == 3 {
-                // numbers, right-aligned
+            } else if i == 0 {
+                // the sequence number, right-aligned
                 let _ = write!(l, "{cell:>w$}  ");
             } else {
                 let _ = write!(l, "{cell:<w$}  ");

@@ -139,7 +139,7 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     crate::out!("{}", render::report(&config.node, &report))?;
 
     // 3. The operator signs the pending destroy; the agent verifies and executes it.
-    let payload = config.data_dir.join("pending/pve-01-150-destroy.op");
+    let payload = config.data_dir.join("pending/pve-01-lxc-150-destroy.op");
     let report = if payload.exists() {
         let bytes = std::fs::read(&payload).context("reading the pending payload")?;
         let op = castellan_core::op::SignedOp::parse(&bytes).context("the pending payload")?;

@@ -82,11 +82,10 @@ pub fn describe_held(data_dir: &Path, intents: &[Intent]) -> String {
     let mut out = String::new();
     for i in intents {
         out.push_str(&format!(
-            "  intent {}: {} {} {} held: {}\n    after checking the node: castellan journal resolve {} --data-dir {} --as succeeded|failed|rolled-back --reason \"...\"\n",
+            "  intent {}: {} {} held: {}\n    after checking the node: castellan journal resolve {} --data-dir {} --as succeeded|failed|rolled-back --reason \"...\"\n",
             i.id,
             i.op,
-            i.guest,
-            i.vmid,
+            i.target,
             i.held.as_deref().unwrap_or_default(),
             i.id,
             data_dir.display()
@@ -152,8 +151,12 @@ fn resolve_cmd(
             },
         ),
     };
-    let fields =
-        AuditFields::action(intent.vmid, intent.op.clone(), intent.action_id.clone()).intent(id);
+    let fields = AuditFields::action(
+        intent.target.clone(),
+        intent.op.clone(),
+        intent.action_id.clone(),
+    )
+    .intent(id);
     store.append_audit(
         AuditEvent::IntentResolved {
             outcome: word.to_owned(),
@@ -165,10 +168,9 @@ fn resolve_cmd(
     let ev = outcome.event();
     store.mark_terminal(id, outcome, ev, now)?;
     crate::outln!(
-        "intent {id} ({} {} {}) recorded as {word}",
+        "intent {id} ({} {}) recorded as {word}",
         intent.op,
-        intent.guest,
-        intent.vmid
+        intent.target
     )?;
     Ok(ExitCode::SUCCESS)
 }

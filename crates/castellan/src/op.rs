@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, anyhow, bail};
 use castellan_agent::gatekeeper::{Offer, StateFacts, check_signatures, judge};
 use castellan_agent::inbox::{FileProblem, Inbox, OfferedOp, read_regular};
-use castellan_core::GuestKind;
 use castellan_core::Operation;
+use castellan_core::Target;
 use castellan_core::gate::{Decision, DestructiveAction, SignatureCheck};
 use castellan_core::op::{MAX_OP_BYTES, MAX_VALIDITY, NAMESPACE, SignedOp, format_time};
 use castellan_sig::SignerConfig;
@@ -37,18 +37,17 @@ pub enum OpCommand {
         /// The node the op is for (its Proxmox VE node name).
         #[arg(long)]
         host: String,
-        /// The target guest's vmid.
-        #[arg(long)]
-        guest: u32,
-        /// The target guest's kind: lxc (container) or qemu (virtual machine). The op
-        /// authorises nothing on a guest of the other kind with the same vmid.
-        #[arg(long, value_parser = ["lxc", "qemu"])]
-        kind: String,
+        /// What the op acts on, as KIND/ID: `lxc/101` or `qemu/101` (a Proxmox VE guest),
+        /// `container/web` or `volume/pgdata` (Docker). The kind is part of the identity:
+        /// an op for `lxc/150` authorises nothing on `qemu/150`.
+        #[arg(long, value_name = "KIND/ID")]
+        target: String,
         /// An operation parameter, `key=value` (repeatable); destroy takes `purge=1`.
         #[arg(long = "param", value_name = "KEY=VALUE")]
         params: Vec<String>,
-        /// The guest's config digest the op is approved against (PVE `digest`, shown by
-        /// `castellan plan` and in the agent's pending payload). Required for destroy.
+        /// The target's state digest the op is approved against (a guest's config
+        /// `digest`; shown by `castellan plan` and in the agent's pending payload).
+        /// Required for destroy.
         #[arg(long, value_name = "DIGEST")]
         precondition: Option<String>,
         /// How long the op stays valid: `90s`, `30m`, `1h`, `2d`, `1h30m` (at most 7 days).
@@ -92,7 +91,7 @@ pub enum OpCommand {
         /// A further signature file (repeatable).
         #[arg(long = "sig", value_name = "FILE")]
         sigs: Vec<PathBuf>,
-        /// The guest's current config digest; without it the precondition is not checked.
+        /// The target's current state digest; without it the precondition is not checked.
         #[arg(long, value_name = "DIGEST")]
         state_digest: Option<String>,
     },
@@ -125,8 +124,7 @@ pub fn run(cmd: OpCommand) -> anyhow::Result<ExitCode> {
         OpCommand::New {
             op,
             host,
-            guest,
-            kind,
+            target,
             params,
             precondition,
             ttl,
@@ -137,8 +135,7 @@ pub fn run(cmd: OpCommand) -> anyhow::Result<ExitCode> {
             let args = NewArgs {
                 op,
                 host,
-                guest,
-                kind,
+                target,
                 params,
                 precondition,
                 ttl,
@@ -226,10 +223,8 @@ pub struct NewArgs {
     pub op: String,
     /// The node.
     pub host: String,
-    /// The guest.
-    pub guest: u32,
-    /// The guest's kind (`lxc` or `qemu`).
-    pub kind: String,
+    /// The target, `kind/id`.
+    pub target: String,
     /// `key=value` parameters.
     pub params: Vec<String>,
     /// The approved config digest.
@@ -282,16 +277,18 @@ pub fn build_op(args: &NewArgs, nonce: String, now: Timestamp) -> anyhow::Result
     let not_after = not_before
         .checked_add(ttl)
         .map_err(|e| anyhow!("--not-before plus --ttl is out of range: {e}"))?;
-    let kind = match args.kind.as_str() {
-        "lxc" => GuestKind::Lxc,
-        "qemu" => GuestKind::Qemu,
-        other => bail!("--kind {other:?}: expected lxc or qemu"),
-    };
+    let target: Target = args.target.parse().map_err(|e| anyhow!("--target: {e}"))?;
+    if !operation.spec().targets.contains(&target.kind()) {
+        bail!(
+            "--target {target}: {operation} acts on {}, not on a {}",
+            operation.target_kinds(),
+            target.kind().as_str()
+        );
+    }
     let op = SignedOp {
         op: args.op.clone(),
         host: args.host.clone(),
-        guest: args.guest,
-        kind,
+        target,
         precondition: args.precondition.clone(),
         nonce,
         not_before,
@@ -356,10 +353,10 @@ fn new_cmd(args: &NewArgs, output: Option<&Path>, force: bool) -> anyhow::Result
         .filter(|p| p.exists())
         .collect();
     eprintln!(
-        "wrote {}: {} guest {} on host {}, valid {} until {}",
+        "wrote {}: {} {} on host {}, valid {} until {}",
         path.display(),
         op.op,
-        op.guest,
+        op.target,
         op.host,
         format_time(op.not_before),
         format_time(op.not_after)
@@ -430,10 +427,10 @@ fn sign_cmd(opfile: &Path, key: &Path, agent: bool) -> anyhow::Result<ExitCode> 
     let opts = crate::keys::sign_options(key, agent).context("refusing to sign")?;
     let now = Timestamp::now();
     eprintln!(
-        "signing {}: {} guest {} on host {}, valid until {}, digest sha256:{}",
+        "signing {}: {} {} on host {}, valid until {}, digest sha256:{}",
         opfile.display(),
         op.op,
-        op.guest,
+        op.target,
         op.host,
         format_time(op.not_after),
         op.digest()
@@ -529,9 +526,8 @@ fn verify_cmd(
     let action = DestructiveAction {
         op: operation,
         host: host.to_owned(),
-        vmid: op.guest,
-        // The op names the kind; the agent checks it against the node's.
-        guest: op.kind,
+        // The op names the target's kind; the agent checks it against what it sees.
+        target: op.target.clone(),
         params: op.params.clone(),
         state_digest: state_digest
             .map(str::to_owned)
@@ -593,8 +589,8 @@ fn verify_cmd(
                     })
                     .unwrap_or_default();
                 lines.push(format!(
-                    "accepted: {} guest {} on {host} signed by {principals} ({fp}, role {roles})",
-                    op.op, op.guest
+                    "accepted: {} {} on {host} signed by {principals} ({fp}, role {roles})",
+                    op.op, op.target
                 ));
             }
             uncounted(&mut lines);
@@ -722,9 +718,7 @@ fn relative(now: Timestamp, t: Timestamp) -> String {
 /// What executing `op` does, in words.
 pub fn effect(op: &SignedOp) -> String {
     match Operation::from_name(&op.op) {
-        Some(o) if o.spec().executable => {
-            o.describe(&format!("{} {}", op.kind.noun(), op.guest), &op.params)
-        }
+        Some(o) if o.spec().executable => o.describe(&op.target.describe(), &op.params),
         _ => format!(
             "{} is not an operation this castellan executes (it executes {})",
             op.op,
@@ -779,11 +773,10 @@ pub fn show_text(path: &Path, op: &SignedOp, sigs: &[SigInfo], now: Timestamp) -
     let _ = writeln!(s, "op file:      {}", path.display());
     let _ = writeln!(
         s,
-        "operation:    {} {} {} ({}) on host {}",
+        "operation:    {} {} ({}) on host {}",
         op.op,
-        op.kind.noun(),
-        op.guest,
-        op.kind,
+        op.target.describe(),
+        op.target,
         op.host
     );
     let _ = writeln!(s, "effect:       {}", effect(op));
@@ -797,8 +790,8 @@ pub fn show_text(path: &Path, op: &SignedOp, sigs: &[SigInfo], now: Timestamp) -
         Some(p) => {
             let _ = writeln!(
                 s,
-                "precondition: guest {}'s config digest is {p} (stale once the guest changes)",
-                op.guest
+                "precondition: {}'s state digest is {p} (stale once it changes)",
+                op.target.describe()
             );
         }
         None => {
@@ -895,8 +888,7 @@ pub fn show_json(
             "version": castellan_core::op::VERSION,
             "op": op.op,
             "host": op.host,
-            "guest": op.guest,
-            "kind": op.kind,
+            "target": op.target,
             "precondition": op.precondition,
             "nonce": op.nonce,
             "not_before": format_time(op.not_before),
@@ -940,8 +932,7 @@ mod tests {
         NewArgs {
             op: "destroy".into(),
             host: "pve-01".into(),
-            guest: 101,
-            kind: "lxc".into(),
+            target: "lxc/101".into(),
             params: vec![],
             precondition: Some("9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20".into()),
             ttl: "1h".into(),
@@ -1002,7 +993,9 @@ mod tests {
         assert!(err(&|a| a.params = vec!["force=1".into()]).contains("does not take"));
         assert!(err(&|a| a.params = vec!["purge=0".into()]).contains("purge=1"));
         assert!(err(&|a| a.host = "pve_01".into()).contains("host"));
-        assert!(err(&|a| a.guest = 5).contains("guest"));
+        assert!(err(&|a| a.target = "lxc/5".into()).contains("--target"));
+        assert!(err(&|a| a.target = "101".into()).contains("kind/id"));
+        assert!(err(&|a| a.target = "volume/pgdata".into()).contains("not on a volume"));
         assert!(err(&|a| a.precondition = Some("XYZ".into())).contains("precondition"));
         assert!(err(&|a| a.not_before = Some("yesterday".into())).contains("RFC 3339"));
     }

@@ -86,8 +86,8 @@ pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
             let _ = writeln!(
                 out,
                 "  {:<6} {:<5} {:<11} bound to config digest {}{}",
-                d.vmid,
-                d.guest.as_str(),
+                d.target.id(),
+                d.target.kind().as_str(),
                 d.op,
                 d.state_digest,
                 if params.is_empty() {
@@ -98,11 +98,10 @@ pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
             );
             let _ = writeln!(
                 out,
-                "         to approve: castellan op new {} --host {} --guest {} --kind {} --precondition {}{} --output OPFILE && castellan op sign OPFILE --key KEY",
+                "         to approve: castellan op new {} --host {} --target {} --precondition {}{} --output OPFILE && castellan op sign OPFILE --key KEY",
                 d.op,
                 d.host,
-                d.vmid,
-                d.guest,
+                d.target,
                 d.state_digest,
                 params
                     .iter()

@@ -591,10 +591,8 @@ fn a_tampered_op_is_rejected_with_its_reason_once() {
             "destroy",
             "--host",
             "pve-01",
-            "--guest",
-            "101",
-            "--kind",
-            "lxc",
+            "--target",
+            "lxc/101",
             "--precondition",
             "9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20",
             "-o",
@@ -606,7 +604,7 @@ fn a_tampered_op_is_rejected_with_its_reason_once() {
     let sign = castellan_in(d, &["op", "sign", "x.op", "--key", key]);
     assert!(sign.status.success(), "{}", text(&sign.stderr));
     let op = std::fs::read_to_string(d.join("x.op")).expect("read");
-    std::fs::write(d.join("x.op"), op.replace("guest = 101", "guest = 102")).expect("write");
+    std::fs::write(d.join("x.op"), op.replace("lxc/101", "lxc/102")).expect("write");
     let out = castellan_in(
         d,
         &[
@@ -830,10 +828,8 @@ fn op_sign_checks_the_key_and_names_the_file_it_wrote() {
             "destroy",
             "--host",
             "pve-01",
-            "--guest",
-            "101",
-            "--kind",
-            "lxc",
+            "--target",
+            "lxc/101",
             "--precondition",
             "9f3c0a55d2e1b0c48f6a27e1d7c05b3a9e8f1d20",
             "-o",

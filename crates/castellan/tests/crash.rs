@@ -122,7 +122,7 @@ impl Env {
     /// The operator's side: take the payload the agent wrote, sign it with plain
     /// `ssh-keygen -Y sign`, and drop both into the inbox (signature first).
     fn sign_pending(&self) {
-        let payload = self.path("state/pending/pve-01-101-destroy.op");
+        let payload = self.path("state/pending/pve-01-lxc-101-destroy.op");
         assert!(payload.exists(), "the agent wrote the payload to sign");
         let st = Command::new(ssh_keygen().unwrap())
             .args(["-Y", "sign", "-n", "castellan-op", "-f"])
@@ -196,7 +196,10 @@ fn check_consistent(data_dir: &Path) {
         "nothing left in flight"
     );
     let destroys: Vec<_> = store
-        .intents_for(101)
+        .intents_for(&castellan_core::Target::guest(
+            castellan_core::GuestKind::Lxc,
+            101,
+        ))
         .unwrap()
         .into_iter()
         .filter(|i| i.op == "destroy")
@@ -305,16 +308,16 @@ impl Env {
     /// The operator's own op for the pending destroy, valid for `ttl`, signed and dropped
     /// into the inbox (the signature first).
     fn sign_own(&self, ttl: &str) {
-        let payload = self.path("state/pending/pve-01-101-destroy.op");
+        let payload = self.path("state/pending/pve-01-lxc-101-destroy.op");
         let pending =
             castellan_core::op::SignedOp::parse(&std::fs::read(&payload).unwrap()).unwrap();
         let digest = pending.precondition.unwrap();
         let op = self.path("own.op");
         let out = Command::new(env!("CARGO_BIN_EXE_castellan"))
-            .args(["op", "new", "destroy", "--host", "pve-01", "--guest", "101"])
+            .args(["op", "new", "destroy", "--host", "pve-01"])
             .args([
-                "--kind",
-                "lxc",
+                "--target",
+                "lxc/101",
                 "--precondition",
                 &digest,
                 "--ttl",
@@ -354,7 +357,10 @@ impl Env {
     fn destroy_intent(&self) -> castellan_store::Intent {
         let store = Store::open_readonly(&self.path("state")).unwrap();
         let mut destroys: Vec<_> = store
-            .intents_for(101)
+            .intents_for(&castellan_core::Target::guest(
+                castellan_core::GuestKind::Lxc,
+                101,
+            ))
             .unwrap()
             .into_iter()
             .filter(|i| i.op == "destroy")
@@ -433,7 +439,7 @@ async fn a_failed_status_poll_is_not_an_outcome() {
     let out = env.run_agent();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     env.sign_pending();
-    let payload = env.path("state/pending/pve-01-101-destroy.op");
+    let payload = env.path("state/pending/pve-01-lxc-101-destroy.op");
     let before = std::fs::read(&payload).unwrap();
     env.sim.set_faults(vec![pvesim::FaultRule {
         vmid: None,
@@ -561,7 +567,7 @@ async fn a_held_intent_is_shown_and_settled_only_by_an_operator() {
     let env = Env::new(Duration::from_millis(20)).await;
     let out = env.run_agent();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    let payload = env.path("state/pending/pve-01-101-destroy.op");
+    let payload = env.path("state/pending/pve-01-lxc-101-destroy.op");
     std::fs::remove_file(&payload).unwrap();
     let id = {
         let mut store = Store::open(&env.path("state")).unwrap();
@@ -571,8 +577,7 @@ async fn a_held_intent_is_shown_and_settled_only_by_an_operator() {
                 castellan_store::NewIntent {
                     action_id: "f".repeat(64),
                     op: "destroy".into(),
-                    vmid: 101,
-                    guest: castellan_core::GuestKind::Lxc,
+                    target: castellan_core::Target::guest(castellan_core::GuestKind::Lxc, 101),
                     params: Default::default(),
                     nonce: Some("a".repeat(32)),
                     nonce_not_after: Some(now + jiff::SignedDuration::from_hours(1)),

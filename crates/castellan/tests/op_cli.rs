@@ -138,10 +138,8 @@ impl Fixture {
             "destroy",
             "--host",
             "pve-01",
-            "--guest",
-            "101",
-            "--kind",
-            "lxc",
+            "--target",
+            "lxc/101",
             "--precondition",
             DIGEST,
             "--output",
@@ -234,7 +232,7 @@ fn assert_rejected(out: &Output, reason: &str) {
 
 fn accepted_line(key: &Key, principal: &str) -> String {
     format!(
-        "accepted: destroy guest 101 on pve-01 signed by {principal} ({}, role operational)",
+        "accepted: destroy lxc/101 on pve-01 signed by {principal} ({}, role operational)",
         key.fingerprint
     )
 }
@@ -315,10 +313,8 @@ fn op_new_prints_the_canonical_op_on_stdout() {
             "destroy",
             "--host",
             "pve-01",
-            "--guest",
-            "101",
-            "--kind",
-            "lxc",
+            "--target",
+            "lxc/101",
             "--precondition",
             DIGEST,
             "--not-before",
@@ -335,7 +331,7 @@ fn op_new_prints_the_canonical_op_on_stdout() {
     assert_eq!(
         text,
         format!(
-            "version = 2\nop = \"destroy\"\nhost = \"pve-01\"\nguest = 101\nkind = \"lxc\"\n\
+            "version = 3\nop = \"destroy\"\nhost = \"pve-01\"\ntarget = \"lxc/101\"\n\
              precondition = \"{DIGEST}\"\nnonce = \"{}\"\n\
              not_before = \"2026-11-22T10:00:00Z\"\nnot_after = \"2026-11-22T10:30:00Z\"\n",
             op.nonce
@@ -350,10 +346,8 @@ fn op_new_prints_the_canonical_op_on_stdout() {
             "destroy",
             "--host",
             "pve-01",
-            "--guest",
-            "101",
-            "--kind",
-            "lxc",
+            "--target",
+            "lxc/101",
             "--precondition",
             DIGEST,
         ],
@@ -380,7 +374,7 @@ fn tampered_op_is_rejected() {
     let original = std::fs::read_to_string(&op).unwrap();
 
     // Still a canonical op, but not the one signed.
-    std::fs::write(&op, original.replace("guest = 101", "guest = 102")).unwrap();
+    std::fs::write(&op, original.replace("lxc/101", "lxc/102")).unwrap();
     assert_rejected(&f.verify("op.toml", &[]), "bad_signature");
 
     // Not canonical any more.
@@ -656,7 +650,7 @@ fn verify_without_signature_or_config() {
 fn op_new_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let base = [
-        "op", "new", "destroy", "--host", "pve-01", "--guest", "101", "--kind", "lxc",
+        "op", "new", "destroy", "--host", "pve-01", "--target", "lxc/101",
     ];
     let refused = |extra: &[&str], needle: &str| {
         let mut args = base.to_vec();
@@ -700,10 +694,8 @@ fn op_new_refusals() {
             "wipe_storage",
             "--host",
             "pve-01",
-            "--guest",
-            "101",
-            "--kind",
-            "lxc",
+            "--target",
+            "lxc/101",
         ],
     );
     assert_eq!(code(&out), 2);
@@ -721,10 +713,8 @@ fn op_new_refusals() {
             "destroy",
             "--host",
             "pve_01!",
-            "--guest",
-            "101",
-            "--kind",
-            "lxc",
+            "--target",
+            "lxc/101",
             "--precondition",
             DIGEST,
         ],
@@ -739,16 +729,18 @@ fn op_new_refusals() {
             "destroy",
             "--host",
             "pve-01",
-            "--guest",
-            "7",
-            "--kind",
-            "lxc",
+            "--target",
+            "lxc/7",
             "--precondition",
             DIGEST,
         ],
     );
     assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("guest"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--target: \"7\" is not a valid lxc id"),
+        "{}",
+        stderr(&out)
+    );
 
     // An existing file is kept unless --force.
     let args = [
@@ -757,10 +749,8 @@ fn op_new_refusals() {
         "destroy",
         "--host",
         "pve-01",
-        "--guest",
-        "101",
-        "--kind",
-        "lxc",
+        "--target",
+        "lxc/101",
         "--precondition",
         DIGEST,
         "-o",
@@ -956,10 +946,10 @@ fn op_show_golden() {
     let expected = format!(
         "\
 op file:      op.toml
-operation:    destroy CT 101 (lxc) on host pve-01
+operation:    destroy CT 101 (lxc/101) on host pve-01
 effect:       deletes CT 101 with its configuration and disks; this cannot be undone (purge: also removes it from backup jobs, replication and HA)
 parameters:   purge=1
-precondition: guest 101's config digest is {DIGEST} (stale once the guest changes)
+precondition: CT 101's state digest is {DIGEST} (stale once it changes)
 valid from:   2020-01-01T00:00:00Z (ago ...)
 valid until:  2020-01-01T01:00:00Z (ago ...)
 status:       expired
@@ -982,8 +972,7 @@ signatures:   3 found, not verified here (check them with `castellan op verify`)
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["op"]["op"], "destroy");
     assert_eq!(v["op"]["host"], "pve-01");
-    assert_eq!(v["op"]["guest"], 101);
-    assert_eq!(v["op"]["kind"], "lxc");
+    assert_eq!(v["op"]["target"], "lxc/101");
     assert_eq!(v["op"]["precondition"], DIGEST);
     assert_eq!(v["op"]["nonce"], op.nonce.as_str());
     assert_eq!(v["op"]["not_before"], "2020-01-01T00:00:00Z");
@@ -1055,9 +1044,13 @@ fn audit_store(dir: &Path) {
     store
         .append_audit(
             AuditEvent::SignatureAccepted.with(
-                AuditFields::action(101, "destroy", "sha256:abc")
-                    .signer("SHA256:alicekey")
-                    .nonce("6b1f0e54a9c2d83f71e0a4b59c6d2e13"),
+                AuditFields::action(
+                    castellan_core::Target::guest(castellan_core::GuestKind::Lxc, 101),
+                    "destroy",
+                    "sha256:abc",
+                )
+                .signer("SHA256:alicekey")
+                .nonce("6b1f0e54a9c2d83f71e0a4b59c6d2e13"),
             ),
             ts("2026-01-02T03:05:00Z"),
         )
@@ -1067,7 +1060,11 @@ fn audit_store(dir: &Path) {
             AuditEvent::TaskDispatched {
                 upid: Some("UPID:pve-01:1:2:3:vzdestroy:101:root@pam:".into()),
             }
-            .with(AuditFields::action(101, "destroy", "sha256:abc")),
+            .with(AuditFields::action(
+                castellan_core::Target::guest(castellan_core::GuestKind::Lxc, 101),
+                "destroy",
+                "sha256:abc",
+            )),
             ts("2026-01-02T03:05:01Z"),
         )
         .unwrap();
@@ -1077,7 +1074,11 @@ fn audit_store(dir: &Path) {
                 reason: castellan_core::RejectReason::Expired,
                 detail: "op expired at 2026-01-01T00:00:00Z".into(),
             }
-            .with(AuditFields::action(102, "destroy", "sha256:def")),
+            .with(AuditFields::action(
+                castellan_core::Target::guest(castellan_core::GuestKind::Lxc, 102),
+                "destroy",
+                "sha256:def",
+            )),
             ts("2026-01-02T03:06:00Z"),
         )
         .unwrap();
@@ -1102,12 +1103,12 @@ fn audit_verify_show_export_and_tamper() {
     assert_eq!(
         stdout(&out),
         "\
-SEQ  TIME                  EVENT               VMID  OP       SIGNERS          DETAIL
+SEQ  TIME                  EVENT               TARGET   OP       SIGNERS          DETAIL
   1  2026-01-02T03:04:05Z  agent_started
-  2  2026-01-02T03:04:06Z  recovery_completed                                  0 in-flight intents
-  3  2026-01-02T03:05:00Z  signature_accepted   101  destroy  SHA256:alicekey  nonce 6b1f0e54a9c2d83f71e0a4b59c6d2e13
-  4  2026-01-02T03:05:01Z  task_dispatched      101  destroy                   task UPID:pve-01:1:2:3:vzdestroy:101:root@pam:
-  5  2026-01-02T03:06:00Z  op_rejected          102  destroy                   expired: op expired at 2026-01-01T00:00:00Z
+  2  2026-01-02T03:04:06Z  recovery_completed                                     0 in-flight intents
+  3  2026-01-02T03:05:00Z  signature_accepted  lxc/101  destroy  SHA256:alicekey  nonce 6b1f0e54a9c2d83f71e0a4b59c6d2e13
+  4  2026-01-02T03:05:01Z  task_dispatched     lxc/101  destroy                   task UPID:pve-01:1:2:3:vzdestroy:101:root@pam:
+  5  2026-01-02T03:06:00Z  op_rejected         lxc/102  destroy                   expired: op expired at 2026-01-01T00:00:00Z
 "
     );
 
@@ -1147,7 +1148,7 @@ SEQ  TIME                  EVENT               VMID  OP       SIGNERS          D
         db.execute_batch("DROP TRIGGER audit_no_update").unwrap();
         let n = db
             .execute(
-                "UPDATE audit SET event = replace(event, '\"vmid\":101', '\"vmid\":109') WHERE seq = 3",
+                "UPDATE audit SET event = replace(event, '\"target\":\"lxc/101\"', '\"target\":\"lxc/109\"') WHERE seq = 3",
                 [],
             )
             .unwrap();

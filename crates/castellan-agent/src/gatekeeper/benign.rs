@@ -51,7 +51,7 @@ pub(super) fn journal_params(action: &Action) -> BTreeMap<String, String> {
 impl Gatekeeper {
     /// Executes one benign action through the journal: decision audited, intent recorded,
     /// dispatched, waited for, outcome recorded. Returns the task's warnings.
-    pub async fn benign<B: Backend>(
+    pub async fn benign<B: GuestBackend>(
         &self,
         backend: &B,
         action: &Action,
@@ -67,12 +67,12 @@ impl Gatekeeper {
             )));
         }
         let action_id = benign_action_id(action);
-        let fields = AuditFields::action(action.vmid, op, action_id.clone());
+        let target = action.target();
+        let fields = AuditFields::action(target.clone(), op, action_id.clone());
         let intent = NewIntent {
             action_id,
             op: op.into(),
-            vmid: action.vmid,
-            guest: action.guest,
+            target,
             params: journal_params(action),
             nonce: None,
             nonce_not_after: None,

@@ -9,7 +9,7 @@ pub const DESTROY_SHUTDOWN_SECS: u32 = 60;
 #[derive(Debug)]
 pub(super) enum Look {
     /// Exactly as approved: go on.
-    Proceed(castellan_core::model::ActualGuest),
+    Proceed(castellan_backend::Observed),
     /// Changed since approval.
     Stale(String),
     /// Locked by a task (backup, migration, ...): not now.
@@ -59,28 +59,38 @@ impl Gatekeeper {
         backend: &B,
         action: &DestructiveAction,
     ) -> DestructiveOutcome {
-        let vmid = action.vmid;
-        match self.settle_in_flight(backend, vmid).await {
+        let target = action.target.clone();
+        match self.settle_in_flight(backend, &target).await {
             Ok(None) => {}
             Ok(Some(busy)) => return DestructiveOutcome::Failed(busy),
             Err(e) => return DestructiveOutcome::Failed(e.to_string()),
         }
-        let kind = action.guest;
-        let provenance = match self.store(move |s| s.verified_provenance(vmid, kind)).await {
+        // Provenance is recorded for guests the agent created; other targets have none.
+        let guest = target.as_guest();
+        let provenance = match self
+            .store(move |s| match guest {
+                Some((kind, vmid)) => s.verified_provenance(vmid, kind),
+                None => Ok(ProvenanceCheck::None),
+            })
+            .await
+        {
             Ok(ProvenanceCheck::None) => None,
             Ok(ProvenanceCheck::Verified(p)) => Some(journal_provenance(&p.kind)),
             Ok(ProvenanceCheck::Refused { why, .. }) => {
                 // A record that does not hold up counts for nothing: the destroy needs a
                 // signature like any other. Audited once per record.
                 let first = self.noted.lock().map_or(true, |mut n| {
-                    n.insert((format!("provenance:{vmid}:{why}"), RejectReason::BadFormat))
+                    n.insert((
+                        format!("provenance:{target}:{why}"),
+                        RejectReason::BadFormat,
+                    ))
                 });
                 if first {
-                    tracing::warn!(event = "provenance_refused", vmid, detail = %why);
+                    tracing::warn!(event = "provenance_refused", %target, detail = %why);
                     let entry = AuditEvent::ProvenanceRefused {
-                        detail: format!("provenance of {kind} {vmid}: {why}"),
+                        detail: format!("provenance of {target}: {why}"),
                     }
-                    .with(AuditFields::default().vmid(vmid).op(action.op));
+                    .with(AuditFields::default().target(target.clone()).op(action.op));
                     if let Err(e) = self.audit(entry).await {
                         return DestructiveOutcome::Failed(e.to_string());
                     }
@@ -113,7 +123,7 @@ impl Gatekeeper {
         };
         for o in offered.iter() {
             let Ok(op) = &o.op else { continue };
-            if op.guest != vmid || op.host != self.host || o.unsigned() {
+            if !op.target.same_slot(&target) || op.host != self.host || o.unsigned() {
                 // Not for this action, or not signed yet: nothing to judge.
                 continue;
             }
@@ -140,13 +150,13 @@ impl Gatekeeper {
         }
     }
 
-    /// Settles the in-flight intents of guest `vmid` (a destroy whose outcome was not
+    /// Settles the in-flight intents of `target` (a destroy whose outcome was not
     /// known when it was last looked at). `Ok(None)` when none is left in flight;
     /// `Ok(Some(why))` when one still is (running, unknown, or held for an operator).
     pub(super) async fn settle_in_flight<B: Backend>(
         &self,
         backend: &B,
-        vmid: Vmid,
+        target: &Target,
     ) -> Result<Option<String>, GateError> {
         let pending: Vec<castellan_store::Intent> = self
             .store(move |s| s.in_flight())
@@ -156,14 +166,14 @@ impl Gatekeeper {
                 // An operation this castellan does not know is treated as the worst.
                 let settles_once = Operation::from_name(&i.op)
                     .is_none_or(|o| o.spec().recovery != Recovery::Replan);
-                i.vmid == vmid && (i.destructive || settles_once)
+                i.target == *target && (i.destructive || settles_once)
             })
             .collect();
         for intent in pending {
             if let Some(why) = &intent.held {
                 return Ok(Some(format!(
                     "{} {} (intent {}) is held for an operator: {why}; see `castellan plan`",
-                    intent.op, intent.vmid, intent.id
+                    intent.op, intent.target, intent.id
                 )));
             }
             match self.recover_one(backend, &intent).await {
@@ -172,7 +182,7 @@ impl Gatekeeper {
                 Err(e) => {
                     return Ok(Some(format!(
                         "{} {} (intent {}) is still in flight: {e}",
-                        intent.op, intent.vmid, intent.id
+                        intent.op, intent.target, intent.id
                     )));
                 }
             }
@@ -180,7 +190,7 @@ impl Gatekeeper {
             if still.is_some_and(|i| !i.state.is_terminal()) {
                 return Ok(Some(format!(
                     "{} {} (intent {}) is still in flight",
-                    intent.op, intent.vmid, intent.id
+                    intent.op, intent.target, intent.id
                 )));
             }
         }
@@ -228,9 +238,12 @@ impl Gatekeeper {
         &self,
         action: &DestructiveAction,
     ) -> Result<PathBuf, GateError> {
-        let path = self
-            .pending_dir
-            .join(format!("{}-{}-{}.op", action.host, action.vmid, action.op));
+        let path = self.pending_dir.join(format!(
+            "{}-{}-{}.op",
+            action.host,
+            action.target.file_stem(),
+            action.op
+        ));
         let now = self.now();
         // Keep a still-fresh payload for the same action, so an operator signing it is not
         // racing a rewrite.
@@ -240,7 +253,7 @@ impl Gatekeeper {
             && let Ok(existing) = SignedOp::parse(&bytes)
             && existing.op == action.op.as_str()
             && existing.host == action.host
-            && existing.guest == action.vmid
+            && existing.target == action.target
             && existing.params == action.params
             && existing.precondition.as_deref() == Some(action.state_digest.as_str())
             && existing.not_after > now + SignedDuration::from_mins(10)
@@ -249,9 +262,9 @@ impl Gatekeeper {
                 .announced
                 .lock()
                 .map_err(|_| GateError::Poisoned("announced payloads"))?;
-            if announced.get(&action.vmid) != Some(action) {
-                announced.insert(action.vmid, action.clone());
-                tracing::warn!(event = "signature_pending", vmid = action.vmid, op = %action.op, payload = %path.display(),
+            if announced.get(&action.target) != Some(action) {
+                announced.insert(action.target.clone(), action.clone());
+                tracing::warn!(event = "signature_pending", target = %action.target, op = %action.op, payload = %path.display(),
                     "destructive action waits for a signed op: castellan op sign {}", path.display());
             }
             return Ok(path);
@@ -263,7 +276,7 @@ impl Gatekeeper {
         // a digest outside the op format's alphabet, say).
         payload.validate().map_err(|e| GateError::Unofferable {
             op: action.op,
-            vmid: action.vmid,
+            target: action.target.clone(),
             detail: e.to_string(),
         })?;
         let text = payload.render();
@@ -276,20 +289,21 @@ impl Gatekeeper {
             path: path.clone(),
             source,
         })?;
-        let fields = AuditFields::action(action.vmid, action.op, payload.digest()).nonce(nonce);
+        let fields =
+            AuditFields::action(action.target.clone(), action.op, payload.digest()).nonce(nonce);
         self.audit(AuditEvent::SignaturePending.with(fields))
             .await?;
         if let Ok(mut announced) = self.announced.lock() {
-            announced.insert(action.vmid, action.clone());
+            announced.insert(action.target.clone(), action.clone());
         }
-        tracing::warn!(event = "signature_pending", vmid = action.vmid, op = %action.op, payload = %path.display(),
+        tracing::warn!(event = "signature_pending", target = %action.target, op = %action.op, payload = %path.display(),
             "destructive action waits for a signed op: castellan op sign {}", path.display());
         Ok(path)
     }
 
     /// A fresh look at the target of a destroy: whether it is still exactly what was
-    /// approved (same kind, same configuration digest, no lock). Observation errors that
-    /// may pass are retried a few times.
+    /// approved (same kind, same state digest, no lock). Observation errors that may pass
+    /// are retried a few times.
     pub(super) async fn look<B: Backend>(
         &self,
         backend: &B,
@@ -297,7 +311,7 @@ impl Gatekeeper {
     ) -> Result<Look, GateError> {
         let mut tries = 0u32;
         let seen = loop {
-            match backend.observe(a.guest, a.vmid).await {
+            match backend.look(&a.target).await {
                 Ok(g) => break g,
                 Err(e) if e.class != FailureClass::Gone && tries < 2 => {
                     tries += 1;
@@ -306,8 +320,7 @@ impl Gatekeeper {
                 }
                 Err(source) => {
                     return Err(GateError::Look {
-                        noun: a.guest.noun(),
-                        vmid: a.vmid,
+                        target: a.target.clone(),
                         op: a.op,
                         source,
                     });
@@ -317,30 +330,23 @@ impl Gatekeeper {
         let Some(g) = seen else {
             return Ok(Look::Gone);
         };
-        match g.spec.as_ref().map(|s| s.digest.as_str()) {
+        let who = a.target.describe();
+        match g.state_digest.as_deref() {
             Some(d) if d == a.state_digest => {}
             Some(d) => {
                 return Ok(Look::Stale(format!(
-                    "{} {}'s configuration digest is now {d}; the op was approved against {}",
-                    a.guest.noun(),
-                    a.vmid,
+                    "{who}'s state digest is now {d}; the op was approved against {}",
                     a.state_digest
                 )));
             }
             None => {
                 return Ok(Look::Stale(format!(
-                    "{} {}'s configuration could not be read, so it cannot be shown unchanged",
-                    a.guest.noun(),
-                    a.vmid
+                    "{who}'s state could not be read, so it cannot be shown unchanged"
                 )));
             }
         }
         if let Some(lock) = &g.lock {
-            return Ok(Look::Busy(format!(
-                "{} {} is locked ({lock})",
-                a.guest.noun(),
-                a.vmid
-            )));
+            return Ok(Look::Busy(format!("{who} is locked ({lock})")));
         }
         Ok(Look::Proceed(g))
     }
@@ -370,19 +376,18 @@ impl Gatekeeper {
             Ok(Look::Busy(why)) => return DestructiveOutcome::Failed(why),
             Ok(Look::Gone) => {
                 return DestructiveOutcome::Failed(format!(
-                    "{} {} is gone; nothing to destroy",
-                    a.guest.noun(),
-                    a.vmid
+                    "{} is gone; nothing to destroy",
+                    a.target.describe()
                 ));
             }
             Err(e) => return DestructiveOutcome::Failed(e.to_string()),
         }
-        let mut fields =
-            AuditFields::action(a.vmid, a.op, approval.op_digest()).nonce(approval.nonce());
+        let mut fields = AuditFields::action(a.target.clone(), a.op, approval.op_digest())
+            .nonce(approval.nonce());
         for s in approval.signers() {
             fields = fields.signer(s.clone());
         }
-        tracing::info!(event = "signature_accepted", vmid = a.vmid, op = %a.op, signers = ?approval.signers());
+        tracing::info!(event = "signature_accepted", target = %a.target, op = %a.op, signers = ?approval.signers());
         if let Err(e) = self
             .audit(AuditEvent::SignatureAccepted.with(fields.clone()))
             .await
@@ -393,8 +398,7 @@ impl Gatekeeper {
         let intent = NewIntent {
             action_id: approval.op_digest().to_owned(),
             op: a.op.into(),
-            vmid: a.vmid,
-            guest: a.guest,
+            target: a.target.clone(),
             params: a.params.clone(),
             nonce: Some(approval.nonce().to_owned()),
             nonce_not_after: Some(approval.not_after()),
@@ -466,13 +470,12 @@ impl Gatekeeper {
     /// (the guest is observed again, so the payload is bound to its current state).
     pub(super) async fn pending_again(&self, a: &DestructiveAction) -> DestructiveOutcome {
         if let Ok(mut announced) = self.announced.lock() {
-            announced.remove(&a.vmid);
+            announced.remove(&a.target);
         }
         DestructiveOutcome::Failed(format!(
-            "{} of {} {} needs a fresh approval",
+            "{} of {} needs a fresh approval",
             a.op,
-            a.guest.noun(),
-            a.vmid
+            a.target.describe()
         ))
     }
 
@@ -493,31 +496,16 @@ impl Gatekeeper {
         let Some(g) = self.settled_look(backend, id, a, false).await? else {
             return Ok(());
         };
-        if g.run != ActualRun::Stopped {
-            let down = Action {
-                vmid: a.vmid,
-                guest: a.guest,
-                kind: Operation::Shutdown,
-                params: BTreeMap::new(),
-                delete: Vec::new(),
-                // The guest is about to be destroyed: a hard stop after the timeout
-                // loses nothing the destroy would not.
-                shutdown: Some(ShutdownPolicy {
-                    timeout_secs: DESTROY_SHUTDOWN_SECS,
-                    force_stop: true,
-                }),
-                digest: None,
-                reason: format!("shutting down before {}", a.op),
-            };
-            if let Err(e) = backend.execute(&down).await {
+        if a.op.spec().first.contains(&Prerequisite::Stopped) && !g.stopped {
+            if let Err(e) = backend.bring_down(&a.target, DESTROY_SHUTDOWN_SECS).await {
                 return self
-                    .not_sent(id, a, format!("could not shut it down first: {e}"))
+                    .not_sent(id, a, format!("could not bring it down first: {e}"))
                     .await;
             }
             self.crashpoint("stopped");
         }
         // Which destroy tasks exist already: any other one found later is this one's.
-        let seen = match backend.tasks_of(a.guest, a.vmid, a.op).await {
+        let seen = match backend.tasks_of(&a.target, a.op).await {
             Ok(seen) => seen
                 .unwrap_or_default()
                 .iter()
@@ -550,9 +538,9 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
         stopped: bool,
-    ) -> Result<Option<castellan_core::model::ActualGuest>, DestroyError> {
+    ) -> Result<Option<castellan_backend::Observed>, DestroyError> {
         match self.look(backend, a).await {
-            Ok(Look::Proceed(g)) if stopped && g.run != ActualRun::Stopped => self
+            Ok(Look::Proceed(g)) if stopped && !g.stopped => self
                 .not_sent(id, a, "it is running again".to_owned())
                 .await
                 .map(|()| None),
@@ -575,17 +563,14 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
-        let task = match backend
-            .dispatch_signed(a.op, a.guest, a.vmid, &a.params)
-            .await
-        {
+        let task = match backend.dispatch_signed(a.op, &a.target, &a.params).await {
             Ok(t) => t,
             // The request may have reached the node: leave the intent in flight; the
             // node's task list tells later whether it did.
             Err(e) if e.class == FailureClass::Unknown => {
                 return Err(DestroyError::InFlight(format!(
-                    "{} {}: the destroy request's fate is unknown ({e}); it is settled from the node's task list",
-                    a.op, a.vmid
+                    "{} {}: the request's fate is unknown ({e}); it is settled from the backend's task list",
+                    a.op, a.target
                 )));
             }
             Err(e) if e.class == FailureClass::Gone => {
@@ -603,7 +588,7 @@ impl Gatekeeper {
                 .map_err(|e| DestroyError::InFlight(e.to_string()))?;
                 return Err(DestroyError::Failed(format!(
                     "{} {}: {error}",
-                    a.op, a.vmid
+                    a.op, a.target
                 )));
             }
         };
@@ -629,7 +614,7 @@ impl Gatekeeper {
     ) -> Result<(), DestroyError> {
         tracing::warn!(
             event = "op_rejected",
-            vmid = a.vmid,
+            target = %a.target,
             reason = "stale_precondition",
             detail
         );
@@ -637,7 +622,10 @@ impl Gatekeeper {
             .store(move |s| s.intent(id))
             .await
             .map_err(|e| DestroyError::InFlight(e.to_string()))?;
-        let mut fields = AuditFields::default().vmid(a.vmid).op(a.op).intent(id);
+        let mut fields = AuditFields::default()
+            .target(a.target.clone())
+            .op(a.op)
+            .intent(id);
         if let Some(i) = intent {
             fields = fields.action_digest(i.action_id);
             if let Some(n) = i.nonce {
@@ -678,7 +666,10 @@ impl Gatekeeper {
         )
         .await
         .map_err(|e| DestroyError::InFlight(e.to_string()))?;
-        Err(DestroyError::Failed(format!("{} {}: {why}", a.op, a.vmid)))
+        Err(DestroyError::Failed(format!(
+            "{} {}: {why}",
+            a.op, a.target
+        )))
     }
 
     /// The guest disappeared before the DELETE: nothing was destroyed by this intent.
@@ -688,9 +679,9 @@ impl Gatekeeper {
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
         let reason = format!(
-            "{} {} was gone before the destroy was sent; nothing destroyed",
-            a.guest.noun(),
-            a.vmid
+            "{} was gone before the {} was sent; nothing destroyed",
+            a.target.describe(),
+            a.op
         );
         self.terminal(id, Outcome::RolledBack { reason })
             .await
@@ -709,16 +700,17 @@ impl Gatekeeper {
                 self.terminal(id, Outcome::Succeeded)
                     .await
                     .map_err(|e| DestroyError::InFlight(e.to_string()))?;
-                let vmid = a.vmid;
-                let _ = self.with_store(move |s| s.forget_provenance(vmid)).await;
-                tracing::info!(event = "action_applied", vmid = a.vmid, action = %a.op, task = %task);
+                if let Some((_, vmid)) = a.target.as_guest() {
+                    let _ = self.with_store(move |s| s.forget_provenance(vmid)).await;
+                }
+                tracing::info!(event = "action_applied", target = %a.target, action = %a.op, task = %task);
                 Ok(())
             }
             // Not an outcome: the task's end is still to be learnt. The intent stays in
             // flight (no new payload for the guest) and is settled by the node's answer.
             Err(e) if e.class == FailureClass::Unknown => Err(DestroyError::InFlight(format!(
                 "{} {}: task {task} has not ended yet as far as is known ({e})",
-                a.op, a.vmid
+                a.op, a.target
             ))),
             Err(e) => {
                 self.terminal(
@@ -729,7 +721,7 @@ impl Gatekeeper {
                 )
                 .await
                 .map_err(|e| DestroyError::InFlight(e.to_string()))?;
-                Err(DestroyError::Failed(format!("{} {}: {e}", a.op, a.vmid)))
+                Err(DestroyError::Failed(format!("{} {}: {e}", a.op, a.target)))
             }
         }
     }
@@ -748,18 +740,22 @@ impl Gatekeeper {
     ) -> Result<(), DestroyError> {
         let action_id = {
             let mut h = Sha256::new();
+            // For a guest, the same bytes as before targets were named (`lxc:101`).
+            let subject = match a.target.as_guest() {
+                Some((kind, vmid)) => format!("{kind}:{vmid}"),
+                None => a.target.to_string(),
+            };
             h.update(format!(
-                "{}:{}:{}:{}:{}",
-                a.op, a.host, a.guest, a.vmid, a.state_digest
+                "{}:{}:{}:{}",
+                a.op, a.host, subject, a.state_digest
             ));
             hex::encode(h.finalize())
         };
-        let fields = AuditFields::action(a.vmid, a.op, action_id.clone());
+        let fields = AuditFields::action(a.target.clone(), a.op, action_id.clone());
         let intent = NewIntent {
             action_id,
             op: a.op.into(),
-            vmid: a.vmid,
-            guest: a.guest,
+            target: a.target.clone(),
             params: a.params.clone(),
             nonce: None,
             nonce_not_after: None,

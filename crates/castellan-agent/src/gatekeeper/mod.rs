@@ -18,16 +18,15 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use castellan_core::Operation;
 use castellan_core::RejectReason;
 use castellan_core::classify::{JournalProvenance, classify};
 use castellan_core::gate::{
     Approval, Decision, DestructiveAction, Evidence, Policy, SignatureCheck, decide,
 };
-use castellan_core::model::{ActualRun, ShutdownPolicy, Vmid};
 use castellan_core::op::{NAMESPACE, SignedOp};
-use castellan_core::operation::Recovery;
+use castellan_core::operation::{Prerequisite, Recovery};
 use castellan_core::plan::Action;
+use castellan_core::{Operation, Target};
 use castellan_sig::SignerConfig;
 use castellan_store::{
     AuditEntry, AuditEvent, AuditFields, IntentId, NewIntent, Outcome, ProvenanceCheck,
@@ -36,7 +35,7 @@ use castellan_store::{
 use jiff::{SignedDuration, Timestamp};
 use sha2::{Digest as _, Sha256};
 
-use crate::backend::{Backend, BackendError, FailureClass, TaskHandle};
+use crate::backend::{Backend, BackendError, FailureClass, GuestBackend, TaskHandle};
 use crate::inbox::{Inbox, OfferedOp, SETTLE_GRACE, Settled};
 
 mod benign;
@@ -187,8 +186,8 @@ pub struct Gatekeeper {
     pending_dir: PathBuf,
     clock: Clock,
     crashpoint: Option<String>,
-    /// Pending payloads already announced, by vmid: the action they were for.
-    announced: Mutex<HashMap<Vmid, DestructiveAction>>,
+    /// Pending payloads already announced, by target: the action they were for.
+    announced: Mutex<HashMap<Target, DestructiveAction>>,
     /// How long an op's files must have been still before it can be refused for good.
     settle_grace: std::time::Duration,
     /// Refusals that are not final, already audited: (op file, reason).
@@ -244,12 +243,12 @@ pub enum GateError {
         source: std::io::Error,
     },
     /// An action cannot be offered for signing (it could never verify).
-    #[error("cannot offer {op} of {vmid} for signing: {detail}")]
+    #[error("cannot offer {op} of {target} for signing: {detail}")]
     Unofferable {
         /// The operation.
         op: Operation,
-        /// The guest.
-        vmid: Vmid,
+        /// What it acts on.
+        target: Target,
         /// What is wrong.
         detail: String,
     },
@@ -260,12 +259,10 @@ pub enum GateError {
     #[error("{0}")]
     Backend(#[from] BackendError),
     /// A look at a destroy's target failed.
-    #[error("cannot look at {noun} {vmid} before its {op}: {source}")]
+    #[error("cannot look at {target} before its {op}: {source}")]
     Look {
-        /// How the node names the guest's kind (`CT`, `VM`).
-        noun: &'static str,
-        /// The guest.
-        vmid: Vmid,
+        /// What the op acts on.
+        target: Target,
         /// The operation.
         op: Operation,
         /// What failed.

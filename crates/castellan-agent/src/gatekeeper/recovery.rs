@@ -18,18 +18,21 @@ impl Gatekeeper {
         let n = in_flight.len() as u64;
         for intent in in_flight {
             if let Some(why) = &intent.held {
-                tracing::error!(event = "intent_held", intent = intent.id.0, vmid = intent.vmid, op = %intent.op, reason = %why,
+                tracing::error!(event = "intent_held", intent = intent.id.0, target = %intent.target, op = %intent.op, reason = %why,
                     "held for an operator: nothing more is attempted on this guest until one settles it");
                 continue;
             }
-            let fields =
-                AuditFields::action(intent.vmid, intent.op.clone(), intent.action_id.clone())
-                    .intent(intent.id);
+            let fields = AuditFields::action(
+                intent.target.clone(),
+                intent.op.clone(),
+                intent.action_id.clone(),
+            )
+            .intent(intent.id);
             self.audit(AuditEvent::RecoveryResumed.with(fields)).await?;
-            tracing::warn!(event = "recovery_resumed", intent = intent.id.0, vmid = intent.vmid, op = %intent.op, state = %intent.state.as_str());
+            tracing::warn!(event = "recovery_resumed", intent = intent.id.0, target = %intent.target, op = %intent.op, state = %intent.state.as_str());
             let outcome = self.recover_one(backend, &intent).await?;
             if let Some(outcome) = outcome {
-                tracing::warn!(event = "recovery_settled", intent = intent.id.0, vmid = intent.vmid, outcome = ?outcome);
+                tracing::warn!(event = "recovery_settled", intent = intent.id.0, target = %intent.target, outcome = ?outcome);
                 self.terminal(intent.id, outcome).await?;
             }
         }
@@ -44,7 +47,7 @@ impl Gatekeeper {
         intent: &castellan_store::Intent,
         why: String,
     ) -> Result<(), GateError> {
-        tracing::error!(event = "intent_held", intent = intent.id.0, vmid = intent.vmid, op = %intent.op, reason = %why,
+        tracing::error!(event = "intent_held", intent = intent.id.0, target = %intent.target, op = %intent.op, reason = %why,
             "cannot tell whether the destroy was sent: held for an operator (castellan plan shows it)");
         let now = self.now();
         let id = intent.id;
@@ -81,7 +84,7 @@ impl Gatekeeper {
                 Some(TaskMark::Seen(before)) => Mark::Seen(before.clone()),
             },
             approved_digest: intent.upid_hint.clone(),
-            ..Facts::journaled(&intent.op, intent.vmid.to_string())
+            ..Facts::journaled(&intent.op, intent.target.to_string())
         };
         let mut last_seen = None;
         let settlement = loop {
@@ -91,7 +94,7 @@ impl Gatekeeper {
                         GateError::Recovery("an unknown operation has no tasks".into())
                     })?;
                     let listed = backend
-                        .tasks_of(intent.guest, intent.vmid, op)
+                        .tasks_of(&intent.target, op)
                         .await
                         .map_err(GateError::Backend)?;
                     f.listed = Some(
@@ -135,7 +138,7 @@ impl Gatekeeper {
                         tokio::time::sleep(LOCKED_LOOK_PAUSE).await;
                     }
                     let seen = backend
-                        .observe(intent.guest, intent.vmid)
+                        .look(&intent.target)
                         .await
                         .map_err(GateError::Backend)?;
                     f.looks += 1;
@@ -146,10 +149,7 @@ impl Gatekeeper {
                     f.approval_valid = intent.nonce_not_after.is_none_or(|t| effective < t);
                     f.target = Some(TargetLook {
                         exists: seen.is_some(),
-                        digest: seen
-                            .as_ref()
-                            .and_then(|g| g.spec.as_ref())
-                            .map(|s| s.digest.clone()),
+                        digest: seen.as_ref().and_then(|g| g.state_digest.clone()),
                         locked: seen.as_ref().is_some_and(|g| g.lock.is_some()),
                     });
                     last_seen = seen;
@@ -175,13 +175,9 @@ impl Gatekeeper {
                 let a = DestructiveAction {
                     op,
                     host: self.host.clone(),
-                    vmid: intent.vmid,
-                    guest: intent.guest,
+                    target: intent.target.clone(),
                     params: intent.params.clone(),
-                    state_digest: last_seen
-                        .and_then(|g| g.spec)
-                        .map(|s| s.digest)
-                        .unwrap_or_default(),
+                    state_digest: last_seen.and_then(|g| g.state_digest).unwrap_or_default(),
                 };
                 let done = if prepared {
                     // Prepared before, found unsent: the mark is written once, so it is

@@ -62,12 +62,12 @@ impl Gatekeeper {
             let now = self.now();
             let nonce = op.nonce.clone();
             let digest = op.digest();
-            let vmid = op.guest;
+            let target = op.target.clone();
             let looked = self
                 .store(move |s| {
                     let eff = s.effective_now(now)?;
                     let consumed = s.nonce_consumed(&nonce)?;
-                    let intents = s.intents_for(vmid)?;
+                    let intents = s.intents_for(&target)?;
                     let mine = intents.iter().filter(|i| i.action_id == digest);
                     let executing = mine.clone().any(|i| !i.state.is_terminal());
                     let executed = mine.clone().any(|i| i.state.is_terminal());
@@ -118,8 +118,7 @@ impl Gatekeeper {
             let as_described = DestructiveAction {
                 op: operation,
                 host: self.host.clone(),
-                vmid: op.guest,
-                guest: op.kind,
+                target: op.target.clone(),
                 params: op.params.clone(),
                 state_digest: op.precondition.clone().unwrap_or_default(),
             };
@@ -172,8 +171,8 @@ impl Gatekeeper {
         }
         let mut fields = AuditFields::default();
         if let Some(op) = op {
-            fields =
-                AuditFields::action(op.guest, op.op.clone(), op.digest()).nonce(op.nonce.clone());
+            fields = AuditFields::action(op.target.clone(), op.op.clone(), op.digest())
+                .nonce(op.nonce.clone());
         }
         tracing::warn!(event = "op_rejected", op_file = %o.name(), reason = %reason, detail, final_);
         let entry = AuditEvent::OpRejected {
@@ -197,8 +196,8 @@ impl Gatekeeper {
         };
         let mut fields = AuditFields::default();
         if let Ok(op) = &o.op {
-            fields =
-                AuditFields::action(op.guest, op.op.clone(), op.digest()).nonce(op.nonce.clone());
+            fields = AuditFields::action(op.target.clone(), op.op.clone(), op.digest())
+                .nonce(op.nonce.clone());
         }
         // The files are moved off the runtime.
         let (offered, note) = (o.clone(), detail.to_owned());

@@ -8,10 +8,13 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use castellan_agent::backend::{Backend, BackendError, FailureClass, TaskHandle, TaskState};
-use castellan_core::Operation;
-use castellan_core::model::{ActualGuest, ActualRun, GuestKind, Vmid};
+use castellan_agent::backend::{
+    Backend, BackendError, FailureClass, GuestBackend, Observed, TaskHandle, TaskState,
+    look_at_guest,
+};
+use castellan_core::model::{ActualGuest, ActualRun, GuestKind, ShutdownPolicy, Vmid};
 use castellan_core::plan::Action;
+use castellan_core::{Operation, Target};
 
 /// What the fake node holds and has seen.
 #[derive(Default)]
@@ -65,7 +68,7 @@ fn gone() -> BackendError {
     BackendError::new(FailureClass::Gone, "no such guest")
 }
 
-impl Backend for Fake {
+impl GuestBackend for Fake {
     async fn list(&self) -> Result<Vec<ActualGuest>, BackendError> {
         Ok(self
             .lock()
@@ -154,14 +157,38 @@ impl Backend for Fake {
         }
         Ok(None)
     }
+}
+
+impl Backend for Fake {
+    async fn look(&self, target: &Target) -> Result<Option<Observed>, BackendError> {
+        look_at_guest(self, target).await
+    }
+
+    async fn bring_down(&self, target: &Target, timeout_secs: u32) -> Result<(), BackendError> {
+        let (kind, vmid) = target.as_guest().ok_or_else(gone)?;
+        let down = Action {
+            vmid,
+            guest: kind,
+            kind: Operation::Shutdown,
+            params: BTreeMap::new(),
+            delete: Vec::new(),
+            shutdown: Some(ShutdownPolicy {
+                timeout_secs,
+                force_stop: true,
+            }),
+            digest: None,
+            reason: "brought down before a signed operation".into(),
+        };
+        self.execute(&down).await.map(|_| ())
+    }
 
     async fn dispatch_signed(
         &self,
         op: Operation,
-        kind: GuestKind,
-        vmid: Vmid,
+        target: &Target,
         _params: &BTreeMap<String, String>,
     ) -> Result<TaskHandle, BackendError> {
+        let (kind, vmid) = target.as_guest().ok_or_else(gone)?;
         if op != Operation::Destroy {
             return Err(BackendError::unsupported(op));
         }
