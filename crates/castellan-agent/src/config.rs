@@ -12,6 +12,9 @@
 //! token_file = "/etc/castellan/pve-token"   # or token = "root@pam!castellan=..."
 //! fingerprint = "AB:CD:..."                  # or ca_file = "...", or insecure = true
 //!
+//! [docker]               # manage Docker containers too (or instead: [pve] may be left out)
+//! socket = "/var/run/docker.sock"           # the default
+//!
 //! [desired]
 //! file = "desired.toml"
 //!
@@ -79,8 +82,12 @@ pub struct RawConfig {
     pub node: String,
     /// Where the agent keeps its state.
     pub data_dir: PathBuf,
-    /// How to reach the node's API.
-    pub pve: RawPve,
+    /// How to reach the node's API (a host with Docker only has none).
+    #[serde(default)]
+    pub pve: Option<RawPve>,
+    /// The host's Docker Engine, if castellan manages containers on it.
+    #[serde(default)]
+    pub docker: Option<RawDocker>,
     /// Where desired state comes from.
     pub desired: RawDesired,
     /// Tuning.
@@ -111,6 +118,21 @@ pub struct RawSigners {
 pub struct RawOps {
     /// The drop-in directory for signed ops; `<data_dir>/inbox` if left out.
     pub inbox: Option<PathBuf>,
+}
+
+/// `[docker]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDocker {
+    /// The engine's Unix socket; Docker's default when left out.
+    pub socket: Option<PathBuf>,
+}
+
+/// The resolved `[docker]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerSettings {
+    /// The engine's Unix socket; Docker's default when `None`.
+    pub socket: Option<PathBuf>,
 }
 
 /// `[pve]`.
@@ -205,8 +227,10 @@ pub struct AgentConfig {
     pub node: String,
     /// State directory (absolute or relative to the working directory of the caller).
     pub data_dir: PathBuf,
-    /// How to reach the API.
-    pub client: ClientConfig,
+    /// How to reach the Proxmox VE API (`None`: no `[pve]`, containers only).
+    pub client: Option<ClientConfig>,
+    /// The Docker Engine (`None`: no `[docker]`).
+    pub docker: Option<DockerSettings>,
     /// Whether TLS verification is off (warned about at start-up).
     pub insecure: bool,
     /// The desired-state file.
@@ -266,63 +290,20 @@ impl RawConfig {
         if self.node.is_empty() {
             return Err(invalid("node", "must not be empty".into()));
         }
-        let url: url::Url = self
-            .pve
-            .url
-            .parse()
-            .map_err(|e| invalid("pve.url", format!("{e}: {:?}", self.pve.url)))?;
-        if !matches!(url.scheme(), "https" | "http") {
+        if self.pve.is_none() && self.docker.is_none() {
             return Err(invalid(
-                "pve.url",
-                "must be an https:// (or http://) URL".into(),
+                "pve",
+                "nothing to manage: give [pve] (a Proxmox VE node), [docker] (the host's Docker Engine), or both".into(),
             ));
         }
-        let token_text = match (&self.pve.token, &self.pve.token_file) {
-            (Some(t), None) => t.clone(),
-            (None, Some(file)) => {
-                let file = abs(file);
-                std::fs::read_to_string(&file)
-                    .map_err(|e| {
-                        invalid(
-                            "pve.token_file",
-                            format!("cannot read {}: {e}", file.display()),
-                        )
-                    })?
-                    .trim()
-                    .to_owned()
-            }
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "pve.token",
-                    "give token or token_file, not both".into(),
-                ));
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "pve.token",
-                    "token or token_file is required".into(),
-                ));
-            }
+        let insecure = self.pve.as_ref().is_some_and(|p| p.insecure);
+        let client = match &self.pve {
+            Some(pve) => Some(resolve_pve(pve, &invalid, &abs)?),
+            None => None,
         };
-        // The parse error never echoes the secret (castellan-pve guarantees it).
-        let token: ApiToken = token_text
-            .parse()
-            .map_err(|e: castellan_pve::Error| invalid("pve.token", e.to_string()))?;
-        let tls = match (&self.pve.fingerprint, &self.pve.ca_file, self.pve.insecure) {
-            (Some(fp), None, false) => TlsMode::Fingerprint(
-                fp.parse::<Fingerprint>()
-                    .map_err(|e| invalid("pve.fingerprint", e.to_string()))?,
-            ),
-            (None, Some(ca), false) => TlsMode::CaFile(abs(ca)),
-            (None, None, true) => TlsMode::Insecure,
-            (None, None, false) => TlsMode::System,
-            _ => {
-                return Err(invalid(
-                    "pve",
-                    "choose one of fingerprint, ca_file or insecure = true".into(),
-                ));
-            }
-        };
+        let docker = self.docker.map(|d| DockerSettings {
+            socket: d.socket.as_deref().map(&abs),
+        });
         let t = self.agent;
         if t.max_parallel == 0 {
             return Err(invalid("agent.max_parallel", "must be at least 1".into()));
@@ -336,10 +317,6 @@ impl RawConfig {
                 "max_steps and once_attempts must be at least 1".into(),
             ));
         }
-        let mut client = ClientConfig::new(url, token);
-        client.tls = tls;
-        client.timeout = Duration::from_secs(self.pve.timeout_secs.max(1));
-        client.retry = RetryPolicy::default();
         let data_dir = abs(&self.data_dir);
         let inbox = self
             .ops
@@ -352,7 +329,8 @@ impl RawConfig {
             inbox,
             data_dir,
             client,
-            insecure: self.pve.insecure,
+            docker,
+            insecure,
             desired_file: abs(&self.desired.file),
             watch_interval: Duration::from_millis(self.desired.watch_ms.max(50)),
             tuning: t,
@@ -360,4 +338,73 @@ impl RawConfig {
             accept_state_loss: false,
         })
     }
+}
+
+/// Resolves `[pve]`: the URL, the token (from its file if need be) and the TLS mode.
+fn resolve_pve(
+    pve: &RawPve,
+    invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    abs: &dyn Fn(&Path) -> PathBuf,
+) -> Result<ClientConfig, ConfigError> {
+    let url: url::Url = pve
+        .url
+        .parse()
+        .map_err(|e| invalid("pve.url", format!("{e}: {:?}", pve.url)))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(invalid(
+            "pve.url",
+            "must be an https:// (or http://) URL".into(),
+        ));
+    }
+    let token_text = match (&pve.token, &pve.token_file) {
+        (Some(t), None) => t.clone(),
+        (None, Some(file)) => {
+            let file = abs(file);
+            std::fs::read_to_string(&file)
+                .map_err(|e| {
+                    invalid(
+                        "pve.token_file",
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?
+                .trim()
+                .to_owned()
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "pve.token",
+                "give token or token_file, not both".into(),
+            ));
+        }
+        (None, None) => {
+            return Err(invalid(
+                "pve.token",
+                "token or token_file is required".into(),
+            ));
+        }
+    };
+    // The parse error never echoes the secret (castellan-pve guarantees it).
+    let token: ApiToken = token_text
+        .parse()
+        .map_err(|e: castellan_pve::Error| invalid("pve.token", e.to_string()))?;
+    let tls = match (&pve.fingerprint, &pve.ca_file, pve.insecure) {
+        (Some(fp), None, false) => TlsMode::Fingerprint(
+            fp.parse::<Fingerprint>()
+                .map_err(|e| invalid("pve.fingerprint", e.to_string()))?,
+        ),
+        (None, Some(ca), false) => TlsMode::CaFile(abs(ca)),
+        (None, None, true) => TlsMode::Insecure,
+        (None, None, false) => TlsMode::System,
+        _ => {
+            return Err(invalid(
+                "pve",
+                "choose one of fingerprint, ca_file or insecure = true".into(),
+            ));
+        }
+    };
+    let mut client = ClientConfig::new(url, token);
+    client.tls = tls;
+    client.timeout = Duration::from_secs(pve.timeout_secs.max(1));
+    client.retry = RetryPolicy::default();
+    Ok(client)
 }

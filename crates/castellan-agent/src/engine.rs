@@ -65,6 +65,9 @@ pub struct RunReport {
     pub node_failed: Vec<String>,
     /// The plan against the node as observed at the end (`--once`), or `None`.
     pub final_plan: Option<Plan>,
+    /// The host's containers, when the agent manages its Docker Engine: the last pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers: Option<crate::containers::ContainerPass>,
 }
 
 impl RunReport {
@@ -73,6 +76,10 @@ impl RunReport {
         self.failed.is_empty()
             && self.node_failed.is_empty()
             && self.final_plan.as_ref().is_some_and(Plan::converged)
+            && self
+                .containers
+                .as_ref()
+                .is_none_or(crate::containers::ContainerPass::converged)
     }
 
     /// Why the run did not converge, one line per reason.

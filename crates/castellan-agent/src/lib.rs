@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod containers;
 pub mod desired_source;
 pub mod engine;
 pub mod fuzzing;
@@ -46,6 +47,9 @@ pub enum StartError {
     /// The API client could not be built (bad TLS material, for example).
     #[error("proxmox client: {0}")]
     Client(#[from] castellan_pve::Error),
+    /// The Docker Engine could not be reached.
+    #[error("docker engine: {0}")]
+    Docker(String),
     /// The desired state is unusable; nothing was done.
     #[error(transparent)]
     Desired(#[from] DesiredFileError),
@@ -260,22 +264,40 @@ pub fn lock_data_dir(dir: &std::path::Path) -> Result<DataDirLock, StartError> {
 }
 
 /// Runs the agent described by `config` until `shutdown` resolves (or, with
-/// [`Mode::Once`], until it is done). The desired state must be valid at start-up; later
-/// invalid versions are refused and logged while the last valid one stays in force.
+/// [`Mode::Once`], until it is done): the guest engine over the Proxmox VE node when
+/// there is a `[pve]` section, the container side over the Docker Engine when there is a
+/// `[docker]` one, both under one gatekeeper, journal and audit log. The desired state
+/// must be valid at start-up; later invalid versions are refused and logged while the
+/// last valid one stays in force.
 pub async fn run(
     config: &AgentConfig,
     mode: Mode,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport, StartError> {
     let _lock = lock_data_dir(&config.data_dir)?;
-    if config.insecure {
-        tracing::warn!(event = "tls_verification_disabled", url = %config.client.base_url,
+    if let Some(client) = &config.client
+        && config.insecure
+    {
+        tracing::warn!(event = "tls_verification_disabled", url = %client.base_url,
             "pve.insecure = true: the node's certificate is not verified");
     }
     let desired = load_desired(&config.desired_file, &config.node)?;
     let keeper = Arc::new(gatekeeper(config)?);
-    let client = PveClient::new(config.client.clone())?;
-    let backend = Arc::new(PveBackend::new(client, config.node.clone()));
+    let pve = match &config.client {
+        Some(client) => Some(Arc::new(PveBackend::new(
+            PveClient::new(client.clone())?,
+            config.node.clone(),
+        ))),
+        None => None,
+    };
+    let docker = match &config.docker {
+        Some(d) => Some(castellan_docker::DockerBackend::new(
+            castellan_docker::DockerClient::connect(d.socket.as_deref(), &config.node)
+                .await
+                .map_err(|e| StartError::Docker(e.to_string()))?,
+        )),
+        None => None,
+    };
     let (tx, rx) = watch::channel(Arc::new(desired));
     let watcher = tokio::spawn(watch_desired(
         config.desired_file.clone(),
@@ -283,9 +305,61 @@ pub async fn run(
         config.watch_interval,
         tx,
     ));
-    tracing::info!(event = "agent_started", node = %config.node, mode = ?mode);
-    let engine = Engine::new(backend, keeper, rx, config.normalize, config.tuning);
-    let report = engine.run(mode, shutdown).await;
+    tracing::info!(event = "agent_started", node = %config.node, mode = ?mode,
+        pve = pve.is_some(), docker = docker.is_some());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let guests = {
+        let (keeper, rx, mut stop) = (Arc::clone(&keeper), rx.clone(), stop_rx.clone());
+        async move {
+            match pve {
+                Some(backend) => {
+                    let engine = Engine::new(backend, keeper, rx, config.normalize, config.tuning);
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    Some(engine.run(mode, stopped).await)
+                }
+                None => None,
+            }
+        }
+    };
+    let containers = async {
+        match docker {
+            Some(backend) => Some(
+                containers::run(
+                    backend,
+                    Arc::clone(&keeper),
+                    rx.clone(),
+                    mode,
+                    std::time::Duration::from_secs(config.tuning.resync_secs),
+                    config.client.is_none(),
+                    stop_rx.clone(),
+                )
+                .await,
+            ),
+            None => None,
+        }
+    };
+    let work = async { tokio::join!(guests, containers) };
+    let mut work = std::pin::pin!(work);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let (guests, containers) = tokio::select! {
+        done = &mut work => done,
+        () = &mut shutdown => {
+            let _ = stop_tx.send(true);
+            work.await
+        }
+    };
     watcher.abort();
+    let mut report = guests.unwrap_or_else(|| RunReport {
+        // No guests managed: nothing of theirs is left to do.
+        final_plan: (mode == Mode::Once).then(castellan_core::Plan::default),
+        ..RunReport::default()
+    });
+    match containers {
+        Some(Ok(pass)) => report.containers = Some(pass),
+        Some(Err(e)) => report.node_failed.push(format!("docker: {e}")),
+        None => {}
+    }
     Ok(report)
 }

@@ -42,7 +42,11 @@ fn resolves_relative_paths_and_token_file() -> Result<(), Box<dyn std::error::Er
     assert_eq!(cfg.node, "pve-01");
     assert_eq!(cfg.data_dir, dir.path().join("state"));
     assert_eq!(cfg.desired_file, dir.path().join("desired.toml"));
-    assert!(matches!(cfg.client.tls, TlsMode::Fingerprint(_)));
+    assert!(matches!(
+        cfg.client.as_ref().map(|c| &c.tls),
+        Some(TlsMode::Fingerprint(_))
+    ));
+    assert_eq!(cfg.docker, None, "no [docker]: containers are not managed");
     assert_eq!(cfg.tuning.max_parallel, 8, "defaults apply");
     let shown = format!("{cfg:?}");
     assert!(!shown.contains(SECRET), "secret leaked into Debug: {shown}");
@@ -99,4 +103,34 @@ fn refusals_name_the_field() {
         assert!(err.contains(want), "want {want:?} in {err:?}");
         assert!(!err.contains(SECRET), "secret leaked: {err}");
     }
+}
+
+#[test]
+fn docker_only_hosts_and_hosts_with_nothing_to_manage() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = load(
+        "node = \"docker-01\"\ndata_dir = \"state\"\n[docker]\nsocket = \"run/docker.sock\"\n\
+         [desired]\nfile = \"desired.toml\"\n",
+        dir.path(),
+    )
+    .expect("a [docker] host needs no [pve]");
+    assert!(cfg.client.is_none());
+    assert_eq!(
+        cfg.docker.and_then(|d| d.socket),
+        Some(dir.path().join("run/docker.sock"))
+    );
+    let err = load(
+        "node = \"x\"\ndata_dir = \"state\"\n[desired]\nfile = \"d.toml\"\n",
+        dir.path(),
+    )
+    .expect_err("nothing to manage")
+    .to_string();
+    assert!(err.contains("nothing to manage"), "{err}");
+    let err = load(
+        "node = \"x\"\ndata_dir = \"state\"\n[docker]\nhost = \"tcp://x\"\n[desired]\nfile = \"d.toml\"\n",
+        dir.path(),
+    )
+    .expect_err("unknown field")
+    .to_string();
+    assert!(err.contains("unknown field `host`"), "{err}");
 }

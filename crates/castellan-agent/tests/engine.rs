@@ -32,6 +32,7 @@ fn guest(vmid: Vmid, run: ActualRun, cores: u32) -> ActualGuest {
 fn want(vmids: &[Vmid], cores: u32) -> DesiredState {
     DesiredState {
         node: "pve-01".into(),
+        containers: Default::default(),
         guests: vmids
             .iter()
             .map(|&v| {

@@ -1131,6 +1131,7 @@ async fn engine_destroys_only_with_a_signed_op() {
     );
     let desired = DesiredState {
         node: HOST.into(),
+        containers: Default::default(),
         guests: [(
             VMID,
             DesiredGuest {

@@ -109,6 +109,10 @@ pub struct Observed {
 /// What the gatekeeper needs from any backend to carry out a signed operation on one
 /// [`Target`] exactly once, and to settle it after a crash.
 pub trait Backend: Send + Sync + 'static {
+    /// Whether `target` is one this backend manages (crash recovery settles each
+    /// journaled intent with the backend that serves its target).
+    fn serves(&self, target: &Target) -> bool;
+
     /// A fresh look at `target`; `None` if it does not exist (as that kind).
     fn look(
         &self,

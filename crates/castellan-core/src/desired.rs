@@ -22,6 +22,25 @@
 //! kind = "lxc"
 //! ensure = "absent"       # destroy it: destructive, so it waits for a signed op
 //! purge = true            # also drop it from backup jobs, replication and HA
+//!
+//! [[container]]           # a Docker container on this host
+//! name = "web"
+//! image = "nginx:1.27"
+//! command = ["nginx", "-g", "daemon off;"]   # left out = the image's
+//! env = { TZ = "UTC" }
+//! ports = ["127.0.0.1:8080:80/tcp"]          # [ip:]host:container[/tcp|udp]
+//! labels = { team = "web" }
+//! restart = "unless-stopped"  # "no" | "always" | "unless-stopped" | "on-failure"
+//! volumes = { webdata = "/usr/share/nginx/html" }   # named volume = path inside
+//! run = "running"         # "running" (the default) | "stopped"
+//!
+//! [[container]]
+//! name = "old"
+//! ensure = "absent"       # removed; if it holds a volume, only with a signed op
+//!
+//! [[volume]]
+//! name = "olddata"
+//! ensure = "absent"       # removing a volume always waits for a signed op
 //! ```
 
 use std::collections::BTreeMap;
@@ -30,9 +49,10 @@ use std::fmt;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::container::{ContainerSpec, PortMapping, Restart};
 use crate::model::{
-    DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind, RestartPolicy, ShutdownPolicy,
-    VMID_RANGE,
+    DesiredContainers, DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind, RestartPolicy,
+    ShutdownPolicy, VMID_RANGE,
 };
 use crate::normalize::valid_tag;
 use crate::units::{MIB, parse_size};
@@ -104,6 +124,69 @@ struct RawDoc {
     node: String,
     #[serde(default, rename = "guest")]
     guests: Vec<RawGuest>,
+    #[serde(default, rename = "container")]
+    containers: Vec<RawContainer>,
+    #[serde(default, rename = "volume")]
+    volumes: Vec<RawVolume>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawContainer {
+    name: String,
+    image: Option<String>,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    ports: Vec<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    restart: Option<Restart>,
+    #[serde(default)]
+    volumes: BTreeMap<String, String>,
+    run: Option<RawRun>,
+    #[serde(default)]
+    ensure: Ensure,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVolume {
+    name: String,
+    ensure: Ensure,
+}
+
+/// Parses a published port as Docker's CLI writes it: `[ip:]host:container[/tcp|udp]`.
+pub fn parse_port(s: &str) -> Result<PortMapping, String> {
+    let (rest, protocol) = match s.rsplit_once('/') {
+        Some((r, p @ ("tcp" | "udp"))) => (r, p),
+        Some((_, p)) => return Err(format!("protocol {p:?} is not tcp or udp")),
+        None => (s, "tcp"),
+    };
+    let parts: Vec<&str> = rest.split(':').collect();
+    let (ip, host, container) = match parts.as_slice() {
+        [h, c] => (None, *h, *c),
+        [ip, h, c] => (Some(*ip), *h, *c),
+        _ => return Err("expected [ip:]host:container[/tcp|udp]".into()),
+    };
+    let port = |p: &str, what: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("{what} port {p:?} is not a port number (1-65535)"))
+    };
+    if let Some(ip) = ip
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(format!("{ip:?} is not an IP address"));
+    }
+    Ok(PortMapping {
+        container_port: port(container, "container")?,
+        protocol: protocol.to_owned(),
+        host_port: port(host, "host")?,
+        host_ip: ip.map(str::to_owned),
+    })
 }
 
 #[derive(Deserialize)]
@@ -310,18 +393,137 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
             );
         }
     }
+    let containers = containers(raw.containers, raw.volumes, &mut problems);
     if problems.is_empty() {
         Ok(DesiredState {
             node: raw.node,
             guests,
+            containers,
         })
     } else {
         Err(DesiredError::Invalid(problems))
     }
 }
 
+/// Validates the `[[container]]` and `[[volume]]` tables.
+fn containers(
+    raw: Vec<RawContainer>,
+    volumes: Vec<RawVolume>,
+    problems: &mut Vec<Problem>,
+) -> DesiredContainers {
+    let mut out = DesiredContainers::default();
+    let mut first_at: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, c) in raw.into_iter().enumerate() {
+        let at = format!("container[{i}] ({})", c.name);
+        let before = problems.len();
+        let mut problem = |field: &'static str, message: String| {
+            problems.push(Problem {
+                at: at.clone(),
+                field,
+                message,
+            })
+        };
+        if let Some(first) = first_at.get(&c.name) {
+            problem(
+                "name",
+                format!("duplicate name, first declared at container[{first}]"),
+            );
+        } else {
+            first_at.insert(c.name.clone(), i);
+        }
+        if c.ensure == Ensure::Absent {
+            let declared: Vec<&str> = [
+                ("image", c.image.is_some()),
+                ("command", c.command.is_some()),
+                ("env", !c.env.is_empty()),
+                ("ports", !c.ports.is_empty()),
+                ("labels", !c.labels.is_empty()),
+                ("restart", c.restart.is_some()),
+                ("volumes", !c.volumes.is_empty()),
+                ("run", c.run.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(f, set)| set.then_some(f))
+            .collect();
+            if !declared.is_empty() {
+                problem(
+                    "ensure",
+                    format!("an absent container has no {}", declared.join(", ")),
+                );
+            }
+            if !crate::container::valid_name(&c.name) {
+                problem("name", "not a Docker container name".into());
+            }
+            if problems.len() == before {
+                out.absent.insert(c.name);
+            }
+            continue;
+        }
+        let Some(image) = c.image else {
+            problem("image", "a container needs an image".into());
+            continue;
+        };
+        let mut ports = Vec::new();
+        for p in &c.ports {
+            match parse_port(p) {
+                Ok(m) => ports.push(m),
+                Err(e) => problem("ports", format!("{p:?}: {e}")),
+            }
+        }
+        for path in c.volumes.values() {
+            if !path.starts_with('/') {
+                problem("volumes", format!("{path:?} is not an absolute path"));
+            }
+        }
+        let spec = ContainerSpec {
+            name: c.name,
+            image,
+            command: c.command,
+            env: c.env,
+            ports,
+            labels: c.labels,
+            restart: c.restart.unwrap_or_default(),
+            volumes: c.volumes,
+            running: !matches!(c.run, Some(RawRun::Stopped)),
+        };
+        if let Err(e) = spec.validate() {
+            problem("container", e.to_string());
+        }
+        if problems.len() == before {
+            out.declared.insert(spec.name.clone(), spec);
+        }
+    }
+    for (i, v) in volumes.into_iter().enumerate() {
+        let mut problem = |field: &'static str, message: String| {
+            problems.push(Problem {
+                at: format!("volume[{i}] ({})", v.name),
+                field,
+                message,
+            })
+        };
+        if v.ensure != Ensure::Absent {
+            problem(
+                "ensure",
+                "only ensure = \"absent\" is declared for a volume (a container's volumes are made with it)".into(),
+            );
+        } else if !crate::container::valid_name(&v.name) {
+            problem("name", "not a Docker volume name".into());
+        } else if out
+            .declared
+            .values()
+            .any(|c| c.volumes.contains_key(&v.name))
+        {
+            problem("ensure", "a declared container mounts this volume".into());
+        } else {
+            out.absent_volumes.insert(v.name);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -476,5 +678,83 @@ restart = "reboot"
             parse_desired(&big),
             Err(DesiredError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn containers_and_volumes() {
+        let d = parse_desired(
+            r#"
+node = "docker-01"
+[[container]]
+name = "web"
+image = "nginx:1.27"
+command = ["nginx", "-g", "daemon off;"]
+env = { TZ = "UTC" }
+ports = ["127.0.0.1:8080:80/tcp", "5353:53/udp"]
+restart = "unless-stopped"
+volumes = { webdata = "/srv" }
+run = "stopped"
+[[container]]
+name = "old"
+ensure = "absent"
+[[volume]]
+name = "olddata"
+ensure = "absent"
+"#,
+        )
+        .unwrap();
+        let web = &d.containers.declared["web"];
+        assert!(!web.running);
+        assert_eq!(web.restart, Restart::UnlessStopped);
+        assert_eq!(web.ports.len(), 2);
+        assert_eq!(web.ports[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(web.ports[1].protocol, "udp");
+        assert!(d.containers.absent.contains("old"));
+        assert!(d.containers.absent_volumes.contains("olddata"));
+
+        let bad = parse_desired(
+            r#"
+node = "docker-01"
+[[container]]
+name = "-web"
+image = "x"
+[[container]]
+name = "a"
+[[container]]
+name = "b"
+image = "x"
+ports = ["80"]
+volumes = { data = "rel" }
+labels = { "io.castellan.owner" = "me" }
+[[container]]
+name = "b"
+image = "x"
+[[container]]
+name = "c"
+image = "x"
+ensure = "absent"
+[[volume]]
+name = "data2"
+ensure = "present"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "container[0] (-web): container:",
+            "container[1] (a): image: a container needs an image",
+            "container[2] (b): ports:",
+            "container[2] (b): volumes: \"rel\" is not an absolute path",
+            "container[2] (b): container: label \"io.castellan.owner\" is castellan's own",
+            "container[3] (b): name: duplicate name",
+            "container[4] (c): ensure: an absent container has no image",
+            "volume[0] (data2): ensure:",
+        ] {
+            assert!(bad.contains(want), "{want:?} missing from:\n{bad}");
+        }
+        assert!(parse_port("0:80").is_err());
+        assert!(parse_port("x:1:2").is_err());
+        assert!(parse_port("1:2/sctp").is_err());
+        assert!(parse_port("1:2:3:4").is_err());
     }
 }

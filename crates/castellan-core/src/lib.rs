@@ -9,6 +9,7 @@
 //! driven by the agent (see `ARCHITECTURE.md`).
 
 pub mod classify;
+pub mod container;
 pub mod desired;
 pub mod gate;
 pub mod model;

@@ -160,6 +160,27 @@ pub struct DesiredState {
     pub node: String,
     /// Declared guests by vmid.
     pub guests: BTreeMap<Vmid, DesiredGuest>,
+    /// Declared Docker containers and volumes.
+    pub containers: DesiredContainers,
+}
+
+/// The Docker part of a host's desired state (`[[container]]` and `[[volume]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct DesiredContainers {
+    /// Containers that should exist, by name.
+    pub declared: BTreeMap<String, crate::container::ContainerSpec>,
+    /// Containers that should not (`ensure = "absent"`): removing one that holds a
+    /// volume waits for a signed op.
+    pub absent: std::collections::BTreeSet<String>,
+    /// Volumes that should not exist: removing one always waits for a signed op.
+    pub absent_volumes: std::collections::BTreeSet<String>,
+}
+
+impl DesiredContainers {
+    /// Whether nothing about containers is declared.
+    pub fn is_empty(&self) -> bool {
+        self.declared.is_empty() && self.absent.is_empty() && self.absent_volumes.is_empty()
+    }
 }
 
 /// A guest's observed power state.

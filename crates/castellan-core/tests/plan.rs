@@ -114,6 +114,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
     let d = DesiredState {
         node: "pve-01".into(),
         guests: [(103, absent(lxc(103), false))].into_iter().collect(),
+        containers: Default::default(),
     };
     let p = plan(&d, &ActualState::default(), &norm());
     assert!(p.converged() && p.candidates.is_empty(), "{p:?}");
@@ -139,6 +140,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
         &DesiredState {
             node: "pve-01".into(),
             guests: [(106, absent(lxc(106), false))].into_iter().collect(),
+            containers: Default::default(),
         },
         &ActualState {
             guests: [(106, seen(106, GuestKind::Qemu, Running))]
@@ -153,6 +155,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
         &DesiredState {
             node: "pve-01".into(),
             guests: [(101, absent(lxc(101), false))].into_iter().collect(),
+            containers: Default::default(),
         },
         &ActualState {
             guests: [(101, seen(101, GuestKind::Lxc, Running))]
@@ -169,6 +172,7 @@ fn check(desired: Vec<DesiredGuest>, actual: Vec<ActualGuest>, norm: Normalizers
     let d = DesiredState {
         node: "pve-01".into(),
         guests: desired.into_iter().map(|g| (g.vmid, g)).collect(),
+        containers: Default::default(),
     };
     let a = ActualState {
         guests: actual.into_iter().map(|g| (g.vmid, g)).collect(),
@@ -545,6 +549,7 @@ fn planner_rules() {
 fn plan_json_shape() {
     let d = DesiredState {
         node: "pve-01".into(),
+        containers: Default::default(),
         guests: [(
             101,
             DesiredGuest {
@@ -739,6 +744,7 @@ fn arb_states() -> impl Strategy<Value = (DesiredState, ActualState)> {
                 DesiredState {
                     node: "pve-01".into(),
                     guests: d.into_iter().map(|g| (g.vmid, g)).collect(),
+                    containers: Default::default(),
                 },
                 ActualState {
                     guests: a.into_iter().map(|g| (g.vmid, g)).collect(),

@@ -15,8 +15,8 @@ use bollard::query_parameters::{
 };
 use thiserror::Error;
 
-use crate::spec::{ContainerSpec, Restart, SpecError, valid_name};
 use crate::{OWNER_LABEL, SPEC_LABEL};
+use castellan_core::container::{ContainerSpec, Restart, SpecError, valid_name};
 
 /// Seconds an Engine API request may take.
 const REQUEST_TIMEOUT_SECS: u64 = 60;
@@ -99,6 +99,9 @@ pub struct ObservedVolume {
     pub name: String,
     /// Whether castellan created it for this host.
     pub ours: bool,
+    /// When the engine created it (a volume removed and made again under the same name
+    /// is another volume).
+    pub created_at: String,
 }
 
 /// The Engine API client for one host's agent.
@@ -394,6 +397,7 @@ impl DockerClient {
             .map(|v| ObservedVolume {
                 ours: v.labels.get(OWNER_LABEL).is_some_and(|o| *o == self.owner),
                 name: v.name,
+                created_at: v.created_at.unwrap_or_default(),
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

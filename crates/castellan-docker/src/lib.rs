@@ -1,6 +1,6 @@
-//! castellan's Docker Engine backend, first part: the Engine API client castellan uses
-//! to observe and carry out operations on containers and volumes, with the ownership rule
-//! built in.
+//! castellan's Docker Engine backend: the Engine API client castellan uses to observe
+//! and carry out operations on containers and volumes, with the ownership rule built in;
+//! the container planner; and the [`DockerBackend`] the agent's gate drives.
 //!
 //! - **Ownership.** Everything castellan creates carries the label
 //!   [`OWNER_LABEL`]` = <owner>` (the agent's host name) and the hash of the declaration
@@ -17,17 +17,18 @@
 //!
 //! [`plan`] is the pure container planner: declared containers against observed ones, as
 //! operations of the operation table, each classified by its row and by what was observed
-//! of its target. Wiring both under the agent's engine and gate as a
-//! `castellan_backend::Backend` follows the backend-neutral target identity (see
-//! `ARCHITECTURE.md`).
+//! of its target. [`DockerBackend`] is the `castellan_backend::Backend` the agent's
+//! gatekeeper carries signed operations out through (`destroy` of a container,
+//! `remove_volume`), with the state digest an op on a container or volume is bound to.
 
+mod backend;
 mod client;
 pub mod plan;
-mod spec;
 
+pub use backend::{DockerBackend, STOP_TIMEOUT_SECS, container_digest, volume_digest};
+pub use castellan_core::container::{ContainerSpec, PortMapping, Restart, SpecError};
 pub use client::{DockerClient, DockerError, ObservedContainer, ObservedVolume, VolumeRef};
 pub use plan::{ContainerPlan, Notice, Step, plan};
-pub use spec::{ContainerSpec, PortMapping, Restart, SpecError};
 
 /// The label that marks what castellan created, and for which host.
 pub const OWNER_LABEL: &str = "io.castellan.owner";

@@ -20,12 +20,12 @@
 //! a volume, and what decides whether removing or re-creating one loses data is the
 //! volumes it mounts.
 
-use castellan_core::Operation;
 use castellan_core::classify::{Class, classify_target};
+use castellan_core::{Operation, Target};
 use serde::Serialize;
 
 use crate::client::{ObservedContainer, ObservedVolume};
-use crate::spec::ContainerSpec;
+use castellan_core::container::ContainerSpec;
 
 /// One operation on one container or volume.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +66,16 @@ pub struct ContainerPlan {
     pub held: Vec<Step>,
     /// What is reported.
     pub notices: Vec<Notice>,
+}
+
+impl Step {
+    /// What it acts on: the volume for `remove_volume`, the container otherwise.
+    pub fn target(&self) -> Result<Target, castellan_core::target::TargetError> {
+        match self.op {
+            Operation::RemoveVolume => Target::volume(&self.target),
+            _ => Target::container(&self.target),
+        }
+    }
 }
 
 impl ContainerPlan {
@@ -312,10 +322,12 @@ mod tests {
             ObservedVolume {
                 name: "db-data".into(),
                 ours: true,
+                created_at: String::new(),
             },
             ObservedVolume {
                 name: "theirs".into(),
                 ours: false,
+                created_at: String::new(),
             },
         ];
         let p = plan(&[], &[], &["db-data".into(), "theirs".into()], &[], &vols);

@@ -157,6 +157,10 @@ fn guest_of(target: &Target) -> Result<(GuestKind, Vmid), BackendError> {
 }
 
 impl Backend for PveBackend {
+    fn serves(&self, target: &Target) -> bool {
+        target.as_guest().is_some()
+    }
+
     async fn look(&self, target: &Target) -> Result<Option<Observed>, BackendError> {
         look_at_guest(self, target).await
     }

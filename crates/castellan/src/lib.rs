@@ -212,7 +212,14 @@ pub struct Planned {
 /// `castellan plan` shows it. Executes nothing.
 pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<Planned> {
     let desired = load_desired(&config.desired_file, &config.node)?;
-    let client = PveClient::new(config.client.clone()).context("proxmox client")?;
+    let Some(client) = &config.client else {
+        // No Proxmox VE node: no guests to plan.
+        return Ok(Planned {
+            plan: castellan_core::Plan::default(),
+            followups: Vec::new(),
+        });
+    };
+    let client = PveClient::new(client.clone()).context("proxmox client")?;
     let backend = Arc::new(PveBackend::new(client, config.node.clone()));
     let actual = observe_node(&backend, &desired, config.tuning.max_parallel)
         .await
@@ -225,10 +232,12 @@ pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<Planned> {
 /// Warns when the node is reached over plain HTTP: the API token would cross the network
 /// unencrypted (`http://` is meant for a local simulator).
 fn warn_if_cleartext(config: &AgentConfig) {
-    if config.client.base_url.scheme() == "http" {
+    if let Some(client) = &config.client
+        && client.base_url.scheme() == "http"
+    {
         tracing::warn!(
             event = "cleartext_url",
-            url = %config.client.base_url,
+            url = %client.base_url,
             "the node is reached over plain http: the API token travels unencrypted; use https:// for a real node"
         );
     }
@@ -304,6 +313,7 @@ async fn agent_cmd(
                 "failed": report.failed,
                 "node_failed": report.node_failed,
                 "final_plan": report.final_plan,
+                "containers": report.containers,
                 "reasons": report.reasons(),
             }))?
         )?;

@@ -165,6 +165,20 @@ pub fn report(node: &str, r: &RunReport) -> String {
         out.push('\n');
         out.push_str(&plan_table(node, p, &[]));
     }
+    if let Some(c) = &r.containers {
+        let _ = writeln!(
+            out,
+            "\nContainers: {} operation{} applied",
+            c.applied.len(),
+            plural(c.applied.len())
+        );
+        for d in &c.applied {
+            let _ = writeln!(out, "  {:<24} {:<13} {}", d.target, d.op, d.reason);
+        }
+        for n in &c.notices {
+            let _ = writeln!(out, "  note: {n}");
+        }
+    }
     if r.converged() {
         let _ = writeln!(out, "\nConverged.");
     } else {

@@ -119,4 +119,71 @@ impl Gatekeeper {
         }
         result
     }
+
+    /// Carries out one benign step of a backend that applies its operations itself
+    /// (Docker) through the journal: the step is classified again here against what was
+    /// observed of its target (`holds_data`), not taken on the planner's word; the
+    /// decision is audited and the intent journaled before `run` is started, and its
+    /// outcome recorded after.
+    pub async fn benign_step<F>(
+        &self,
+        target: Target,
+        op: Operation,
+        holds_data: Option<bool>,
+        reason: &str,
+        run: F,
+    ) -> Result<(), BackendError>
+    where
+        F: std::future::Future<Output = Result<(), BackendError>>,
+    {
+        let class = castellan_core::classify::classify_target(op, &[], holds_data, None, None);
+        if class.class != castellan_core::classify::Class::Benign {
+            return Err(BackendError::retry(format!(
+                "refusing {op} on {target}: {}",
+                class.why
+            )));
+        }
+        let action_id = {
+            let mut h = Sha256::new();
+            h.update(target.to_string());
+            h.update([0]);
+            h.update(op.as_str());
+            h.update([0]);
+            h.update(reason);
+            h.update(rand::random::<[u8; 16]>());
+            hex::encode(h.finalize())
+        };
+        let fields = AuditFields::action(target.clone(), op, action_id.clone());
+        let intent = NewIntent {
+            action_id,
+            op: op.into(),
+            target: target.clone(),
+            params: BTreeMap::new(),
+            nonce: None,
+            nonce_not_after: None,
+            destructive: false,
+            upid_hint: None,
+        };
+        let now = self.now();
+        let id = self
+            .store(move |s| s.relaxed(|s| allow_and_begin(s, intent, fields, now))?)
+            .await
+            .map_err(|e| BackendError::retry(e.to_string()))?;
+        let result = run.await;
+        let outcome = match &result {
+            Ok(()) => Outcome::Succeeded,
+            Err(e) => Outcome::Failed {
+                error: e.message.clone(),
+            },
+        };
+        let now = self.now();
+        let ev = outcome.event();
+        if let Err(e) = self
+            .store(move |s| s.relaxed(|s| s.mark_terminal(id, outcome, ev, now))?)
+            .await
+        {
+            tracing::error!(event = "journal_failed", %target, error = %e);
+        }
+        result
+    }
 }

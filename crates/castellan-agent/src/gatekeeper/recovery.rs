@@ -12,9 +12,23 @@ impl Gatekeeper {
     /// node once about each task, then resumes, completes or rolls back; an intent whose
     /// fate cannot be told from the evidence is held for an operator (audited, shown by
     /// `castellan plan`). Returns how many intents it handled.
+    /// Audits the agent's start first; only the intents whose targets `backend` serves
+    /// are settled (a host with guests and containers recovers each with its own
+    /// backend: see [`Gatekeeper::recover_served`]).
     pub async fn recover<B: Backend>(&self, backend: &B) -> Result<u64, GateError> {
         self.audit(AuditEvent::AgentStarted.into()).await?;
-        let in_flight = self.store(|s| s.in_flight()).await?;
+        self.recover_served(backend).await
+    }
+
+    /// [`Gatekeeper::recover`] without the start record: settles the in-flight intents
+    /// whose targets `backend` serves.
+    pub async fn recover_served<B: Backend>(&self, backend: &B) -> Result<u64, GateError> {
+        let in_flight: Vec<_> = self
+            .store(|s| s.in_flight())
+            .await?
+            .into_iter()
+            .filter(|i| backend.serves(&i.target))
+            .collect();
         let n = in_flight.len() as u64;
         for intent in in_flight {
             if let Some(why) = &intent.held {

@@ -160,6 +160,10 @@ impl GuestBackend for Fake {
 }
 
 impl Backend for Fake {
+    fn serves(&self, target: &Target) -> bool {
+        target.as_guest().is_some()
+    }
+
     async fn look(&self, target: &Target) -> Result<Option<Observed>, BackendError> {
         look_at_guest(self, target).await
     }

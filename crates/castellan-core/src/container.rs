@@ -1,14 +1,17 @@
-//! A declared container: what castellan creates, and the hash that tells drift.
+//! A declared Docker container: what castellan creates, and the hash that tells drift.
+//! Part of the desired state (`[[container]]` in `desired.toml`, see
+//! [`crate::desired`]); the Docker backend (`castellan-docker`) creates containers from it
+//! and plans against it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use thiserror::Error;
 
 /// When Docker restarts a container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Restart {
     /// Never (Docker's default).
@@ -89,11 +92,7 @@ pub enum SpecError {
 
 /// Whether Docker accepts `s` as a container or volume name.
 pub fn valid_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    (1..=128).contains(&b.len())
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    crate::target::valid_docker_name(s)
 }
 
 impl ContainerSpec {
@@ -190,6 +189,7 @@ impl ContainerSpec {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

@@ -1,0 +1,322 @@
+//! The agent on a Docker host, end to end: the real `castellan` binary (`agent --once`)
+//! over the real Docker Engine, with a locally built image (no registry is reachable),
+//! keys and signatures from the real `ssh-keygen`. Declared containers converge from
+//! drift on their own; removing a container that holds a volume, and removing the volume,
+//! wait for signed ops, run once when signed, and a replay does nothing. Without an
+//! engine or ssh-keygen the test prints a note and passes, except under `CI=true`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use castellan_testkit::{idle_image, need_docker, need_ssh_keygen, run_ok, ssh_keygen};
+
+/// A host name (the agent's node, and so the owner label of what it creates) unique to
+/// this test; every container and volume under it is removed on drop.
+struct Host {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let list = |args: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter(|l| l.starts_with(&self.name))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for c in list(&["ps", "-a", "--format", "{{.Names}}"]) {
+            let _ = Command::new("docker").args(["rm", "-f", "-v", &c]).output();
+        }
+        for v in list(&["volume", "ls", "--format", "{{.Name}}"]) {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", &v])
+                .output();
+        }
+    }
+}
+
+impl Host {
+    fn new() -> Host {
+        let name = format!("cstagent-{}", std::process::id());
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("agent.toml"),
+            format!(
+                "node = \"{name}\"\ndata_dir = \"state\"\n[docker]\n\
+                 [desired]\nfile = \"desired.toml\"\n[signers]\nconfig = \"signers.toml\"\n"
+            ),
+        )
+        .unwrap();
+        let st = Command::new(ssh_keygen().unwrap())
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f"])
+            .arg(d.join("alice"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let public = std::fs::read_to_string(d.join("alice.pub")).unwrap();
+        std::fs::write(
+            d.join("allowed_signers"),
+            format!("alice@example.com {public}"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("signers.toml"),
+            "allowed_signers = \"allowed_signers\"\n[roles]\n\"alice@example.com\" = \"operational\"\n",
+        )
+        .unwrap();
+        Host { name, dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn c(&self, what: &str) -> String {
+        format!("{}-{what}", self.name)
+    }
+
+    fn declare(&self, body: &str) {
+        std::fs::write(
+            self.path("desired.toml"),
+            format!("node = \"{}\"\n{body}", self.name),
+        )
+        .unwrap();
+    }
+
+    fn castellan(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_castellan"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    /// `castellan agent --once --json`: its exit code and report.
+    fn agent_once(&self) -> (i32, serde_json::Value) {
+        let out = self.castellan(&["agent", "--once", "--json", "--config", "agent.toml"]);
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "agent --once printed no report ({e}):\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), report)
+    }
+
+    /// Signs a pending payload with `castellan op sign` and submits it to the inbox.
+    fn sign_and_submit(&self, payload: &Path) {
+        let out = self.castellan(&[
+            "op",
+            "sign",
+            payload.to_str().unwrap(),
+            "--key",
+            self.path("alice").to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.castellan(&[
+            "op",
+            "submit",
+            payload.to_str().unwrap(),
+            "--inbox",
+            "state/inbox",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        let out = self.castellan(&["audit", "export", "--data-dir", "state"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// How many records of `event` name `target`.
+    fn audited(&self, event: &str, target: &str) -> usize {
+        self.audit()
+            .iter()
+            .filter(|r| r["event"]["event"] == event && r["event"]["target"] == target)
+            .count()
+    }
+}
+
+fn docker(args: &[&str]) -> String {
+    String::from_utf8_lossy(&run_ok(Command::new("docker").args(args)).stdout)
+        .trim()
+        .to_owned()
+}
+
+fn exists(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn a_docker_host_converges_and_volume_removal_waits_for_a_signature_and_runs_once() {
+    need_docker!();
+    need_ssh_keygen!();
+    let image = idle_image();
+    let host = Host::new();
+    let (web, cache, data) = (host.c("web"), host.c("cache"), host.c("data"));
+    let declared = |web_env: &str| {
+        format!(
+            "[[container]]\nname = \"{web}\"\nimage = \"{image}\"\nenv = {{ MODE = \"{web_env}\" }}\n\
+             volumes = {{ \"{data}\" = \"/data\" }}\nrestart = \"unless-stopped\"\n\
+             [[container]]\nname = \"{cache}\"\nimage = \"{image}\"\n"
+        )
+    };
+
+    // 1. Declared, absent: created and started on the declaration's word.
+    host.declare(&declared("a"));
+    let (code, report) = host.agent_once();
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["converged"], true);
+    for c in [&web, &cache] {
+        assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", c]), "true");
+        assert_eq!(
+            docker(&[
+                "inspect",
+                "-f",
+                "{{index .Config.Labels \"io.castellan.owner\"}}",
+                c
+            ]),
+            host.name
+        );
+    }
+    let web_id = docker(&["inspect", "-f", "{{.Id}}", &web]);
+    assert_eq!(
+        host.audited("action_allowed", &format!("container/{cache}")),
+        2
+    );
+
+    // 2. Drift: one stopped behind castellan's back, the other's declaration changed.
+    docker(&["stop", "-t", "1", &cache]);
+    host.declare(&declared("b"));
+    let (code, report) = host.agent_once();
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &cache]),
+        "true"
+    );
+    let new_id = docker(&["inspect", "-f", "{{.Id}}", &web]);
+    assert_ne!(new_id, web_id, "re-created on a changed declaration");
+    assert!(
+        docker(&["inspect", "-f", "{{range .Config.Env}}{{.}} {{end}}", &web]).contains("MODE=b")
+    );
+    assert!(
+        exists(&["volume", "inspect", &data]),
+        "a named volume survives re-creation"
+    );
+
+    // 3. Removing the container that holds the volume, and the volume: both wait.
+    host.declare(&format!(
+        "[[container]]\nname = \"{web}\"\nensure = \"absent\"\n\
+         [[container]]\nname = \"{cache}\"\nimage = \"{image}\"\n\
+         [[volume]]\nname = \"{data}\"\nensure = \"absent\"\n"
+    ));
+    let (code, report) = host.agent_once();
+    assert_eq!(
+        code, 1,
+        "pending signatures are not convergence: {report:#}"
+    );
+    let pending = report["containers"]["pending"].as_array().unwrap().clone();
+    assert_eq!(pending.len(), 2, "{report:#}");
+    assert!(
+        exists(&["inspect", &web]),
+        "nothing removed without a signature"
+    );
+    assert!(exists(&["volume", "inspect", &data]));
+    let destroy = host.path(&format!(
+        "state/pending/{}-container-{web}-destroy.op",
+        host.name
+    ));
+    let remove = host.path(&format!(
+        "state/pending/{}-volume-{data}-remove_volume.op",
+        host.name
+    ));
+    let text = std::fs::read_to_string(&destroy).unwrap();
+    assert!(
+        text.contains(&format!("target = \"container/{web}\"")),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_to_string(&remove)
+            .unwrap()
+            .contains(&format!("target = \"volume/{data}\""))
+    );
+    // Running it again offers the same payloads and still removes nothing.
+    let (code, _) = host.agent_once();
+    assert_eq!(code, 1);
+    assert!(exists(&["inspect", &web]));
+
+    // 4. Signed and submitted: each runs, once.
+    let kept_destroy = std::fs::read(&destroy).unwrap();
+    host.sign_and_submit(&destroy);
+    host.sign_and_submit(&remove);
+    let (code, report) = host.agent_once();
+    assert_eq!(code, 0, "{report:#}");
+    assert!(!exists(&["inspect", &web]), "the signed destroy ran");
+    assert!(
+        !exists(&["volume", "inspect", &data]),
+        "the signed volume removal ran"
+    );
+    assert!(
+        exists(&["inspect", &cache]),
+        "what was not named is untouched"
+    );
+    assert_eq!(
+        host.audited("signature_accepted", &format!("container/{web}")),
+        1
+    );
+    assert_eq!(
+        host.audited("signature_accepted", &format!("volume/{data}")),
+        1
+    );
+    assert_eq!(
+        host.audited("action_succeeded", &format!("volume/{data}")),
+        1
+    );
+
+    // 5. A replay of the used op does nothing but get refused.
+    let sig = std::fs::read(destroy.with_extension("op.sig")).unwrap();
+    std::fs::write(host.path("state/inbox/again.op.sig"), sig).unwrap();
+    std::fs::write(host.path("state/inbox/again.op"), &kept_destroy).unwrap();
+    let (code, report) = host.agent_once();
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        host.audited("signature_accepted", &format!("container/{web}")),
+        1
+    );
+    assert!(
+        host.path("state/inbox/done/again.op").exists(),
+        "the replay is settled as already executed, never executed again"
+    );
+    assert!(!host.path("state/inbox/again.op").exists());
+}
