@@ -1241,3 +1241,25 @@ fn the_readme_pvesim_seed_is_in_the_repo() {
     assert!(!seed.guests.is_empty());
     assert!(readme.contains("cargo install --path crates/castellan"));
 }
+
+/// Every desired-state example in the README parses as the agent would read it.
+#[test]
+fn the_readme_desired_state_examples_parse() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let blocks: Vec<&str> = readme
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .filter(|b| b.trim_start().starts_with("node = ") && !b.contains("data_dir"))
+        .collect();
+    assert!(blocks.len() >= 2, "guests and containers are both shown");
+    let mut containers = 0;
+    for b in blocks {
+        let text: String = b.lines().map(|l| format!("{}\n", l.trim_start())).collect();
+        let d = castellan_core::parse_desired(&text)
+            .unwrap_or_else(|e| panic!("README example does not parse: {e}\n{text}"));
+        containers += d.containers.declared.len();
+    }
+    assert!(containers > 0, "the Docker example declares a container");
+}

@@ -46,8 +46,8 @@ impl Drop for Host {
 }
 
 impl Host {
-    fn new() -> Host {
-        let name = format!("cstagent-{}", std::process::id());
+    fn new(tag: &str) -> Host {
+        let name = format!("cst{tag}-{}", std::process::id());
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(
@@ -183,7 +183,7 @@ fn a_docker_host_converges_and_volume_removal_waits_for_a_signature_and_runs_onc
     need_docker!();
     need_ssh_keygen!();
     let image = idle_image();
-    let host = Host::new();
+    let host = Host::new("agent");
     let (web, cache, data) = (host.c("web"), host.c("cache"), host.c("data"));
     let declared = |web_env: &str| {
         format!(
@@ -319,4 +319,98 @@ fn a_docker_host_converges_and_volume_removal_waits_for_a_signature_and_runs_onc
         "the replay is settled as already executed, never executed again"
     );
     assert!(!host.path("state/inbox/again.op").exists());
+}
+
+#[test]
+fn an_op_never_removes_a_container_put_in_the_approved_ones_place_nor_a_foreign_one() {
+    need_docker!();
+    need_ssh_keygen!();
+    let image = idle_image();
+    let host = Host::new("swap");
+    let (web, data, foreign) = (host.c("web"), host.c("data"), host.c("foreign"));
+    host.declare(&format!(
+        "[[container]]\nname = \"{web}\"\nimage = \"{image}\"\nvolumes = {{ \"{data}\" = \"/data\" }}\n"
+    ));
+    let (code, report) = host.agent_once();
+    assert_eq!(code, 0, "{report:#}");
+    // Someone else's container, named like castellan's, that nobody declared.
+    docker(&["run", "-d", "--name", &foreign, &image]);
+
+    host.declare(&format!(
+        "[[container]]\nname = \"{web}\"\nensure = \"absent\"\n\
+         [[container]]\nname = \"{foreign}\"\nensure = \"absent\"\n"
+    ));
+    let (code, report) = host.agent_once();
+    assert_eq!(code, 1, "{report:#}");
+    let notices = report["containers"]["notices"].to_string();
+    assert!(
+        notices.contains(&foreign) && notices.contains("never touched"),
+        "{notices}"
+    );
+    let payload = host.path(&format!(
+        "state/pending/{}-container-{web}-destroy.op",
+        host.name
+    ));
+    assert!(payload.exists());
+    assert!(
+        !host
+            .path(&format!(
+                "state/pending/{}-container-{foreign}-destroy.op",
+                host.name
+            ))
+            .exists(),
+        "nothing is offered for signing on a container castellan did not create"
+    );
+    host.sign_and_submit(&payload);
+
+    // Before the agent acts, the approved container is swapped for another one with the
+    // same name and labels (a different container: its id differs).
+    let labels = docker(&[
+        "inspect",
+        "-f",
+        "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}",
+        &web,
+    ]);
+    docker(&["rm", "-f", &web]);
+    let mut args = vec!["run", "-d", "--name", web.as_str(), "-v"];
+    let mount = format!("{data}:/data");
+    args.push(&mount);
+    let label_args: Vec<String> = labels.split_whitespace().map(str::to_owned).collect();
+    for l in &label_args {
+        args.push("--label");
+        args.push(l);
+    }
+    args.push(&image);
+    docker(&args);
+    let swapped = docker(&["inspect", "-f", "{{.Id}}", &web]);
+
+    let (code, report) = host.agent_once();
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Id}}", &web]),
+        swapped,
+        "the container put in its place is still there"
+    );
+    assert!(
+        exists(&["inspect", &foreign]),
+        "the foreign container is untouched"
+    );
+    assert_eq!(
+        host.audited("signature_accepted", &format!("container/{web}")),
+        0
+    );
+    let rejected: Vec<_> = host
+        .audit()
+        .into_iter()
+        .filter(|r| r["event"]["event"] == "op_rejected")
+        .collect();
+    assert!(
+        rejected
+            .iter()
+            .any(|r| r["event"]["reason"] == "stale_precondition"),
+        "{rejected:#?}"
+    );
+    // A fresh payload is offered, bound to the container now there.
+    let fresh = std::fs::read_to_string(&payload).unwrap();
+    assert!(fresh.contains(&format!("target = \"container/{web}\"")));
 }
