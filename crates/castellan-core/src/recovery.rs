@@ -227,9 +227,19 @@ pub fn next(f: &Facts) -> Step {
             Mark::Seen(before) => match &f.listed {
                 None => return Step::ListTasks,
                 Some(None) => {
-                    return settle(Settlement::Hold(format!(
-                        "the node's task list cannot be read, so whether the {op} was sent cannot be told"
-                    )));
+                    // Without a task list only the target can tell, and only one way:
+                    // gone, there is nothing left to send; still there, the request may
+                    // or may not have been made (and may still be under way).
+                    match &f.target {
+                        None => return Step::LookAtTarget { pause: false },
+                        Some(t) if !t.exists => return settle(Settlement::Succeeded),
+                        Some(_) => {
+                            return settle(Settlement::Hold(format!(
+                                "the backend's task list cannot be read and {} still exists, so whether the {op} was sent cannot be told",
+                                f.target_label
+                            )));
+                        }
+                    }
                 }
                 Some(Some(now)) => {
                     let new: Vec<&String> = now.iter().filter(|t| !before.contains(t)).collect();
@@ -408,13 +418,35 @@ mod tests {
                 Step::ListTasks,
             ),
             (
-                "prepared, the list cannot be read: held",
+                "prepared, the list cannot be read: the target is looked at",
                 Facts {
                     mark: seen(&["OLD"]),
                     listed: Some(None),
                     ..destroy()
                 },
+                Step::LookAtTarget { pause: false },
+            ),
+            (
+                "prepared, no list, the target still there (even unchanged): held",
+                Facts {
+                    mark: seen(&["OLD"]),
+                    listed: Some(None),
+                    target: look(true, Some(D), false),
+                    looks: 1,
+                    ..destroy()
+                },
                 settle(Settlement::Hold(String::new())),
+            ),
+            (
+                "prepared, no list, the target gone: nothing is left to send",
+                Facts {
+                    mark: seen(&["OLD"]),
+                    listed: Some(None),
+                    target: look(false, None, false),
+                    looks: 1,
+                    ..destroy()
+                },
+                settle(Settlement::Succeeded),
             ),
             (
                 "prepared, one new task: it is adopted",

@@ -7,8 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use castellan_testkit::{idle_image, need_docker, need_ssh_keygen, run_ok, ssh_keygen};
 
@@ -413,4 +415,105 @@ fn an_op_never_removes_a_container_put_in_the_approved_ones_place_nor_a_foreign_
     // A fresh payload is offered, bound to the container now there.
     let fresh = std::fs::read_to_string(&payload).unwrap();
     assert!(fresh.contains(&format!("target = \"container/{web}\"")));
+}
+
+/// Runs `castellan agent --once` until it reaches crash point `step` of a signed
+/// operation, then SIGKILLs it.
+fn kill_at(host: &Host, step: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .args(["agent", "--once", "--config", "agent.toml"])
+        .current_dir(host.dir.path())
+        .env("CASTELLAN_CRASHPOINT", step)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let want = format!("castellan-crashpoint: {step}");
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&want) {
+                let _ = tx.send(Ok(()));
+                return;
+            }
+            seen.push(line);
+        }
+        let _ = tx.send(Err(seen.join("\n")));
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(Ok(())) => {}
+        Ok(Err(log)) => panic!("agent exited before reaching {step}:\n{log}"),
+        Err(_) => panic!("agent did not reach {step} in time"),
+    }
+    child.kill().unwrap(); // SIGKILL
+    assert!(!child.wait().unwrap().success(), "killed, not exited");
+}
+
+/// Killed at each step of a signed container removal, the restarted agent settles it:
+/// the container is removed exactly once, nothing is left in flight, and the audit chain
+/// holds. (Killed after the engine removed it but before the call was journaled, the
+/// engine keeps no task list: the target being gone is what settles it.)
+#[test]
+fn a_signed_container_removal_killed_at_any_step_runs_once() {
+    need_docker!();
+    need_ssh_keygen!();
+    let image = idle_image();
+    for step in [
+        "accepted",
+        "intent",
+        "stopped",
+        "posted",
+        "dispatched",
+        "terminal",
+    ] {
+        let host = Host::new(&format!("crash{}", step.len()));
+        let (web, data) = (host.c("web"), host.c("data"));
+        host.declare(&format!(
+            "[[container]]\nname = \"{web}\"\nimage = \"{image}\"\nvolumes = {{ \"{data}\" = \"/data\" }}\n"
+        ));
+        assert_eq!(host.agent_once().0, 0);
+        host.declare(&format!(
+            "[[container]]\nname = \"{web}\"\nensure = \"absent\"\n"
+        ));
+        assert_eq!(host.agent_once().0, 1, "pending");
+        let payload = host.path(&format!(
+            "state/pending/{}-container-{web}-destroy.op",
+            host.name
+        ));
+        host.sign_and_submit(&payload);
+        kill_at(&host, step);
+        let (code, report) = host.agent_once();
+        assert_eq!(code, 0, "step {step}: converged after recovery: {report:#}");
+        assert!(!exists(&["inspect", &web]), "step {step}: removed");
+        assert!(
+            exists(&["volume", "inspect", &data]),
+            "step {step}: its volume kept"
+        );
+        let store = castellan_store::Store::open_readonly(&host.path("state")).unwrap();
+        castellan_store::verify_chain(&store).unwrap();
+        assert!(store.in_flight().unwrap().is_empty(), "step {step}");
+        let target = castellan_core::Target::container(&web).unwrap();
+        let destroys: Vec<_> = store
+            .intents_for(&target)
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.destructive)
+            .collect();
+        assert_eq!(
+            destroys.len(),
+            1,
+            "step {step}: one signed intent: {destroys:#?}"
+        );
+        assert_eq!(
+            destroys[0].state,
+            castellan_store::IntentState::Succeeded,
+            "step {step}: {destroys:#?}"
+        );
+        // Killed after the acceptance was audited but before the intent, the op is
+        // accepted again on restart; it is journaled, and carried out, once.
+        let accepted = host.audited("signature_accepted", &target.to_string());
+        assert_eq!(accepted, if step == "accepted" { 2 } else { 1 }, "step {step}");
+    }
 }
