@@ -206,17 +206,38 @@ pub struct Planned {
     pub plan: castellan_core::Plan,
     /// Actions and notices expected once the plan's own actions are applied.
     pub followups: Vec<followups::FollowUp>,
+    /// The host's containers against their declarations (`None`: no `[docker]`).
+    pub containers: Option<castellan_docker::ContainerPlan>,
 }
 
 /// Observes the node described by `config` and plans against its desired state, as
 /// `castellan plan` shows it. Executes nothing.
 pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<Planned> {
     let desired = load_desired(&config.desired_file, &config.node)?;
+    let containers = match &config.docker {
+        Some(d) => {
+            let client = castellan_docker::DockerClient::connect(d.socket.as_deref(), &config.node)
+                .await
+                .context("docker engine")?;
+            let (observed, volumes) = tokio::try_join!(client.list(), client.volumes())
+                .context("cannot observe the Docker Engine")?;
+            let c = &desired.containers;
+            Some(castellan_docker::plan(
+                &c.declared.values().cloned().collect::<Vec<_>>(),
+                &c.absent.iter().cloned().collect::<Vec<_>>(),
+                &c.absent_volumes.iter().cloned().collect::<Vec<_>>(),
+                &observed,
+                &volumes,
+            ))
+        }
+        None => None,
+    };
     let Some(client) = &config.client else {
         // No Proxmox VE node: no guests to plan.
         return Ok(Planned {
             plan: castellan_core::Plan::default(),
             followups: Vec::new(),
+            containers,
         });
     };
     let client = PveClient::new(client.clone()).context("proxmox client")?;
@@ -226,7 +247,11 @@ pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<Planned> {
         .with_context(|| format!("cannot observe node {}", config.node))?;
     let plan = plan(&desired, &actual, &config.normalize);
     let followups = followups::expected(&desired, &actual, &plan);
-    Ok(Planned { plan, followups })
+    Ok(Planned {
+        plan,
+        followups,
+        containers,
+    })
 }
 
 /// Warns when the node is reached over plain HTTP: the API token would cross the network
@@ -246,7 +271,11 @@ fn warn_if_cleartext(config: &AgentConfig) {
 async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow::Result<ExitCode> {
     let config = AgentConfig::load(path)?;
     warn_if_cleartext(&config);
-    let Planned { plan: p, followups } = current_plan(&config).await?;
+    let Planned {
+        plan: p,
+        followups,
+        containers,
+    } = current_plan(&config).await?;
     // Intents recovery holds for an operator (none when the agent never ran here).
     let held = if config
         .data_dir
@@ -272,10 +301,18 @@ async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow:
                     serde_json::to_value(&followups)?,
                 );
             }
+            if let Some(c) = &containers {
+                obj.insert("containers".into(), serde_json::to_value(c)?);
+            }
         }
         crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
     } else {
-        crate::out!("{}", render::plan_table(&config.node, &p, &followups))?;
+        if config.client.is_some() {
+            crate::out!("{}", render::plan_table(&config.node, &p, &followups))?;
+        }
+        if let Some(c) = &containers {
+            crate::out!("{}", render::container_plan(&config.node, c))?;
+        }
         if !held.is_empty() {
             crate::outln!(
                 "\n  Held for an operator (recovery could not tell what became of them; nothing more happens to these guests until resolved):"
@@ -283,11 +320,14 @@ async fn plan_cmd(path: &std::path::Path, json: bool, detailed: bool) -> anyhow:
             crate::out!("{}", journal::describe_held(&config.data_dir, &held))?;
         }
     }
-    Ok(if detailed && !p.actions.is_empty() {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let container_changes = containers.as_ref().is_some_and(|c| !c.steps.is_empty());
+    Ok(
+        if detailed && (!p.actions.is_empty() || container_changes) {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 async fn agent_cmd(

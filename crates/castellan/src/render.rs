@@ -193,3 +193,45 @@ pub fn report(node: &str, r: &RunReport) -> String {
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
+
+/// `castellan plan`'s container section: the benign steps, the held ones (each needs a
+/// signed op, with the command that makes it), and what is reported.
+pub fn container_plan(node: &str, p: &castellan_docker::ContainerPlan) -> String {
+    let mut out = String::new();
+    if p.converged() && p.notices.is_empty() {
+        let _ = writeln!(out, "Containers on {node}: converged.");
+        return out;
+    }
+    let _ = writeln!(out, "Containers on {node}:");
+    for s in &p.steps {
+        let _ = writeln!(out, "  {:<24} {:<13} {}", s.target, s.op, s.reason);
+    }
+    if !p.held.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  Destructive (each needs an operator-signed op; see docs/signed-ops.md):"
+        );
+        for s in &p.held {
+            let target = s
+                .target()
+                .map_or_else(|_| s.target.clone(), |t| t.to_string());
+            let _ = writeln!(
+                out,
+                "  {target:<34} {:<13} {} (the agent writes the payload to sign to <data_dir>/pending/)",
+                s.op, s.reason
+            );
+        }
+    }
+    for n in &p.notices {
+        let text = match n {
+            castellan_docker::Notice::NotOurs { target } => {
+                format!("{target}: not created by castellan for this host; never touched")
+            }
+            castellan_docker::Notice::Candidate { target } => {
+                format!("{target}: castellan's, no longer declared; declare it absent to remove it")
+            }
+        };
+        let _ = writeln!(out, "  note: {text}");
+    }
+    out
+}

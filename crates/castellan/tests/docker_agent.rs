@@ -195,8 +195,16 @@ fn a_docker_host_converges_and_volume_removal_waits_for_a_signature_and_runs_onc
         )
     };
 
-    // 1. Declared, absent: created and started on the declaration's word.
+    // 1. Declared, absent: planned, then created and started on the declaration's word.
     host.declare(&declared("a"));
+    let plan = host.castellan(&["plan", "-c", "agent.toml", "--detailed-exitcode"]);
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert_eq!(plan.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains(&web) && shown.contains("provision"),
+        "{shown}"
+    );
+    assert!(!exists(&["inspect", &web]), "plan changes nothing");
     let (code, report) = host.agent_once();
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["converged"], true);
@@ -243,6 +251,14 @@ fn a_docker_host_converges_and_volume_removal_waits_for_a_signature_and_runs_onc
          [[container]]\nname = \"{cache}\"\nimage = \"{image}\"\n\
          [[volume]]\nname = \"{data}\"\nensure = \"absent\"\n"
     ));
+    let plan = host.castellan(&["plan", "-c", "agent.toml"]);
+    let shown = String::from_utf8_lossy(&plan.stdout);
+    assert!(
+        shown.contains("Destructive")
+            && shown.contains(&format!("container/{web}"))
+            && shown.contains(&format!("volume/{data}")),
+        "{shown}"
+    );
     let (code, report) = host.agent_once();
     assert_eq!(
         code, 1,
@@ -514,6 +530,10 @@ fn a_signed_container_removal_killed_at_any_step_runs_once() {
         // Killed after the acceptance was audited but before the intent, the op is
         // accepted again on restart; it is journaled, and carried out, once.
         let accepted = host.audited("signature_accepted", &target.to_string());
-        assert_eq!(accepted, if step == "accepted" { 2 } else { 1 }, "step {step}");
+        assert_eq!(
+            accepted,
+            if step == "accepted" { 2 } else { 1 },
+            "step {step}"
+        );
     }
 }
