@@ -119,8 +119,7 @@ pub enum OpFormatError {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOp {
-    #[serde(rename = "version")]
-    _version: i64,
+    version: i64,
     op: String,
     host: String,
     target: String,
@@ -175,6 +174,29 @@ fn valid_hex(s: &str, min: usize, max: usize) -> bool {
     (min..=max).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Refuses every version but [`VERSION`], naming why the older ones are gone.
+fn check_version(version: i64) -> Result<(), OpFormatError> {
+    match version {
+        1 | 2 => Err(invalid(
+            "version",
+            format!(
+                "version {version} ops name a guest by vmid{} and are no longer accepted; make a \
+                 new op (version {VERSION}, with target = \"kind/id\") with `castellan op new`",
+                if version == 1 {
+                    " alone, without its kind"
+                } else {
+                    " and kind"
+                }
+            ),
+        )),
+        v if v == i64::from(VERSION) => Ok(()),
+        v => Err(invalid(
+            "version",
+            format!("version {v} is not supported (this castellan reads {VERSION})"),
+        )),
+    }
+}
+
 fn parse_time(field: &'static str, s: &str) -> Result<Timestamp, OpFormatError> {
     let t: Timestamp = s
         .parse()
@@ -196,43 +218,24 @@ impl SignedOp {
             return Err(OpFormatError::TooLarge(bytes.len()));
         }
         let text = std::str::from_utf8(bytes).map_err(|_| OpFormatError::NotUtf8)?;
-        // The version first, on its own: older versions have other fields, and their
-        // ops deserve the reason they are refused rather than "unknown field".
+        // Older versions have other fields: when the document is not a current op, its
+        // version (read on its own) gives the reason it is refused, rather than an
+        // "unknown field".
         #[derive(Deserialize)]
         struct Versioned {
             version: i64,
         }
-        if let Ok(Versioned { version }) = toml::from_str::<Versioned>(text) {
-            if version == 1 || version == 2 {
-                return Err(invalid(
-                    "version",
-                    format!(
-                        "version {} ops name a guest by vmid{} and are no longer accepted; make a \
-                         new op (version {VERSION}, with target = \"kind/id\") with `castellan op new`",
-                        version,
-                        if version == 1 {
-                            " alone, without its kind"
-                        } else {
-                            " and kind"
-                        }
-                    ),
-                ));
+        let raw: RawOp = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                if let Ok(Versioned { version }) = toml::from_str::<Versioned>(text) {
+                    check_version(version)?;
+                }
+                // toml's messages quote the offending line; keep only the message.
+                return Err(OpFormatError::Syntax(e.message().to_owned()));
             }
-            if version != i64::from(VERSION) {
-                return Err(invalid(
-                    "version",
-                    format!(
-                        "version {} is not supported (this castellan reads {VERSION})",
-                        version
-                    ),
-                ));
-            }
-        }
-        let raw: RawOp = toml::from_str(text).map_err(|e| {
-            // toml's messages quote the offending line; keep only the first line of it.
-            let msg = e.message().to_owned();
-            OpFormatError::Syntax(msg)
-        })?;
+        };
+        check_version(raw.version)?;
         let target: Target = raw
             .target
             .parse()
