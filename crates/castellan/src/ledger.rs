@@ -721,7 +721,7 @@ fn open_report(path: &Path, what: &str) -> anyhow::Result<std::io::BufReader<std
 /// The file beside the output gets a fresh random name and is created exclusively, so a
 /// name planted in the output's directory (a symlink to somewhere else) is never
 /// followed; it is removed whenever the output is not replaced. Not fsynced: a report is
-/// remade at will.
+/// remade at will (after a power cut it may read empty until it is made again).
 fn write_streaming<T>(
     output: Option<&Path>,
     write: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<T>,
@@ -757,9 +757,33 @@ fn write_streaming<T>(
     let tmp = out
         .into_inner()
         .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error()))?;
+    replace(tmp, path)?;
+    Ok(value)
+}
+
+/// Puts the finished `tmp` in place of `path`, atomically: readers see the old report or
+/// the new one, never a part. Where `path` is a regular file already, the two are
+/// exchanged (`renameat2(RENAME_EXCHANGE)`) and the old one, now under the temporary
+/// name, is removed: a rename over an existing file makes ext4 flush the new file first
+/// (`auto_da_alloc`), about 20 ms for a 65 MiB report, which a report remade at will
+/// does not need. Anything else (no report yet, a symlink or a directory in its place,
+/// a filesystem without the exchange) gets a plain rename.
+fn replace(tmp: tempfile::NamedTempFile, path: &Path) -> anyhow::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    let regular = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file());
+    if regular(path) && renameat_with(CWD, tmp.path(), CWD, path, RenameFlags::EXCHANGE).is_ok() {
+        if regular(tmp.path()) {
+            // The old report, under the temporary name: removed when `tmp` drops.
+            drop(tmp);
+            return Ok(());
+        }
+        // Something other than a file was swapped in meanwhile: put it back.
+        renameat_with(CWD, tmp.path(), CWD, path, RenameFlags::EXCHANGE)
+            .with_context(|| format!("cannot restore {}", path.display()))?;
+    }
     tmp.persist(path)
         .map_err(|e| anyhow!("cannot write {}: {}", path.display(), e.error))?;
-    Ok(value)
+    Ok(())
 }
 
 fn rescan_cmd(ledger_dir: &Path, rules: Option<&Path>) -> anyhow::Result<ExitCode> {

@@ -729,3 +729,58 @@ fn a_planted_name_beside_the_output_is_never_written_through() {
         serde_json::from_slice(&std::fs::read(out_dir.join("acceptance.json")).unwrap()).unwrap();
     assert_eq!(report["summary"]["acceptance_candidate_count"], 2);
 }
+
+/// A report written over an existing one replaces it whole (the old one exchanged out and
+/// removed, nothing left beside it); a symlink in its place is replaced, never followed.
+#[test]
+fn acceptance_replaces_an_existing_report_and_never_follows_a_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = seed_reports();
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out_file = out_dir.join("acceptance.json");
+    let acceptance = |generated_at: &str| {
+        let out = run(castellan()
+            .args(["ledger", "acceptance", "--root"])
+            .arg(dir.path())
+            .arg("--inventory-report")
+            .arg(data.join("inventory.json"))
+            .arg("--owner-request-report")
+            .arg(data.join("owner-requests.json"))
+            .args(["--generated-at", generated_at, "-o"])
+            .arg(&out_file));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    let names = || {
+        let mut n: Vec<_> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        n.sort();
+        n
+    };
+    std::fs::write(&out_file, vec![b'x'; 1 << 20]).unwrap();
+    acceptance("2026-01-01T00:00:00Z");
+    let report: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(report["generated_at"], "2026-01-01T00:00:00Z");
+    assert_eq!(names(), ["acceptance.json"]);
+    acceptance("2026-01-02T00:00:00Z");
+    let report: Value = serde_json::from_slice(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(report["generated_at"], "2026-01-02T00:00:00Z");
+    assert_eq!(names(), ["acceptance.json"]);
+
+    // A symlink planted at the output path: replaced by the report, its target untouched.
+    let elsewhere = dir.path().join("precious");
+    std::fs::write(&elsewhere, b"keep me").unwrap();
+    std::fs::remove_file(&out_file).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &out_file).unwrap();
+    acceptance("2026-01-03T00:00:00Z");
+    assert!(
+        std::fs::symlink_metadata(&out_file)
+            .unwrap()
+            .file_type()
+            .is_file()
+    );
+    assert_eq!(std::fs::read(&elsewhere).unwrap(), b"keep me");
+    assert_eq!(names(), ["acceptance.json"]);
+}
