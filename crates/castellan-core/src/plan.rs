@@ -61,6 +61,24 @@ pub struct Action {
 }
 
 impl Action {
+    /// A clean shutdown of guest `vmid` before a signed operation that loses whatever a
+    /// hard stop would: the node may stop it once `timeout_secs` have passed.
+    pub fn bring_down(guest: GuestKind, vmid: Vmid, timeout_secs: u32) -> Action {
+        Action {
+            vmid,
+            guest,
+            kind: Operation::Shutdown,
+            params: BTreeMap::new(),
+            delete: Vec::new(),
+            shutdown: Some(ShutdownPolicy {
+                timeout_secs,
+                force_stop: true,
+            }),
+            digest: None,
+            reason: "brought down before a signed operation".into(),
+        }
+    }
+
     /// The guest it acts on, as a target.
     pub fn target(&self) -> crate::target::Target {
         crate::target::Target::guest(self.guest, self.vmid)

@@ -8,23 +8,28 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use castellan_docker::{ContainerSpec, DockerClient, DockerError};
-use castellan_testkit::{idle_image, need_docker, run_ok};
+use castellan_testkit::{DockerCleanup, idle_image, need_docker, run_ok};
 
 /// Names unique to this test: containers and volumes under them are removed on drop,
 /// whatever the test did.
 struct Scope {
     prefix: String,
+    _cleanup: DockerCleanup,
 }
 
 impl Scope {
     fn new() -> Scope {
         static N: AtomicU32 = AtomicU32::new(0);
+        let prefix = format!(
+            "cst-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
         Scope {
-            prefix: format!(
-                "cst-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ),
+            _cleanup: DockerCleanup {
+                prefix: prefix.clone(),
+            },
+            prefix,
         }
     }
     fn name(&self, what: &str) -> String {
@@ -32,32 +37,6 @@ impl Scope {
     }
     fn owner(&self) -> String {
         format!("{}-host", self.prefix)
-    }
-}
-
-impl Drop for Scope {
-    fn drop(&mut self) {
-        let list = |args: &[&str]| -> Vec<String> {
-            Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .filter(|l| l.starts_with(&self.prefix))
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        for c in list(&["ps", "-a", "--format", "{{.Names}}"]) {
-            let _ = Command::new("docker").args(["rm", "-f", "-v", &c]).output();
-        }
-        for v in list(&["volume", "ls", "--format", "{{.Name}}"]) {
-            let _ = Command::new("docker")
-                .args(["volume", "rm", "-f", &v])
-                .output();
-        }
     }
 }
 

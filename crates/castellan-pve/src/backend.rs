@@ -8,7 +8,6 @@ use castellan_backend::{
     Backend, BackendError, FailureClass, GuestBackend, Observed, TaskHandle, TaskState,
     look_at_guest,
 };
-use castellan_core::model::ShutdownPolicy;
 use castellan_core::model::{ActualGuest, ActualRun, GuestKind, Vmid};
 use castellan_core::plan::Action;
 use castellan_core::{Operation, Target};
@@ -167,21 +166,7 @@ impl Backend for PveBackend {
 
     async fn bring_down(&self, target: &Target, timeout_secs: u32) -> Result<(), BackendError> {
         let (kind, vmid) = guest_of(target)?;
-        let down = Action {
-            vmid,
-            guest: kind,
-            kind: Operation::Shutdown,
-            params: BTreeMap::new(),
-            delete: Vec::new(),
-            // What follows loses whatever a hard stop would: the node may stop the guest
-            // once the timeout has passed.
-            shutdown: Some(ShutdownPolicy {
-                timeout_secs,
-                force_stop: true,
-            }),
-            digest: None,
-            reason: "brought down before a signed operation".into(),
-        };
+        let down = Action::bring_down(kind, vmid, timeout_secs);
         self.execute(&down).await.map(|_| ())
     }
 

@@ -206,3 +206,75 @@ pub fn load_key(private: &Path) -> Key {
         fingerprint,
     }
 }
+
+/// Removes, when dropped, every Docker container and volume whose name starts with its
+/// prefix, whatever the test did (containers forcibly, with their anonymous volumes).
+#[derive(Debug)]
+pub struct DockerCleanup {
+    /// The name prefix the test's containers and volumes share.
+    pub prefix: String,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        let list = |args: &[&str]| -> Vec<String> {
+            Command::new("docker")
+                .args(args)
+                .output()
+                .map(|o| {
+                    String::from_utf8_lossy(&o.stdout)
+                        .lines()
+                        .filter(|l| l.starts_with(&self.prefix))
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        for c in list(&["ps", "-a", "--format", "{{.Names}}"]) {
+            let _ = Command::new("docker").args(["rm", "-f", "-v", &c]).output();
+        }
+        for v in list(&["volume", "ls", "--format", "{{.Name}}"]) {
+            let _ = Command::new("docker")
+                .args(["volume", "rm", "-f", &v])
+                .output();
+        }
+    }
+}
+
+/// The environment variable naming the agent's crash point (`castellan_agent`'s
+/// `CRASHPOINT_ENV`: the agent announces it on stderr and waits there to be killed).
+pub const CRASHPOINT_ENV: &str = "CASTELLAN_CRASHPOINT";
+
+/// Runs `cmd` (an agent) with crash point `step` until it announces reaching it, then
+/// SIGKILLs it. Panics if it exits first or takes more than a minute.
+pub fn kill_at_crashpoint(mut cmd: Command, step: &str) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .env(CRASHPOINT_ENV, step)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let want = format!("castellan-crashpoint: {step}");
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(&want) {
+                let _ = tx.send(Ok(()));
+                return;
+            }
+            seen.push(line);
+        }
+        let _ = tx.send(Err(seen.join("\n")));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(Ok(())) => {}
+        Ok(Err(log)) => panic!("agent exited before reaching {step}:\n{log}"),
+        Err(_) => panic!("agent did not reach {step} in time"),
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed, not exited");
+}

@@ -8,7 +8,6 @@
 //! (`Child::kill`), so the process gets no chance to clean up.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -156,35 +155,7 @@ fn text(b: &[u8]) -> String {
 
 /// Runs the agent until it reaches `step`, then SIGKILLs it.
 fn kill_at(env: &Env, step: &str) {
-    let mut child = env
-        .agent()
-        .env("CASTELLAN_CRASHPOINT", step)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let want = format!("castellan-crashpoint: {step}");
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(&want) {
-                let _ = tx.send(Ok(()));
-                return;
-            }
-            seen.push(line);
-        }
-        let _ = tx.send(Err(seen.join("\n")));
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(())) => {}
-        Ok(Err(log)) => panic!("agent exited before reaching {step}:\n{log}"),
-        Err(_) => panic!("agent did not reach {step} in time"),
-    }
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
-    assert!(!status.success(), "killed, not exited");
+    castellan_testkit::kill_at_crashpoint(env.agent(), step);
 }
 
 fn check_consistent(data_dir: &Path) {

@@ -7,44 +7,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
-use castellan_testkit::{idle_image, need_docker, need_ssh_keygen, run_ok, ssh_keygen};
+use castellan_testkit::{
+    DockerCleanup, idle_image, need_docker, need_ssh_keygen, run_ok, ssh_keygen,
+};
 
 /// A host name (the agent's node, and so the owner label of what it creates) unique to
 /// this test; every container and volume under it is removed on drop.
 struct Host {
     name: String,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let list = |args: &[&str]| -> Vec<String> {
-            Command::new("docker")
-                .args(args)
-                .output()
-                .map(|o| {
-                    String::from_utf8_lossy(&o.stdout)
-                        .lines()
-                        .filter(|l| l.starts_with(&self.name))
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        for c in list(&["ps", "-a", "--format", "{{.Names}}"]) {
-            let _ = Command::new("docker").args(["rm", "-f", "-v", &c]).output();
-        }
-        for v in list(&["volume", "ls", "--format", "{{.Name}}"]) {
-            let _ = Command::new("docker")
-                .args(["volume", "rm", "-f", &v])
-                .output();
-        }
-    }
+    _cleanup: DockerCleanup,
 }
 
 impl Host {
@@ -77,7 +52,13 @@ impl Host {
             "allowed_signers = \"allowed_signers\"\n[roles]\n\"alice@example.com\" = \"operational\"\n",
         )
         .unwrap();
-        Host { name, dir }
+        Host {
+            _cleanup: DockerCleanup {
+                prefix: name.clone(),
+            },
+            name,
+            dir,
+        }
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -436,35 +417,10 @@ fn an_op_never_removes_a_container_put_in_the_approved_ones_place_nor_a_foreign_
 /// Runs `castellan agent --once` until it reaches crash point `step` of a signed
 /// operation, then SIGKILLs it.
 fn kill_at(host: &Host, step: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_castellan"))
-        .args(["agent", "--once", "--config", "agent.toml"])
-        .current_dir(host.dir.path())
-        .env("CASTELLAN_CRASHPOINT", step)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let want = format!("castellan-crashpoint: {step}");
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(&want) {
-                let _ = tx.send(Ok(()));
-                return;
-            }
-            seen.push(line);
-        }
-        let _ = tx.send(Err(seen.join("\n")));
-    });
-    match rx.recv_timeout(Duration::from_secs(60)) {
-        Ok(Ok(())) => {}
-        Ok(Err(log)) => panic!("agent exited before reaching {step}:\n{log}"),
-        Err(_) => panic!("agent did not reach {step} in time"),
-    }
-    child.kill().unwrap(); // SIGKILL
-    assert!(!child.wait().unwrap().success(), "killed, not exited");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_castellan"));
+    cmd.args(["agent", "--once", "--config", "agent.toml"])
+        .current_dir(host.dir.path());
+    castellan_testkit::kill_at_crashpoint(cmd, step);
 }
 
 /// Killed at each step of a signed container removal, the restarted agent settles it:

@@ -103,8 +103,15 @@ impl Gatekeeper {
             backend.wait_task(&task).await
         }
         .await;
-        let outcome = match &result {
-            Ok(_) => Outcome::Succeeded,
+        self.benign_ended(id, &action.target(), result.as_ref().map(|_| ()))
+            .await;
+        result
+    }
+
+    /// Records how a benign intent ended (relaxed durability, like its start).
+    async fn benign_ended(&self, id: IntentId, target: &Target, result: Result<(), &BackendError>) {
+        let outcome = match result {
+            Ok(()) => Outcome::Succeeded,
             Err(e) => Outcome::Failed {
                 error: e.message.clone(),
             },
@@ -115,9 +122,8 @@ impl Gatekeeper {
             .store(move |s| s.relaxed(|s| s.mark_terminal(id, outcome, ev, now))?)
             .await
         {
-            tracing::error!(event = "journal_failed", vmid = action.vmid, error = %e);
+            tracing::error!(event = "journal_failed", %target, error = %e);
         }
-        result
     }
 
     /// Carries out one benign step of a backend that applies its operations itself
@@ -170,20 +176,8 @@ impl Gatekeeper {
             .await
             .map_err(|e| BackendError::retry(e.to_string()))?;
         let result = run.await;
-        let outcome = match &result {
-            Ok(()) => Outcome::Succeeded,
-            Err(e) => Outcome::Failed {
-                error: e.message.clone(),
-            },
-        };
-        let now = self.now();
-        let ev = outcome.event();
-        if let Err(e) = self
-            .store(move |s| s.relaxed(|s| s.mark_terminal(id, outcome, ev, now))?)
-            .await
-        {
-            tracing::error!(event = "journal_failed", %target, error = %e);
-        }
+        self.benign_ended(id, &target, result.as_ref().copied())
+            .await;
         result
     }
 }

@@ -12,7 +12,7 @@ use castellan_agent::backend::{
     Backend, BackendError, FailureClass, GuestBackend, Observed, TaskHandle, TaskState,
     look_at_guest,
 };
-use castellan_core::model::{ActualGuest, ActualRun, GuestKind, ShutdownPolicy, Vmid};
+use castellan_core::model::{ActualGuest, ActualRun, GuestKind, Vmid};
 use castellan_core::plan::Action;
 use castellan_core::{Operation, Target};
 
@@ -170,19 +170,7 @@ impl Backend for Fake {
 
     async fn bring_down(&self, target: &Target, timeout_secs: u32) -> Result<(), BackendError> {
         let (kind, vmid) = target.as_guest().ok_or_else(gone)?;
-        let down = Action {
-            vmid,
-            guest: kind,
-            kind: Operation::Shutdown,
-            params: BTreeMap::new(),
-            delete: Vec::new(),
-            shutdown: Some(ShutdownPolicy {
-                timeout_secs,
-                force_stop: true,
-            }),
-            digest: None,
-            reason: "brought down before a signed operation".into(),
-        };
+        let down = Action::bring_down(kind, vmid, timeout_secs);
         self.execute(&down).await.map(|_| ())
     }
 
