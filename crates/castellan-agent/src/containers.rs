@@ -235,19 +235,26 @@ const INBOX_POLL: std::time::Duration = std::time::Duration::from_millis(500);
 /// Runs the container side until `stop` turns true (or, in [`crate::Mode::Once`], for
 /// one pass): crash recovery of the intents on containers and volumes first, then a pass
 /// at start, on every new desired state, on every change of the inbox and every
-/// `resync` otherwise; with `sweep` (no guest engine runs beside it) it also sweeps
-/// the inbox before each pass. Returns the last pass (`None` when recovery failed: nothing new
-/// runs then, as for guests).
+/// `resync` otherwise. `alone` (no guest engine runs beside it): its recovery audits the
+/// agent's start, and it sweeps the inbox before each pass. Returns the last pass, or why the
+/// container side could not go on (its crash recovery failed: nothing new runs then, as
+/// for guests).
 pub async fn run(
     backend: DockerBackend,
     keeper: std::sync::Arc<Gatekeeper>,
     mut desired: tokio::sync::watch::Receiver<std::sync::Arc<DesiredState>>,
     mode: crate::Mode,
     resync: std::time::Duration,
-    sweep: bool,
+    alone: bool,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<ContainerPass, String> {
-    match keeper.recover_served(&backend).await {
+    // On a host without guests this is the agent's start (audited once, here).
+    let recovered = if alone {
+        keeper.recover(&backend).await
+    } else {
+        keeper.recover_served(&backend).await
+    };
+    match recovered {
         Ok(0) => {}
         Ok(n) => tracing::warn!(
             event = "recovery_completed",
@@ -262,7 +269,7 @@ pub async fn run(
     let mut inbox_stamp = keeper.inbox_stamp().await;
     loop {
         let want = desired.borrow_and_update().clone();
-        if sweep {
+        if alone {
             // No guest engine on this host: the inbox's settled, replayed and
             // unmatched ops are swept here.
             keeper.sweep().await;

@@ -323,10 +323,11 @@ pub async fn run(
             }
         }
     };
+    let stop_all = &stop_tx;
     let containers = async {
         match docker {
-            Some(backend) => Some(
-                containers::run(
+            Some(backend) => {
+                let done = containers::run(
                     backend,
                     Arc::clone(&keeper),
                     rx.clone(),
@@ -335,8 +336,14 @@ pub async fn run(
                     config.client.is_none(),
                     stop_rx.clone(),
                 )
-                .await,
-            ),
+                .await;
+                if done.is_err() {
+                    // The container side cannot go on (its crash recovery failed): the
+                    // whole agent stops, reported, rather than half of it running on.
+                    let _ = stop_all.send(true);
+                }
+                Some(done)
+            }
             None => None,
         }
     };

@@ -113,6 +113,13 @@ pub trait Backend: Send + Sync + 'static {
     /// journaled intent with the backend that serves its target).
     fn serves(&self, target: &Target) -> bool;
 
+    /// Whether this backend converges its benign work by re-planning from a fresh
+    /// observation, so a benign step cut short by a crash needs nothing undone (crash
+    /// recovery then settles it as re-planned instead of by its row's rule).
+    fn replans_benign(&self) -> bool {
+        false
+    }
+
     /// A fresh look at `target`; `None` if it does not exist (as that kind).
     fn look(
         &self,
@@ -131,11 +138,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Sends a signed operation `op` on `target`, with the op's signed parameters (the
     /// gate has already checked them against the operation table), once everything its
     /// table row says must happen first has happened. Returns its task.
+    ///
+    /// `approved` is the state digest the op was approved against. A backend that can
+    /// make the operation conditional checks it as close to the act as it can and
+    /// refuses with [`FailureClass::Conflict`] (nothing done) when the target is no
+    /// longer that; one that cannot relies on the gatekeeper's look just before.
     fn dispatch_signed(
         &self,
         op: Operation,
         target: &Target,
         params: &BTreeMap<String, String>,
+        approved: &str,
     ) -> impl Future<Output = Result<TaskHandle, BackendError>> + Send;
 
     /// Waits for a task to finish. Returns the number of warnings it reported; a failed

@@ -59,7 +59,9 @@ pub struct ContainerSpec {
     pub image: String,
     /// The command, replacing the image's (`None`: the image's).
     pub command: Option<Vec<String>>,
-    /// Environment variables.
+    /// Environment variables. Serialised (plans, reports) with their values withheld:
+    /// an environment often carries a password.
+    #[serde(serialize_with = "withhold_values")]
     pub env: BTreeMap<String, String>,
     /// Published ports.
     pub ports: Vec<PortMapping>,
@@ -71,6 +73,14 @@ pub struct ContainerSpec {
     pub volumes: BTreeMap<String, String>,
     /// Whether it should run.
     pub running: bool,
+}
+
+/// Serialises a map's keys with every value replaced by `"(withheld)"`.
+fn withhold_values<S: serde::Serializer>(
+    map: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(map.keys().map(|k| (k, "(withheld)")))
 }
 
 /// A declaration castellan refuses to create.
@@ -255,5 +265,15 @@ mod tests {
             ContainerSpec::new("web", " ").validate(),
             Err(SpecError::NoImage(_))
         ));
+    }
+
+    #[test]
+    fn environment_values_never_reach_a_serialised_plan() {
+        let mut s = ContainerSpec::new("db", "postgres:16");
+        s.env
+            .insert("POSTGRES_PASSWORD".into(), "hunter2-secret".into());
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("POSTGRES_PASSWORD"), "{json}");
+        assert!(!json.contains("hunter2-secret"), "{json}");
     }
 }

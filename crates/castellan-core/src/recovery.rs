@@ -113,9 +113,19 @@ pub struct Facts {
     pub approved_digest: Option<String>,
     /// Whether the approval is still valid by the clock that cannot go backwards.
     pub approval_valid: bool,
+    /// Whether the target's backend converges its benign work by re-planning from a
+    /// fresh observation, so a benign step cut short needs nothing undone (Docker: a
+    /// container half-made is castellan's, labelled, and the planner finishes it).
+    pub backend_replans: bool,
 }
 
 impl Facts {
+    /// These facts, for a backend that re-plans its benign work.
+    pub fn with_replanning(mut self) -> Facts {
+        self.backend_replans = true;
+        self
+    }
+
     /// The facts the journal gives, before anything is asked.
     pub fn journaled(op_name: &str, target_label: impl Into<String>) -> Facts {
         Facts {
@@ -132,6 +142,7 @@ impl Facts {
             target: None,
             approved_digest: None,
             approval_valid: false,
+            backend_replans: false,
         }
     }
 }
@@ -208,6 +219,8 @@ pub fn next(f: &Facts) -> Step {
     let settles_once = match op.spec().recovery {
         Recovery::Replan => f.destructive,
         Recovery::CompleteOnce => true,
+        // Benign and cut short on a backend that re-plans: nothing to undo.
+        Recovery::RollBack if !f.destructive && f.backend_replans => false,
         rule @ (Recovery::RollBack | Recovery::AskOperator) => {
             return settle(Settlement::Hold(format!(
                 "{op} is settled by {rule:?}, which this version does not carry out: held for an operator"
@@ -416,6 +429,18 @@ mod tests {
                     ..destroy()
                 },
                 Step::ListTasks,
+            ),
+            (
+                "a benign provision cut short where the backend re-plans: re-planned",
+                Facts::journaled("provision", "container/web").with_replanning(),
+                settle(Settlement::RolledBack(
+                    "interrupted before its task was known; re-planned".into(),
+                )),
+            ),
+            (
+                "a benign provision cut short elsewhere: held (its rule is roll back)",
+                Facts::journaled("provision", "lxc/101"),
+                settle(Settlement::Hold(String::new())),
             ),
             (
                 "prepared, the list cannot be read: the target is looked at",

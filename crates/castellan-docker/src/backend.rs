@@ -26,6 +26,7 @@ impl From<DockerError> for BackendError {
         let class = match &e {
             DockerError::NotFound { .. } => FailureClass::Gone,
             DockerError::NotOurs { .. } | DockerError::Spec(_) => FailureClass::Retry,
+            DockerError::Changed { .. } => FailureClass::Conflict,
             DockerError::Engine(engine) => match engine {
                 bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
                     match status_code {
@@ -111,7 +112,14 @@ impl DockerBackend {
         };
         match step.op {
             Operation::Provision => {
-                self.client.create(spec()?).await?;
+                let spec = spec()?;
+                if !self.client.has_image(&spec.image).await? {
+                    return Err(BackendError::retry(format!(
+                        "image {} is not on this host (castellan never pulls)",
+                        spec.image
+                    )));
+                }
+                self.client.create(spec).await?;
             }
             Operation::Start => self.client.start(name).await?,
             Operation::Shutdown | Operation::Stop => {
@@ -119,13 +127,37 @@ impl DockerBackend {
             }
             Operation::Recreate => {
                 let spec = spec()?;
-                self.client.remove(name, STOP_TIMEOUT_SECS).await?;
+                // Nothing is removed that cannot be made again: castellan never pulls.
+                if !self.client.has_image(&spec.image).await? {
+                    return Err(BackendError::retry(format!(
+                        "image {} is not on this host (castellan never pulls): {name} is kept as it is",
+                        spec.image
+                    )));
+                }
+                self.remove_observed(step).await?;
                 self.client.create(spec).await?;
             }
-            Operation::Destroy => self.client.remove(name, STOP_TIMEOUT_SECS).await?,
+            Operation::Destroy => self.remove_observed(step).await?,
             other => return Err(BackendError::unsupported(other)),
         }
         Ok(())
+    }
+}
+
+impl DockerBackend {
+    /// Removes the container a step was planned against: by the id observed when it
+    /// was classified, so one put in its place since (which may hold data) is refused.
+    async fn remove_observed(&self, step: &Step) -> Result<(), BackendError> {
+        let Some(id) = step.observed_id.as_deref() else {
+            return Err(BackendError::retry(format!(
+                "{} of {} without the container it was planned against",
+                step.op, step.target
+            )));
+        };
+        Ok(self
+            .client
+            .remove_exact(&step.target, id, STOP_TIMEOUT_SECS)
+            .await?)
     }
 }
 
@@ -136,6 +168,12 @@ fn not_mine(target: &Target) -> BackendError {
 impl Backend for DockerBackend {
     fn serves(&self, target: &Target) -> bool {
         matches!(target.kind(), TargetKind::Container | TargetKind::Volume)
+    }
+
+    fn replans_benign(&self) -> bool {
+        // Everything castellan makes carries its labels: a container half-made is
+        // found, compared with its declaration and finished by the planner.
+        true
     }
 
     async fn look(&self, target: &Target) -> Result<Option<Observed>, BackendError> {
@@ -195,6 +233,7 @@ impl Backend for DockerBackend {
         op: Operation,
         target: &Target,
         params: &BTreeMap<String, String>,
+        approved: &str,
     ) -> Result<TaskHandle, BackendError> {
         // No signed parameter applies to Docker targets (`purge` is Proxmox VE's).
         if let Some((k, v)) = params.iter().next() {
@@ -202,11 +241,42 @@ impl Backend for DockerBackend {
                 "{op} of {target} does not take parameter {k}={v}"
             )));
         }
+        let changed = || {
+            BackendError::new(
+                FailureClass::Conflict,
+                format!("{target} changed since the op was approved; nothing was removed"),
+            )
+        };
+        // Conditional on what was approved: the container removed is the one whose id
+        // the approved digest covers, by id, never whatever holds its name by then.
         match (op, target.kind()) {
             (Operation::Destroy, TargetKind::Container) => {
-                self.client.remove(target.id(), STOP_TIMEOUT_SECS).await?;
+                let c = self.client.observe(target.id()).await?.ok_or_else(|| {
+                    BackendError::new(FailureClass::Gone, format!("{target} does not exist"))
+                })?;
+                if container_digest(&c) != approved {
+                    return Err(changed());
+                }
+                match self
+                    .client
+                    .remove_exact(target.id(), &c.id, STOP_TIMEOUT_SECS)
+                    .await
+                {
+                    Err(DockerError::Changed { .. }) => return Err(changed()),
+                    other => other?,
+                }
             }
             (Operation::RemoveVolume, TargetKind::Volume) => {
+                let volumes = self.client.volumes().await?;
+                let v = volumes
+                    .iter()
+                    .find(|v| v.name == target.id())
+                    .ok_or_else(|| {
+                        BackendError::new(FailureClass::Gone, format!("{target} does not exist"))
+                    })?;
+                if volume_digest(v) != approved {
+                    return Err(changed());
+                }
                 self.client.remove_volume(target.id()).await?;
             }
             _ => return Err(BackendError::unsupported(op)),

@@ -18,8 +18,10 @@ use thiserror::Error;
 use crate::{OWNER_LABEL, SPEC_LABEL};
 use castellan_core::container::{ContainerSpec, Restart, SpecError, valid_name};
 
-/// Seconds an Engine API request may take.
-const REQUEST_TIMEOUT_SECS: u64 = 60;
+/// Seconds an Engine API request may take: longer than the longest clean stop castellan
+/// asks for (a destroy's 60 s), so a stop that uses its whole grace period is never
+/// mistaken for a lost answer.
+const REQUEST_TIMEOUT_SECS: u64 = 180;
 
 /// Why a Docker call failed or was refused.
 #[derive(Debug, Error)]
@@ -38,6 +40,15 @@ pub enum DockerError {
         name: String,
         /// This host's owner label value.
         owner: String,
+    },
+    /// Not the container or volume that was observed (or approved): another one has
+    /// its name now.
+    #[error("{what} {name} is not the one observed: another one has taken its name")]
+    Changed {
+        /// `container` or `volume`.
+        what: &'static str,
+        /// Its name.
+        name: String,
     },
     /// No such container or volume.
     #[error("{what} {name} does not exist")]
@@ -131,7 +142,11 @@ impl DockerClient {
                 REQUEST_TIMEOUT_SECS,
                 bollard::API_DEFAULT_VERSION,
             )?,
-            None => Docker::connect_with_unix_defaults()?,
+            None => Docker::connect_with_unix(
+                "/var/run/docker.sock",
+                REQUEST_TIMEOUT_SECS,
+                bollard::API_DEFAULT_VERSION,
+            )?,
         };
         let docker = docker.negotiate_version().await?;
         Ok(DockerClient {
@@ -385,6 +400,47 @@ impl DockerClient {
             )
             .await?;
         Ok(())
+    }
+
+    /// Removes castellan's container `name` like [`DockerClient::remove`], but only if it
+    /// is still the container with id `expected` (the one observed and, for a signed
+    /// operation, approved): one put in its place under the same name is refused
+    /// ([`DockerError::Changed`]) and nothing is stopped or removed. The id is checked
+    /// before the stop and every call after names it.
+    pub async fn remove_exact(
+        &self,
+        name: &str,
+        expected: &str,
+        stop_timeout_secs: u32,
+    ) -> Result<(), DockerError> {
+        let id = self.own_container(name).await?;
+        if id != expected {
+            return Err(DockerError::Changed {
+                what: "container",
+                name: name.to_owned(),
+            });
+        }
+        self.stop_id(&id, stop_timeout_secs).await?;
+        self.docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: false,
+                    v: false,
+                    link: false,
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Whether image `image` is on this host (castellan never pulls).
+    pub async fn has_image(&self, image: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Every volume on the host, castellan's and others'.

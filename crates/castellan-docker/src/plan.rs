@@ -37,6 +37,10 @@ pub struct Step {
     /// The declaration to create it from (provision and re-create).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub spec: Option<ContainerSpec>,
+    /// The id of the container observed when the step was planned: a removal (destroy,
+    /// re-create) acts on that container only.
+    #[serde(skip)]
+    pub observed_id: Option<String>,
     /// Why, for people.
     pub reason: String,
 }
@@ -110,13 +114,15 @@ pub fn plan(
     let mut declared: Vec<&ContainerSpec> = declared.iter().collect();
     declared.sort_by(|a, b| a.name.cmp(&b.name));
     for spec in declared {
+        let seen = find(&spec.name);
         let step = |op: Operation, with_spec: bool, reason: &str| Step {
             target: spec.name.clone(),
             op,
             spec: with_spec.then(|| spec.clone()),
+            observed_id: seen.map(|c| c.id.clone()),
             reason: reason.to_owned(),
         };
-        let Some(c) = find(&spec.name) else {
+        let Some(c) = seen else {
             out.push(step(Operation::Provision, true, "declared, absent"), None);
             if spec.running {
                 out.push(step(Operation::Start, false, "run stopped->running"), None);
@@ -163,6 +169,7 @@ pub fn plan(
                     target: c.name.clone(),
                     op: Operation::Destroy,
                     spec: None,
+                    observed_id: Some(c.id.clone()),
                     reason: "declared absent".into(),
                 },
                 Some(c.holds_data()),
@@ -182,6 +189,7 @@ pub fn plan(
                     target: v.name.clone(),
                     op: Operation::RemoveVolume,
                     spec: None,
+                    observed_id: None,
                     reason: "declared absent".into(),
                 },
                 Some(true),

@@ -294,3 +294,111 @@ async fn a_declared_set_converges_from_drift_and_holds_what_loses_data() {
         target: intruder.name.clone()
     }));
 }
+
+/// The backend's own removals are conditional on what was observed or approved: a signed
+/// removal carries the approved digest and a benign one the observed id, and a container
+/// (or volume) that is not that one any more is refused with nothing removed; a
+/// re-creation whose image is not on the host removes nothing.
+#[tokio::test]
+async fn removals_act_only_on_the_container_or_volume_that_was_approved() {
+    use std::collections::BTreeMap;
+
+    use castellan_backend::{Backend, FailureClass};
+    use castellan_core::{Operation, Target};
+    use castellan_docker::{DockerBackend, Step, container_digest, volume_digest};
+
+    need_docker!();
+    let image = idle_image();
+    let scope = Scope::new();
+    let client = DockerClient::connect(None, &scope.owner()).await.unwrap();
+    let backend = DockerBackend::new(client.clone());
+    let mut spec = ContainerSpec::new(scope.name("db"), &image);
+    spec.volumes.insert(scope.name("data"), "/data".into());
+    client.create(&spec).await.unwrap();
+    let first = client.observe(&spec.name).await.unwrap().unwrap();
+    let approved = container_digest(&first);
+    let target = Target::container(&spec.name).unwrap();
+    let none = BTreeMap::new();
+
+    // A digest that is not the container's: refused, nothing removed.
+    let e = backend
+        .dispatch_signed(Operation::Destroy, &target, &none, "00aa")
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, FailureClass::Conflict, "{e}");
+    assert!(client.observe(&spec.name).await.unwrap().is_some());
+
+    // Another castellan container put in its place under the same name.
+    client.remove(&spec.name, 1).await.unwrap();
+    client.create(&spec).await.unwrap();
+    let second = client.observe(&spec.name).await.unwrap().unwrap();
+    assert_ne!(second.id, first.id);
+    let e = backend
+        .dispatch_signed(Operation::Destroy, &target, &none, &approved)
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, FailureClass::Conflict, "{e}");
+    let benign = Step {
+        target: spec.name.clone(),
+        op: Operation::Destroy,
+        spec: None,
+        observed_id: Some(first.id.clone()),
+        reason: "test".into(),
+    };
+    let e = backend.apply(&benign).await.unwrap_err();
+    assert_eq!(e.class, FailureClass::Conflict, "{e}");
+    assert_eq!(
+        client.observe(&spec.name).await.unwrap().unwrap().id,
+        second.id,
+        "the container in its place is untouched"
+    );
+
+    // A re-creation from an image that is not here removes nothing.
+    let mut missing = spec.clone();
+    missing.image = "castellan-test/not-here:0".into();
+    let recreate = Step {
+        target: spec.name.clone(),
+        op: Operation::Recreate,
+        spec: Some(missing),
+        observed_id: Some(second.id.clone()),
+        reason: "test".into(),
+    };
+    let e = backend.apply(&recreate).await.unwrap_err();
+    assert!(e.message.contains("never pulls"), "{e}");
+    assert!(client.observe(&spec.name).await.unwrap().is_some());
+
+    // The approved one, by its own digest: removed, its volume kept.
+    let approved = container_digest(&second);
+    backend
+        .dispatch_signed(Operation::Destroy, &target, &none, &approved)
+        .await
+        .unwrap();
+    assert!(client.observe(&spec.name).await.unwrap().is_none());
+
+    // A volume: removed only against its own digest.
+    let volume = Target::volume(&scope.name("data")).unwrap();
+    let e = backend
+        .dispatch_signed(Operation::RemoveVolume, &volume, &none, "00aa")
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, FailureClass::Conflict, "{e}");
+    let v = client
+        .volumes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == scope.name("data"))
+        .expect("kept");
+    backend
+        .dispatch_signed(Operation::RemoveVolume, &volume, &none, &volume_digest(&v))
+        .await
+        .unwrap();
+    assert!(
+        !client
+            .volumes()
+            .await
+            .unwrap()
+            .iter()
+            .any(|v| v.name == scope.name("data"))
+    );
+}

@@ -175,6 +175,9 @@ impl Backend for PveBackend {
         op: Operation,
         target: &Target,
         params: &BTreeMap<String, String>,
+        // The node offers no conditional destroy: the gatekeeper's last look, one round
+        // trip before, is the check (docs/signed-ops.md).
+        _approved: &str,
     ) -> Result<TaskHandle, BackendError> {
         let (kind, vmid) = guest_of(target)?;
         if op != Operation::Destroy {

@@ -342,7 +342,16 @@ async fn agent_cmd(
     let mode = if once { Mode::Once } else { Mode::Continuous };
     let report = castellan_agent::run(&config, mode, shutdown_signal()).await?;
     if !once {
-        return Ok(ExitCode::SUCCESS);
+        // A continuous agent returns on a signal, or when something stopped it from going
+        // on (crash recovery failed): then it exits 1, so its supervisor restarts it.
+        for e in &report.node_failed {
+            tracing::error!(event = "agent_stopped", error = %e);
+        }
+        return Ok(if report.node_failed.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
     }
     if json {
         crate::outln!(

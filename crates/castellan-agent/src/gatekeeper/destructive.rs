@@ -166,7 +166,7 @@ impl Gatekeeper {
                 // An operation this castellan does not know is treated as the worst.
                 let settles_once = Operation::from_name(&i.op)
                     .is_none_or(|o| o.spec().recovery != Recovery::Replan);
-                i.target == *target && (i.destructive || settles_once)
+                i.target.same_slot(target) && (i.destructive || settles_once)
             })
             .collect();
         for intent in pending {
@@ -563,7 +563,10 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
-        let task = match backend.dispatch_signed(a.op, &a.target, &a.params).await {
+        let task = match backend
+            .dispatch_signed(a.op, &a.target, &a.params, &a.state_digest)
+            .await
+        {
             Ok(t) => t,
             // The request may have reached the node: leave the intent in flight; the
             // node's task list tells later whether it did.
@@ -575,6 +578,12 @@ impl Gatekeeper {
             }
             Err(e) if e.class == FailureClass::Gone => {
                 return self.gone_before_delete(id, a).await;
+            }
+            // Refused by the backend's own check against the approved state: nothing was
+            // done, exactly as when the last look finds it changed.
+            Err(e) if e.class == FailureClass::Conflict => {
+                self.refuse_stale(id, a, &e.message).await?;
+                return Err(DestroyError::Stale(e.message));
             }
             Err(e) => {
                 let error = format!("the node refused the destroy: {e}");

@@ -98,6 +98,7 @@ impl Gatekeeper {
                 Some(TaskMark::Seen(before)) => Mark::Seen(before.clone()),
             },
             approved_digest: intent.upid_hint.clone(),
+            backend_replans: backend.replans_benign(),
             ..Facts::journaled(&intent.op, intent.target.to_string())
         };
         let mut last_seen = None;

@@ -179,6 +179,7 @@ impl Backend for Fake {
         op: Operation,
         target: &Target,
         _params: &BTreeMap<String, String>,
+        _approved: &str,
     ) -> Result<TaskHandle, BackendError> {
         let (kind, vmid) = target.as_guest().ok_or_else(gone)?;
         if op != Operation::Destroy {
