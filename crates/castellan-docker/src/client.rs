@@ -388,10 +388,15 @@ impl DockerClient {
     /// by [`ObservedContainer::holds_data`] and the gate, whether it may.
     pub async fn remove(&self, name: &str, stop_timeout_secs: u32) -> Result<(), DockerError> {
         let id = self.own_container(name).await?;
-        self.stop_id(&id, stop_timeout_secs).await?;
+        self.remove_id(&id, stop_timeout_secs).await
+    }
+
+    /// Stops (cleanly first) and removes the container `id`, keeping its volumes.
+    async fn remove_id(&self, id: &str, stop_timeout_secs: u32) -> Result<(), DockerError> {
+        self.stop_id(id, stop_timeout_secs).await?;
         self.docker
             .remove_container(
-                &id,
+                id,
                 Some(RemoveContainerOptions {
                     force: false,
                     v: false,
@@ -420,18 +425,7 @@ impl DockerClient {
                 name: name.to_owned(),
             });
         }
-        self.stop_id(&id, stop_timeout_secs).await?;
-        self.docker
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptions {
-                    force: false,
-                    v: false,
-                    link: false,
-                }),
-            )
-            .await?;
-        Ok(())
+        self.remove_id(&id, stop_timeout_secs).await
     }
 
     /// Whether image `image` is on this host (castellan never pulls).
