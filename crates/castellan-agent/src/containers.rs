@@ -64,7 +64,7 @@ impl ContainerPass {
 fn holds_data(step: &Step, containers: &[ObservedContainer]) -> Option<bool> {
     let c = containers.iter().find(|c| c.name == step.target)?;
     match step.op {
-        Operation::Recreate => Some(c.volumes.iter().any(|v| v.anonymous)),
+        Operation::Recreate => Some(c.holds_anonymous()),
         Operation::Destroy => Some(c.holds_data()),
         _ => None,
     }
@@ -93,15 +93,11 @@ pub async fn converge(
     keeper: &Gatekeeper,
     desired: &DesiredState,
 ) -> Result<ContainerPass, BackendError> {
-    let declared: Vec<_> = desired.containers.declared.values().cloned().collect();
-    let absent: Vec<String> = desired.containers.absent.iter().cloned().collect();
-    let absent_volumes: Vec<String> = desired.containers.absent_volumes.iter().cloned().collect();
     let mut pass = ContainerPass::default();
     let mut given_up: Vec<String> = Vec::new();
     for round in 0..=MAX_ROUNDS {
         let (containers, volumes) = backend.observe_all().await?;
-        let plan =
-            castellan_docker::plan(&declared, &absent, &absent_volumes, &containers, &volumes);
+        let plan = castellan_docker::plan_desired(&desired.containers, &containers, &volumes);
         let todo: Vec<&Step> = plan
             .steps
             .iter()
@@ -109,14 +105,7 @@ pub async fn converge(
             .collect();
         if todo.is_empty() || round == MAX_ROUNDS {
             for n in &plan.notices {
-                let text = match n {
-                    castellan_docker::Notice::NotOurs { target } => format!(
-                        "{target}: exists but castellan did not create it for this host; never touched"
-                    ),
-                    castellan_docker::Notice::Candidate { target } => format!(
-                        "{target}: castellan's but no longer declared; declare it absent to remove it"
-                    ),
-                };
+                let text = n.to_string();
                 tracing::info!(event = "container_notice", "{text}");
                 pass.notices.push(text);
             }

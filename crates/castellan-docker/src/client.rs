@@ -101,6 +101,12 @@ impl ObservedContainer {
     pub fn holds_data(&self) -> bool {
         !self.volumes.is_empty()
     }
+
+    /// Whether it mounts an anonymous volume: what re-creating it would lose (named
+    /// volumes are mounted again by name).
+    pub fn holds_anonymous(&self) -> bool {
+        self.volumes.iter().any(|v| v.anonymous)
+    }
 }
 
 /// A volume as observed.

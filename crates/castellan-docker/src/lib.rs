@@ -28,7 +28,7 @@ pub mod plan;
 pub use backend::{DockerBackend, STOP_TIMEOUT_SECS, container_digest, volume_digest};
 pub use castellan_core::container::{ContainerSpec, PortMapping, Restart, SpecError};
 pub use client::{DockerClient, DockerError, ObservedContainer, ObservedVolume, VolumeRef};
-pub use plan::{ContainerPlan, Notice, Step, plan};
+pub use plan::{ContainerPlan, Notice, Step, plan, plan_desired};
 
 /// The label that marks what castellan created, and for which host.
 pub const OWNER_LABEL: &str = "io.castellan.owner";

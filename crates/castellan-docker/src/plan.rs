@@ -21,6 +21,7 @@
 //! volumes it mounts.
 
 use castellan_core::classify::{Class, classify_target};
+use castellan_core::model::DesiredContainers;
 use castellan_core::{Operation, Target};
 use serde::Serialize;
 
@@ -61,6 +62,21 @@ pub enum Notice {
     },
 }
 
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::NotOurs { target } => write!(
+                f,
+                "{target}: exists but castellan did not create it for this host; never touched"
+            ),
+            Notice::Candidate { target } => write!(
+                f,
+                "{target}: castellan's but no longer declared; declare it absent to remove it"
+            ),
+        }
+    }
+}
+
 /// What converging the declared containers takes.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ContainerPlan {
@@ -94,6 +110,19 @@ impl ContainerPlan {
             Class::Destructive => self.held.push(step),
         }
     }
+}
+
+/// Plans a host's desired containers (`[[container]]`, `[[volume]]`) against what was
+/// observed: [`plan`] over the desired state's declarations.
+pub fn plan_desired(
+    desired: &DesiredContainers,
+    observed: &[ObservedContainer],
+    volumes: &[ObservedVolume],
+) -> ContainerPlan {
+    let declared: Vec<ContainerSpec> = desired.declared.values().cloned().collect();
+    let absent: Vec<String> = desired.absent.iter().cloned().collect();
+    let absent_volumes: Vec<String> = desired.absent_volumes.iter().cloned().collect();
+    plan(&declared, &absent, &absent_volumes, observed, volumes)
 }
 
 /// Plans `declared` containers (and the containers and volumes declared `absent`)
@@ -137,10 +166,9 @@ pub fn plan(
         }
         if c.spec_hash.as_deref() != Some(spec.spec_hash().as_str()) {
             // Named volumes are mounted again by name; anonymous ones would be lost.
-            let loses = c.volumes.iter().any(|v| v.anonymous);
             out.push(
                 step(Operation::Recreate, true, "declaration changed"),
-                Some(loses),
+                Some(c.holds_anonymous()),
             );
             if spec.running {
                 out.push(step(Operation::Start, false, "run stopped->running"), None);

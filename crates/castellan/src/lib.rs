@@ -219,13 +219,12 @@ pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<Planned> {
             let client = castellan_docker::DockerClient::connect(d.socket.as_deref(), &config.node)
                 .await
                 .context("docker engine")?;
-            let (observed, volumes) = tokio::try_join!(client.list(), client.volumes())
+            let (observed, volumes) = castellan_docker::DockerBackend::new(client)
+                .observe_all()
+                .await
                 .context("cannot observe the Docker Engine")?;
-            let c = &desired.containers;
-            Some(castellan_docker::plan(
-                &c.declared.values().cloned().collect::<Vec<_>>(),
-                &c.absent.iter().cloned().collect::<Vec<_>>(),
-                &c.absent_volumes.iter().cloned().collect::<Vec<_>>(),
+            Some(castellan_docker::plan_desired(
+                &desired.containers,
                 &observed,
                 &volumes,
             ))

@@ -223,15 +223,7 @@ pub fn container_plan(node: &str, p: &castellan_docker::ContainerPlan) -> String
         }
     }
     for n in &p.notices {
-        let text = match n {
-            castellan_docker::Notice::NotOurs { target } => {
-                format!("{target}: not created by castellan for this host; never touched")
-            }
-            castellan_docker::Notice::Candidate { target } => {
-                format!("{target}: castellan's, no longer declared; declare it absent to remove it")
-            }
-        };
-        let _ = writeln!(out, "  note: {text}");
+        let _ = writeln!(out, "  note: {n}");
     }
     out
 }
