@@ -18,6 +18,13 @@
 //! [desired]
 //! file = "desired.toml"
 //!
+//! # ... or, instead of [desired], follow a hub:
+//! # [hub]
+//! # url = "https://hub.example:8443"
+//! # fingerprint = "AB:CD:..."                # what `castellan hub` prints (or ca_file)
+//! # enrol_token_file = "/etc/castellan/enrol-token"   # until enrolled
+//! # poll_secs = 25                           # long-poll length
+//!
 //! [agent]                  # optional tuning
 //! max_parallel = 8         # guests reconciled at once
 //! resync_secs = 60         # full re-observation of the node
@@ -88,8 +95,12 @@ pub struct RawConfig {
     /// The host's Docker Engine, if castellan manages containers on it.
     #[serde(default)]
     pub docker: Option<RawDocker>,
-    /// Where desired state comes from.
-    pub desired: RawDesired,
+    /// Where desired state comes from: a local file...
+    #[serde(default)]
+    pub desired: Option<RawDesired>,
+    /// ... or the hub.
+    #[serde(default)]
+    pub hub: Option<RawHub>,
     /// Tuning.
     #[serde(default)]
     pub agent: Tuning,
@@ -189,6 +200,28 @@ fn default_watch_ms() -> u64 {
     1000
 }
 
+/// `[hub]`: desired state and signed ops from a castellan hub.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHub {
+    /// The hub's URL, `https://hub:8443`.
+    pub url: String,
+    /// The SHA-256 fingerprint of the hub's certificate (what `castellan hub` prints).
+    pub fingerprint: Option<String>,
+    /// Or a CA certificate (PEM) that issued it.
+    pub ca_file: Option<PathBuf>,
+    /// The one-time enrolment token (`castellan hub enrol-token`), needed until the
+    /// agent has enrolled; its credential is then kept in the data directory.
+    pub enrol_token_file: Option<PathBuf>,
+    /// How long each long-poll waits for news, in seconds.
+    #[serde(default = "default_poll_secs")]
+    pub poll_secs: u64,
+}
+
+fn default_poll_secs() -> u64 {
+    25
+}
+
 /// `[agent]`: how hard and how often the agent works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -233,8 +266,10 @@ pub struct AgentConfig {
     pub docker: Option<DockerSettings>,
     /// Whether TLS verification is off (warned about at start-up).
     pub insecure: bool,
-    /// The desired-state file.
+    /// The desired-state file (with a hub: the cache of its last revision).
     pub desired_file: PathBuf,
+    /// The hub, when desired state and ops come from one.
+    pub hub: Option<crate::hub_link::HubSettings>,
     /// How often to check it.
     pub watch_interval: Duration,
     /// Tuning.
@@ -318,6 +353,26 @@ impl RawConfig {
             ));
         }
         let data_dir = abs(&self.data_dir);
+        let (desired_file, watch_ms, hub) = match (&self.desired, &self.hub) {
+            (Some(d), None) => (abs(&d.file), d.watch_ms, None),
+            (None, Some(h)) => (
+                data_dir.join(crate::hub_link::CACHE_FILE),
+                default_watch_ms(),
+                Some(resolve_hub(h, &invalid, &abs)?),
+            ),
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "hub",
+                    "give [desired] (a local file) or [hub], not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "desired",
+                    "no desired state: give [desired] file = \"...\" or a [hub]".into(),
+                ));
+            }
+        };
         let inbox = self
             .ops
             .inbox
@@ -331,13 +386,58 @@ impl RawConfig {
             client,
             docker,
             insecure,
-            desired_file: abs(&self.desired.file),
-            watch_interval: Duration::from_millis(self.desired.watch_ms.max(50)),
+            desired_file,
+            hub,
+            watch_interval: Duration::from_millis(watch_ms.max(50)),
             tuning: t,
             normalize: self.normalize,
             accept_state_loss: false,
         })
     }
+}
+
+/// Resolves `[hub]`: the URL and how its certificate is trusted.
+fn resolve_hub(
+    hub: &RawHub,
+    invalid: &dyn Fn(&'static str, String) -> ConfigError,
+    abs: &dyn Fn(&Path) -> PathBuf,
+) -> Result<crate::hub_link::HubSettings, ConfigError> {
+    let url: url::Url = hub
+        .url
+        .parse()
+        .map_err(|e| invalid("hub.url", format!("{e}: {:?}", hub.url)))?;
+    if url.scheme() != "https" {
+        return Err(invalid("hub.url", "must be an https:// URL".into()));
+    }
+    let tls = match (&hub.fingerprint, &hub.ca_file) {
+        (Some(fp), None) => TlsMode::Fingerprint(
+            fp.parse::<Fingerprint>()
+                .map_err(|e| invalid("hub.fingerprint", e.to_string()))?,
+        ),
+        (None, Some(ca)) => TlsMode::CaFile(abs(ca)),
+        (None, None) => TlsMode::System,
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "hub",
+                "choose one of fingerprint or ca_file".into(),
+            ));
+        }
+    };
+    if hub.poll_secs == 0 || hub.poll_secs > castellan_hub::proto::MAX_WAIT_MS / 1000 {
+        return Err(invalid(
+            "hub.poll_secs",
+            format!(
+                "must be between 1 and {}",
+                castellan_hub::proto::MAX_WAIT_MS / 1000
+            ),
+        ));
+    }
+    Ok(crate::hub_link::HubSettings {
+        url,
+        tls,
+        enrol_token_file: hub.enrol_token_file.as_deref().map(abs),
+        wait: Duration::from_secs(hub.poll_secs),
+    })
 }
 
 /// Resolves `[pve]`: the URL, the token (from its file if need be) and the TLS mode.

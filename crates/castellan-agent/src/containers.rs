@@ -55,6 +55,21 @@ pub struct ContainerPass {
 }
 
 impl ContainerPass {
+    /// The pass in brief, for the agent's reports.
+    pub fn summary(&self) -> crate::status::ContainerSummary {
+        crate::status::ContainerSummary {
+            converged: self.converged(),
+            steps: self
+                .last_plan
+                .steps
+                .iter()
+                .map(|st| format!("container/{}: {} ({})", st.target, st.op, st.reason))
+                .collect(),
+            pending: self.pending.iter().map(|(_, _, p)| p.into()).collect(),
+            failed: self.failed.clone(),
+        }
+    }
+
     /// Whether the host's containers are as declared: nothing left to do, sign or retry.
     pub fn converged(&self) -> bool {
         self.failed.is_empty() && self.last_plan.converged()
@@ -276,6 +291,9 @@ pub async fn run(
                 }
             }
         };
+        keeper
+            .status()
+            .update(|s| s.containers = Some(pass.summary()));
         if mode == crate::Mode::Once || *stop.borrow() {
             return Ok(pass);
         }

@@ -46,6 +46,20 @@ pub enum DesiredFileError {
 
 /// Reads and validates a desired-state file for `node`.
 pub fn load_desired(path: &Path, node: &str) -> Result<DesiredState, DesiredFileError> {
+    let (_, desired) = read_desired(path)?;
+    if desired.node != node {
+        return Err(DesiredFileError::WrongNode {
+            path: path.to_owned(),
+            expected: node.to_owned(),
+            found: desired.node,
+        });
+    }
+    Ok(desired)
+}
+
+/// Reads and validates a desired-state file, whatever node it names; returns its text
+/// and what it declares.
+pub fn read_desired(path: &Path) -> Result<(String, DesiredState), DesiredFileError> {
     let meta = std::fs::metadata(path).map_err(|source| DesiredFileError::Read {
         path: path.to_owned(),
         source,
@@ -64,14 +78,7 @@ pub fn load_desired(path: &Path, node: &str) -> Result<DesiredState, DesiredFile
         path: path.to_owned(),
         source,
     })?;
-    if desired.node != node {
-        return Err(DesiredFileError::WrongNode {
-            path: path.to_owned(),
-            expected: node.to_owned(),
-            found: desired.node,
-        });
-    }
-    Ok(desired)
+    Ok((text, desired))
 }
 
 fn stamp(path: &Path) -> Option<(SystemTime, u64)> {

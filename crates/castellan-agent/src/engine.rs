@@ -213,6 +213,9 @@ impl<B: GuestBackend> Engine<B> {
                         urgent |= was_urgent;
                         resync_failures += 1;
                         tracing::error!(event = "resync_failed", error = %e);
+                        self.keeper
+                            .status()
+                            .update(|s| s.node_error = Some(format!("cannot list the node: {e}")));
                         if mode == Mode::Once && resync_failures >= t.once_attempts {
                             report
                                 .node_failed
@@ -255,6 +258,11 @@ impl<B: GuestBackend> Engine<B> {
                     });
                 }
             }
+            let busy = sched.busy();
+            self.keeper.status().update(|s| {
+                s.guests_busy = busy;
+                s.guest_errors.retain(|v, _| s.guests_busy.contains(v));
+            });
             if mode == Mode::Once && sched.idle() && resync_failures == 0 {
                 break;
             }
@@ -282,6 +290,14 @@ impl<B: GuestBackend> Engine<B> {
                                     Finished::Failed(e)
                                 }
                             };
+                            self.keeper.status().update(|s| match &finished {
+                                Finished::Failed(e) => {
+                                    s.guest_errors.insert(vmid, e.clone());
+                                }
+                                _ => {
+                                    s.guest_errors.remove(&vmid);
+                                }
+                            });
                             sched.finish(vmid, finished, Instant::now());
                         }
                         Err(e) => tracing::error!(event = "reconcile_panicked", error = %e),
@@ -341,6 +357,13 @@ impl<B: GuestBackend> Engine<B> {
         let actual = list_node(&*self.backend).await?;
         self.keeper.sweep().await;
         let overview = plan(&desired, &actual, &self.norm);
+        self.keeper.status().update(|s| {
+            s.guests_synced = true;
+            s.node_error = None;
+            // A guest gone, or no longer declared, has nothing pending any more.
+            s.guest_pending
+                .retain(|v, _| actual.guests.contains_key(v) && desired.guests.contains_key(v));
+        });
         for c in &overview.candidates {
             tracing::info!(event = "candidate_refused", vmid = c.vmid, candidate = ?c.kind, guest_type = %c.guest,
             "not acted on: {}", match c.kind {
@@ -409,8 +432,21 @@ async fn reconcile_guest<B: GuestBackend>(
         {
             return GuestOutcome::Failed(n.to_string());
         }
+        if p.destructive.is_empty() {
+            keeper.status().update(|s| {
+                s.guest_pending.remove(&vmid);
+            });
+        }
         if let Some(d) = p.destructive.first() {
-            return match keeper.destructive(backend, d).await {
+            let outcome = keeper.destructive(backend, d).await;
+            keeper.status().update(|s| {
+                if matches!(outcome, DestructiveOutcome::Pending { .. }) {
+                    s.guest_pending.insert(vmid, d.clone());
+                } else {
+                    s.guest_pending.remove(&vmid);
+                }
+            });
+            return match outcome {
                 DestructiveOutcome::Executed { signers } => {
                     applied.push(Applied {
                         vmid,

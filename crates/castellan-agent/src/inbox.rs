@@ -139,6 +139,13 @@ pub fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, FileProblem> {
     read_fd(fd, limit).map(|r| r.bytes)
 }
 
+/// Reads at most `limit` bytes of a regular file the agent keeps itself (a link is
+/// refused, not followed; a FIFO or device is refused without blocking).
+pub fn read_own(path: &Path, limit: u64) -> Result<Vec<u8>, FileProblem> {
+    let fd = rfs::open(path, READ_FLAGS, Mode::empty())?;
+    read_fd(fd, limit).map(|r| r.bytes)
+}
+
 /// A signature file that could not be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadSig {

@@ -12,9 +12,11 @@ pub mod desired_source;
 pub mod engine;
 pub mod fuzzing;
 pub mod gatekeeper;
+pub mod hub_link;
 pub mod inbox;
 pub mod observe;
 pub mod scheduler;
+pub mod status;
 
 pub use backend::{Backend, BackendError};
 pub use castellan_pve::PveBackend;
@@ -67,6 +69,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The hub could not be connected to.
+    #[error(transparent)]
+    Hub(#[from] hub_link::HubLinkError),
     /// The data directory shows earlier use but its state is missing or replaced.
     #[error(
         "data directory {path} shows earlier use ({}), but the state that recorded it is gone \
@@ -281,8 +286,66 @@ pub async fn run(
         tracing::warn!(event = "tls_verification_disabled", url = %client.base_url,
             "pve.insecure = true: the node's certificate is not verified");
     }
-    let desired = load_desired(&config.desired_file, &config.node)?;
+    // A local file must be valid before anything is opened; a hub's state comes after
+    // the gate is up (its refusals are audited).
+    let file_desired = match &config.hub {
+        None => Some(load_desired(&config.desired_file, &config.node)?),
+        Some(_) => None,
+    };
     let keeper = Arc::new(gatekeeper(config)?);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut side_tasks = Vec::new();
+    let rx = match &config.hub {
+        None => {
+            let desired = match file_desired {
+                Some(d) => d,
+                None => load_desired(&config.desired_file, &config.node)?,
+            };
+            let (tx, rx) = watch::channel(Arc::new(desired));
+            side_tasks.push(tokio::spawn(watch_desired(
+                config.desired_file.clone(),
+                config.node.clone(),
+                config.watch_interval,
+                tx,
+            )));
+            rx
+        }
+        Some(settings) => {
+            let mut link =
+                hub_link::HubLink::connect(&config.node, &config.data_dir, settings).await?;
+            let (cached, revision) = link.cached();
+            let (tx, rx) = watch::channel(Arc::new(cached));
+            let (rev_tx, rev_rx) = watch::channel(revision);
+            // Catch up before the first pass, briefly: an unreachable hub does not stop
+            // the agent from working from its cache.
+            match tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                link.poll_once(std::time::Duration::ZERO, &tx, &rev_tx, &keeper),
+            )
+            .await
+            {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(event = "hub_unreachable", error = %e,
+                    revision = ?revision, "starting from the cached desired state"),
+                Err(_) => tracing::warn!(event = "hub_unreachable", error = "timed out",
+                    revision = ?revision, "starting from the cached desired state"),
+            }
+            side_tasks.push(tokio::spawn(hub_link::report_loop(
+                link.client(),
+                Arc::clone(&keeper),
+                rev_rx,
+                config.client.is_some(),
+                stop_rx.clone(),
+            )));
+            side_tasks.push(tokio::spawn(link.run(
+                tx,
+                rev_tx,
+                Arc::clone(&keeper),
+                stop_rx.clone(),
+            )));
+            rx
+        }
+    };
     let pve = match &config.client {
         Some(client) => Some(Arc::new(PveBackend::new(
             PveClient::new(client.clone())?,
@@ -298,16 +361,8 @@ pub async fn run(
         )),
         None => None,
     };
-    let (tx, rx) = watch::channel(Arc::new(desired));
-    let watcher = tokio::spawn(watch_desired(
-        config.desired_file.clone(),
-        config.node.clone(),
-        config.watch_interval,
-        tx,
-    ));
     tracing::info!(event = "agent_started", node = %config.node, mode = ?mode,
-        pve = pve.is_some(), docker = docker.is_some());
-    let (stop_tx, stop_rx) = watch::channel(false);
+        pve = pve.is_some(), docker = docker.is_some(), hub = config.hub.is_some());
     let guests = {
         let (keeper, rx, mut stop) = (Arc::clone(&keeper), rx.clone(), stop_rx.clone());
         async move {
@@ -357,7 +412,10 @@ pub async fn run(
             work.await
         }
     };
-    watcher.abort();
+    let _ = stop_tx.send(true);
+    for t in side_tasks {
+        t.abort();
+    }
     let mut report = guests.unwrap_or_else(|| RunReport {
         // No guests managed: nothing of theirs is left to do.
         final_plan: (mode == Mode::Once).then(castellan_core::Plan::default),

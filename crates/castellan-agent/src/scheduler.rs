@@ -139,6 +139,15 @@ impl Scheduler {
             .all(|s| !s.in_flight && (!s.dirty || s.gave_up.is_some()))
     }
 
+    /// Guests queued, in flight or backing off (not those given up).
+    pub fn busy(&self) -> Vec<Vmid> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| (s.in_flight || s.dirty) && s.gave_up.is_none())
+            .map(|(v, _)| *v)
+            .collect()
+    }
+
     /// Guests given up on, with their last error.
     pub fn given_up(&self) -> BTreeMap<Vmid, String> {
         self.slots

@@ -40,7 +40,7 @@ pub use client::{ClientConfig, PveClient};
 pub use error::Error;
 pub use request::{Method, PowerAction, RequestSpec, ShutdownOptions, request_catalog};
 pub use retry::RetryPolicy;
-pub use tls::{Fingerprint, TlsMode};
+pub use tls::{Fingerprint, TlsMode, client_config as tls_client_config};
 pub use token::ApiToken;
 pub use types::{
     ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk, TaskStatus,

@@ -113,7 +113,7 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Builds the rustls client configuration for a [`TlsMode`]. Only HTTP/1.1 is offered:
 /// pveproxy speaks nothing else, and error texts travel in the HTTP/1 reason phrase.
-pub(crate) fn client_config(mode: &TlsMode) -> Result<rustls::ClientConfig, Error> {
+pub fn client_config(mode: &TlsMode) -> Result<rustls::ClientConfig, Error> {
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()

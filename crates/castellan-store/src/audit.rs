@@ -117,6 +117,19 @@ pub enum AuditEvent {
         /// The operator's reason.
         reason: String,
     },
+    /// A new desired state came in and is now in force (`source`: `hub revision 7`).
+    DesiredStateReceived {
+        /// Where it came from.
+        source: String,
+    },
+    /// A desired state was refused (invalid, or for another node); the previous one
+    /// stays in force.
+    DesiredStateRefused {
+        /// Where it came from.
+        source: String,
+        /// Every problem found.
+        detail: String,
+    },
     /// Recovery at start-up finished.
     RecoveryCompleted {
         /// How many in-flight intents it handled.
@@ -148,6 +161,8 @@ impl AuditEvent {
             AuditEvent::IntentHeld { .. } => "intent_held",
             AuditEvent::IntentResolved { .. } => "intent_resolved",
             AuditEvent::RecoveryCompleted { .. } => "recovery_completed",
+            AuditEvent::DesiredStateReceived { .. } => "desired_state_received",
+            AuditEvent::DesiredStateRefused { .. } => "desired_state_refused",
         }
     }
 

@@ -25,6 +25,7 @@ pub mod audit;
 pub mod demo;
 pub mod demo_ledger;
 pub mod followups;
+pub mod hub;
 pub mod journal;
 pub mod keys;
 pub mod ledger;
@@ -134,6 +135,35 @@ pub enum Command {
         #[command(subcommand)]
         command: ledger::LedgerCommand,
     },
+    /// Run the fleet hub (without a subcommand), or manage its tokens.
+    #[command(args_conflicts_with_subcommands = true)]
+    Hub {
+        /// How to serve.
+        #[command(flatten)]
+        serve: hub::ServeArgs,
+        /// What to do instead of serving.
+        #[command(subcommand)]
+        command: Option<hub::HubCommand>,
+    },
+    /// Write desired state to the hub: one desired.toml per host (a file, or a folder of
+    /// them), each validated first; nothing is sent if one is invalid.
+    Apply {
+        /// The file or folder.
+        #[arg(long = "file", short = 'f', value_name = "PATH")]
+        file: PathBuf,
+        /// The hub.
+        #[command(flatten)]
+        hub: hub::HubArgs,
+    },
+    /// The fleet at a glance, from the hub: converged, drifting, pending, errors.
+    Status {
+        /// The hub.
+        #[command(flatten)]
+        hub: hub::HubArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Command {
@@ -147,7 +177,12 @@ impl Command {
             | Command::Audit { .. }
             | Command::Journal { .. }
             | Command::Ledger { .. } => 2,
-            Command::Plan { .. } | Command::Agent { .. } | Command::Demo { .. } => 1,
+            Command::Plan { .. }
+            | Command::Agent { .. }
+            | Command::Demo { .. }
+            | Command::Hub { .. }
+            | Command::Apply { .. }
+            | Command::Status { .. } => 1,
         }
     }
 }
@@ -192,10 +227,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             accept_state_loss,
         } => agent_cmd(&config, once, json, accept_state_loss).await,
         Command::Demo { keep } => demo::run(keep).await,
-        Command::Op { command } => op::run(command),
+        Command::Op { command } => op::run(command).await,
         Command::Audit { command } => audit::run(command),
         Command::Journal { command } => journal::run(command),
         Command::Ledger { command } => ledger::run(command),
+        Command::Hub {
+            serve,
+            command: None,
+        } => hub::serve(serve).await,
+        Command::Hub {
+            command: Some(command),
+            ..
+        } => hub::run(command).await,
+        Command::Apply { file, hub } => hub::apply(&file, &hub).await,
+        Command::Status { hub, json } => hub::status(&hub, json).await,
     }
 }
 

@@ -101,12 +101,16 @@ pub enum OpCommand {
     Submit {
         /// The op file; its signatures are read from OPFILE.sig, OPFILE.2.sig, ...
         opfile: PathBuf,
-        /// The agent's signed-op inbox (`[ops] inbox`, default `<data_dir>/inbox`).
+        /// The agent's signed-op inbox (`[ops] inbox`, default `<data_dir>/inbox`), on
+        /// this machine.
         #[arg(long, value_name = "DIR")]
-        inbox: PathBuf,
+        inbox: Option<PathBuf>,
         /// A further signature file (repeatable).
         #[arg(long = "sig", value_name = "FILE")]
         sigs: Vec<PathBuf>,
+        /// Or relay it through the hub to the host it names.
+        #[command(flatten)]
+        hub: Option<crate::hub::HubArgs>,
     },
     /// Say what an op would do, until when, and which signatures lie beside it.
     Show {
@@ -119,7 +123,7 @@ pub enum OpCommand {
 }
 
 /// Runs one `castellan op` subcommand.
-pub fn run(cmd: OpCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: OpCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         OpCommand::New {
             op,
@@ -155,14 +159,34 @@ pub fn run(cmd: OpCommand) -> anyhow::Result<ExitCode> {
             opfile,
             inbox,
             sigs,
-        } => submit_cmd(&opfile, &inbox, &sigs),
+            hub,
+        } => match (inbox, hub) {
+            (Some(inbox), _) => submit_cmd(&opfile, &inbox, &sigs),
+            (None, Some(hub)) => {
+                let (offered, sigs) = read_signed(&opfile, &sigs)?;
+                let sigs = sigs
+                    .into_iter()
+                    .map(|(name, bytes)| {
+                        String::from_utf8(bytes)
+                            .map_err(|_| anyhow!("signature {name} is not text"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                crate::hub::submit_op(&offered, sigs, &hub).await
+            }
+            (None, None) => bail!("give --inbox DIR (an agent on this machine) or --hub URL"),
+        },
         OpCommand::Show { opfile, json } => show_cmd(&opfile, json),
     }
 }
 
 // ---- op submit -------------------------------------------------------------------------
 
-fn submit_cmd(opfile: &Path, inbox: &Path, extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
+/// A signature's file name in an inbox, and its bytes.
+type NamedSig = (String, Vec<u8>);
+
+/// Reads an op and its signatures for submission, refusing one that is malformed or
+/// unsigned; the signatures come back named as they go into an inbox.
+fn read_signed(opfile: &Path, extra: &[PathBuf]) -> anyhow::Result<(OfferedOp, Vec<NamedSig>)> {
     let offered = OfferedOp::read(opfile, extra)
         .with_context(|| format!("cannot read op {}", opfile.display()))?;
     if let Err(e) = &offered.op {
@@ -187,7 +211,7 @@ fn submit_cmd(opfile: &Path, inbox: &Path, extra: &[PathBuf]) -> anyhow::Result<
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| anyhow!("{} has no usable file name", opfile.display()))?;
-    let sigs: Vec<(String, Vec<u8>)> = offered
+    let sigs: Vec<NamedSig> = offered
         .sigs
         .iter()
         .zip(1u32..)
@@ -200,6 +224,15 @@ fn submit_cmd(opfile: &Path, inbox: &Path, extra: &[PathBuf]) -> anyhow::Result<
             (sig_name, bytes.clone())
         })
         .collect();
+    Ok((offered, sigs))
+}
+
+fn submit_cmd(opfile: &Path, inbox: &Path, extra: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let (offered, sigs) = read_signed(opfile, extra)?;
+    let name = opfile
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{} has no usable file name", opfile.display()))?;
     let inbox = Inbox::open_existing(inbox)
         .with_context(|| format!("cannot open the inbox {}", inbox.display()))?;
     let placed = inbox

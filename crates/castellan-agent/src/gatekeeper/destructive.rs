@@ -238,12 +238,7 @@ impl Gatekeeper {
         &self,
         action: &DestructiveAction,
     ) -> Result<PathBuf, GateError> {
-        let path = self.pending_dir.join(format!(
-            "{}-{}-{}.op",
-            action.host,
-            action.target.file_stem(),
-            action.op
-        ));
+        let path = self.payload_path(action);
         let now = self.now();
         // Keep a still-fresh payload for the same action, so an operator signing it is not
         // racing a rewrite.

@@ -196,6 +196,8 @@ pub struct Gatekeeper {
     scanned: Mutex<Option<(u64, Arc<Vec<OfferedOp>>)>>,
     /// How many times the inbox's files were read.
     scans: std::sync::atomic::AtomicU64,
+    /// Where the agent stands, for its reports.
+    status: crate::status::StatusBoard,
 }
 
 impl std::fmt::Debug for Gatekeeper {
@@ -312,6 +314,7 @@ impl Gatekeeper {
             noted: Mutex::new(HashSet::new()),
             scanned: Mutex::new(None),
             scans: std::sync::atomic::AtomicU64::new(0),
+            status: crate::status::StatusBoard::default(),
         }
     }
 
@@ -472,6 +475,22 @@ impl Gatekeeper {
     /// Where pending payloads are written.
     pub fn pending_dir(&self) -> &Path {
         &self.pending_dir
+    }
+
+    /// The file the payload to sign for `action` is written to.
+    pub fn payload_path(&self, action: &DestructiveAction) -> PathBuf {
+        self.pending_dir.join(format!(
+            "{}-{}-{}.op",
+            action.host,
+            action.target.file_stem(),
+            action.op
+        ))
+    }
+
+    /// Where the agent stands: written by the guest engine and the container side, read
+    /// by the reporter.
+    pub fn status(&self) -> &crate::status::StatusBoard {
+        &self.status
     }
 
     fn now(&self) -> Timestamp {

@@ -1,0 +1,74 @@
+//! Where the agent stands right now, as the guest engine and the container side last saw
+//! it: what the agent reports to its hub after each pass. Updates notify watchers, so a
+//! report follows a change at once.
+
+use std::collections::BTreeMap;
+
+use castellan_core::gate::DestructiveAction;
+use castellan_core::model::Vmid;
+use tokio::sync::watch;
+
+/// The container side's last pass, in brief.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerSummary {
+    /// Whether the containers are as declared.
+    pub converged: bool,
+    /// What the pass left to do, in words.
+    pub steps: Vec<String>,
+    /// The payload files of destructive operations waiting for a signed op.
+    pub pending: Vec<std::path::PathBuf>,
+    /// What failed (target, why).
+    pub failed: Vec<(String, String)>,
+}
+
+/// A snapshot of the agent's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Whether the guest engine has listed the node at least once since start.
+    pub guests_synced: bool,
+    /// Guests queued, in flight or backing off.
+    pub guests_busy: Vec<Vmid>,
+    /// Guests whose last reconcile failed, with the error.
+    pub guest_errors: BTreeMap<Vmid, String>,
+    /// Destructive actions on guests waiting for a signed op, as last planned.
+    pub guest_pending: BTreeMap<Vmid, DestructiveAction>,
+    /// Why the node as a whole cannot be worked on now (listing it failed).
+    pub node_error: Option<String>,
+    /// The container side's last pass (`None`: no `[docker]`, or no pass yet).
+    pub containers: Option<ContainerSummary>,
+}
+
+/// The board both sides of the agent write to and the reporter reads.
+#[derive(Debug)]
+pub struct StatusBoard {
+    tx: watch::Sender<Snapshot>,
+}
+
+impl Default for StatusBoard {
+    fn default() -> Self {
+        StatusBoard {
+            tx: watch::channel(Snapshot::default()).0,
+        }
+    }
+}
+
+impl StatusBoard {
+    /// Changes the snapshot; watchers are woken only when something changed.
+    pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
+        self.tx.send_if_modified(|s| {
+            let before = s.clone();
+            f(s);
+            *s != before
+        });
+    }
+
+    /// The current snapshot.
+    pub fn get(&self) -> Snapshot {
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver woken on every change.
+    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,86 @@
+//! castellan's hub: the one place a fleet declares what should run, sees where each host
+//! stands, and routes signatures.
+//!
+//! The hub holds desired-state revisions per host (validated with the agent's own
+//! parser, optimistic concurrency by revision, history kept), pushes each new revision to
+//! its host by long-poll, relays signed ops that operators upload, and keeps the agents'
+//! reports. It is never trusted to destroy anything: it cannot sign, every host verifies
+//! every op against its own signers, and a desired state can only ever make a host
+//! *propose* a destructive action.
+//!
+//! - [`store`]: the storage trait and its backends (SQLite embedded).
+//! - [`server`]: the HTTP API (axum) over a store.
+//! - [`client`]: the API's client, for the agent and the CLI.
+//! - [`proto`]: the wire types. [`openapi`]: the document served at `/v1/openapi.json`.
+//! - [`token`]: bearer tokens, stored hashed. [`tls`]: the hub's certificate.
+
+pub mod client;
+pub mod openapi;
+pub mod proto;
+pub mod server;
+pub mod store;
+pub mod tls;
+pub mod token;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use client::{ClientError, HubClient};
+pub use server::{Hub, router};
+pub use store::{HubStore, SqliteStore, StoreError};
+
+/// A hub serving on a socket.
+#[derive(Debug)]
+pub struct Running {
+    addr: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    join: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://ADDR`.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to `grace`), and waits.
+    pub async fn shutdown(self, grace: std::time::Duration) -> std::io::Result<()> {
+        self.handle.graceful_shutdown(Some(grace));
+        match self.join.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    /// Waits until the server stops (it only does on error or shutdown).
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.join.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+/// Serves `hub` over TLS on `listener`.
+pub fn serve<S: HubStore>(
+    hub: Arc<Hub<S>>,
+    listener: std::net::TcpListener,
+    tls: &tls::ServerTls,
+) -> std::io::Result<Running> {
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::tls_rustls::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(Arc::clone(&tls.config)),
+    )?
+    .handle(handle.clone());
+    let app = router(hub).into_make_service_with_connect_info::<SocketAddr>();
+    let join = tokio::spawn(server.serve(app));
+    Ok(Running { addr, handle, join })
+}

@@ -1,0 +1,223 @@
+//! The hub's wire types (JSON under `/v1`), shared by the server, the agent and the CLI.
+//! Every request body refuses unknown fields: a typo is an error, not a silent no-op.
+
+use serde::{Deserialize, Serialize};
+
+/// The API's version prefix.
+pub const API: &str = "/v1";
+
+/// Longest long-poll the hub holds open, in milliseconds.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+/// Most ops handed to an agent in one poll.
+pub const MAX_OPS_PER_POLL: u32 = 32;
+
+/// `POST /v1/enrol`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolRequest {
+    /// The host enrolling (its node name).
+    pub host: String,
+    /// The one-time enrolment token.
+    pub token: String,
+}
+
+/// The answer to an enrolment: the host's credential, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolResponse {
+    /// The host.
+    pub host: String,
+    /// Its credential (`cst_host_...`), for every later call.
+    pub credential: String,
+}
+
+/// `PUT /v1/hosts/{host}/desired`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutDesired {
+    /// The `desired.toml` text.
+    pub document: String,
+    /// The revision the writer read and based this one on (0: the host has none yet).
+    /// A write based on anything but the latest is refused with 409.
+    pub based_on: u64,
+}
+
+/// The answer to a desired-state write.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PutDesiredResponse {
+    /// The host.
+    pub host: String,
+    /// The revision now in force.
+    pub revision: u64,
+    /// False when the document equals the latest revision's: nothing was written.
+    pub changed: bool,
+}
+
+/// A desired-state revision as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredRevision {
+    /// The revision number.
+    pub revision: u64,
+    /// The `desired.toml` text.
+    pub document: String,
+    /// Who wrote it.
+    pub author: String,
+    /// When (RFC 3339).
+    pub created_at: String,
+}
+
+/// A signed op handed to an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OpDelivery {
+    /// The hub's id for it; the agent acknowledges up to an id.
+    pub id: u64,
+    /// The op file's text, as signed.
+    pub op: String,
+    /// Its armored signatures.
+    pub sigs: Vec<String>,
+    /// Who relayed it (for the agent's log; trusted for nothing).
+    pub submitted_by: String,
+}
+
+/// The answer to `GET /v1/agent/poll` when something is new.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PollResponse {
+    /// A revision newer than the one the agent has, if any.
+    pub desired: Option<DesiredRevision>,
+    /// Ops newer than the agent's cursor, oldest first.
+    pub ops: Vec<OpDelivery>,
+}
+
+/// `POST /v1/agent/ops/ack`: every op up to `upto` is in the agent's inbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpAck {
+    /// The highest op id taken.
+    pub upto: u64,
+}
+
+/// `POST /v1/hosts/{host}/ops`: a signed op to relay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitOp {
+    /// The op file's text, as signed.
+    pub op: String,
+    /// Its armored signatures (at least one).
+    pub sigs: Vec<String>,
+}
+
+/// The answer to an op upload.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitOpResponse {
+    /// The hub's id for it.
+    pub id: u64,
+    /// The host it will be delivered to.
+    pub host: String,
+}
+
+/// A destructive action waiting for signatures, as an agent reports it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PendingReport {
+    /// The payload's file name in the agent's `pending/`.
+    pub name: String,
+    /// The unsigned op text an operator signs.
+    pub payload: String,
+}
+
+/// `POST /v1/agent/report`: where the host stands after a pass.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReport {
+    /// The agent's version.
+    pub agent_version: String,
+    /// The desired revision the agent is working from (`None`: a local file, or none).
+    pub applied_revision: Option<u64>,
+    /// Whether the host matches its desired state.
+    pub converged: bool,
+    /// What is left to do, in words.
+    pub plan: Vec<String>,
+    /// Destructive actions waiting for signatures.
+    pub pending: Vec<PendingReport>,
+    /// What failed.
+    pub errors: Vec<String>,
+}
+
+/// How a host stands, as `GET /v1/hosts` reports it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HostState {
+    /// Working from the latest revision and matching it.
+    Converged,
+    /// Behind the latest revision, or with work left.
+    Drifting,
+    /// Destructive actions wait for signatures.
+    Pending,
+    /// The last report lists errors.
+    Error,
+    /// Never reported.
+    Unknown,
+}
+
+/// One host in `GET /v1/hosts`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HostStatus {
+    /// The host.
+    pub host: String,
+    /// Whether it holds a live credential.
+    pub enrolled: bool,
+    /// When it last called the hub (RFC 3339).
+    pub last_seen: Option<String>,
+    /// The latest desired revision.
+    pub desired_revision: Option<u64>,
+    /// The revision its last report says it works from.
+    pub applied_revision: Option<u64>,
+    /// Summary.
+    pub state: HostState,
+    /// Actions left.
+    pub plan: usize,
+    /// Ops waiting for signatures.
+    pub pending: usize,
+    /// Errors in the last report.
+    pub errors: usize,
+    /// The agent's version.
+    pub agent_version: Option<String>,
+}
+
+/// Every 4xx/5xx body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiError {
+    /// A stable word: `unauthorized`, `invalid`, `conflict`, `not_found`, ...
+    pub error: String,
+    /// What is wrong, for people.
+    pub message: String,
+    /// Each problem, where there are several (an invalid desired state).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+/// A relayed op as `GET /v1/hosts/{host}/ops` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RelayedOpStatus {
+    /// The hub's id for it.
+    pub id: u64,
+    /// The op file's text.
+    pub op: String,
+    /// How many signatures came with it.
+    pub signatures: usize,
+    /// Who relayed it.
+    pub submitted_by: String,
+    /// When (RFC 3339).
+    pub submitted_at: String,
+    /// When the host took it (RFC 3339), if it has.
+    pub delivered_at: Option<String>,
+}

@@ -1,0 +1,254 @@
+//! The hub's storage: one trait ([`HubStore`]), one backend per database.
+//!
+//! The hub is stateless over its store: every request reads what it needs from here, so
+//! several hub processes can share one database. Tokens are stored as SHA-256 hashes
+//! only; documents, ops and reports are stored as received (after validation).
+//!
+//! Every method is one transaction: a reader never sees half of a write, and a hub killed
+//! mid-write leaves the database as it was before the write or after it.
+
+use std::future::Future;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::token::TokenHash;
+
+pub mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A desired-state write based on a revision that is no longer the latest.
+    #[error(
+        "revision conflict: the latest revision of {host} is {current}, the write was based on {based_on}"
+    )]
+    Conflict {
+        /// The host.
+        host: String,
+        /// The latest revision now.
+        current: u64,
+        /// The revision the writer had read.
+        based_on: u64,
+    },
+    /// An enrolment token that is unknown, used, expired or for another host (one
+    /// answer for all four, so a guesser learns nothing).
+    #[error("enrolment refused: the token is unknown, already used, expired or for another host")]
+    EnrolRefused,
+    /// Something named does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Something to be created exists already.
+    #[error("{0} already exists")]
+    Exists(String),
+    /// The database failed or holds something this version cannot read.
+    #[error("hub database: {0}")]
+    Backend(String),
+}
+
+/// A desired-state revision as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Revision {
+    /// The host it is for.
+    pub host: String,
+    /// 1, 2, 3, ... per host.
+    pub revision: u64,
+    /// The `desired.toml` text, validated when written.
+    pub document: String,
+    /// The operator who wrote it.
+    pub author: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
+/// A revision without its document, for history listings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevisionMeta {
+    /// The revision number.
+    pub revision: u64,
+    /// The operator who wrote it.
+    pub author: String,
+    /// When.
+    pub created_at: Timestamp,
+    /// SHA-256 of the document, hex.
+    pub sha256: String,
+}
+
+/// A host as the hub knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HostRecord {
+    /// The host's node name.
+    pub host: String,
+    /// When its credential was issued (`None`: never enrolled).
+    pub enrolled_at: Option<Timestamp>,
+    /// When its credential was revoked.
+    pub revoked_at: Option<Timestamp>,
+    /// When it last called the hub.
+    pub last_seen: Option<Timestamp>,
+    /// Its latest desired revision.
+    pub desired_revision: Option<u64>,
+    /// Its latest report (JSON as received and validated), and when it came.
+    pub report: Option<(Timestamp, String)>,
+}
+
+/// A signed op relayed to a host. The hub stores and forwards it; only the host verifies
+/// and decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RelayedOp {
+    /// Per-hub sequence number, increasing.
+    pub id: u64,
+    /// The host it is for.
+    pub host: String,
+    /// The op file's bytes, as signed.
+    pub op: Vec<u8>,
+    /// Its signatures (armored SSHSIG), in order.
+    pub sigs: Vec<Vec<u8>>,
+    /// The operator who uploaded it.
+    pub submitted_by: String,
+    /// When.
+    pub submitted_at: Timestamp,
+    /// When the host took it (`None`: not yet).
+    pub delivered_at: Option<Timestamp>,
+}
+
+/// The hub's storage. Implementations are cheap to clone (a handle to a pool or a
+/// connection) and every method is one transaction.
+pub trait HubStore: Clone + Send + Sync + 'static {
+    /// Records a one-time enrolment token for `host`, valid until `expires_at`.
+    fn create_enrol_token(
+        &self,
+        host: &str,
+        hash: TokenHash,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Redeems an enrolment token for `host` (once, before it expires) and sets the
+    /// host's credential to `credential`, replacing (and so revoking) any earlier one.
+    fn redeem_enrol_token(
+        &self,
+        host: &str,
+        hash: TokenHash,
+        credential: TokenHash,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The host a (non-revoked) credential belongs to, noting that it was seen `now`.
+    fn host_for_credential(
+        &self,
+        hash: TokenHash,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Revokes a host's credential: its next request is refused.
+    fn revoke_host(
+        &self,
+        host: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records an operator token named `name` (refused if the name is taken).
+    fn create_operator_token(
+        &self,
+        name: &str,
+        hash: TokenHash,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The operator a (non-revoked) token belongs to.
+    fn operator_for_token(
+        &self,
+        hash: TokenHash,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Revokes an operator's token.
+    fn revoke_operator(
+        &self,
+        name: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Appends a desired-state revision for `host` if its latest revision is still
+    /// `based_on` (0: none yet); returns the new revision's number.
+    fn put_revision(
+        &self,
+        host: &str,
+        document: &str,
+        author: &str,
+        based_on: u64,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The latest revision for `host`.
+    fn latest_revision(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<Option<Revision>, StoreError>> + Send;
+
+    /// The latest revision for `host` if it is newer than `after`: what a long-poll
+    /// asks, so an agent that is up to date costs no document read.
+    fn revision_after(
+        &self,
+        host: &str,
+        after: u64,
+    ) -> impl Future<Output = Result<Option<Revision>, StoreError>> + Send;
+
+    /// One revision for `host`.
+    fn revision(
+        &self,
+        host: &str,
+        revision: u64,
+    ) -> impl Future<Output = Result<Option<Revision>, StoreError>> + Send;
+
+    /// The newest `limit` revisions for `host`, newest first.
+    fn history(
+        &self,
+        host: &str,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RevisionMeta>, StoreError>> + Send;
+
+    /// Replaces the host's latest report.
+    fn put_report(
+        &self,
+        host: &str,
+        report: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every host the hub knows (enrolled, or given a revision or token), by name.
+    fn hosts(&self) -> impl Future<Output = Result<Vec<HostRecord>, StoreError>> + Send;
+
+    /// One host.
+    fn host(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<Option<HostRecord>, StoreError>> + Send;
+
+    /// Stores a signed op for `host`; returns its id.
+    fn submit_op(
+        &self,
+        host: &str,
+        op: &[u8],
+        sigs: &[Vec<u8>],
+        submitted_by: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The ops for `host` with an id above `after`, oldest first (at most `limit`).
+    fn ops_after(
+        &self,
+        host: &str,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RelayedOp>, StoreError>> + Send;
+
+    /// Notes that `host` has taken every op up to `upto`.
+    fn mark_delivered(
+        &self,
+        host: &str,
+        upto: u64,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

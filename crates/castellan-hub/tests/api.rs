@@ -1,0 +1,581 @@
+//! The hub's API over real TLS on loopback, against the embedded SQLite store.
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use castellan_core::op::SignedOp;
+use castellan_hub::proto::{AgentReport, HostState, PendingReport};
+use castellan_hub::store::HubStore;
+use castellan_hub::token::{Token, TokenKind};
+use castellan_hub::{Hub, HubClient, SqliteStore, tls};
+use castellan_pve::{Fingerprint, TlsMode};
+use jiff::Timestamp;
+use reqwest::StatusCode;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+struct TestHub {
+    _dir: tempfile::TempDir,
+    hub: Arc<Hub<SqliteStore>>,
+    running: Option<castellan_hub::Running>,
+    url: url::Url,
+    pin: Fingerprint,
+    operator: String,
+}
+
+impl TestHub {
+    async fn start() -> Result<TestHub, Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = SqliteStore::open(dir.path())?;
+        let hub = Hub::new(store);
+        let tls = tls::self_signed(dir.path(), &["localhost".into(), "127.0.0.1".into()])?;
+        let running =
+            castellan_hub::serve(Arc::clone(&hub), TcpListener::bind("127.0.0.1:0")?, &tls)?;
+        let url: url::Url = running.url().parse()?;
+        let op = Token::generate(TokenKind::Operator);
+        hub.store()
+            .create_operator_token("alice", op.hash(), Timestamp::now())
+            .await?;
+        Ok(TestHub {
+            _dir: dir,
+            hub,
+            running: Some(running),
+            url,
+            pin: tls.fingerprint,
+            operator: op.reveal().to_owned(),
+        })
+    }
+
+    fn client(&self) -> Result<HubClient, Box<dyn std::error::Error>> {
+        Ok(HubClient::new(
+            self.url.clone(),
+            &TlsMode::Fingerprint(self.pin),
+        )?)
+    }
+
+    fn operator(&self) -> Result<HubClient, Box<dyn std::error::Error>> {
+        Ok(self.client()?.with_token(self.operator.clone()))
+    }
+
+    async fn enrol_token(&self, host: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let t = Token::generate(TokenKind::Enrol);
+        let now = Timestamp::now();
+        self.hub
+            .store()
+            .create_enrol_token(
+                host,
+                t.hash(),
+                now,
+                now + jiff::SignedDuration::from_hours(1),
+            )
+            .await?;
+        Ok(t.reveal().to_owned())
+    }
+
+    /// A client holding `host`'s credential.
+    async fn agent(&self, host: &str) -> Result<HubClient, Box<dyn std::error::Error>> {
+        let token = self.enrol_token(host).await?;
+        let cred = self.client()?.enrol(host, &token).await?;
+        assert!(cred.credential.starts_with("cst_host_"));
+        Ok(self.client()?.with_token(cred.credential))
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            drop(r);
+        }
+    }
+}
+
+fn doc(node: &str, cores: u32) -> String {
+    format!("node = \"{node}\"\n\n[[guest]]\nvmid = 101\nkind = \"lxc\"\ncores = {cores}\n")
+}
+
+fn op_text(host: &str) -> String {
+    let now = Timestamp::now();
+    SignedOp {
+        op: "destroy".into(),
+        host: host.into(),
+        target: "lxc/101".parse().expect("target"),
+        precondition: Some("a".repeat(40)),
+        nonce: "0123456789abcdef0123456789abcdef".into(),
+        not_before: now,
+        not_after: now + jiff::SignedDuration::from_hours(1),
+        params: Default::default(),
+    }
+    .render()
+}
+
+const SIG: &str = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n";
+
+#[tokio::test]
+async fn enrolment_is_one_time_per_host_and_revocable() -> TestResult {
+    let h = TestHub::start().await?;
+    let token = h.enrol_token("pve-01").await?;
+    // For another host: refused, and the token is not spent by the attempt.
+    let e = h
+        .client()?
+        .enrol("pve-02", &token)
+        .await
+        .expect_err("wrong host");
+    assert_eq!(e.status(), Some(StatusCode::FORBIDDEN));
+    let cred = h.client()?.enrol("pve-01", &token).await?;
+    // Used once: refused again.
+    let e = h
+        .client()?
+        .enrol("pve-01", &token)
+        .await
+        .expect_err("reused");
+    assert_eq!(e.status(), Some(StatusCode::FORBIDDEN));
+    assert!(e.to_string().contains("already used"), "{e}");
+    // A credential is not an enrolment token, and says so without echoing it.
+    let e = h
+        .client()?
+        .enrol("pve-01", &cred.credential)
+        .await
+        .expect_err("kind");
+    assert!(
+        e.to_string()
+            .contains("expected an enrolment token, got a host credential"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains(&cred.credential));
+
+    let agent = h.client()?.with_token(cred.credential.clone());
+    assert!(agent.poll(0, 0, Duration::ZERO).await?.is_none());
+    h.hub
+        .store()
+        .revoke_host("pve-01", Timestamp::now())
+        .await?;
+    let e = agent.poll(0, 0, Duration::ZERO).await.expect_err("revoked");
+    assert_eq!(e.status(), Some(StatusCode::UNAUTHORIZED));
+
+    // An expired token is refused.
+    let t = Token::generate(TokenKind::Enrol);
+    let past = Timestamp::now() - jiff::SignedDuration::from_hours(2);
+    h.hub
+        .store()
+        .create_enrol_token(
+            "pve-03",
+            t.hash(),
+            past,
+            past + jiff::SignedDuration::from_hours(1),
+        )
+        .await?;
+    let e = h
+        .client()?
+        .enrol("pve-03", t.reveal())
+        .await
+        .expect_err("expired");
+    assert_eq!(e.status(), Some(StatusCode::FORBIDDEN));
+    Ok(())
+}
+
+#[tokio::test]
+async fn enrolment_attempts_are_rate_limited() -> TestResult {
+    let h = TestHub::start().await?;
+    let c = h.client()?;
+    let fake = Token::generate(TokenKind::Enrol);
+    let mut limited = 0;
+    for _ in 0..12 {
+        match c.enrol("pve-01", fake.reveal()).await {
+            Err(e) if e.status() == Some(StatusCode::TOO_MANY_REQUESTS) => limited += 1,
+            Err(e) => assert_eq!(e.status(), Some(StatusCode::FORBIDDEN), "{e}"),
+            Ok(_) => panic!("a made-up token enrolled"),
+        }
+    }
+    assert!(
+        limited >= 5,
+        "only {limited} of 12 rapid attempts were limited"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn desired_state_is_validated_versioned_and_conflicts_are_refused() -> TestResult {
+    let h = TestHub::start().await?;
+    let op = h.operator()?;
+    // Invalid: every problem listed, nothing stored.
+    let bad = "node = \"pve-01\"\n\n[[guest]]\nvmid = 1\nkind = \"lxc\"\ncores = 0\n\n[[guest]]\nvmid = 101\nkind = \"lxc\"\nmemory = \"lots\"\n";
+    let e = op.put_desired("pve-01", bad, 0).await.expect_err("invalid");
+    assert_eq!(e.status(), Some(StatusCode::UNPROCESSABLE_ENTITY));
+    let text = e.to_string();
+    assert!(
+        text.matches("\n  - ").count() >= 2,
+        "every problem listed: {text}"
+    );
+    assert!(op.desired("pve-01").await?.is_none(), "nothing stored");
+    // For another node.
+    let e = op
+        .put_desired("pve-01", &doc("pve-02", 2), 0)
+        .await
+        .expect_err("node");
+    assert!(e.to_string().contains("not \"pve-01\""), "{e}");
+
+    let r1 = op.put_desired("pve-01", &doc("pve-01", 2), 0).await?;
+    assert_eq!((r1.revision, r1.changed), (1, true));
+    // The same document again: nothing new.
+    let same = op.put_desired("pve-01", &doc("pve-01", 2), 1).await?;
+    assert_eq!((same.revision, same.changed), (1, false));
+    let r2 = op.put_desired("pve-01", &doc("pve-01", 4), 1).await?;
+    assert_eq!(r2.revision, 2);
+    // Based on a stale revision: refused, nothing written.
+    let e = op
+        .put_desired("pve-01", &doc("pve-01", 8), 1)
+        .await
+        .expect_err("stale");
+    assert_eq!(e.status(), Some(StatusCode::CONFLICT));
+    assert!(
+        e.to_string().contains("latest revision of pve-01 is 2"),
+        "{e}"
+    );
+    let latest = op.desired("pve-01").await?.expect("latest");
+    assert_eq!((latest.revision, latest.author.as_str()), (2, "alice"));
+    assert!(latest.document.contains("cores = 4"));
+    let history = h.hub.store().history("pve-01", 10).await?;
+    assert_eq!(
+        history.iter().map(|r| r.revision).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own() -> TestResult {
+    let h = TestHub::start().await?;
+    let a = h.agent("pve-01").await?;
+    let b = h.agent("pve-02").await?;
+    let op = h.operator()?;
+    op.put_desired("pve-02", &doc("pve-02", 2), 0).await?;
+    // Nothing for pve-01 yet: the poll waits out its time.
+    let started = Instant::now();
+    assert!(a.poll(0, 0, Duration::from_millis(300)).await?.is_none());
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    let waiting = tokio::spawn({
+        let a = a.clone();
+        async move { a.poll(0, 0, Duration::from_secs(20)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let written = Instant::now();
+    op.put_desired("pve-01", &doc("pve-01", 3), 0).await?;
+    let got = waiting.await??.expect("a revision");
+    let lag = written.elapsed();
+    assert!(
+        lag < Duration::from_secs(5),
+        "woken {lag:?} after the write"
+    );
+    let rev = got.desired.expect("desired");
+    assert_eq!(rev.revision, 1);
+    assert!(rev.document.contains("node = \"pve-01\""));
+    // pve-02 sees its own document, never pve-01's.
+    let got_b = b.poll(0, 0, Duration::ZERO).await?.expect("b's revision");
+    assert!(
+        got_b
+            .desired
+            .expect("desired")
+            .document
+            .contains("node = \"pve-02\"")
+    );
+    // Up to date: nothing.
+    assert!(a.poll(1, 0, Duration::ZERO).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn tokens_only_open_their_own_doors() -> TestResult {
+    let h = TestHub::start().await?;
+    let agent = h.agent("pve-01").await?;
+    let op = h.operator()?;
+    // A host credential cannot write desired state or list hosts.
+    let e = agent
+        .put_desired("pve-01", &doc("pve-01", 2), 0)
+        .await
+        .expect_err("host writes");
+    assert_eq!(e.status(), Some(StatusCode::UNAUTHORIZED));
+    assert!(
+        e.to_string()
+            .contains("expected an operator token, got a host credential"),
+        "{e}"
+    );
+    assert_eq!(
+        agent.hosts().await.expect_err("host lists").status(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    // An operator token cannot poll as a host.
+    let e = op
+        .poll(0, 0, Duration::ZERO)
+        .await
+        .expect_err("operator polls");
+    assert_eq!(e.status(), Some(StatusCode::UNAUTHORIZED));
+    // No token, a made-up token, a revoked operator.
+    assert_eq!(
+        h.client()?.hosts().await.expect_err("none").status(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    let fake = h
+        .client()?
+        .with_token(Token::generate(TokenKind::Operator).reveal().to_owned());
+    assert_eq!(
+        fake.hosts().await.expect_err("fake").status(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    h.hub
+        .store()
+        .revoke_operator("alice", Timestamp::now())
+        .await?;
+    assert_eq!(
+        op.hosts().await.expect_err("revoked").status(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn ops_are_checked_for_form_relayed_to_their_host_and_acknowledged() -> TestResult {
+    let h = TestHub::start().await?;
+    let a = h.agent("pve-01").await?;
+    let b = h.agent("pve-02").await?;
+    let op = h.operator()?;
+    let e = op
+        .submit_op("pve-01", "not an op", vec![SIG.into()])
+        .await
+        .expect_err("garbage");
+    assert!(e.to_string().contains("not a signed-op file"), "{e}");
+    let e = op
+        .submit_op("pve-01", &op_text("pve-02"), vec![SIG.into()])
+        .await
+        .expect_err("other host");
+    assert!(
+        e.to_string()
+            .contains("the op is for host \"pve-02\", not \"pve-01\""),
+        "{e}"
+    );
+    let e = op
+        .submit_op("pve-01", &op_text("pve-01"), vec![])
+        .await
+        .expect_err("unsigned");
+    assert!(e.to_string().contains("no signature"), "{e}");
+    let e = op
+        .submit_op("pve-01", &op_text("pve-01"), vec!["hello".into()])
+        .await
+        .expect_err("sig");
+    assert!(
+        e.to_string()
+            .contains("signature 1 is not an armored SSH signature"),
+        "{e}"
+    );
+
+    let waiting = tokio::spawn({
+        let a = a.clone();
+        async move { a.poll(0, 0, Duration::from_secs(20)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = op
+        .submit_op("pve-01", &op_text("pve-01"), vec![SIG.into()])
+        .await?;
+    let got = waiting.await??.expect("the op");
+    assert_eq!(got.ops.len(), 1);
+    assert_eq!(got.ops[0].id, sent.id);
+    assert_eq!(got.ops[0].sigs, [SIG]);
+    assert_eq!(got.ops[0].submitted_by, "alice");
+    // Not pve-02's.
+    assert!(b.poll(0, 0, Duration::ZERO).await?.is_none());
+    assert!(op.ops("pve-01").await?[0].delivered_at.is_none());
+    a.ack_ops(sent.id).await?;
+    assert!(op.ops("pve-01").await?[0].delivered_at.is_some());
+    assert!(a.poll(0, sent.id, Duration::ZERO).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn reports_feed_the_fleet_status() -> TestResult {
+    let h = TestHub::start().await?;
+    let a = h.agent("pve-01").await?;
+    let b = h.agent("pve-02").await?;
+    let op = h.operator()?;
+    op.put_desired("pve-01", &doc("pve-01", 2), 0).await?;
+    op.put_desired("pve-02", &doc("pve-02", 2), 0).await?;
+    a.report(&AgentReport {
+        agent_version: "0.1.0".into(),
+        applied_revision: Some(1),
+        converged: true,
+        ..AgentReport::default()
+    })
+    .await?;
+    b.report(&AgentReport {
+        agent_version: "0.1.0".into(),
+        applied_revision: Some(1),
+        converged: false,
+        pending: vec![PendingReport {
+            name: "pve-02-lxc-101-destroy.op".into(),
+            payload: op_text("pve-02"),
+        }],
+        ..AgentReport::default()
+    })
+    .await?;
+    let hosts = op.hosts().await?;
+    let state = |n: &str| hosts.iter().find(|h| h.host == n).map(|h| h.state);
+    assert_eq!(state("pve-01"), Some(HostState::Converged));
+    assert_eq!(state("pve-02"), Some(HostState::Pending));
+    // A newer revision the host has not applied yet: drifting.
+    op.put_desired("pve-01", &doc("pve-01", 3), 1).await?;
+    let hosts = op.hosts().await?;
+    assert_eq!(
+        hosts.iter().find(|h| h.host == "pve-01").map(|h| h.state),
+        Some(HostState::Drifting)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_bodies_get_clear_errors_and_change_nothing() -> TestResult {
+    let h = TestHub::start().await?;
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(castellan_pve::tls_client_config(&TlsMode::Fingerprint(
+            h.pin,
+        ))?)
+        .build()?;
+    let url = |p: &str| h.url.join(p).expect("url");
+    // An unknown field is named.
+    let r = http
+        .put(url("/v1/hosts/pve-01/desired"))
+        .bearer_auth(&h.operator)
+        .json(&serde_json::json!({ "document": doc("pve-01", 2), "based_on": 0, "force": true }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: serde_json::Value = r.json().await?;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unknown field `force`"),
+        "{body}"
+    );
+    // Too large for the route.
+    let a = h.agent("pve-01").await?;
+    let huge = "x".repeat(server_report_limit() + 1);
+    let e = a
+        .report(&AgentReport {
+            agent_version: huge,
+            ..AgentReport::default()
+        })
+        .await
+        .expect_err("oversize");
+    assert_eq!(e.status(), Some(StatusCode::PAYLOAD_TOO_LARGE));
+    // Not JSON.
+    let r = http
+        .post(url("/v1/hosts/pve-01/ops"))
+        .bearer_auth(&h.operator)
+        .body("op=1")
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // A bad host name in the path.
+    let r = http
+        .get(url("/v1/hosts/bad%20host/desired"))
+        .bearer_auth(&h.operator)
+        .send()
+        .await?;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(h.operator()?.desired("pve-01").await?.is_none());
+    Ok(())
+}
+
+fn server_report_limit() -> usize {
+    castellan_hub::server::REPORT_BODY
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() -> TestResult {
+    let h = TestHub::start().await?;
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(castellan_pve::tls_client_config(&TlsMode::Fingerprint(
+            h.pin,
+        ))?)
+        .build()?;
+    let doc: serde_json::Value = http
+        .get(h.url.join("/v1/openapi.json")?)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut documented = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "put", "post", "delete", "patch"] {
+            if item.get(method).is_some() {
+                documented.insert((method.to_owned(), path.clone()));
+            }
+        }
+    }
+    let listed: BTreeSet<(String, String)> = castellan_hub::openapi::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, listed);
+    // Every listed route is served (a missing one answers 404 "no such route", a wrong
+    // method 405); every $ref resolves.
+    for (method, path) in &listed {
+        let concrete = path.replace("{host}", "pve-01").replace("{revision}", "1");
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())?;
+        let r = http.request(m, h.url.join(&concrete)?).send().await?;
+        assert!(
+            r.status() != StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}: {}",
+            r.status()
+        );
+        if r.status() == StatusCode::NOT_FOUND {
+            let body: serde_json::Value = r.json().await?;
+            assert_ne!(
+                body["message"], "no such route",
+                "{method} {path} is not served"
+            );
+        }
+    }
+    let text = doc.to_string();
+    for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = piece.split('"').next().unwrap_or("");
+        assert!(
+            doc["components"]["schemas"].get(name).is_some(),
+            "dangling $ref {name}"
+        );
+    }
+    let r = http.get(h.url.join("/v1/nothing")?).send().await?;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_pin_is_checked_and_the_certificate_survives_restarts() -> TestResult {
+    let h = TestHub::start().await?;
+    let wrong = HubClient::new(h.url.clone(), &TlsMode::Fingerprint(Fingerprint([7; 32])))?;
+    let e = wrong.hosts().await.expect_err("wrong pin");
+    assert!(e.status().is_none(), "refused in the handshake: {e}");
+    let dir = tempfile::tempdir()?;
+    let first = tls::self_signed(dir.path(), &["localhost".into()])?;
+    let again = tls::self_signed(dir.path(), &["localhost".into()])?;
+    assert_eq!(first.fingerprint, again.fingerprint);
+    let mode = std::fs::metadata(dir.path().join(tls::KEY_FILE))?.permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_hub_is_refused() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    drop(SqliteStore::open(dir.path())?);
+    let conn = rusqlite::Connection::open(dir.path().join("hub.db"))?;
+    conn.pragma_update(None, "user_version", 99)?;
+    drop(conn);
+    let e = SqliteStore::open(dir.path()).expect_err("newer schema");
+    assert!(e.to_string().contains("refusing to downgrade"), "{e}");
+    Ok(())
+}
