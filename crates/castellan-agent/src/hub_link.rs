@@ -5,7 +5,7 @@
 //! - a desired state is parsed and validated here with the same parser as a file, must
 //!   name this node, and can only ever make the agent *propose* a destructive action;
 //! - an op is written into the agent's own inbox under a name the agent chooses
-//!   (`hub-<id>.op`), where it meets exactly the gate an inbox op meets: this host's
+//!   (`hub-<database>-<id>.op`), where it meets exactly the gate an inbox op meets: this host's
 //!   signers, roles, binding, precondition, window and nonce;
 //! - provenance comes from the journal, never from the hub.
 //!
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use castellan_core::DesiredState;
 use castellan_hub::proto::{AgentReport, PendingReport, PollResponse};
+use castellan_hub::token::TokenKind;
 use castellan_hub::{ClientError, HubClient};
 use castellan_pve::TlsMode;
 use castellan_store::AuditEvent;
@@ -80,14 +81,32 @@ pub enum HubLinkError {
     Client(ClientError),
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Cursor {
-    /// The revision in the cache (0: none).
+    /// The identity of the hub database these numbers come from.
+    #[serde(default)]
+    hub: Option<String>,
+    /// The newest revision seen, taken or refused (0: none): what the next poll asks
+    /// past.
     revision: u64,
-    /// The highest op id written to the inbox.
+    /// The revision in the cache (0: none).
+    #[serde(default)]
+    applied: u64,
+    /// The highest op id placed in the inbox.
     ops: u64,
 }
+
+/// Most relayed ops left undecided in the inbox: past this the agent takes no more from
+/// the hub until some are settled, so a hub cannot fill the host's disk.
+pub const MAX_UNDECIDED_RELAYED: usize = 64;
+
+/// How long the agent waits before asking again when it cannot take what the hub
+/// offers (its inbox is full or cannot be written).
+const BLOCKED_RETRY: Duration = Duration::from_secs(5);
+
+/// How long the agent waits before trying again when the hub refuses its credential.
+const REFUSED_RETRY: Duration = Duration::from_secs(30);
 
 /// A connection to the hub, with this agent's credential.
 #[derive(Debug)]
@@ -158,6 +177,16 @@ impl HubLink {
                     .enrol(node, token.trim())
                     .await
                     .map_err(HubLinkError::Enrol)?;
+                // What is written to disk and sent on every call must be a host
+                // credential for this node, whatever the hub says.
+                if enrolled.host != node
+                    || castellan_hub::token::check(&enrolled.credential, TokenKind::Host).is_err()
+                {
+                    return Err(HubLinkError::Enrol(ClientError::Decode {
+                        url: settings.url.to_string(),
+                        message: "the hub answered the enrolment with something that is not a host credential for this node".into(),
+                    }));
+                }
                 write_private(&cred_path, format!("{}\n", enrolled.credential).as_bytes())?;
                 tracing::info!(event = "hub_enrolled", hub = %settings.url, node);
                 enrolled.credential
@@ -182,11 +211,12 @@ impl HubLink {
     /// empty desired state for this node: nothing is managed, nothing is touched.
     pub fn cached(&mut self) -> (DesiredState, Option<u64>) {
         let path = self.data_dir.join(CACHE_FILE);
-        if self.cursor.revision > 0 {
+        if self.cursor.applied > 0 {
             match crate::load_desired(&path, &self.node) {
-                Ok(d) => return (d, Some(self.cursor.revision)),
+                Ok(d) => return (d, Some(self.cursor.applied)),
                 Err(e) => {
                     tracing::warn!(event = "hub_cache_unusable", error = %e, "starting from an empty desired state");
+                    self.cursor.applied = 0;
                     self.cursor.revision = 0;
                 }
             }
@@ -210,66 +240,168 @@ impl HubLink {
         revision: &watch::Sender<Option<u64>>,
         keeper: &Gatekeeper,
     ) -> Result<bool, ClientError> {
-        let got = self
+        let polled = self
             .client
             .poll(self.cursor.revision, self.cursor.ops, wait)
             .await?;
-        let Some(PollResponse { desired: new, ops }) = got else {
-            return Ok(false);
-        };
-        if let Some(rev) = new {
-            let source = format!("hub revision {}", rev.revision);
-            match castellan_core::parse_desired(&rev.document) {
-                Ok(d) if d.node == self.node => {
-                    let path = self.data_dir.join(CACHE_FILE);
-                    if let Err(e) = write_atomic(&path, rev.document.as_bytes()) {
-                        tracing::error!(event = "hub_cache_unsaved", error = %e, path = %path.display());
-                    }
-                    self.cursor.revision = rev.revision;
-                    self.save_cursor();
-                    tracing::info!(event = "desired_state_loaded", source = %source, guests = d.guests.len(),
-                        containers = d.containers.declared.len(), author = %rev.author);
-                    let _ = keeper
-                        .audit(AuditEvent::DesiredStateReceived { source }.into())
-                        .await;
-                    desired.send_replace(Arc::new(d));
-                    revision.send_replace(Some(rev.revision));
-                }
-                refused => {
-                    let detail = match refused {
-                        Ok(d) => format!(
-                            "it is for node {:?}, this agent manages {:?}",
-                            d.node, self.node
-                        ),
-                        Err(e) => e.to_string(),
-                    };
-                    tracing::error!(event = "desired_state_refused", source = %source, error = %detail,
-                        "keeping the previous desired state");
-                    let _ = keeper
-                        .audit(AuditEvent::DesiredStateRefused { source, detail }.into())
-                        .await;
-                    // Not asked for again; the next revision is.
-                    self.cursor.revision = rev.revision;
-                    self.save_cursor();
-                }
+        if let Some(id) = &polled.hub_id
+            && self.cursor.hub.as_ref() != Some(id)
+        {
+            if self.cursor.hub.is_some() {
+                // Another database: its numbers say nothing about ours. Start over
+                // (the cached document stays in force until the new hub sends one; ops
+                // it hands over again meet the nonce check like any replay).
+                tracing::warn!(event = "hub_changed", hub = %id,
+                    "the hub's database is not the one this agent followed; asking it for everything");
+                self.cursor.revision = 0;
+                self.cursor.ops = 0;
+            }
+            self.cursor.hub = Some(id.clone());
+            self.save_cursor();
+            if polled.news.is_some() && self.cursor.revision == 0 && self.cursor.ops == 0 {
+                // The answer was computed against the old cursor: ask again.
+                return Ok(true);
             }
         }
-        if let Some(last) = ops.last().map(|o| o.id) {
-            match keeper.inbox() {
-                Some(inbox) => {
-                    for op in &ops {
-                        deliver(inbox, op);
-                    }
+        let Some(PollResponse {
+            desired: new,
+            mut ops,
+        }) = polled.news
+        else {
+            return Ok(false);
+        };
+        // Only what is newer than what the agent has, and a bounded number of ops per
+        // poll: a hub answering at once with nothing new is not followed in a busy loop.
+        let new = new.filter(|r| r.revision > self.cursor.revision);
+        ops.retain(|o| o.id > self.cursor.ops);
+        ops.sort_by_key(|o| o.id);
+        ops.dedup_by_key(|o| o.id);
+        ops.truncate(castellan_hub::proto::MAX_OPS_PER_POLL as usize);
+        if new.is_none() && ops.is_empty() {
+            tracing::warn!(
+                event = "hub_answer_stale",
+                "the hub answered with nothing newer than what this agent has"
+            );
+            tokio::time::sleep(RETRY).await;
+            return Ok(false);
+        }
+        if let Some(rev) = new
+            && !self.take_revision(rev, desired, revision, keeper).await
+        {
+            tokio::time::sleep(BLOCKED_RETRY).await;
+            return Ok(false);
+        }
+        if !ops.is_empty() {
+            let placed = self.take_ops(&ops, keeper);
+            if placed > self.cursor.ops {
+                self.cursor.ops = placed;
+                self.save_cursor();
+                if let Err(e) = self.client.ack_ops(placed).await {
+                    tracing::warn!(event = "hub_ack_failed", error = %e);
                 }
-                None => tracing::error!(event = "hub_op_dropped", "no inbox to put relayed ops in"),
             }
-            self.cursor.ops = self.cursor.ops.max(last);
-            self.save_cursor();
-            if let Err(e) = self.client.ack_ops(self.cursor.ops).await {
-                tracing::warn!(event = "hub_ack_failed", error = %e);
+            if ops.last().is_some_and(|o| o.id > placed) {
+                // Some could not be placed: ask again later, not at once.
+                tokio::time::sleep(BLOCKED_RETRY).await;
             }
         }
         Ok(true)
+    }
+
+    /// Takes a revision from the hub: validated, cached, put in force. `false` when it
+    /// could not be cached (it is then asked for again).
+    async fn take_revision(
+        &mut self,
+        rev: castellan_hub::proto::DesiredRevision,
+        desired: &watch::Sender<Arc<DesiredState>>,
+        revision: &watch::Sender<Option<u64>>,
+        keeper: &Gatekeeper,
+    ) -> bool {
+        let source = format!("hub revision {}", rev.revision);
+        match castellan_core::parse_desired(&rev.document) {
+            Ok(d) if d.node == self.node => {
+                let path = self.data_dir.join(CACHE_FILE);
+                if let Err(e) = write_atomic(&path, rev.document.as_bytes()) {
+                    tracing::error!(event = "hub_cache_unsaved", error = %e, path = %path.display(),
+                        "not taking the revision until it can be cached");
+                    return false;
+                }
+                self.cursor.revision = rev.revision;
+                self.cursor.applied = rev.revision;
+                self.save_cursor();
+                tracing::info!(event = "desired_state_loaded", source = %source, guests = d.guests.len(),
+                    containers = d.containers.declared.len(), author = %Printable(&rev.author));
+                let _ = keeper
+                    .audit(AuditEvent::DesiredStateReceived { source }.into())
+                    .await;
+                keeper.status().update(|s| s.desired_refused = None);
+                desired.send_replace(Arc::new(d));
+                revision.send_replace(Some(rev.revision));
+            }
+            refused => {
+                let detail = match refused {
+                    Ok(d) => format!(
+                        "it is for node {:?}, this agent manages {:?}",
+                        d.node, self.node
+                    ),
+                    Err(e) => e.to_string(),
+                };
+                tracing::error!(event = "desired_state_refused", source = %source, error = %detail,
+                    "keeping the previous desired state");
+                keeper
+                    .status()
+                    .update(|s| s.desired_refused = Some(format!("{source} refused: {detail}")));
+                let _ = keeper
+                    .audit(AuditEvent::DesiredStateRefused { source, detail }.into())
+                    .await;
+                // Not asked for again; the next revision is. The cache keeps the last
+                // revision taken.
+                self.cursor.revision = rev.revision;
+                self.save_cursor();
+            }
+        }
+        true
+    }
+
+    /// Places relayed ops in the inbox, in order, stopping at the first that cannot be
+    /// placed; returns the id up to which every op is in place (or the cursor as it was).
+    fn take_ops(&self, ops: &[castellan_hub::proto::OpDelivery], keeper: &Gatekeeper) -> u64 {
+        let mut placed = self.cursor.ops;
+        let Some(inbox) = keeper.inbox() else {
+            tracing::error!(
+                event = "hub_op_undelivered",
+                "no [ops] inbox to put relayed ops in"
+            );
+            return placed;
+        };
+        let mut undecided = match inbox.count_prefixed("hub-") {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(event = "hub_op_undelivered", error = %e);
+                return placed;
+            }
+        };
+        for op in ops {
+            if undecided >= MAX_UNDECIDED_RELAYED {
+                tracing::warn!(
+                    event = "hub_ops_deferred",
+                    undecided,
+                    "too many relayed ops wait undecided in the inbox; taking more once some are settled"
+                );
+                break;
+            }
+            match deliver(inbox, self.cursor.hub.as_deref(), op) {
+                Ok(()) => {
+                    placed = op.id;
+                    undecided += 1;
+                }
+                Err(e) => {
+                    tracing::error!(event = "hub_op_undelivered", id = op.id, error = %e);
+                    break;
+                }
+            }
+        }
+        placed
     }
 
     /// Follows the hub until `stop` turns true: long-polls, applies, retries every
@@ -299,13 +431,24 @@ impl HubLink {
                     }
                 }
                 Err(e) => {
-                    if reachable {
-                        tracing::warn!(event = "hub_unreachable", error = %e,
-                            "working from the cached desired state; retrying every second");
+                    let refused = matches!(e.status().map(|s| s.as_u16()), Some(401 | 403));
+                    let pause = if refused {
+                        // Not an outage: the credential was revoked (or the hub is not ours).
+                        tracing::error!(event = "hub_credential_refused", error = %e,
+                            "the hub refuses this agent's credential; working from the cached desired state \
+                             (to enrol again: remove hub.credential and give a new enrol_token_file)");
                         reachable = false;
-                    }
+                        REFUSED_RETRY
+                    } else {
+                        if reachable {
+                            tracing::warn!(event = "hub_unreachable", error = %e,
+                                "working from the cached desired state; retrying every second");
+                            reachable = false;
+                        }
+                        RETRY
+                    };
                     tokio::select! {
-                        () = tokio::time::sleep(RETRY) => {}
+                        () = tokio::time::sleep(pause) => {}
                         _ = stop.changed() => return,
                     }
                 }
@@ -328,9 +471,17 @@ pub fn empty(node: &str) -> DesiredState {
     }
 }
 
-/// Writes a relayed op into the inbox under a name the agent chooses.
-fn deliver(inbox: &Inbox, op: &castellan_hub::proto::OpDelivery) {
-    let name = format!("hub-{}.op", op.id);
+/// Writes a relayed op into the inbox under a name the agent chooses. Files already in
+/// place (a delivery interrupted, or whose acknowledgement was lost) count as placed;
+/// the op itself is always placed last, so nothing is decided on a half-delivered op.
+fn deliver(
+    inbox: &Inbox,
+    hub: Option<&str>,
+    op: &castellan_hub::proto::OpDelivery,
+) -> std::io::Result<()> {
+    // Named for the hub database too: ids start again at 1 in another one.
+    let hub = hub.map_or("0", |h| &h[..h.len().min(8)]);
+    let name = format!("hub-{hub}-{}.op", op.id);
     let sigs: Vec<(String, Vec<u8>)> = op
         .sigs
         .iter()
@@ -345,11 +496,26 @@ fn deliver(inbox: &Inbox, op: &castellan_hub::proto::OpDelivery) {
             (sig_name, s.as_bytes().to_vec())
         })
         .collect();
-    match inbox.submit(&name, op.op.as_bytes(), &sigs) {
-        Ok(path) => tracing::info!(event = "op_received", source = "hub", id = op.id,
-            file = %path.display(), relayed_by = %op.submitted_by, signatures = sigs.len()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => tracing::error!(event = "hub_op_undelivered", id = op.id, error = %e),
+    let path = inbox.submit_resuming(&name, op.op.as_bytes(), &sigs)?;
+    tracing::info!(event = "op_received", source = "hub", id = op.id,
+        file = %path.display(), relayed_by = %Printable(&op.submitted_by), signatures = sigs.len());
+    Ok(())
+}
+
+/// Text from the hub, shown with control characters escaped (it reaches logs and
+/// terminals, and is trusted for nothing).
+struct Printable<'a>(&'a str);
+
+impl std::fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars().take(256) {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -391,6 +557,9 @@ pub fn build_report(
     let mut payloads: Vec<PathBuf> = Vec::new();
     if let Some(e) = &s.node_error {
         errors.push(format!("node: {e}"));
+    }
+    if let Some(e) = &s.desired_refused {
+        errors.push(e.clone());
     }
     for v in &s.guests_busy {
         if !s.guest_errors.contains_key(v) {

@@ -447,6 +447,52 @@ impl Inbox {
     /// agent never sees a partial file or an op before its signatures. Refuses a name the
     /// inbox already holds. Returns the op's path in the inbox.
     pub fn submit(&self, name: &str, op: &[u8], sigs: &[(String, Vec<u8>)]) -> io::Result<PathBuf> {
+        self.check_names(name, sigs)?;
+        for (sig_name, bytes) in sigs {
+            self.place(sig_name, bytes)?;
+        }
+        self.place(name, op)?;
+        Ok(self.dir.join(name))
+    }
+
+    /// Like [`Inbox::submit`], but a file already in place counts as placed: finishes a
+    /// delivery that was interrupted (signatures first, the op last, as always).
+    pub fn submit_resuming(
+        &self,
+        name: &str,
+        op: &[u8],
+        sigs: &[(String, Vec<u8>)],
+    ) -> io::Result<PathBuf> {
+        self.check_names(name, sigs)?;
+        let placed = |r: io::Result<()>| match r {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        };
+        for (sig_name, bytes) in sigs {
+            placed(self.place(sig_name, bytes))?;
+        }
+        placed(self.place(name, op))?;
+        Ok(self.dir.join(name))
+    }
+
+    /// How many op files (not signatures, not notes) whose names start with `prefix` the
+    /// inbox holds: the ops not yet settled.
+    pub fn count_prefixed(&self, prefix: &str) -> io::Result<usize> {
+        let mut n = 0;
+        for entry in rfs::Dir::read_from(&*self.fd)? {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name.starts_with(prefix.as_bytes())
+                && !name.ends_with(b".sig")
+                && !name.ends_with(b".reason")
+            {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn check_names(&self, name: &str, sigs: &[(String, Vec<u8>)]) -> io::Result<()> {
         let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
         if !plain_name(name) || name.ends_with(".sig") || name.ends_with(".reason") {
             return Err(invalid(format!(
@@ -460,11 +506,7 @@ impl Inbox {
                 )));
             }
         }
-        for (sig_name, bytes) in sigs {
-            self.place(sig_name, bytes)?;
-        }
-        self.place(name, op)?;
-        Ok(self.dir.join(name))
+        Ok(())
     }
 
     fn place(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
@@ -551,4 +593,76 @@ fn write_new_at(dir: &OwnedFd, name: &str, bytes: &[u8]) -> io::Result<()> {
         let _ = rfs::unlinkat(dir, tmp.as_str(), rfs::AtFlags::empty());
         io::Error::from(e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn sigs(name: &str, n: u32) -> Vec<(String, Vec<u8>)> {
+        (1..=n)
+            .map(|i| {
+                let sig = if i == 1 {
+                    format!("{name}.sig")
+                } else {
+                    format!("{name}.{i}.sig")
+                };
+                (sig, format!("sig {i}").into_bytes())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_interrupted_delivery_is_finished_and_a_finished_one_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        // Interrupted after the first of two signatures: no op yet.
+        fs::write(dir.path().join("hub-a-1.op.sig"), b"sig 1").unwrap();
+        let e = inbox
+            .submit("hub-a-1.op", b"op text", &sigs("hub-a-1.op", 2))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(
+            !dir.path().join("hub-a-1.op").exists(),
+            "plain submit placed nothing more"
+        );
+        inbox
+            .submit_resuming("hub-a-1.op", b"op text", &sigs("hub-a-1.op", 2))
+            .unwrap();
+        assert_eq!(fs::read(dir.path().join("hub-a-1.op")).unwrap(), b"op text");
+        assert_eq!(
+            fs::read(dir.path().join("hub-a-1.op.2.sig")).unwrap(),
+            b"sig 2"
+        );
+        // Again: everything is there, nothing changes, no error.
+        inbox
+            .submit_resuming("hub-a-1.op", b"other", &sigs("hub-a-1.op", 2))
+            .unwrap();
+        assert_eq!(fs::read(dir.path().join("hub-a-1.op")).unwrap(), b"op text");
+        // Names are checked as for submit.
+        assert!(inbox.submit_resuming("../x", b"op", &[]).is_err());
+        assert!(
+            inbox
+                .submit_resuming("hub-a-2.op", b"op", &[("other.sig".into(), vec![])])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn undecided_ops_are_counted_without_their_signatures_and_notes() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Inbox::open(dir.path()).unwrap();
+        for i in 0..3 {
+            let name = format!("hub-a-{i}.op");
+            inbox.submit(&name, b"op", &sigs(&name, 2)).unwrap();
+        }
+        inbox
+            .submit("manual.op", b"op", &sigs("manual.op", 1))
+            .unwrap();
+        fs::write(dir.path().join("hub-a-9.op.reason"), b"x").unwrap();
+        assert_eq!(inbox.count_prefixed("hub-").unwrap(), 3);
+        assert_eq!(inbox.count_prefixed("manual").unwrap(), 1);
+    }
 }

@@ -36,6 +36,9 @@ pub struct Snapshot {
     pub node_error: Option<String>,
     /// The container side's last pass (`None`: no `[docker]`, or no pass yet).
     pub containers: Option<ContainerSummary>,
+    /// The last desired state from the hub that was refused, and why (cleared when a
+    /// later one is taken).
+    pub desired_refused: Option<String>,
 }
 
 /// The board both sides of the agent write to and the reporter reads.

@@ -70,6 +70,17 @@ impl ClientError {
     }
 }
 
+/// A long-poll's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Polled {
+    /// The identity of the hub's database (the same for every hub process sharing one
+    /// database, new when the database is): an agent's cursor is only meaningful
+    /// against the database it came from.
+    pub hub_id: Option<String>,
+    /// What is new (`None`: nothing came before the wait ran out).
+    pub news: Option<PollResponse>,
+}
+
 /// A connection to one hub, with one bearer token.
 #[derive(Clone)]
 pub struct HubClient {
@@ -137,6 +148,18 @@ impl HubClient {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<Option<T>, ClientError> {
+        self.call_with_id(method, path, body, timeout)
+            .await
+            .map(|(_, body)| body)
+    }
+
+    async fn call_with_id<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<(Option<String>, Option<T>), ClientError> {
         let url = self.url(path)?;
         let mut req = self.http.request(method, url.clone()).timeout(timeout);
         if let Some(t) = &self.token {
@@ -150,29 +173,7 @@ impl HubClient {
             message: error_chain(&e),
         };
         let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        if status == StatusCode::NO_CONTENT {
-            return Ok(None);
-        }
-        let bytes = resp.bytes().await.map_err(transport)?;
-        if status.is_success() {
-            return serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| ClientError::Decode {
-                    url: url.to_string(),
-                    message: e.to_string(),
-                });
-        }
-        let error = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| ApiError {
-            error: "http".into(),
-            message: format!(
-                "{} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("error")
-            ),
-            problems: Vec::new(),
-        });
-        Err(ClientError::Api { status, error })
+        decode(&url, resp).await
     }
 
     async fn expect<B: Serialize, T: DeserializeOwned>(
@@ -200,24 +201,25 @@ impl HubClient {
     }
 
     /// Waits up to `wait` for a revision newer than `revision` or ops above `ops`.
-    /// `None` when nothing came.
     pub async fn poll(
         &self,
         revision: u64,
         ops: u64,
         wait: Duration,
-    ) -> Result<Option<PollResponse>, ClientError> {
+    ) -> Result<Polled, ClientError> {
         let path = format!(
             "/v1/agent/poll?revision={revision}&ops={ops}&wait_ms={}",
             wait.as_millis()
         );
-        self.call::<(), _>(
-            reqwest::Method::GET,
-            &path,
-            None,
-            wait + Duration::from_secs(15),
-        )
-        .await
+        let (hub_id, news) = self
+            .call_with_id::<(), _>(
+                reqwest::Method::GET,
+                &path,
+                None,
+                wait + Duration::from_secs(15),
+            )
+            .await?;
+        Ok(Polled { hub_id, news })
     }
 
     /// Tells the hub every op up to `upto` is in the agent's inbox.
@@ -325,6 +327,70 @@ impl HubClient {
         self.expect::<(), _>(reqwest::Method::GET, &format!("/v1/hosts/{host}/ops"), None)
             .await
     }
+}
+
+/// The hub's id header on a poll's answer (see [`Polled::hub_id`]).
+pub const HUB_ID_HEADER: &str = "castellan-hub-id";
+
+/// Reads an answer: `None` for 204, the decoded body for another 2xx, the hub's error
+/// otherwise; with the hub's id header, if it sent one.
+async fn decode<T: DeserializeOwned>(
+    url: &Url,
+    resp: reqwest::Response,
+) -> Result<(Option<String>, Option<T>), ClientError> {
+    let status = resp.status();
+    let hub_id = resp
+        .headers()
+        .get(HUB_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .map(str::to_owned);
+    if status == StatusCode::NO_CONTENT {
+        return Ok((hub_id, None));
+    }
+    let bytes = read_bounded(resp, MAX_ANSWER)
+        .await
+        .map_err(|message| ClientError::Transport {
+            url: url.to_string(),
+            message,
+        })?;
+    if status.is_success() {
+        return serde_json::from_slice(&bytes)
+            .map(|b| (hub_id, Some(b)))
+            .map_err(|e| ClientError::Decode {
+                url: url.to_string(),
+                message: e.to_string(),
+            });
+    }
+    let error = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| ApiError {
+        error: "http".into(),
+        message: format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("error")
+        ),
+        problems: Vec::new(),
+    });
+    Err(ClientError::Api { status, error })
+}
+
+/// Largest answer read from a hub: a desired state at the agent's limit, escaped, and a
+/// poll's worth of ops. A hub that sends more is cut off, not buffered.
+const MAX_ANSWER: usize = castellan_core::desired::MAX_FILE_BYTES * 2 + 4 * 1024 * 1024;
+
+/// Reads a body of at most `limit` bytes.
+async fn read_bounded(mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(format!("answer larger than {limit} bytes"));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| error_chain(&e))? {
+        if out.len() + chunk.len() > limit {
+            return Err(format!("answer larger than {limit} bytes"));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// An error and its causes on one line (reqwest's own message hides the cause).

@@ -25,7 +25,7 @@ pub mod token;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use client::{ClientError, HubClient};
+pub use client::{ClientError, HubClient, Polled};
 pub use server::{Hub, router};
 pub use store::{HubStore, SqliteStore, StoreError};
 

@@ -13,7 +13,7 @@ pub const MAX_WAIT_MS: u64 = 60_000;
 pub const MAX_OPS_PER_POLL: u32 = 32;
 
 /// `POST /v1/enrol`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
     /// The host enrolling (its node name).
@@ -23,13 +23,31 @@ pub struct EnrolRequest {
 }
 
 /// The answer to an enrolment: the host's credential, shown once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrolResponse {
     /// The host.
     pub host: String,
     /// Its credential (`cst_host_...`), for every later call.
     pub credential: String,
+}
+
+impl std::fmt::Debug for EnrolRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolRequest")
+            .field("host", &self.host)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EnrolResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrolResponse")
+            .field("host", &self.host)
+            .field("credential", &"<redacted>")
+            .finish()
+    }
 }
 
 /// `PUT /v1/hosts/{host}/desired`.

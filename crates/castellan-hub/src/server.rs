@@ -32,6 +32,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::client::HUB_ID_HEADER;
 use crate::proto::{
     AgentReport, ApiError, DesiredRevision, EnrolRequest, EnrolResponse, HostState, HostStatus,
     MAX_OPS_PER_POLL, MAX_WAIT_MS, OpAck, OpDelivery, PollResponse, PutDesired, PutDesiredResponse,
@@ -55,6 +56,7 @@ pub const MAX_SIGS: usize = 16;
 #[derive(Debug)]
 pub struct Hub<S> {
     store: S,
+    id: tokio::sync::OnceCell<String>,
     notify: Notifier,
     enrol_limit: RateLimit,
 }
@@ -64,6 +66,7 @@ impl<S: HubStore> Hub<S> {
     pub fn new(store: S) -> Arc<Hub<S>> {
         Arc::new(Hub {
             store,
+            id: tokio::sync::OnceCell::new(),
             notify: Notifier::default(),
             enrol_limit: RateLimit::new(20.0, 5.0, 5.0, 1.0),
         })
@@ -72,6 +75,14 @@ impl<S: HubStore> Hub<S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The store's identity (read once).
+    pub async fn id(&self) -> Result<&str, StoreError> {
+        self.id
+            .get_or_try_init(|| self.store.hub_id())
+            .await
+            .map(String::as_str)
     }
 
     /// Wakes the long-polls of `host`: something for it changed (called after every
@@ -153,6 +164,7 @@ impl RateLimit {
 
     fn allow(&self, ip: std::net::IpAddr) -> bool {
         let now = std::time::Instant::now();
+        let ip = client_key(ip);
         {
             let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
             if per_ip.len() >= MAX_TRACKED_IPS && !per_ip.contains_key(&ip) {
@@ -162,6 +174,10 @@ impl RateLimit {
                     b.take((full, self.ip_rate.1), now);
                     b.tokens + 1.0 < full
                 });
+                if per_ip.len() >= MAX_TRACKED_IPS {
+                    // Every tracked client is still limited: a newcomer waits too.
+                    return false;
+                }
             }
             let bucket = per_ip.entry(ip).or_insert(Bucket {
                 tokens: self.ip_rate.0,
@@ -175,6 +191,22 @@ impl RateLimit {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take(self.global_rate, now)
+    }
+}
+
+/// The key a client is limited by: its IPv4 address, or its IPv6 /64 (one site's
+/// prefix, which a client can fill with addresses at will).
+fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.into(),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                std::net::Ipv6Addr::from(seg).into()
+            }
+        },
+        v4 => v4,
     }
 }
 
@@ -471,6 +503,12 @@ async fn poll<S: HubStore>(
         tokio::time::Instant::now() + Duration::from_millis(args.wait_ms.min(MAX_WAIT_MS));
     // Subscribed before the first read, so a write between the read and the wait wakes us.
     let mut changes = hub.notify.subscribe(&host);
+    let id = axum::http::HeaderValue::from_str(hub.id().await?)
+        .map_err(|_| StoreError::Backend("the stored hub id is not a header value".into()))?;
+    let stamp = |mut r: Response| {
+        r.headers_mut().insert(HUB_ID_HEADER, id.clone());
+        r
+    };
     loop {
         changes.borrow_and_update();
         let desired = hub.store.revision_after(&host, args.revision).await?;
@@ -504,20 +542,22 @@ async fn poll<S: HubStore>(
             })
             .collect::<Result<Vec<_>, _>>()?;
         if desired.is_some() || !ops.is_empty() {
-            return Ok(Json(PollResponse {
-                desired: desired.map(revision_out),
-                ops,
-            })
-            .into_response());
+            return Ok(stamp(
+                Json(PollResponse {
+                    desired: desired.map(revision_out),
+                    ops,
+                })
+                .into_response(),
+            ));
         }
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
-                    return Ok(StatusCode::NO_CONTENT.into_response());
+                    return Ok(stamp(StatusCode::NO_CONTENT.into_response()));
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
-                return Ok(StatusCode::NO_CONTENT.into_response());
+                return Ok(stamp(StatusCode::NO_CONTENT.into_response()));
             }
         }
     }

@@ -146,7 +146,7 @@ async fn enrolment_is_one_time_per_host_and_revocable() -> TestResult {
     assert!(!e.to_string().contains(&cred.credential));
 
     let agent = h.client()?.with_token(cred.credential.clone());
-    assert!(agent.poll(0, 0, Duration::ZERO).await?.is_none());
+    assert!(agent.poll(0, 0, Duration::ZERO).await?.news.is_none());
     h.hub
         .store()
         .revoke_host("pve-01", Timestamp::now())
@@ -253,8 +253,15 @@ async fn a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own() -> TestR
     op.put_desired("pve-02", &doc("pve-02", 2), 0).await?;
     // Nothing for pve-01 yet: the poll waits out its time.
     let started = Instant::now();
-    assert!(a.poll(0, 0, Duration::from_millis(300)).await?.is_none());
+    let idle = a.poll(0, 0, Duration::from_millis(300)).await?;
+    assert!(idle.news.is_none());
     assert!(started.elapsed() >= Duration::from_millis(300));
+    // Every answer names the database, so an agent notices when it is another one.
+    let id = idle.hub_id.expect("the hub's id on a 204");
+    assert_eq!(id.len(), 32);
+    assert_eq!(Some(id.as_str()), Some(h.hub.id().await?));
+    let other = TestHub::start().await?;
+    assert_ne!(other.hub.id().await?, id, "each database has its own id");
 
     let waiting = tokio::spawn({
         let a = a.clone();
@@ -263,7 +270,7 @@ async fn a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own() -> TestR
     tokio::time::sleep(Duration::from_millis(200)).await;
     let written = Instant::now();
     op.put_desired("pve-01", &doc("pve-01", 3), 0).await?;
-    let got = waiting.await??.expect("a revision");
+    let got = waiting.await??.news.expect("a revision");
     let lag = written.elapsed();
     assert!(
         lag < Duration::from_secs(5),
@@ -273,7 +280,9 @@ async fn a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own() -> TestR
     assert_eq!(rev.revision, 1);
     assert!(rev.document.contains("node = \"pve-01\""));
     // pve-02 sees its own document, never pve-01's.
-    let got_b = b.poll(0, 0, Duration::ZERO).await?.expect("b's revision");
+    let polled_b = b.poll(0, 0, Duration::ZERO).await?;
+    assert_eq!(polled_b.hub_id.as_deref(), Some(id.as_str()));
+    let got_b = polled_b.news.expect("b's revision");
     assert!(
         got_b
             .desired
@@ -282,7 +291,7 @@ async fn a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own() -> TestR
             .contains("node = \"pve-02\"")
     );
     // Up to date: nothing.
-    assert!(a.poll(1, 0, Duration::ZERO).await?.is_none());
+    assert!(a.poll(1, 0, Duration::ZERO).await?.news.is_none());
     Ok(())
 }
 
@@ -378,17 +387,17 @@ async fn ops_are_checked_for_form_relayed_to_their_host_and_acknowledged() -> Te
     let sent = op
         .submit_op("pve-01", &op_text("pve-01"), vec![SIG.into()])
         .await?;
-    let got = waiting.await??.expect("the op");
+    let got = waiting.await??.news.expect("the op");
     assert_eq!(got.ops.len(), 1);
     assert_eq!(got.ops[0].id, sent.id);
     assert_eq!(got.ops[0].sigs, [SIG]);
     assert_eq!(got.ops[0].submitted_by, "alice");
     // Not pve-02's.
-    assert!(b.poll(0, 0, Duration::ZERO).await?.is_none());
+    assert!(b.poll(0, 0, Duration::ZERO).await?.news.is_none());
     assert!(op.ops("pve-01").await?[0].delivered_at.is_none());
     a.ack_ops(sent.id).await?;
     assert!(op.ops("pve-01").await?[0].delivered_at.is_some());
-    assert!(a.poll(0, sent.id, Duration::ZERO).await?.is_none());
+    assert!(a.poll(0, sent.id, Duration::ZERO).await?.news.is_none());
     Ok(())
 }
 

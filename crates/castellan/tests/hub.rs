@@ -268,17 +268,24 @@ fn audit(dir: &Path) -> Vec<castellan_store::AuditRecord> {
 
 /// Whether the agent settled a relayed op as a replay of one it had executed.
 fn replay_refused(dir: &Path) -> bool {
-    audit(dir).into_iter().any(|r| {
-        matches!(&r.event, AuditEvent::OpSettled { file, detail, .. }
+    replays(dir) > 0
+}
+
+fn replays(dir: &Path) -> usize {
+    audit(dir)
+        .into_iter()
+        .filter(|r| {
+            matches!(&r.event, AuditEvent::OpSettled { file, detail, .. }
             if file.starts_with("hub-") && detail.contains("replay"))
-            || matches!(
-                r.event,
-                AuditEvent::OpRejected {
-                    reason: RejectReason::Replayed,
-                    ..
-                }
-            )
-    })
+                || matches!(
+                    r.event,
+                    AuditEvent::OpRejected {
+                        reason: RejectReason::Replayed,
+                        ..
+                    }
+                )
+        })
+        .count()
 }
 
 fn rejections(dir: &Path) -> Vec<RejectReason> {
@@ -482,21 +489,27 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
 /// contents.
 struct ForgedHub {
     hub: Arc<Hub<SqliteStore>>,
-    _running: castellan_hub::Running,
+    running: castellan_hub::Running,
     url: String,
     fingerprint: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl ForgedHub {
     async fn start() -> ForgedHub {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
+        Self::serve(dir, "db", "127.0.0.1:0")
+    }
+
+    fn serve(dir: tempfile::TempDir, db: &str, addr: &str) -> ForgedHub {
+        let db = dir.path().join(db);
+        std::fs::create_dir_all(&db).unwrap();
+        let store = SqliteStore::open(&db).unwrap();
         let tls = castellan_hub::tls::self_signed(dir.path(), &["127.0.0.1".into()]).unwrap();
         let hub = Hub::new(store);
         let running = castellan_hub::serve(
             Arc::clone(&hub),
-            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            std::net::TcpListener::bind(addr).unwrap(),
             &tls,
         )
         .unwrap();
@@ -504,9 +517,35 @@ impl ForgedHub {
             url: running.url(),
             fingerprint: castellan_hub::tls::fingerprint_text(&tls.fingerprint),
             hub,
-            _running: running,
-            _dir: dir,
+            running,
+            dir,
         }
+    }
+
+    /// The same address and certificate over a new, empty database that knows the
+    /// agent's credential (as a hub restored from nothing, or a forger, would).
+    async fn swap_database(self, credential: &str) -> ForgedHub {
+        let addr = self.running.addr().to_string();
+        self.running.shutdown(Duration::from_secs(1)).await.unwrap();
+        let next = Self::serve(self.dir, "db2", &addr);
+        let store = next.hub.store();
+        let enrol = Token::generate(TokenKind::Enrol);
+        let now = Timestamp::now();
+        store
+            .create_enrol_token(
+                "pve-01",
+                enrol.hash(),
+                now,
+                now + jiff::SignedDuration::from_hours(1),
+            )
+            .await
+            .unwrap();
+        let cred = castellan_hub::token::check(credential.trim(), TokenKind::Host).unwrap();
+        store
+            .redeem_enrol_token("pve-01", enrol.hash(), cred, now)
+            .await
+            .unwrap();
+        next
     }
 
     async fn revision(&self, document: &str) {
@@ -647,6 +686,37 @@ async fn a_forged_hub_cannot_make_a_host_destroy_anything() {
     wait_for("the replay refused", Duration::from_secs(20), || {
         replay_refused(d)
     })
+    .await;
+    assert_eq!(deletes(&sim), 1);
+
+    // The hub's database is swapped for a new one (ids start again at 1): the agent
+    // notices, asks for everything, takes its revision 1 and meets the op again as the
+    // replay it is.
+    let received_1 = |d: &Path| {
+        audit(d)
+            .iter()
+            .filter(|r| {
+                matches!(&r.event, AuditEvent::DesiredStateReceived { source } if source == "hub revision 1")
+            })
+            .count()
+    };
+    assert_eq!(received_1(d), 1);
+    let replays_before = replays(d);
+    let credential = std::fs::read_to_string(d.join("state").join("hub.credential")).unwrap();
+    let forged = forged.swap_database(&credential).await;
+    forged.revision(&desired(3, false)).await;
+    forged.op(&payload, &sig).await;
+    wait_for(
+        "revision 1 of the new database taken",
+        Duration::from_secs(20),
+        || received_1(d) == 2 && cores(&sim, 102).as_deref() == Some("3"),
+    )
+    .await;
+    wait_for(
+        "the op met again as a replay",
+        Duration::from_secs(20),
+        || replays(d) > replays_before,
+    )
     .await;
     assert_eq!(deletes(&sim), 1);
     agent.stop();

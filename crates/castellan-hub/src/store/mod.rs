@@ -116,6 +116,10 @@ pub struct RelayedOp {
 /// The hub's storage. Implementations are cheap to clone (a handle to a pool or a
 /// connection) and every method is one transaction.
 pub trait HubStore: Clone + Send + Sync + 'static {
+    /// The database's identity: random, made when the database was, shared by every hub
+    /// process using it (32 hex digits).
+    fn hub_id(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
+
     /// Records a one-time enrolment token for `host`, valid until `expires_at`.
     fn create_enrol_token(
         &self,

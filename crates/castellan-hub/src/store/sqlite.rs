@@ -62,6 +62,9 @@ const MIGRATIONS: &[&str] = &[
         delivered_at INTEGER
     );
     CREATE INDEX ops_by_host ON ops (host, id);",
+    // 2: the database's identity, so an agent notices it is talking to another one.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('hub_id', lower(hex(randomblob(16))));",
 ];
 
 /// Readers kept beside the writer.
@@ -292,6 +295,16 @@ impl SqliteStore {
 }
 
 impl HubStore for SqliteStore {
+    async fn hub_id(&self) -> Result<String, StoreError> {
+        self.read(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = 'hub_id'", [], |r| {
+                r.get(0)
+            })
+            .map_err(db)
+        })
+        .await
+    }
+
     async fn create_enrol_token(
         &self,
         host: &str,
