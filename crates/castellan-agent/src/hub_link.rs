@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use castellan_core::DesiredState;
+use castellan_core::{DesiredState, Printable};
 use castellan_hub::proto::{AgentReport, PendingReport, PollResponse};
 use castellan_hub::token::TokenKind;
 use castellan_hub::{ClientError, HubClient};
@@ -502,21 +502,98 @@ fn deliver(
     Ok(())
 }
 
-/// Text from the hub, shown with control characters escaped (it reaches logs and
-/// terminals, and is trusted for nothing).
-struct Printable<'a>(&'a str);
+/// How often the agent looks for new audit records to upload.
+const AUDIT_EVERY: Duration = Duration::from_secs(2);
 
-impl std::fmt::Display for Printable<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for c in self.0.chars().take(256) {
-            if c.is_control() {
-                write!(f, "{}", c.escape_default())?;
-            } else {
-                write!(f, "{c}")?;
+/// Why an audit upload did not happen.
+#[derive(Debug, thiserror::Error)]
+enum AuditUploadError {
+    #[error("{0}")]
+    Hub(#[from] ClientError),
+    #[error("reading the local audit log: {0}")]
+    Local(String),
+}
+
+/// Uploads the agent's audit records to the hub as they are appended, in batches, each
+/// continuing the head the hub verified. A refusal (the hub found a gap, a fork or a
+/// rewind) is logged and retried slowly: the hub keeps the problem for operators to see.
+pub async fn audit_loop(client: HubClient, data_dir: PathBuf, mut stop: watch::Receiver<bool>) {
+    let mut held: Option<castellan_hub::proto::AuditHead> = None;
+    loop {
+        let pause = match upload_audit_once(&client, &data_dir, &mut held).await {
+            Ok(true) => Duration::ZERO,
+            Ok(false) => AUDIT_EVERY,
+            Err(e) => {
+                held = None;
+                match &e {
+                    AuditUploadError::Hub(c) if c.status().map(|s| s.as_u16()) == Some(409) => {
+                        tracing::error!(event = "audit_upload_refused", error = %e);
+                        REFUSED_RETRY
+                    }
+                    _ => {
+                        tracing::debug!(event = "audit_upload_failed", error = %e);
+                        BLOCKED_RETRY
+                    }
+                }
             }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
         }
-        Ok(())
     }
+}
+
+/// Sends the next batch of audit records the hub does not hold; `true` when more wait.
+async fn upload_audit_once(
+    client: &HubClient,
+    data_dir: &Path,
+    held: &mut Option<castellan_hub::proto::AuditHead>,
+) -> Result<bool, AuditUploadError> {
+    use castellan_hub::proto::{AuditHead, AuditUpload, MAX_AUDIT_BATCH};
+    let hub_head = match held.clone() {
+        Some(h) => h,
+        None => client.audit_head().await?,
+    };
+    let dir = data_dir.to_owned();
+    let from = hub_head.seq + 1;
+    let (local, lines) = tokio::task::spawn_blocking(move || {
+        let store = castellan_store::Store::open_readonly(&dir).map_err(|e| e.to_string())?;
+        let head = store.audit_head().map_err(|e| e.to_string())?;
+        let lines = match &head {
+            Some((seq, _)) if *seq >= from => store
+                .export_lines(from, u64::from(MAX_AUDIT_BATCH))
+                .map_err(|e| e.to_string())?,
+            _ => Vec::new(),
+        };
+        Ok::<_, String>((head, lines))
+    })
+    .await
+    .map_err(|e| AuditUploadError::Local(e.to_string()))?
+    .map_err(AuditUploadError::Local)?;
+    let local = match local {
+        Some((seq, hash)) => AuditHead { seq, hash },
+        None => castellan_hub::audit::genesis(),
+    };
+    if local == hub_head {
+        *held = Some(hub_head);
+        return Ok(false);
+    }
+    let records = lines
+        .iter()
+        .map(|l| serde_json::from_str(l))
+        .collect::<Result<Vec<serde_json::Value>, _>>()
+        .map_err(|e| AuditUploadError::Local(e.to_string()))?;
+    let now = client
+        .upload_audit(&AuditUpload {
+            head: local.clone(),
+            records,
+        })
+        .await?;
+    // Only a hub that moved forward is asked again at once.
+    let more = now.seq > hub_head.seq && now.seq < local.seq;
+    *held = Some(now);
+    Ok(more)
 }
 
 /// Sends a report whenever the agent's status or revision changes (after a short

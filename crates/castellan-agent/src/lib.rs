@@ -337,6 +337,11 @@ pub async fn run(
                 config.client.is_some(),
                 stop_rx.clone(),
             )));
+            side_tasks.push(tokio::spawn(hub_link::audit_loop(
+                link.client(),
+                config.data_dir.clone(),
+                stop_rx.clone(),
+            )));
             side_tasks.push(tokio::spawn(link.run(
                 tx,
                 rev_tx,

@@ -17,6 +17,7 @@ pub mod normalize;
 pub mod op;
 pub mod operation;
 pub mod plan;
+pub mod printable;
 pub mod recovery;
 pub mod role;
 pub mod target;
@@ -30,5 +31,6 @@ pub use model::{
 pub use normalize::Normalizers;
 pub use operation::{OpSpec, Operation};
 pub use plan::{Action, Candidate, CandidateKind, Notice, NoticeKind, Plan, plan};
+pub use printable::Printable;
 pub use role::{RejectReason, Role};
 pub use target::{Target, TargetKind};

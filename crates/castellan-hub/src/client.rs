@@ -12,8 +12,9 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use crate::proto::{
-    AgentReport, ApiError, DesiredRevision, EnrolRequest, EnrolResponse, HostStatus, OpAck,
-    PollResponse, PutDesired, PutDesiredResponse, RelayedOpStatus, SubmitOp, SubmitOpResponse,
+    AgentReport, ApiError, AuditHead, AuditPage, AuditUpload, DesiredRevision, EnrolRequest,
+    EnrolResponse, HostStatus, OpAck, PollResponse, PutDesired, PutDesiredResponse,
+    RelayedOpStatus, SubmitOp, SubmitOpResponse,
 };
 
 /// Why a call to the hub failed.
@@ -320,6 +321,61 @@ impl HubClient {
             Err(e) if e.status() == Some(StatusCode::NOT_FOUND) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The last audit record the hub verified for this agent's host.
+    pub async fn audit_head(&self) -> Result<AuditHead, ClientError> {
+        self.expect::<(), _>(reqwest::Method::GET, "/v1/agent/audit/head", None)
+            .await
+    }
+
+    /// Uploads the next audit records; returns the head the hub holds now.
+    pub async fn upload_audit(&self, upload: &AuditUpload) -> Result<AuditHead, ClientError> {
+        self.expect(reqwest::Method::POST, "/v1/agent/audit", Some(upload))
+            .await
+    }
+
+    /// A page of `host`'s audit chain as the hub holds it: records after `after`.
+    pub async fn host_audit(&self, host: &str, after: u64) -> Result<AuditPage, ClientError> {
+        self.expect::<(), _>(
+            reqwest::Method::GET,
+            &format!("/v1/hosts/{host}/audit?after={after}"),
+            None,
+        )
+        .await
+    }
+
+    /// The hub's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let url = self.url("/metrics")?;
+        let mut req = self.http.get(url.clone()).timeout(CALL_TIMEOUT);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            url: url.to_string(),
+            message: error_chain(&e),
+        })?;
+        let status = resp.status();
+        let bytes =
+            read_bounded(resp, MAX_ANSWER)
+                .await
+                .map_err(|message| ClientError::Transport {
+                    url: url.to_string(),
+                    message,
+                })?;
+        if !status.is_success() {
+            let error = serde_json::from_slice::<ApiError>(&bytes).unwrap_or_else(|_| ApiError {
+                error: "http".into(),
+                message: status.to_string(),
+                problems: Vec::new(),
+            });
+            return Err(ClientError::Api { status, error });
+        }
+        String::from_utf8(bytes).map_err(|_| ClientError::Decode {
+            url: url.to_string(),
+            message: "metrics are not utf-8 text".into(),
+        })
     }
 
     /// The ops relayed to `host` and whether it has taken them.

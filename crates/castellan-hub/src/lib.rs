@@ -14,7 +14,9 @@
 //! - [`proto`]: the wire types. [`openapi`]: the document served at `/v1/openapi.json`.
 //! - [`token`]: bearer tokens, stored hashed. [`tls`]: the hub's certificate.
 
+pub mod audit;
 pub mod client;
+pub mod metrics;
 pub mod openapi;
 pub mod proto;
 pub mod server;

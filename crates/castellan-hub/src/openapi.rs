@@ -19,6 +19,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/hosts/{host}/ops"),
     ("get", "/v1/hosts/{host}/ops"),
     ("get", "/v1/hosts/{host}/report"),
+    ("get", "/v1/hosts/{host}/audit"),
+    ("get", "/v1/agent/audit/head"),
+    ("post", "/v1/agent/audit"),
+    ("get", "/metrics"),
 ];
 
 fn ok(description: &str, schema: Value) -> Value {
@@ -137,7 +141,22 @@ pub fn document() -> Value {
             },
             "/v1/hosts/{host}/report": { "get": with(
                 op("the host's latest report", "operator", json!({ "200": ok("the report", schema_ref("AgentReport")) })),
-                json!({ "parameters": [host_param()] })) }
+                json!({ "parameters": [host_param()] })) },
+            "/v1/hosts/{host}/audit": { "get": with(
+                op("the host's audit chain as the hub verified it, a page at a time, and every problem found in its uploads", "operator", json!({
+                    "200": ok("a page", schema_ref("AuditPage")) })),
+                json!({ "parameters": [host_param(),
+                    { "name": "after", "in": "query", "schema": uint, "description": "records after this seq" },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": crate::proto::MAX_AUDIT_BATCH } }] })) },
+            "/v1/agent/audit/head": { "get": op("the last audit record the hub verified for this host", "host", json!({
+                "200": ok("the head (seq 0: none)", schema_ref("AuditHead")) })) },
+            "/v1/agent/audit": { "post": with(
+                op("upload the next audit records; taken only if they extend the verified head", "host", json!({
+                    "200": ok("the verified head now", schema_ref("AuditHead")),
+                    "409": ok("a gap, a fork, a rewind or an invalid record (kept as a problem), or a concurrent upload", schema_ref("ApiError")) })),
+                json!({ "requestBody": body("AuditUpload") })) },
+            "/metrics": { "get": op("Prometheus metrics (OpenMetrics text); an operator token, since they name every host", "operator", json!({
+                "200": { "description": "metrics", "content": { "application/openmetrics-text": { "schema": string } } } })) }
         },
         "components": {
             "securitySchemes": {
@@ -160,7 +179,11 @@ pub fn document() -> Value {
                 "RelayedOpStatus": object(json!({ "id": uint, "op": string, "signatures": uint, "submitted_by": string, "submitted_at": string, "delivered_at": opt_string }), &["id", "op", "signatures", "submitted_by", "submitted_at", "delivered_at"]),
                 "PendingReport": object(json!({ "name": string, "payload": string }), &["name", "payload"]),
                 "AgentReport": object(json!({ "agent_version": string, "applied_revision": opt_uint, "converged": { "type": "boolean" }, "plan": strings, "pending": { "type": "array", "items": schema_ref("PendingReport") }, "errors": strings }), &["agent_version", "applied_revision", "converged", "plan", "pending", "errors"]),
-                "HostStatus": object(json!({ "host": string, "enrolled": { "type": "boolean" }, "last_seen": opt_string, "desired_revision": opt_uint, "applied_revision": opt_uint, "state": { "enum": ["converged", "drifting", "pending", "error", "unknown"] }, "plan": uint, "pending": uint, "errors": uint, "agent_version": opt_string }), &["host", "enrolled", "state"])
+                "HostStatus": object(json!({ "host": string, "enrolled": { "type": "boolean" }, "last_seen": opt_string, "desired_revision": opt_uint, "applied_revision": opt_uint, "state": { "enum": ["converged", "drifting", "pending", "error", "unknown"] }, "plan": uint, "pending": uint, "errors": uint, "agent_version": opt_string, "audit_seq": opt_uint, "audit_problems": uint }), &["host", "enrolled", "state"]),
+                "AuditHead": object(json!({ "seq": uint, "hash": string }), &["seq", "hash"]),
+                "AuditUpload": object(json!({ "head": schema_ref("AuditHead"), "records": { "type": "array", "items": { "type": "object" }, "maxItems": crate::proto::MAX_AUDIT_BATCH } }), &["head", "records"]),
+                "AuditProblem": object(json!({ "kind": { "enum": ["gap", "fork", "rewind", "invalid"] }, "seq": uint, "detail": string, "first_seen": string, "last_seen": string, "count": uint }), &["kind", "seq", "detail", "first_seen", "last_seen", "count"]),
+                "AuditPage": object(json!({ "verified": schema_ref("AuditHead"), "records": { "type": "array", "items": { "type": "object" } }, "problems": { "type": "array", "items": schema_ref("AuditProblem") } }), &["verified", "records", "problems"])
             }
         }
     })

@@ -207,6 +207,10 @@ pub struct HostStatus {
     pub errors: usize,
     /// The agent's version.
     pub agent_version: Option<String>,
+    /// The last audit record the hub verified for it.
+    pub audit_seq: Option<u64>,
+    /// Problems found in its audit uploads (gaps, forks, rewinds).
+    pub audit_problems: usize,
 }
 
 /// Every 4xx/5xx body.
@@ -238,4 +242,75 @@ pub struct RelayedOpStatus {
     pub submitted_at: String,
     /// When the host took it (RFC 3339), if it has.
     pub delivered_at: Option<String>,
+}
+
+/// Most audit records in one upload or one page.
+pub const MAX_AUDIT_BATCH: u32 = 500;
+
+/// A position in a host's audit chain: a record's seq and hash (seq 0 with the genesis
+/// hash: no records).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditHead {
+    /// The record's seq.
+    pub seq: u64,
+    /// Its hash (lowercase hex SHA-256).
+    pub hash: String,
+}
+
+/// `POST /v1/agent/audit`: the next records of the agent's chain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditUpload {
+    /// The agent's chain head now (the batch may stop short of it).
+    pub head: AuditHead,
+    /// Records in their export form (`castellan audit export`), in order, starting
+    /// right after the head the hub holds.
+    pub records: Vec<serde_json::Value>,
+}
+
+/// What can be wrong with a host's chain as uploaded.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditProblemKind {
+    /// Records are missing: the upload starts past the next record the hub expects.
+    Gap,
+    /// The chain does not extend the head the hub verified (a record links elsewhere,
+    /// or the head moved sideways: same seq, another hash).
+    Fork,
+    /// The host's head moved backwards: its chain is shorter than what the hub verified.
+    Rewind,
+    /// A record does not verify (its hash does not match its contents, or it is not a
+    /// record).
+    Invalid,
+}
+
+/// A problem the hub found in a host's audit chain (kept; repeated sightings counted).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditProblem {
+    /// What.
+    pub kind: AuditProblemKind,
+    /// Where: the record concerned.
+    pub seq: u64,
+    /// In words.
+    pub detail: String,
+    /// First seen (RFC 3339).
+    pub first_seen: String,
+    /// Last seen (RFC 3339).
+    pub last_seen: String,
+    /// How many uploads showed it.
+    pub count: u64,
+}
+
+/// `GET /v1/hosts/{host}/audit`: a page of the chain the hub holds for a host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditPage {
+    /// The last record the hub verified.
+    pub verified: AuditHead,
+    /// Records after the page's `after`, in their export form.
+    pub records: Vec<serde_json::Value>,
+    /// Every problem found in the host's uploads.
+    pub problems: Vec<AuditProblem>,
 }

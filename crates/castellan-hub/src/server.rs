@@ -33,8 +33,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
 use crate::client::HUB_ID_HEADER;
+use crate::metrics::{AnswerLabels, KindLabels, OutcomeLabels, RequestLabels};
 use crate::proto::{
-    AgentReport, ApiError, DesiredRevision, EnrolRequest, EnrolResponse, HostState, HostStatus,
+    AgentReport, ApiError, AuditHead, AuditPage, AuditProblem, AuditProblemKind, AuditUpload,
+    DesiredRevision, EnrolRequest, EnrolResponse, HostState, HostStatus, MAX_AUDIT_BATCH,
     MAX_OPS_PER_POLL, MAX_WAIT_MS, OpAck, OpDelivery, PollResponse, PutDesired, PutDesiredResponse,
     RelayedOpStatus, SubmitOp, SubmitOpResponse,
 };
@@ -56,6 +58,7 @@ pub const MAX_SIGS: usize = 16;
 #[derive(Debug)]
 pub struct Hub<S> {
     store: S,
+    metrics: crate::metrics::HubMetrics,
     id: tokio::sync::OnceCell<String>,
     notify: Notifier,
     enrol_limit: RateLimit,
@@ -66,6 +69,7 @@ impl<S: HubStore> Hub<S> {
     pub fn new(store: S) -> Arc<Hub<S>> {
         Arc::new(Hub {
             store,
+            metrics: crate::metrics::HubMetrics::default(),
             id: tokio::sync::OnceCell::new(),
             notify: Notifier::default(),
             enrol_limit: RateLimit::new(20.0, 5.0, 5.0, 1.0),
@@ -75,6 +79,11 @@ impl<S: HubStore> Hub<S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// The hub's metrics.
+    pub fn metrics(&self) -> &crate::metrics::HubMetrics {
+        &self.metrics
     }
 
     /// The store's identity (read once).
@@ -402,6 +411,13 @@ pub fn router<S: HubStore>(hub: Arc<Hub<S>>) -> Router {
             post(submit_op::<S>).get(list_ops::<S>),
         )
         .route("/v1/hosts/{host}/report", get(host_report::<S>))
+        .route("/v1/hosts/{host}/audit", get(host_audit::<S>))
+        .route("/v1/agent/audit/head", get(agent_audit_head::<S>))
+        .route("/metrics", get(metrics::<S>))
+        .route(
+            "/v1/agent/audit",
+            post(upload_audit::<S>).layer(DefaultBodyLimit::max(REPORT_BODY)),
+        )
         .fallback(|| async { Failure::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             Failure::new(
@@ -411,7 +427,56 @@ pub fn router<S: HubStore>(hub: Arc<Hub<S>>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(SMALL_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&hub),
+            count_requests::<S>,
+        ))
         .with_state(hub)
+}
+
+/// Counts every answer by route template and status.
+async fn count_requests<S: HubStore>(
+    State(hub): State<Arc<Hub<S>>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    hub.metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            code: resp.status().as_u16(),
+        })
+        .inc();
+    resp
+}
+
+/// `GET /metrics`: Prometheus text format, for an operator token (a scraper's
+/// `authorization: credentials_file`), since it names every host.
+async fn metrics<S: HubStore>(
+    State(hub): State<Arc<Hub<S>>>,
+    OperatorAuth(_): OperatorAuth,
+) -> Result<Response, Failure> {
+    let hosts: Vec<HostStatus> = hub
+        .store
+        .hosts()
+        .await?
+        .into_iter()
+        .map(host_status)
+        .collect();
+    let text = hub.metrics.render(&hosts);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -437,6 +502,10 @@ async fn enrol<S: HubStore>(
 ) -> Result<Json<EnrolResponse>, Failure> {
     if !hub.enrol_limit.allow(peer.ip()) {
         tracing::warn!(event = "enrol_rate_limited", peer = %peer.ip());
+        hub.metrics
+            .enrolments
+            .get_or_create(&OutcomeLabels { outcome: "limited" })
+            .inc();
         return Err(Failure::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
@@ -444,7 +513,14 @@ async fn enrol<S: HubStore>(
         ));
     }
     check_host(&req.host)?;
+    let refused = || {
+        hub.metrics
+            .enrolments
+            .get_or_create(&OutcomeLabels { outcome: "refused" })
+            .inc();
+    };
     let hash = token::check(&req.token, TokenKind::Enrol).map_err(|e| {
+        refused();
         Failure::new(
             StatusCode::FORBIDDEN,
             "enrol_refused",
@@ -460,10 +536,17 @@ async fn enrol<S: HubStore>(
         Ok(()) => {}
         Err(e) => {
             tracing::warn!(event = "enrol_refused", host = %req.host, peer = %peer.ip());
+            refused();
             return Err(e.into());
         }
     }
     tracing::info!(event = "host_enrolled", host = %req.host, peer = %peer.ip());
+    hub.metrics
+        .enrolments
+        .get_or_create(&OutcomeLabels {
+            outcome: "enrolled",
+        })
+        .inc();
     Ok(Json(EnrolResponse {
         host: req.host,
         credential: credential.reveal().to_owned(),
@@ -503,6 +586,13 @@ async fn poll<S: HubStore>(
         tokio::time::Instant::now() + Duration::from_millis(args.wait_ms.min(MAX_WAIT_MS));
     // Subscribed before the first read, so a write between the read and the wait wakes us.
     let mut changes = hub.notify.subscribe(&host);
+    let _open = crate::metrics::OpenPoll::new(&hub.metrics.long_polls);
+    let idle = || {
+        hub.metrics
+            .poll_answers
+            .get_or_create(&AnswerLabels { answer: "idle" })
+            .inc();
+    };
     let id = axum::http::HeaderValue::from_str(hub.id().await?)
         .map_err(|_| StoreError::Backend("the stored hub id is not a header value".into()))?;
     let stamp = |mut r: Response| {
@@ -542,6 +632,10 @@ async fn poll<S: HubStore>(
             })
             .collect::<Result<Vec<_>, _>>()?;
         if desired.is_some() || !ops.is_empty() {
+            hub.metrics
+                .poll_answers
+                .get_or_create(&AnswerLabels { answer: "news" })
+                .inc();
             return Ok(stamp(
                 Json(PollResponse {
                     desired: desired.map(revision_out),
@@ -553,10 +647,12 @@ async fn poll<S: HubStore>(
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
+                    idle();
                     return Ok(stamp(StatusCode::NO_CONTENT.into_response()));
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
+                idle();
                 return Ok(stamp(StatusCode::NO_CONTENT.into_response()));
             }
         }
@@ -582,7 +678,137 @@ async fn report<S: HubStore>(
     let text = serde_json::to_string(&report)
         .map_err(|e| Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     hub.store.put_report(&host, &text, Timestamp::now()).await?;
+    hub.metrics.reports.inc();
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn held_head<S: HubStore>(hub: &Hub<S>, host: &str) -> Result<AuditHead, Failure> {
+    Ok(match hub.store.audit_head(host).await? {
+        Some((seq, hash)) => AuditHead { seq, hash },
+        None => crate::audit::genesis(),
+    })
+}
+
+async fn agent_audit_head<S: HubStore>(
+    State(hub): State<Arc<Hub<S>>>,
+    HostAuth(host): HostAuth,
+) -> Result<Json<AuditHead>, Failure> {
+    Ok(Json(held_head(&hub, &host).await?))
+}
+
+/// Takes the next records of a host's chain, or refuses them and keeps the problem.
+async fn upload_audit<S: HubStore>(
+    State(hub): State<Arc<Hub<S>>>,
+    HostAuth(host): HostAuth,
+    JsonBody(upload): JsonBody<AuditUpload>,
+) -> Result<Json<AuditHead>, Failure> {
+    if upload.records.len() > MAX_AUDIT_BATCH as usize {
+        return Err(Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("at most {MAX_AUDIT_BATCH} audit records per upload"),
+        ));
+    }
+    let held = held_head(&hub, &host).await?;
+    match crate::audit::check_upload(&held, &upload.head, &upload.records) {
+        Ok(records) => {
+            let Some(last) = records.last().map(|r| AuditHead {
+                seq: r.seq,
+                hash: r.hash.clone(),
+            }) else {
+                return Ok(Json(held));
+            };
+            let n = records.len() as u64;
+            hub.store
+                .append_audit(&host, held.seq, records, Timestamp::now())
+                .await?;
+            hub.metrics.audit_records.inc_by(n);
+            Ok(Json(last))
+        }
+        Err(refusal) => {
+            let kind = serde_json::to_value(refusal.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            tracing::warn!(event = "audit_upload_refused", host = %host, kind = %kind,
+                seq = refusal.seq, detail = %refusal.detail);
+            hub.metrics
+                .audit_refused
+                .get_or_create(&KindLabels { kind: kind.clone() })
+                .inc();
+            hub.store
+                .flag_audit(&host, &kind, refusal.seq, &refusal.detail, Timestamp::now())
+                .await?;
+            Err(Failure::new(
+                StatusCode::CONFLICT,
+                "audit_rejected",
+                format!(
+                    "audit upload refused ({kind} at record {}): {}; the hub holds this host's chain up to record {}",
+                    refusal.seq, refusal.detail, held.seq
+                ),
+            ))
+        }
+    }
+}
+
+/// `GET /v1/hosts/{host}/audit` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditArgs {
+    /// Records after this seq.
+    #[serde(default)]
+    after: u64,
+    /// At most this many (capped at [`MAX_AUDIT_BATCH`]).
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+async fn host_audit<S: HubStore>(
+    State(hub): State<Arc<Hub<S>>>,
+    OperatorAuth(_): OperatorAuth,
+    Path(host): Path<String>,
+    QueryArgs(args): QueryArgs<AuditArgs>,
+) -> Result<Json<AuditPage>, Failure> {
+    check_host(&host)?;
+    if hub.store.host(&host).await?.is_none() {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("the hub knows no host {host:?}"),
+        ));
+    }
+    let limit = args.limit.unwrap_or(MAX_AUDIT_BATCH).min(MAX_AUDIT_BATCH);
+    let verified = held_head(&hub, &host).await?;
+    let records = hub
+        .store
+        .audit_lines(&host, args.after, limit)
+        .await?
+        .iter()
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| StoreError::Backend(format!("a stored audit line of {host}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let problems = hub
+        .store
+        .audit_problems(&host)
+        .await?
+        .into_iter()
+        .map(|p| AuditProblem {
+            kind: serde_json::from_value(serde_json::Value::String(p.kind))
+                .unwrap_or(AuditProblemKind::Invalid),
+            seq: p.seq,
+            detail: p.detail,
+            first_seen: p.first_seen.to_string(),
+            last_seen: p.last_seen.to_string(),
+            count: p.count,
+        })
+        .collect();
+    Ok(Json(AuditPage {
+        verified,
+        records,
+        problems,
+    }))
 }
 
 /// Summarises a host for `GET /v1/hosts`.
@@ -608,6 +834,8 @@ pub fn host_status(h: crate::store::HostRecord) -> HostStatus {
         pending: report.as_ref().map_or(0, |r| r.pending.len()),
         errors: report.as_ref().map_or(0, |r| r.errors.len()),
         agent_version: report.map(|r| r.agent_version),
+        audit_seq: h.audit_seq,
+        audit_problems: h.audit_problems,
         host: h.host,
     }
 }
@@ -678,6 +906,7 @@ async fn put_desired<S: HubStore>(
         )
         .await?;
     tracing::info!(event = "desired_state_written", host = %host, revision, author = %operator);
+    hub.metrics.revisions.inc();
     hub.changed(&host);
     Ok((
         StatusCode::CREATED,
@@ -775,6 +1004,7 @@ async fn submit_op<S: HubStore>(
         .submit_op(&host, req.op.as_bytes(), &sigs, &operator, Timestamp::now())
         .await?;
     tracing::info!(event = "op_relayed", host = %host, id, by = %operator);
+    hub.metrics.ops_relayed.inc();
     hub.changed(&host);
     Ok((StatusCode::CREATED, Json(SubmitOpResponse { id, host })))
 }

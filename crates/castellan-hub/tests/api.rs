@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use castellan_core::op::SignedOp;
-use castellan_hub::proto::{AgentReport, HostState, PendingReport};
+use castellan_hub::proto::{
+    AgentReport, AuditHead, AuditProblemKind, AuditUpload, HostState, PendingReport,
+};
 use castellan_hub::store::HubStore;
 use castellan_hub::token::{Token, TokenKind};
 use castellan_hub::{Hub, HubClient, SqliteStore, tls};
@@ -586,5 +588,211 @@ async fn a_database_from_a_newer_hub_is_refused() -> TestResult {
     drop(conn);
     let e = SqliteStore::open(dir.path()).expect_err("newer schema");
     assert!(e.to_string().contains("refusing to downgrade"), "{e}");
+    Ok(())
+}
+
+/// A real agent audit log of `n` records (tagged so two logs differ), as export lines.
+fn audit_log(dir: &std::path::Path, n: usize, tag: &str) -> Vec<serde_json::Value> {
+    std::fs::create_dir_all(dir).expect("dir");
+    let mut store = castellan_store::Store::open(dir).expect("store");
+    for i in 0..n {
+        store
+            .append_audit(
+                castellan_store::AuditEvent::ActionFailed {
+                    error: format!("{tag} {i}"),
+                },
+                Timestamp::now(),
+            )
+            .expect("append");
+    }
+    store
+        .export_lines(1, 10_000)
+        .expect("export")
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+fn head_of(records: &[serde_json::Value], seq: usize) -> AuditHead {
+    AuditHead {
+        seq: seq as u64,
+        hash: records[seq - 1]["hash"].as_str().expect("hash").to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_rewinds()
+-> TestResult {
+    let h = TestHub::start().await?;
+    let agent = h.agent("pve-01").await?;
+    let other = h.agent("pve-02").await?;
+    let op = h.operator()?;
+    let logs = tempfile::tempdir()?;
+    let recs = audit_log(&logs.path().join("a"), 6, "a");
+    let forged = audit_log(&logs.path().join("b"), 6, "b");
+
+    assert_eq!(agent.audit_head().await?.seq, 0);
+    // In two pieces, the second extending the first.
+    let upload = |head: AuditHead, records: &[serde_json::Value]| AuditUpload {
+        head,
+        records: records.to_vec(),
+    };
+    let held = agent
+        .upload_audit(&upload(head_of(&recs, 4), &recs[..3]))
+        .await?;
+    assert_eq!(held, head_of(&recs, 3));
+    let held = agent
+        .upload_audit(&upload(head_of(&recs, 4), &recs[3..4]))
+        .await?;
+    assert_eq!(held, head_of(&recs, 4));
+    assert_eq!(agent.audit_head().await?, head_of(&recs, 4));
+    // Another host's chain is its own.
+    assert_eq!(other.audit_head().await?.seq, 0);
+
+    // The operator reads it back and it verifies on its own.
+    let page = op.host_audit("pve-01", 0).await?;
+    assert_eq!(page.verified, head_of(&recs, 4));
+    assert_eq!(page.records, recs[..4].to_vec());
+    let text: String = page.records.iter().map(|r| format!("{r}\n")).collect();
+    let report = castellan_store::verify_jsonl(text.as_bytes())?;
+    assert_eq!(report.head_hash, head_of(&recs, 4).hash);
+    assert!(page.problems.is_empty());
+
+    // A rewritten history (a chain that forks at record 5), a gap, a rewind: each
+    // refused with 409, nothing stored, the problem kept and shown.
+    let e = agent
+        .upload_audit(&upload(head_of(&forged, 6), &forged[4..]))
+        .await
+        .expect_err("a fork");
+    assert_eq!(e.status(), Some(StatusCode::CONFLICT));
+    assert!(e.to_string().contains("fork"), "{e}");
+    let e = agent
+        .upload_audit(&upload(head_of(&recs, 6), &recs[5..]))
+        .await
+        .expect_err("a gap");
+    assert!(e.to_string().contains("gap"), "{e}");
+    let e = agent
+        .upload_audit(&upload(head_of(&recs, 2), &[]))
+        .await
+        .expect_err("a rewind");
+    assert!(e.to_string().contains("rewind"), "{e}");
+    // The same fork again is counted, not repeated.
+    agent
+        .upload_audit(&upload(head_of(&forged, 6), &forged[4..]))
+        .await
+        .expect_err("a fork again");
+    assert_eq!(agent.audit_head().await?, head_of(&recs, 4));
+    let page = op.host_audit("pve-01", 4).await?;
+    assert!(page.records.is_empty());
+    let kinds: Vec<(AuditProblemKind, u64, u64)> = page
+        .problems
+        .iter()
+        .map(|p| (p.kind, p.seq, p.count))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (AuditProblemKind::Fork, 5, 2),
+            (AuditProblemKind::Gap, 5, 1),
+            (AuditProblemKind::Rewind, 2, 1)
+        ]
+    );
+    let hosts = op.hosts().await?;
+    let pve01 = hosts.iter().find(|s| s.host == "pve-01").expect("pve-01");
+    assert_eq!((pve01.audit_seq, pve01.audit_problems), (Some(4), 3));
+
+    // The genuine continuation is still taken.
+    let held = agent
+        .upload_audit(&upload(head_of(&recs, 6), &recs[4..]))
+        .await?;
+    assert_eq!(held, head_of(&recs, 6));
+
+    // An oversize batch is refused whole.
+    let many = vec![recs[0].clone(); castellan_hub::proto::MAX_AUDIT_BATCH as usize + 1];
+    let e = agent
+        .upload_audit(&upload(head_of(&recs, 6), &many))
+        .await
+        .expect_err("too many");
+    assert_eq!(e.status(), Some(StatusCode::PAYLOAD_TOO_LARGE));
+    // Operators only read; hosts only write their own.
+    assert_eq!(
+        agent
+            .host_audit("pve-01", 0)
+            .await
+            .expect_err("a host")
+            .status(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn metrics_count_what_the_hub_does_and_describe_the_fleet() -> TestResult {
+    let h = TestHub::start().await?;
+    let agent = h.agent("pve-01").await?;
+    let op = h.operator()?;
+    op.put_desired("pve-01", &doc("pve-01", 2), 0).await?;
+    op.put_desired("pve-01", &doc("pve-01", 3), 1).await?;
+    agent
+        .report(&AgentReport {
+            agent_version: "test".into(),
+            applied_revision: Some(1),
+            converged: true,
+            ..AgentReport::default()
+        })
+        .await?;
+    let polled = agent.poll(0, 0, Duration::ZERO).await?;
+    assert!(polled.news.is_some());
+    // Without an operator token: refused (the metrics name every host).
+    let e = h.client()?.metrics().await.expect_err("no token");
+    assert_eq!(e.status(), Some(StatusCode::UNAUTHORIZED));
+    assert_eq!(
+        agent.metrics().await.expect_err("a host token").status(),
+        Some(StatusCode::UNAUTHORIZED)
+    );
+    let text = op.metrics().await?;
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+    };
+    assert_eq!(value("castellan_hub_revisions_total "), 2.0);
+    assert_eq!(value("castellan_hub_reports_total "), 1.0);
+    assert_eq!(
+        value("castellan_hub_enrolments_total{outcome=\"enrolled\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("castellan_hub_poll_answers_total{answer=\"news\"}"),
+        1.0
+    );
+    assert_eq!(value("castellan_hub_long_polls "), 0.0);
+    assert_eq!(
+        value("castellan_hub_host_revision_lag{host=\"pve-01\"}"),
+        1.0
+    );
+    assert_eq!(value("castellan_hub_hosts{state=\"drifting\"}"), 1.0);
+    assert!(
+        value("castellan_hub_requests_total{route=\"/v1/hosts/{host}/desired\",code=\"201\"}")
+            >= 2.0
+    );
+    // A long-poll in progress is counted while it waits.
+    let waiting = tokio::spawn({
+        let agent = agent.clone();
+        async move { agent.poll(2, 0, Duration::from_secs(5)).await }
+    });
+    let mut seen = false;
+    for _ in 0..50 {
+        let text = op.metrics().await?;
+        if text.lines().any(|l| l == "castellan_hub_long_polls 1") {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the open long-poll is counted");
+    waiting.abort();
     Ok(())
 }

@@ -554,15 +554,35 @@ impl Store {
 
     /// Like [`Store::export_jsonl`], from record `from_seq` on.
     pub fn export_jsonl_from(&self, from_seq: u64, writer: impl Write) -> Result<u64, StoreError> {
+        self.export_range(from_seq, u64::MAX, writer)
+    }
+
+    /// Up to `limit` export lines from record `from_seq` on (each without its newline):
+    /// what an agent uploads to its hub.
+    pub fn export_lines(&self, from_seq: u64, limit: u64) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        self.export_range(from_seq, limit, &mut out)?;
+        let text = String::from_utf8(out).map_err(|_| {
+            StoreError::Corrupt("the audit log holds text that is not utf-8".into())
+        })?;
+        Ok(text.lines().map(str::to_owned).collect())
+    }
+
+    fn export_range(
+        &self,
+        from_seq: u64,
+        limit: u64,
+        writer: impl Write,
+    ) -> Result<u64, StoreError> {
         let mut w = std::io::BufWriter::new(writer);
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT seq, time, prev_hash, hash, event FROM audit WHERE seq >= ?1 ORDER BY seq",
+                "SELECT seq, time, prev_hash, hash, event FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
             )
             .ctx("exporting the audit log")?;
         let mut rows = stmt
-            .query([to_i64(from_seq)])
+            .query([to_i64(from_seq), to_i64(limit)])
             .ctx("exporting the audit log")?;
         let mut n = 0u64;
         let mut line = String::new();
@@ -617,6 +637,7 @@ pub struct ChainBroken {
 }
 
 /// The running state of a verification.
+#[derive(Debug)]
 struct Chain {
     next_seq: u64,
     prev_hash: String,
@@ -781,19 +802,72 @@ fn text(v: ValueRef<'_>) -> &[u8] {
 /// re-encodes its event canonically and checks the chain as [`verify_chain`] does. An
 /// export made with [`Store::export_jsonl_from`] (not starting at 1) does not verify here.
 pub fn verify_jsonl(reader: impl BufRead) -> Result<ChainReport, ChainBroken> {
-    let mut chain = Chain::new(None);
+    let mut chain = ChainCursor::new();
     for (i, line) in reader.lines().enumerate() {
         let lineno = i + 1;
-        let line = line
-            .map_err(|e| chain.broken(chain.next_seq, format!("cannot read line {lineno}: {e}")))?;
+        let line = line.map_err(|e| {
+            chain
+                .0
+                .broken(chain.0.next_seq, format!("cannot read line {lineno}: {e}"))
+        })?;
         if line.is_empty() {
             continue;
         }
-        let bad = |chain: &Chain, what: &str| {
-            chain.broken(chain.next_seq, format!("line {lineno}: {what}"))
-        };
-        let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| bad(&chain, &format!("not json: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
+            chain
+                .0
+                .broken(chain.0.next_seq, format!("line {lineno}: not json: {e}"))
+        })?;
+        chain.push_value(&value).map_err(|mut b| {
+            if b.reason.starts_with("missing or mistyped") {
+                b.reason = format!("line {lineno}: {}", b.reason);
+            }
+            b
+        })?;
+    }
+    chain.0.finish()
+}
+
+/// A chain verified a record at a time, from the start or from a head verified earlier:
+/// what a remote copy (the hub) uses to check each upload extends what it holds.
+#[derive(Debug)]
+pub struct ChainCursor(Chain);
+
+impl Default for ChainCursor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChainCursor {
+    /// A chain expecting record 1.
+    pub fn new() -> ChainCursor {
+        ChainCursor(Chain::new(None))
+    }
+
+    /// A chain whose record `seq` was verified with hash `hash`: it expects record
+    /// `seq + 1` linking to `hash`.
+    pub fn resume(seq: u64, hash: &str) -> ChainCursor {
+        let mut chain = Chain::new(None);
+        chain.next_seq = seq + 1;
+        chain.prev_hash = hash.to_owned();
+        ChainCursor(chain)
+    }
+
+    /// The next record's seq.
+    pub fn next_seq(&self) -> u64 {
+        self.0.next_seq
+    }
+
+    /// The hash of the last record verified (the head).
+    pub fn head_hash(&self) -> &str {
+        &self.0.prev_hash
+    }
+
+    /// Checks one record in its export form (a JSON object as [`Store::export_jsonl`]
+    /// writes it): the next seq, linking to the head, its hash recomputed from its
+    /// canonical contents. Returns the record's seq and hash.
+    pub fn push_value(&mut self, value: &serde_json::Value) -> Result<(u64, String), ChainBroken> {
         let str_field = |key: &str| value.get(key).and_then(serde_json::Value::as_str);
         let (
             Some(seq),
@@ -809,21 +883,21 @@ pub fn verify_jsonl(reader: impl BufRead) -> Result<ChainReport, ChainBroken> {
             value.get("event"),
         )
         else {
-            return Err(bad(
-                &chain,
+            return Err(self.0.broken(
+                self.0.next_seq,
                 "missing or mistyped seq, time, prev_hash, hash or event",
             ));
         };
         let event_json = canonical_json(event);
-        chain.push(
+        self.0.push(
             seq,
             time.as_bytes(),
             prev.as_bytes(),
             hash.as_bytes(),
             event_json.as_bytes(),
         )?;
+        Ok((self.0.next_seq - 1, self.0.prev_hash.clone()))
     }
-    chain.finish()
 }
 
 impl fmt::Display for AuditEvent {

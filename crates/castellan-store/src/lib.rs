@@ -184,8 +184,8 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
 pub use audit::{
-    AuditEntry, AuditEvent, AuditFields, AuditRecord, ChainBroken, ChainReport, GENESIS_HASH,
-    canonical_json, record_hash, verify_chain, verify_chain_pinned, verify_jsonl,
+    AuditEntry, AuditEvent, AuditFields, AuditRecord, ChainBroken, ChainCursor, ChainReport,
+    GENESIS_HASH, canonical_json, record_hash, verify_chain, verify_chain_pinned, verify_jsonl,
 };
 pub use epoch::Epoch;
 use error::SqlContext;

@@ -17,11 +17,19 @@ use clap::Subcommand;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Recompute the hash chain: exit 0 with the record count and head, 1 naming the first
-    /// broken record.
+    /// broken record. With `--hub URL --host H`: the host's chain as the hub holds it,
+    /// verified here, and every problem the hub found in the host's uploads (gaps, forks,
+    /// rewinds). With both `--data-dir` and `--hub`: also that the local log still
+    /// holds the head the hub verified (a rewrite on the host is caught).
     Verify {
         /// The agent's data directory (holding castellan.db).
+        #[arg(long, required_unless_present = "host")]
+        data_dir: Option<PathBuf>,
+        /// The host whose chain the hub holds (with --hub).
         #[arg(long)]
-        data_dir: PathBuf,
+        host: Option<String>,
+        #[command(flatten)]
+        hub: crate::hub::HubArgs,
     },
     /// Print the audit records as a table (not verified: use `castellan audit verify`).
     Show {
@@ -53,9 +61,21 @@ fn at_least_one(s: &str) -> Result<u64, String> {
 }
 
 /// Runs one `castellan audit` subcommand.
-pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        AuditCommand::Verify { data_dir } => verify_cmd(&data_dir),
+        AuditCommand::Verify {
+            data_dir,
+            host: Some(host),
+            hub,
+        } => verify_hub_cmd(&hub, &host, data_dir.as_deref()).await,
+        AuditCommand::Verify {
+            data_dir: Some(data_dir),
+            host: None,
+            ..
+        } => verify_cmd(&data_dir),
+        AuditCommand::Verify { .. } => Err(anyhow::anyhow!(
+            "give --data-dir DIR (a local log) or --hub URL --host HOST (the hub's copy)"
+        )),
         AuditCommand::Show {
             data_dir,
             json,
@@ -93,6 +113,105 @@ fn verify_cmd(data_dir: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Verifies the hub's copy of `host`'s chain here (never trusting the hub's word that it
+/// verified), lists the problems the hub kept, and with `data_dir` checks the local log
+/// against the hub's verified head.
+async fn verify_hub_cmd(
+    hub: &crate::hub::HubArgs,
+    host: &str,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let client = hub.client()?;
+    let mut text = String::new();
+    let mut after = 0;
+    let (verified, problems) = loop {
+        let page = client.host_audit(host, after).await?;
+        let Some(last) = page.records.last() else {
+            break (page.verified, page.problems);
+        };
+        let next = last
+            .get("seq")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if next <= after {
+            anyhow::bail!("the hub served record {next} after record {after}: not a chain");
+        }
+        after = next;
+        for r in &page.records {
+            text.push_str(&r.to_string());
+            text.push('\n');
+        }
+    };
+    let mut ok = true;
+    match castellan_store::verify_jsonl(text.as_bytes()) {
+        Ok(report) if report.records == verified.seq && report.head_hash == verified.hash => {
+            outln!(
+                "ok: the hub holds {} record{} of {host}'s chain, head {}",
+                report.records,
+                if report.records == 1 { "" } else { "s" },
+                report.head_hash
+            )?;
+        }
+        Ok(report) => {
+            ok = false;
+            outln!(
+                "broken: the hub served {} records ending at {}, but says it verified up to record {} ({})",
+                report.records,
+                report.head_hash,
+                verified.seq,
+                verified.hash
+            )?;
+        }
+        Err(broken) => {
+            ok = false;
+            outln!("broken at record {}: {}", broken.seq, broken.reason)?;
+        }
+    }
+    for p in &problems {
+        ok = false;
+        let kind = serde_json::to_value(p.kind)?
+            .as_str()
+            .unwrap_or("?")
+            .to_owned();
+        outln!(
+            "problem: {kind} at record {} ({} time{}, first {}, last {}): {}",
+            p.seq,
+            p.count,
+            if p.count == 1 { "" } else { "s" },
+            p.first_seen,
+            p.last_seen,
+            castellan_core::Printable(&p.detail)
+        )?;
+    }
+    if let Some(dir) = data_dir {
+        let store = open(dir)?;
+        let pinned = if verified.seq == 0 {
+            verify_chain(&store)
+        } else {
+            castellan_store::verify_chain_pinned(&store, verified.seq, &verified.hash)
+        };
+        match pinned {
+            Ok(report) => outln!(
+                "ok: the local log ({} records) holds the head the hub verified",
+                report.records
+            )?,
+            Err(broken) => {
+                ok = false;
+                outln!(
+                    "local log broken at record {}: {}",
+                    broken.seq,
+                    broken.reason
+                )?;
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Reads every record (or the last `last`), in order.

@@ -332,7 +332,7 @@ pub async fn status(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     outln!(
-        "{:<20} {:<10} {:>8} {:>8} {:>5} {:>8} {:>7}  {:<25} VERSION",
+        "{:<20} {:<10} {:>8} {:>8} {:>5} {:>8} {:>7} {:>10}  {:<25} VERSION",
         "HOST",
         "STATE",
         "DESIRED",
@@ -340,6 +340,7 @@ pub async fn status(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
         "PLAN",
         "PENDING",
         "ERRORS",
+        "AUDIT",
         "LAST SEEN"
     )?;
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
@@ -348,8 +349,12 @@ pub async fn status(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
             .as_str()
             .unwrap_or("?")
             .to_owned();
+        let audit = match (h.audit_seq, h.audit_problems) {
+            (seq, 0) => opt(seq),
+            (seq, n) => format!("{}!{n}", opt(seq)),
+        };
         outln!(
-            "{:<20} {:<10} {:>8} {:>8} {:>5} {:>8} {:>7}  {:<25} {}",
+            "{:<20} {:<10} {:>8} {:>8} {:>5} {:>8} {:>7} {:>10}  {:<25} {}",
             h.host,
             if h.enrolled {
                 state
@@ -361,12 +366,19 @@ pub async fn status(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
             h.plan,
             h.pending,
             h.errors,
+            audit,
             h.last_seen.as_deref().unwrap_or("never"),
             h.agent_version.as_deref().unwrap_or("-")
         )?;
     }
     if hosts.iter().any(|h| !h.enrolled) {
         outln!("* not enrolled (no live credential)")?;
+    }
+    if hosts.iter().any(|h| h.audit_problems > 0) {
+        outln!(
+            "AUDIT: the last record the hub verified; SEQ!N: N problems in the host's uploads \
+             (see `castellan audit verify --hub URL --host HOST`)"
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

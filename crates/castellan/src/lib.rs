@@ -228,7 +228,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => agent_cmd(&config, once, json, accept_state_loss).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Op { command } => op::run(command).await,
-        Command::Audit { command } => audit::run(command),
+        Command::Audit { command } => audit::run(command).await,
         Command::Journal { command } => journal::run(command),
         Command::Ledger { command } => ledger::run(command),
         Command::Hub {

@@ -464,6 +464,74 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
     )
     .await;
     assert_eq!(deletes(&sim), 1);
+
+    // The agent's audit chain reaches the hub, which verified every record; the
+    // operator verifies the hub's copy here and checks the local log against it.
+    let local_head = |d: &Path| {
+        Store::open_readonly(&d.join("state"))
+            .unwrap()
+            .audit_head()
+            .unwrap()
+            .unwrap()
+    };
+    let mut synced = false;
+    for _ in 0..200 {
+        let page = client.host_audit("pve-01", 0).await.unwrap();
+        let (seq, hash) = local_head(d);
+        if page.verified.seq == seq && page.verified.hash == hash {
+            synced = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(synced, "the hub holds the agent's whole chain");
+    let verify = |with_local: bool| {
+        let mut cmd = operator(&["audit", "verify", "--host", "pve-01"]);
+        if with_local {
+            cmd.arg("--data-dir").arg(d.join("state"));
+        }
+        cmd.output().unwrap()
+    };
+    let out = verify(true);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok: the hub holds"), "{text}");
+    assert!(text.contains("holds the head the hub verified"), "{text}");
+
+    // Someone with root on the host rewrites its history consistently (the local
+    // chain still verifies on its own): the hub's pinned head catches it, and so does
+    // the hub when the agent next uploads.
+    agent.stop();
+    rewrite_history(&d.join("state"));
+    castellan_store::verify_chain(&Store::open_readonly(&d.join("state")).unwrap())
+        .expect("a consistent rewrite verifies alone");
+    let out = verify(true);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("rewritten"), "{text}");
+    let agent = start_agent(d);
+    let mut flagged = false;
+    for _ in 0..200 {
+        let page = client.host_audit("pve-01", 0).await.unwrap();
+        if page
+            .problems
+            .iter()
+            .any(|p| p.kind == castellan_hub::proto::AuditProblemKind::Fork)
+        {
+            flagged = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(flagged, "the hub flags the rewritten chain as a fork");
+    let out = verify(false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("problem: fork"), "{text}");
+    let table = castellan_testkit::run_ok(&mut operator(&["status"]));
+    let table = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table.contains("!1"), "{table}");
+
     agent.stop();
     hub.stop();
     let store = Store::open_readonly(&d.join("state")).unwrap();
@@ -483,6 +551,35 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
         received.contains(&"hub revision 3".to_owned()),
         "{received:?}"
     );
+}
+
+/// Rewrites a stopped agent's audit log as root could: record 2 gets another time and
+/// every hash from there on is recomputed, so the local chain verifies on its own.
+fn rewrite_history(state: &Path) {
+    let conn = rusqlite::Connection::open(state.join(castellan_store::DB_FILE_NAME)).unwrap();
+    conn.execute_batch("DROP TRIGGER audit_no_update").unwrap();
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare("SELECT seq, time, event FROM audit ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut prev = castellan_store::GENESIS_HASH.to_owned();
+    for (seq, time, event) in rows {
+        let time = if seq == 2 {
+            "2020-01-01T00:00:00Z".to_owned()
+        } else {
+            time
+        };
+        let hash = castellan_store::record_hash(&prev, seq as u64, &time, &event);
+        conn.execute(
+            "UPDATE audit SET time = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+            rusqlite::params![time, prev, hash, seq],
+        )
+        .unwrap();
+        prev = hash;
+    }
 }
 
 /// A hub the attacker runs: same key (so the agent's pin matches), arbitrary store

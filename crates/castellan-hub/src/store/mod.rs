@@ -91,6 +91,27 @@ pub struct HostRecord {
     pub desired_revision: Option<u64>,
     /// Its latest report (JSON as received and validated), and when it came.
     pub report: Option<(Timestamp, String)>,
+    /// The last audit record verified.
+    pub audit_seq: Option<u64>,
+    /// How many audit problems are recorded.
+    pub audit_problems: usize,
+}
+
+/// An audit problem as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredAuditProblem {
+    /// `gap`, `fork`, `rewind` or `invalid`.
+    pub kind: String,
+    /// The record concerned.
+    pub seq: u64,
+    /// In words.
+    pub detail: String,
+    /// First seen.
+    pub first_seen: Timestamp,
+    /// Last seen.
+    pub last_seen: Timestamp,
+    /// How many times.
+    pub count: u64,
 }
 
 /// A signed op relayed to a host. The hub stores and forwards it; only the host verifies
@@ -247,6 +268,47 @@ pub trait HubStore: Clone + Send + Sync + 'static {
         after: u64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<RelayedOp>, StoreError>> + Send;
+
+    /// The last audit record verified for `host`: `(seq, hash)`.
+    fn audit_head(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<Option<(u64, String)>, StoreError>> + Send;
+
+    /// Appends verified audit records for `host` if its head is still `held_seq` (0:
+    /// none); [`StoreError::Conflict`] if another upload moved it meanwhile.
+    fn append_audit(
+        &self,
+        host: &str,
+        held_seq: u64,
+        records: Vec<crate::audit::VerifiedRecord>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Up to `limit` of `host`'s audit records after `after`, as export lines.
+    fn audit_lines(
+        &self,
+        host: &str,
+        after: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Records a problem with `host`'s uploads (the same kind at the same record is
+    /// counted, not repeated).
+    fn flag_audit(
+        &self,
+        host: &str,
+        kind: &str,
+        seq: u64,
+        detail: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every problem recorded for `host`, oldest first.
+    fn audit_problems(
+        &self,
+        host: &str,
+    ) -> impl Future<Output = Result<Vec<StoredAuditProblem>, StoreError>> + Send;
 
     /// Notes that `host` has taken every op up to `upto`.
     fn mark_delivered(

@@ -12,7 +12,9 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
 
-use super::{HostRecord, HubStore, RelayedOp, Revision, RevisionMeta, StoreError};
+use super::{
+    HostRecord, HubStore, RelayedOp, Revision, RevisionMeta, StoreError, StoredAuditProblem,
+};
 use crate::token::TokenHash;
 
 /// The database file's name inside the hub's data directory.
@@ -65,6 +67,25 @@ const MIGRATIONS: &[&str] = &[
     // 2: the database's identity, so an agent notices it is talking to another one.
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('hub_id', lower(hex(randomblob(16))));",
+    // 3: each host's verified audit chain, and what was wrong with its uploads.
+    "CREATE TABLE audit_records (
+        host TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        line TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        PRIMARY KEY (host, seq)
+    );
+    CREATE TABLE audit_problems (
+        host TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        detail TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (host, kind, seq)
+    );",
 ];
 
 /// Readers kept beside the writer.
@@ -255,7 +276,9 @@ impl SqliteStore {
             let mut stmt = c
                 .prepare(
                     "SELECT h.host, h.enrolled_at, h.revoked_at, h.last_seen, h.report, h.report_at,
-                            (SELECT MAX(revision) FROM revisions r WHERE r.host = h.host)
+                            (SELECT MAX(revision) FROM revisions r WHERE r.host = h.host),
+                            (SELECT MAX(seq) FROM audit_records a WHERE a.host = h.host),
+                            (SELECT COUNT(*) FROM audit_problems p WHERE p.host = h.host)
                      FROM hosts h WHERE ?1 IS NULL OR h.host = ?1 ORDER BY h.host",
                 )
                 .map_err(db)?;
@@ -269,12 +292,15 @@ impl SqliteStore {
                         r.get::<_, Option<String>>(4)?,
                         r.get::<_, Option<i64>>(5)?,
                         r.get::<_, Option<i64>>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
+                        r.get::<_, i64>(8)?,
                     ))
                 })
                 .map_err(db)?;
             let mut out = Vec::new();
             for row in rows {
-                let (host, enrolled, revoked, seen, report, report_at, rev) = row.map_err(db)?;
+                let (host, enrolled, revoked, seen, report, report_at, rev, audit_seq, problems) =
+                    row.map_err(db)?;
                 let report = match (report, report_at) {
                     (Some(r), Some(at)) => Some((ts(at)?, r)),
                     _ => None,
@@ -286,6 +312,8 @@ impl SqliteStore {
                     last_seen: opt_ts(seen)?,
                     desired_revision: rev.map(rev_num).transpose()?,
                     report,
+                    audit_seq: audit_seq.map(rev_num).transpose()?,
+                    audit_problems: usize::try_from(problems).unwrap_or(0),
                 });
             }
             Ok(out)
@@ -295,6 +323,151 @@ impl SqliteStore {
 }
 
 impl HubStore for SqliteStore {
+    async fn audit_head(&self, host: &str) -> Result<Option<(u64, String)>, StoreError> {
+        let host = host.to_owned();
+        self.read(move |c| {
+            let row: Option<(i64, String)> = c
+                .query_row(
+                    "SELECT seq, hash FROM audit_records WHERE host = ?1 ORDER BY seq DESC LIMIT 1",
+                    params![host],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            row.map(|(seq, hash)| Ok((rev_num(seq)?, hash))).transpose()
+        })
+        .await
+    }
+
+    async fn append_audit(
+        &self,
+        host: &str,
+        held_seq: u64,
+        records: Vec<crate::audit::VerifiedRecord>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let host = host.to_owned();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let current: Option<i64> = tx
+                .query_row(
+                    "SELECT MAX(seq) FROM audit_records WHERE host = ?1",
+                    params![host],
+                    |r| r.get(0),
+                )
+                .map_err(db)?;
+            let current = current.map(rev_num).transpose()?.unwrap_or(0);
+            if current != held_seq {
+                return Err(StoreError::Conflict {
+                    host,
+                    current,
+                    based_on: held_seq,
+                });
+            }
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO audit_records (host, seq, hash, line, received_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .map_err(db)?;
+                for r in &records {
+                    let seq = i64::try_from(r.seq).map_err(|_| {
+                        StoreError::Backend(format!("audit seq {} too large", r.seq))
+                    })?;
+                    stmt.execute(params![host, seq, r.hash, r.line, ms(now)])
+                        .map_err(db)?;
+                }
+            }
+            tx.commit().map_err(db)
+        })
+        .await
+    }
+
+    async fn audit_lines(
+        &self,
+        host: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let host = host.to_owned();
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT line FROM audit_records WHERE host = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![host, after, limit], |r| r.get::<_, String>(0))
+                .map_err(db)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(db)
+        })
+        .await
+    }
+
+    async fn flag_audit(
+        &self,
+        host: &str,
+        kind: &str,
+        seq: u64,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (host, kind, detail) = (host.to_owned(), kind.to_owned(), detail.to_owned());
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO audit_problems (host, kind, seq, detail, first_seen, last_seen, count)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1)
+                 ON CONFLICT (host, kind, seq) DO UPDATE
+                 SET last_seen = excluded.last_seen, count = count + 1",
+                params![host, kind, seq, detail, ms(now)],
+            )
+            .map_err(db)
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn audit_problems(&self, host: &str) -> Result<Vec<StoredAuditProblem>, StoreError> {
+        let host = host.to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT kind, seq, detail, first_seen, last_seen, count FROM audit_problems
+                     WHERE host = ?1 ORDER BY first_seen, seq",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![host], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (kind, seq, detail, first, last, count) = row.map_err(db)?;
+                out.push(StoredAuditProblem {
+                    kind,
+                    seq: rev_num(seq)?,
+                    detail,
+                    first_seen: ts(first)?,
+                    last_seen: ts(last)?,
+                    count: rev_num(count)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn hub_id(&self) -> Result<String, StoreError> {
         self.read(|c| {
             c.query_row("SELECT value FROM meta WHERE key = 'hub_id'", [], |r| {
