@@ -113,6 +113,17 @@ pub struct RawConfig {
     /// Where signed operations arrive.
     #[serde(default)]
     pub ops: RawOps,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// Where `GET /metrics` is served (plain HTTP), e.g. `127.0.0.1:9464`.
+    pub listen: String,
 }
 
 /// `[signers]`.
@@ -283,6 +294,8 @@ pub struct AgentConfig {
     /// Start even though the data directory shows earlier use and its state is gone
     /// (`castellan agent --accept-state-loss`; never read from the file).
     pub accept_state_loss: bool,
+    /// Where Prometheus metrics are served (`None`: not served).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl AgentConfig {
@@ -378,7 +391,20 @@ impl RawConfig {
             .inbox
             .as_deref()
             .map_or_else(|| data_dir.join("inbox"), abs);
+        let metrics_listen = match &self.metrics {
+            Some(m) => Some(m.listen.parse().map_err(|_| {
+                invalid(
+                    "metrics.listen",
+                    format!(
+                        "{:?} is not an address and port such as \"127.0.0.1:9464\"",
+                        m.listen
+                    ),
+                )
+            })?),
+            None => None,
+        };
         Ok(AgentConfig {
+            metrics_listen,
             node: self.node,
             signers_file: self.signers.as_ref().map(|s| abs(&s.config)),
             inbox,

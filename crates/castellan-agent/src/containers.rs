@@ -291,6 +291,7 @@ pub async fn run(
                 }
             }
         };
+        keeper.status().metrics().pass("containers");
         keeper
             .status()
             .update(|s| s.containers = Some(pass.summary()));

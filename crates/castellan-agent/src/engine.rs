@@ -205,6 +205,7 @@ impl<B: GuestBackend> Engine<B> {
                 let was_urgent = std::mem::take(&mut urgent);
                 match self.resync(&mut sched, was_urgent).await {
                     Ok(()) => {
+                        self.keeper.status().metrics().pass("guests");
                         resync_failures = 0;
                         next_resync = Instant::now() + resync_every;
                     }

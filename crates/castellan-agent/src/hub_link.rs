@@ -337,6 +337,11 @@ impl HubLink {
                 keeper.status().update(|s| s.desired_refused = None);
                 desired.send_replace(Arc::new(d));
                 revision.send_replace(Some(rev.revision));
+                keeper
+                    .status()
+                    .metrics()
+                    .desired_revision
+                    .set(i64::try_from(rev.revision).unwrap_or(i64::MAX));
             }
             refused => {
                 let detail = match refused {
@@ -423,6 +428,8 @@ impl HubLink {
                 r = self.poll_once(wait, &desired, &revision, &keeper) => r,
                 _ = stop.changed() => return,
             };
+            let connected = &keeper.status().metrics().hub_connected;
+            connected.set(i64::from(polled.is_ok()));
             match polled {
                 Ok(_) => {
                     if !reachable {

@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod gatekeeper;
 pub mod hub_link;
 pub mod inbox;
+pub mod metrics;
 pub mod observe;
 pub mod scheduler;
 pub mod status;
@@ -72,6 +73,9 @@ pub enum StartError {
     /// The hub could not be connected to.
     #[error(transparent)]
     Hub(#[from] hub_link::HubLinkError),
+    /// The metrics listener could not be set up.
+    #[error("metrics: {0}")]
+    Metrics(String),
     /// The data directory shows earlier use but its state is missing or replaced.
     #[error(
         "data directory {path} shows earlier use ({}), but the state that recorded it is gone \
@@ -295,6 +299,24 @@ pub async fn run(
     let keeper = Arc::new(gatekeeper(config)?);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut side_tasks = Vec::new();
+    if let Some(addr) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Metrics(format!("cannot listen on {addr}: {e}")))?;
+        tracing::info!(event = "metrics_listening", addr = %addr);
+        let metrics = Arc::clone(keeper.status().metrics());
+        side_tasks.push(tokio::spawn(metrics::follow_audit(
+            config.data_dir.clone(),
+            Arc::clone(&metrics),
+            stop_rx.clone(),
+        )));
+        side_tasks.push(tokio::spawn(metrics::serve(
+            listener,
+            metrics,
+            Arc::clone(&keeper),
+            stop_rx.clone(),
+        )));
+    }
     let rx = match &config.hub {
         None => {
             let desired = match file_desired {
@@ -313,7 +335,15 @@ pub async fn run(
         Some(settings) => {
             let mut link =
                 hub_link::HubLink::connect(&config.node, &config.data_dir, settings).await?;
+            keeper.status().metrics().follow_hub();
             let (cached, revision) = link.cached();
+            if let Some(r) = revision {
+                keeper
+                    .status()
+                    .metrics()
+                    .desired_revision
+                    .set(i64::try_from(r).unwrap_or(i64::MAX));
+            }
             let (tx, rx) = watch::channel(Arc::new(cached));
             let (rev_tx, rev_rx) = watch::channel(revision);
             // Catch up before the first pass, briefly: an unreachable hub does not stop

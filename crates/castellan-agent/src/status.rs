@@ -45,17 +45,24 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct StatusBoard {
     tx: watch::Sender<Snapshot>,
+    metrics: std::sync::Arc<crate::metrics::AgentMetrics>,
 }
 
 impl Default for StatusBoard {
     fn default() -> Self {
         StatusBoard {
             tx: watch::channel(Snapshot::default()).0,
+            metrics: Default::default(),
         }
     }
 }
 
 impl StatusBoard {
+    /// The agent's metrics.
+    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::AgentMetrics> {
+        &self.metrics
+    }
+
     /// Changes the snapshot; watchers are woken only when something changed.
     pub fn update(&self, f: impl FnOnce(&mut Snapshot)) {
         self.tx.send_if_modified(|s| {

@@ -97,6 +97,20 @@ fn refusals_name_the_field() {
             format!("{}\n[agent]\nmax_parallel = 0\n", base_config(&token)),
             "agent.max_parallel: must be at least 1",
         ),
+        (
+            format!(
+                "{}\n[metrics]\nlisten = \"localhost\"\n",
+                base_config(&token)
+            ),
+            "metrics.listen: \"localhost\" is not an address and port",
+        ),
+        (
+            format!(
+                "{}\n[metrics]\nlisten = \"127.0.0.1:9464\"\npath = \"/x\"\n",
+                base_config(&token)
+            ),
+            "unknown field `path`",
+        ),
     ];
     for (text, want) in cases {
         let err = load(&text, dir.path()).expect_err(want);

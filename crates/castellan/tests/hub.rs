@@ -200,7 +200,13 @@ fn running(sim: &SimHandle, vmid: u32) -> bool {
         .is_some_and(|g| format!("{:?}", g.status).eq_ignore_ascii_case("running"))
 }
 
-fn agent_toml(dir: &Path, sim: &SimHandle, hub_url: &str, fingerprint: &str) {
+/// Writes the agent's config; returns the address its metrics are served on.
+fn agent_toml(dir: &Path, sim: &SimHandle, hub_url: &str, fingerprint: &str) -> String {
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     std::fs::write(
         dir.join("agent.toml"),
         format!(
@@ -208,11 +214,33 @@ fn agent_toml(dir: &Path, sim: &SimHandle, hub_url: &str, fingerprint: &str) {
              [pve]\nurl = \"{}\"\ntoken = \"{TOKEN}\"\n\
              [hub]\nurl = \"{hub_url}\"\nfingerprint = \"{fingerprint}\"\nenrol_token_file = \"enrol-token\"\npoll_secs = 5\n\
              [signers]\nconfig = \"signers.toml\"\n\
-             [agent]\nbackoff_base_ms = 50\nresync_secs = 1\n",
+             [agent]\nbackoff_base_ms = 50\nresync_secs = 1\n\
+             [metrics]\nlisten = \"{metrics}\"\n",
             sim.base_url()
         ),
     )
     .unwrap();
+    metrics
+}
+
+/// The agent's metrics as text (plain HTTP/1.0, as a scraper asks).
+fn scrape(addr: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: agent\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    let _ = conn.read_to_string(&mut text);
+    text
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
 
 fn start_agent(dir: &Path) -> Proc {
@@ -314,7 +342,7 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
     std::fs::write(d.join("op-token"), &op_token).unwrap();
     let enrol = hub_cmd(&hub_dir, &["enrol-token", "--host", "pve-01"]);
     std::fs::write(d.join("enrol-token"), &enrol).unwrap();
-    agent_toml(d, &sim, &url, &fp);
+    let metrics = agent_toml(d, &sim, &url, &fp);
     let operator = |args: &[&str]| {
         let mut cmd = castellan();
         cmd.args(args)
@@ -413,6 +441,48 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
     })
     .await;
     assert_eq!(deletes(&sim), 1, "a destroy never runs twice");
+    // The agent's metrics tell the same story as its audit log.
+    let mut text = String::new();
+    wait_for("the agent's metrics", Duration::from_secs(20), || {
+        text = scrape(&metrics);
+        // The op executed, and its replay: both settled to done/.
+        metric(&text, "castellan_agent_ops_settled_total{to=\"done\"}") == Some(2.0)
+    })
+    .await;
+    assert_eq!(
+        metric(
+            &text,
+            "castellan_agent_actions_total{op=\"destroy\",outcome=\"succeeded\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "castellan_agent_gate_decisions_total{decision=\"accepted\",reason=\"\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "castellan_agent_hub_connected"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "castellan_agent_desired_revision"),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            "castellan_agent_reconcile_passes_total{side=\"guests\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
     let relayed = client.ops("pve-01").await.unwrap();
     assert_eq!(relayed.len(), 2);
     assert!(
