@@ -2,6 +2,7 @@
 //! `cargo xtask standalone` (no tracked file reaches outside the repository) and
 //! `cargo xtask bench` (every benchmark, figures for BENCHMARKS.md).
 
+mod postgres;
 mod standalone;
 
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use anyhow::{Context as _, bail};
 const USAGE: &str = "usage: cargo xtask <test|standalone|bench|setup>
   setup       install the system packages the tests use (Debian; needs root), if missing
   test        setup, then the standalone check, format check, clippy (warnings are errors)
-              and every test
+              and every test (with a throwaway PostgreSQL on loopback for the hub's store)
   standalone  check that no tracked file links to or reads from outside the repository
   bench       every benchmark (criterion and the convergence bench), in release mode";
 
@@ -89,6 +90,8 @@ fn setup() -> anyhow::Result<()> {
                 .filter(|(file, _)| !Path::new(file).exists())
                 .map(|(_, pkg)| *pkg),
         )
+        // The hub's PostgreSQL store is tested against a real server.
+        .chain(postgres::bin_dir().is_none().then_some("postgresql"))
         .collect();
     if missing.is_empty() {
         return Ok(());
@@ -151,7 +154,12 @@ fn test() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    run(cargo().args(["test", "--workspace", "--all-targets"]))?;
+    // A throwaway PostgreSQL for the hub's store tests, stopped when the tests end.
+    let pg = postgres::Cluster::start()?;
+    run(cargo()
+        .args(["test", "--workspace", "--all-targets"])
+        .env(postgres::ENV, pg.url()))?;
+    drop(pg);
     // Doc tests are not part of --all-targets.
     run(cargo().args(["test", "--workspace", "--doc"]))
 }

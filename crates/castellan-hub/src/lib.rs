@@ -29,7 +29,7 @@ use std::sync::Arc;
 
 pub use client::{ClientError, HubClient, Polled};
 pub use server::{Hub, router};
-pub use store::{HubStore, SqliteStore, StoreError};
+pub use store::{HubStore, PgStore, SqliteStore, StoreError};
 
 /// A hub serving on a socket.
 #[derive(Debug)]
@@ -82,6 +82,24 @@ pub fn serve<S: HubStore>(
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::clone(&tls.config)),
     )?
     .handle(handle.clone());
+    if let Some(mut changes) = hub.store().changes() {
+        // Other hubs' writes wake this hub's long-polls.
+        let hub = Arc::downgrade(&hub);
+        tokio::spawn(async move {
+            loop {
+                let change = changes.recv().await;
+                let Some(hub) = hub.upgrade() else { return };
+                match change {
+                    Ok(store::Change::Host(host)) => hub.changed(&host),
+                    Ok(store::Change::All)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        hub.changed_all();
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
     let app = router(hub).into_make_service_with_connect_info::<SocketAddr>();
     let join = tokio::spawn(server.serve(app));
     Ok(Running { addr, handle, join })

@@ -94,6 +94,11 @@ impl<S: HubStore> Hub<S> {
             .map(String::as_str)
     }
 
+    /// Wakes every long-poll (another hub's changes may have been missed).
+    pub fn changed_all(&self) {
+        self.notify.bump_all();
+    }
+
     /// Wakes the long-polls of `host`: something for it changed (called after every
     /// write that concerns a host, and by a database change feed when several hubs
     /// share one store).
@@ -115,6 +120,13 @@ impl Notifier {
             .entry(host.to_owned())
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
+    }
+
+    fn bump_all(&self) {
+        let hosts = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        for tx in hosts.values() {
+            tx.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     fn bump(&self, host: &str) {

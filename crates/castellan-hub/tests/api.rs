@@ -1,4 +1,7 @@
-//! The hub's API over real TLS on loopback, against the embedded SQLite store.
+//! The hub's API over real TLS on loopback. Every test that does not depend on the
+//! backend runs twice: on the embedded SQLite store and on a real PostgreSQL (the server
+//! `cargo xtask test` starts; its URL in `CASTELLAN_TEST_POSTGRES`, each test in a fresh
+//! database). Under `CI=true` a missing PostgreSQL fails the PostgreSQL half.
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
@@ -11,26 +14,84 @@ use castellan_hub::proto::{
 };
 use castellan_hub::store::HubStore;
 use castellan_hub::token::{Token, TokenKind};
-use castellan_hub::{Hub, HubClient, SqliteStore, tls};
+use castellan_hub::{Hub, HubClient, PgStore, SqliteStore, tls};
 use castellan_pve::{Fingerprint, TlsMode};
 use jiff::Timestamp;
 use reqwest::StatusCode;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-struct TestHub {
+/// A store the tests can make afresh.
+trait Fresh: HubStore + Sized {
+    async fn fresh(dir: &std::path::Path) -> Result<Self, Box<dyn std::error::Error>>;
+}
+
+impl Fresh for SqliteStore {
+    async fn fresh(dir: &std::path::Path) -> Result<Self, Box<dyn std::error::Error>> {
+        Ok(SqliteStore::open(dir)?)
+    }
+}
+
+impl Fresh for PgStore {
+    async fn fresh(_dir: &std::path::Path) -> Result<Self, Box<dyn std::error::Error>> {
+        Ok(PgStore::connect(&castellan_testkit::postgres::fresh_database().await).await?)
+    }
+}
+
+/// Runs each named generic test on both stores.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() -> TestResult {
+                    super::$name(TestHub::<SqliteStore>::start().await?).await
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $name() -> TestResult {
+                    if !castellan_testkit::postgres::available() {
+                        return Ok(());
+                    }
+                    super::$name(TestHub::<PgStore>::start().await?).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_stores!(
+    enrolment_is_one_time_per_host_and_revocable,
+    enrolment_attempts_are_rate_limited,
+    desired_state_is_validated_versioned_and_conflicts_are_refused,
+    a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own,
+    tokens_only_open_their_own_doors,
+    ops_are_checked_for_form_relayed_to_their_host_and_acknowledged,
+    reports_feed_the_fleet_status,
+    bad_bodies_get_clear_errors_and_change_nothing,
+    the_openapi_document_matches_the_routes,
+    the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_rewinds,
+    metrics_count_what_the_hub_does_and_describe_the_fleet,
+);
+
+struct TestHub<S: HubStore> {
     _dir: tempfile::TempDir,
-    hub: Arc<Hub<SqliteStore>>,
+    hub: Arc<Hub<S>>,
     running: Option<castellan_hub::Running>,
     url: url::Url,
     pin: Fingerprint,
     operator: String,
 }
 
-impl TestHub {
-    async fn start() -> Result<TestHub, Box<dyn std::error::Error>> {
+impl<S: Fresh> TestHub<S> {
+    async fn start() -> Result<TestHub<S>, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let store = SqliteStore::open(dir.path())?;
+        let store = S::fresh(dir.path()).await?;
         let hub = Hub::new(store);
         let tls = tls::self_signed(dir.path(), &["localhost".into(), "127.0.0.1".into()])?;
         let running =
@@ -85,7 +146,7 @@ impl TestHub {
     }
 }
 
-impl Drop for TestHub {
+impl<S: HubStore> Drop for TestHub<S> {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
             drop(r);
@@ -114,9 +175,7 @@ fn op_text(host: &str) -> String {
 
 const SIG: &str = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n";
 
-#[tokio::test]
-async fn enrolment_is_one_time_per_host_and_revocable() -> TestResult {
-    let h = TestHub::start().await?;
+async fn enrolment_is_one_time_per_host_and_revocable<S: Fresh>(h: TestHub<S>) -> TestResult {
     let token = h.enrol_token("pve-01").await?;
     // For another host: refused, and the token is not spent by the attempt.
     let e = h
@@ -177,9 +236,7 @@ async fn enrolment_is_one_time_per_host_and_revocable() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn enrolment_attempts_are_rate_limited() -> TestResult {
-    let h = TestHub::start().await?;
+async fn enrolment_attempts_are_rate_limited<S: Fresh>(h: TestHub<S>) -> TestResult {
     let c = h.client()?;
     let fake = Token::generate(TokenKind::Enrol);
     let mut limited = 0;
@@ -197,9 +254,9 @@ async fn enrolment_attempts_are_rate_limited() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn desired_state_is_validated_versioned_and_conflicts_are_refused() -> TestResult {
-    let h = TestHub::start().await?;
+async fn desired_state_is_validated_versioned_and_conflicts_are_refused<S: Fresh>(
+    h: TestHub<S>,
+) -> TestResult {
     let op = h.operator()?;
     // Invalid: every problem listed, nothing stored.
     let bad = "node = \"pve-01\"\n\n[[guest]]\nvmid = 1\nkind = \"lxc\"\ncores = 0\n\n[[guest]]\nvmid = 101\nkind = \"lxc\"\nmemory = \"lots\"\n";
@@ -246,9 +303,9 @@ async fn desired_state_is_validated_versioned_and_conflicts_are_refused() -> Tes
     Ok(())
 }
 
-#[tokio::test]
-async fn a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own() -> TestResult {
-    let h = TestHub::start().await?;
+async fn a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own<S: Fresh>(
+    h: TestHub<S>,
+) -> TestResult {
     let a = h.agent("pve-01").await?;
     let b = h.agent("pve-02").await?;
     let op = h.operator()?;
@@ -262,7 +319,7 @@ async fn a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own() -> TestR
     let id = idle.hub_id.expect("the hub's id on a 204");
     assert_eq!(id.len(), 32);
     assert_eq!(Some(id.as_str()), Some(h.hub.id().await?));
-    let other = TestHub::start().await?;
+    let other = TestHub::<S>::start().await?;
     assert_ne!(other.hub.id().await?, id, "each database has its own id");
 
     let waiting = tokio::spawn({
@@ -297,9 +354,7 @@ async fn a_waiting_agent_gets_a_new_revision_at_once_and_only_its_own() -> TestR
     Ok(())
 }
 
-#[tokio::test]
-async fn tokens_only_open_their_own_doors() -> TestResult {
-    let h = TestHub::start().await?;
+async fn tokens_only_open_their_own_doors<S: Fresh>(h: TestHub<S>) -> TestResult {
     let agent = h.agent("pve-01").await?;
     let op = h.operator()?;
     // A host credential cannot write desired state or list hosts.
@@ -346,9 +401,9 @@ async fn tokens_only_open_their_own_doors() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn ops_are_checked_for_form_relayed_to_their_host_and_acknowledged() -> TestResult {
-    let h = TestHub::start().await?;
+async fn ops_are_checked_for_form_relayed_to_their_host_and_acknowledged<S: Fresh>(
+    h: TestHub<S>,
+) -> TestResult {
     let a = h.agent("pve-01").await?;
     let b = h.agent("pve-02").await?;
     let op = h.operator()?;
@@ -403,9 +458,7 @@ async fn ops_are_checked_for_form_relayed_to_their_host_and_acknowledged() -> Te
     Ok(())
 }
 
-#[tokio::test]
-async fn reports_feed_the_fleet_status() -> TestResult {
-    let h = TestHub::start().await?;
+async fn reports_feed_the_fleet_status<S: Fresh>(h: TestHub<S>) -> TestResult {
     let a = h.agent("pve-01").await?;
     let b = h.agent("pve-02").await?;
     let op = h.operator()?;
@@ -443,9 +496,7 @@ async fn reports_feed_the_fleet_status() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
-async fn bad_bodies_get_clear_errors_and_change_nothing() -> TestResult {
-    let h = TestHub::start().await?;
+async fn bad_bodies_get_clear_errors_and_change_nothing<S: Fresh>(h: TestHub<S>) -> TestResult {
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(castellan_pve::tls_client_config(&TlsMode::Fingerprint(
             h.pin,
@@ -502,9 +553,7 @@ fn server_report_limit() -> usize {
     castellan_hub::server::REPORT_BODY
 }
 
-#[tokio::test]
-async fn the_openapi_document_matches_the_routes() -> TestResult {
-    let h = TestHub::start().await?;
+async fn the_openapi_document_matches_the_routes<S: Fresh>(h: TestHub<S>) -> TestResult {
     let http = reqwest::Client::builder()
         .use_preconfigured_tls(castellan_pve::tls_client_config(&TlsMode::Fingerprint(
             h.pin,
@@ -563,7 +612,7 @@ async fn the_openapi_document_matches_the_routes() -> TestResult {
 
 #[tokio::test]
 async fn the_pin_is_checked_and_the_certificate_survives_restarts() -> TestResult {
-    let h = TestHub::start().await?;
+    let h = TestHub::<SqliteStore>::start().await?;
     let wrong = HubClient::new(h.url.clone(), &TlsMode::Fingerprint(Fingerprint([7; 32])))?;
     let e = wrong.hosts().await.expect_err("wrong pin");
     assert!(e.status().is_none(), "refused in the handshake: {e}");
@@ -620,10 +669,11 @@ fn head_of(records: &[serde_json::Value], seq: usize) -> AuditHead {
     }
 }
 
-#[tokio::test]
-async fn the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_rewinds()
--> TestResult {
-    let h = TestHub::start().await?;
+async fn the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_rewinds<
+    S: Fresh,
+>(
+    h: TestHub<S>,
+) -> TestResult {
     let agent = h.agent("pve-01").await?;
     let other = h.agent("pve-02").await?;
     let op = h.operator()?;
@@ -726,9 +776,9 @@ async fn the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_
     Ok(())
 }
 
-#[tokio::test]
-async fn metrics_count_what_the_hub_does_and_describe_the_fleet() -> TestResult {
-    let h = TestHub::start().await?;
+async fn metrics_count_what_the_hub_does_and_describe_the_fleet<S: Fresh>(
+    h: TestHub<S>,
+) -> TestResult {
     let agent = h.agent("pve-01").await?;
     let op = h.operator()?;
     op.put_desired("pve-01", &doc("pve-01", 2), 0).await?;

@@ -278,3 +278,44 @@ pub fn kill_at_crashpoint(mut cmd: Command, step: &str) {
     let status = child.wait().unwrap();
     assert!(!status.success(), "killed, not exited");
 }
+
+/// The PostgreSQL server of the test run (`cargo xtask test` starts one on loopback and
+/// names it in `CASTELLAN_TEST_POSTGRES`): each test takes a database of its own.
+pub mod postgres {
+    /// The variable naming the server's maintenance database.
+    pub const ENV: &str = "CASTELLAN_TEST_POSTGRES";
+
+    /// Whether a PostgreSQL test can run. Under `CI=true` it must: a missing server
+    /// fails the test; elsewhere a note is printed and the test returns early.
+    pub fn available() -> bool {
+        if std::env::var_os(ENV).is_some() {
+            return true;
+        }
+        assert!(
+            !super::ci(),
+            "{ENV} is not set and CI=true: run the suite with `cargo xtask test`, which starts \
+             a PostgreSQL for it"
+        );
+        eprintln!("note: {ENV} is not set (run `cargo xtask test`); skipping a PostgreSQL test");
+        false
+    }
+
+    /// A new, empty database on the test server; its URL.
+    pub async fn fresh_database() -> String {
+        let admin = std::env::var(ENV).expect("CASTELLAN_TEST_POSTGRES");
+        let (client, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test PostgreSQL");
+        let conn = tokio::spawn(conn);
+        let name = format!("castellan_test_{}", hex::encode(rand::random::<[u8; 8]>()));
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create a test database");
+        drop(client);
+        let _ = conn.await;
+        let mut url: url::Url = admin.parse().expect("a URL");
+        url.set_path(&name);
+        url.to_string()
+    }
+}

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context as _, anyhow, bail};
-use castellan_hub::store::HubStore as _;
+use castellan_hub::store::HubStore;
 use castellan_hub::token::{Token, TokenKind};
-use castellan_hub::{Hub, HubClient, SqliteStore, tls};
+use castellan_hub::{Hub, HubClient, PgStore, SqliteStore, tls};
 use castellan_pve::{Fingerprint, TlsMode};
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
@@ -21,9 +21,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
-    /// The hub's data directory (its database, and its self-signed certificate).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/castellan-hub")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// A certificate chain (PEM) to serve instead of the self-signed one.
     #[arg(long, value_name = "FILE", requires = "key")]
     pub cert: Option<PathBuf>,
@@ -33,6 +32,25 @@ pub struct ServeArgs {
     /// A further name or address for the self-signed certificate (repeatable).
     #[arg(long = "san", value_name = "NAME")]
     pub sans: Vec<String>,
+}
+
+/// Where the hub keeps its state.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// The hub's data directory (its SQLite database unless --database-url is given, and
+    /// its self-signed certificate).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/castellan-hub")]
+    pub data_dir: PathBuf,
+    /// A PostgreSQL database instead of SQLite, `postgres://user@host/db` (several hubs
+    /// may share one). Prefer the environment variable: a password on the command line
+    /// is visible to every local user.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "CASTELLAN_HUB_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
 }
 
 /// `castellan hub` subcommands (without one, the hub serves).
@@ -46,9 +64,8 @@ pub enum HubCommand {
         /// How long it stays valid: `30m`, `24h`, `7d` at most.
         #[arg(long, default_value = "24h")]
         ttl: String,
-        /// The hub's data directory.
-        #[arg(long, value_name = "DIR", default_value = "/var/lib/castellan-hub")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Operator API tokens.
     OperatorToken {
@@ -60,9 +77,8 @@ pub enum HubCommand {
     RevokeHost {
         /// The host.
         host: String,
-        /// The hub's data directory.
-        #[arg(long, value_name = "DIR", default_value = "/var/lib/castellan-hub")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -73,17 +89,15 @@ pub enum OperatorTokenCommand {
     Create {
         /// The operator's name (recorded as the author of what they write).
         name: String,
-        /// The hub's data directory.
-        #[arg(long, value_name = "DIR", default_value = "/var/lib/castellan-hub")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Revoke an operator's token.
     Revoke {
         /// The operator's name.
         name: String,
-        /// The hub's data directory.
-        #[arg(long, value_name = "DIR", default_value = "/var/lib/castellan-hub")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -140,10 +154,17 @@ impl HubArgs {
     }
 }
 
-fn open_store(data_dir: &Path) -> anyhow::Result<SqliteStore> {
+fn open_sqlite(data_dir: &Path) -> anyhow::Result<SqliteStore> {
     create_private_dir(data_dir)?;
     SqliteStore::open(data_dir)
         .with_context(|| format!("hub data directory {}", data_dir.display()))
+}
+
+async fn open_pg(url: &str) -> anyhow::Result<PgStore> {
+    // The URL is never printed: it may hold a password.
+    PgStore::connect(url)
+        .await
+        .context("the hub's PostgreSQL database")
 }
 
 /// Creates the data directory readable by its owner only (it holds the hub's key).
@@ -161,18 +182,30 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// Runs `castellan hub` with a subcommand.
 pub async fn run(command: HubCommand) -> anyhow::Result<ExitCode> {
+    let store =
+        match &command {
+            HubCommand::EnrolToken { store, .. } | HubCommand::RevokeHost { store, .. } => store,
+            HubCommand::OperatorToken {
+                command:
+                    OperatorTokenCommand::Create { store, .. }
+                    | OperatorTokenCommand::Revoke { store, .. },
+            } => store,
+        }
+        .clone();
+    match &store.database_url {
+        Some(url) => admin(&open_pg(url).await?, command).await,
+        None => admin(&open_sqlite(&store.data_dir)?, command).await,
+    }
+}
+
+async fn admin<S: HubStore>(store: &S, command: HubCommand) -> anyhow::Result<ExitCode> {
     let now = Timestamp::now();
     match command {
-        HubCommand::EnrolToken {
-            host,
-            ttl,
-            data_dir,
-        } => {
+        HubCommand::EnrolToken { host, ttl, .. } => {
             if !castellan_core::op::valid_host(&host) {
                 bail!("{host:?} is not a valid host name");
             }
             let ttl = crate::op::parse_ttl(&ttl)?;
-            let store = open_store(&data_dir)?;
             let token = Token::generate(TokenKind::Enrol);
             store
                 .create_enrol_token(&host, token.hash(), now, now + ttl)
@@ -184,11 +217,10 @@ pub async fn run(command: HubCommand) -> anyhow::Result<ExitCode> {
             outln!("{}", token.reveal())?;
         }
         HubCommand::OperatorToken { command } => match command {
-            OperatorTokenCommand::Create { name, data_dir } => {
+            OperatorTokenCommand::Create { name, .. } => {
                 if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
                     bail!("{name:?} is not a usable operator name (1 to 64 printable characters)");
                 }
-                let store = open_store(&data_dir)?;
                 let token = Token::generate(TokenKind::Operator);
                 store
                     .create_operator_token(&name, token.hash(), now)
@@ -198,13 +230,13 @@ pub async fn run(command: HubCommand) -> anyhow::Result<ExitCode> {
                 );
                 outln!("{}", token.reveal())?;
             }
-            OperatorTokenCommand::Revoke { name, data_dir } => {
-                open_store(&data_dir)?.revoke_operator(&name, now).await?;
+            OperatorTokenCommand::Revoke { name, .. } => {
+                store.revoke_operator(&name, now).await?;
                 outln!("revoked the token of {name}")?;
             }
         },
-        HubCommand::RevokeHost { host, data_dir } => {
-            open_store(&data_dir)?.revoke_host(&host, now).await?;
+        HubCommand::RevokeHost { host, .. } => {
+            store.revoke_host(&host, now).await?;
             outln!("revoked the credential of {host}: its agent is refused until it enrols again")?;
         }
     }
@@ -213,7 +245,16 @@ pub async fn run(command: HubCommand) -> anyhow::Result<ExitCode> {
 
 /// Serves the hub until SIGINT or SIGTERM.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(&args.data_dir)?;
+    match &args.store.database_url {
+        Some(url) => {
+            create_private_dir(&args.store.data_dir)?;
+            serve_with(open_pg(url).await?, &args).await
+        }
+        None => serve_with(open_sqlite(&args.store.data_dir)?, &args).await,
+    }
+}
+
+async fn serve_with<S: HubStore>(store: S, args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let tls = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => tls::from_files(cert, key)?,
         _ => {
@@ -234,7 +275,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             names.extend(args.sans.iter().cloned());
             names.sort();
             names.dedup();
-            tls::self_signed(&args.data_dir, &names)?
+            tls::self_signed(&args.store.data_dir, &names)?
         }
     };
     let listener = std::net::TcpListener::bind(args.listen)
@@ -246,7 +287,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "certificate fingerprint (each agent's [hub] fingerprint): {}",
         tls::fingerprint_text(&tls.fingerprint)
     )?;
-    tracing::info!(event = "hub_started", addr = %running.addr(), data_dir = %args.data_dir.display());
+    tracing::info!(event = "hub_started", addr = %running.addr(), data_dir = %args.store.data_dir.display(),
+        database = if args.store.database_url.is_some() { "postgres" } else { "sqlite" });
     crate::shutdown_signal().await;
     tracing::info!(event = "hub_stopping");
     running.shutdown(std::time::Duration::from_secs(5)).await?;

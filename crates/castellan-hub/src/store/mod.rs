@@ -14,8 +14,10 @@ use serde::Serialize;
 
 use crate::token::TokenHash;
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// Why a store call failed.
@@ -46,6 +48,15 @@ pub enum StoreError {
     /// The database failed or holds something this version cannot read.
     #[error("hub database: {0}")]
     Backend(String),
+}
+
+/// Something another hub process changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Something for this host (a revision, an op).
+    Host(String),
+    /// Anything: notifications may have been missed.
+    All,
 }
 
 /// A desired-state revision as stored.
@@ -137,6 +148,12 @@ pub struct RelayedOp {
 /// The hub's storage. Implementations are cheap to clone (a handle to a pool or a
 /// connection) and every method is one transaction.
 pub trait HubStore: Clone + Send + Sync + 'static {
+    /// Changes made by other hub processes sharing the database (`None`: this store is
+    /// not shared). The hub wakes the long-polls of each host named.
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
+
     /// The database's identity: random, made when the database was, shared by every hub
     /// process using it (32 hex digits).
     fn hub_id(&self) -> impl Future<Output = Result<String, StoreError>> + Send;
