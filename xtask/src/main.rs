@@ -165,7 +165,12 @@ fn test() -> anyhow::Result<()> {
 }
 
 fn bench(extra: &[String]) -> anyhow::Result<()> {
-    run(cargo().args(["bench", "--workspace"]).args(extra))
+    // The hub's long-poll benchmark measures PostgreSQL too.
+    let pg = postgres::Cluster::start()?;
+    run(cargo()
+        .args(["bench", "--workspace"])
+        .args(extra)
+        .env(postgres::ENV, pg.url()))
 }
 
 #[cfg(test)]

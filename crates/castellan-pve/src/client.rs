@@ -130,7 +130,12 @@ impl PveClient {
                 "invalid client timeout: must not be zero".into(),
             ));
         }
-        let tls = tls::client_config(&cfg.tls)?;
+        // A plain-http node (a lab, a simulator) needs no trust store at all.
+        let tls = if cfg.base_url.scheme() == "http" {
+            tls::trust_nothing()?
+        } else {
+            tls::client_config(&cfg.tls)?
+        };
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .http1_only()

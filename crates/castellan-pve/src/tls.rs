@@ -111,6 +111,17 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A configuration that trusts nothing: for a plain `http://` node, where TLS is never
+/// used (a redirect to `https://` then fails verification instead of loading a trust
+/// store the host may not have).
+pub fn trust_nothing() -> Result<rustls::ClientConfig, Error> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Tls(format!("cannot set up tls protocol versions: {e}")))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth())
+}
+
 /// Builds the rustls client configuration for a [`TlsMode`]. Only HTTP/1.1 is offered:
 /// pveproxy speaks nothing else, and error texts travel in the HTTP/1 reason phrase.
 pub fn client_config(mode: &TlsMode) -> Result<rustls::ClientConfig, Error> {
