@@ -112,8 +112,12 @@ impl HubClient {
         }
         let tls = castellan_pve::tls_client_config(tls)
             .map_err(|e| ClientError::Config(e.to_string()))?;
+        // One request at a time per agent (its long-poll, now and then a report):
+        // HTTP/1.1 keeps the hub's state per connection smallest, which is what a hub
+        // holding ten thousand open long-polls pays for.
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
+            .http1_only()
             .connect_timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()

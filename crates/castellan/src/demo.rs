@@ -1,7 +1,8 @@
 //! `castellan demo`: the whole benign loop on one machine. pvesim serves a small node over
 //! HTTPS with a fresh self-signed certificate; an agent pinned to that certificate plans,
 //! converges the node, and reports what it refused to touch; then a small ops repository
-//! goes through the host-service ledger (`demo_ledger`).
+//! goes through the host-service ledger (`demo_ledger`), and a fleet of two nodes is run
+//! through a hub (`demo_fleet`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -212,7 +213,10 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
     // 5. Host services: the owner-response ledger (files only).
     crate::demo_ledger::run(dir.path())?;
 
-    let converged = report.converged();
+    // 6. A fleet through the hub.
+    let fleet_ok = crate::demo_fleet::run(&dir.path().join("fleet"), &operator).await?;
+
+    let converged = report.converged() && fleet_ok;
     if keep {
         // Leave the directory for the operator to edit.
         let kept = dir.keep();

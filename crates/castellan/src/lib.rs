@@ -23,6 +23,7 @@ macro_rules! outln {
 
 pub mod audit;
 pub mod demo;
+pub mod demo_fleet;
 pub mod demo_ledger;
 pub mod followups;
 pub mod hub;

@@ -459,6 +459,24 @@ fn demo_converges_and_exits_zero() {
         "{stdout}"
     );
     assert!(!stdout.contains("ghp_"), "{stdout}");
+    // The fleet: a change through the hub reaches both nodes; the destroy is held, then
+    // signed, relayed and run once; relayed again it is refused as a replay.
+    let fleet = stdout
+        .find("== a fleet: one hub, two nodes, two agents ==")
+        .expect("the fleet part");
+    let fleet = &stdout[fleet..];
+    assert_eq!(fleet.matches("has it on the node").count(), 2, "{fleet}");
+    let held = fleet
+        .find("held on pve-11, waiting for a signature: pve-11-lxc-102-destroy.op")
+        .expect("held first");
+    let run = fleet
+        .find("verified the signature itself and destroyed guest 102")
+        .expect("then run");
+    assert!(held < run, "{fleet}");
+    assert!(
+        fleet.contains("refused by pve-11 as a replay: guest 102 destroyed 1 time in all"),
+        "{fleet}"
+    );
     assert!(
         stdout.contains(
             "HOST_SERVICE_OWNER_RESPONSE_ACCEPTANCE_OK candidates=2 write_capable=1 checks=21 lanes=8 accepted=1 runtime_gate=0"

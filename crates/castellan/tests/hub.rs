@@ -826,6 +826,24 @@ async fn a_forged_hub_cannot_make_a_host_destroy_anything() {
     )
     .await;
 
+    // A scratch marker (as if the agent had made the guest as scratch space, which
+    // would make its destroy benign): the format has no such field either, and scratch
+    // provenance only ever comes from the agent's own journal.
+    let scratch =
+        desired(2, true).replace("ensure = \"absent\"", "ensure = \"absent\"\nscratch = true");
+    forged.revision(&scratch).await;
+    wait_for(
+        "the scratch-marked document refused",
+        Duration::from_secs(20),
+        || {
+            audit(d).iter().any(|r| {
+                matches!(&r.event, AuditEvent::DesiredStateRefused { source, detail }
+            if source == "hub revision 3" && detail.contains("scratch"))
+            })
+        },
+    )
+    .await;
+
     // An op signed by a key the host does not trust.
     let work = d.join("work");
     std::fs::create_dir(&work).unwrap();

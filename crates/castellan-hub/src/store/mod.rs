@@ -20,6 +20,36 @@ pub mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+/// Times are stored as milliseconds since the epoch.
+pub(crate) fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// A stored time, checked.
+pub(crate) fn ts(v: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(v)
+        .map_err(|e| StoreError::Backend(format!("stored time {v} out of range: {e}")))
+}
+
+/// An optional stored time, checked.
+pub(crate) fn opt_ts(v: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
+    v.map(ts).transpose()
+}
+
+/// A stored count, sequence or revision number, checked.
+pub(crate) fn num(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Backend(format!("stored number {v} is negative")))
+}
+
+/// A number for a database that counts in `i64` (saturating: nothing real gets there).
+pub(crate) fn big(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// How often `last_seen` is written for a host that keeps calling: often enough for a
+/// fleet view, rarely enough that idle long-polls do not turn into a write stream.
+pub(crate) const SEEN_GRANULARITY_MS: i64 = 5_000;
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -22,7 +22,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    Change, HostRecord, HubStore, RelayedOp, Revision, RevisionMeta, StoreError, StoredAuditProblem,
+    Change, HostRecord, HubStore, RelayedOp, Revision, RevisionMeta, SEEN_GRANULARITY_MS,
+    StoreError, StoredAuditProblem, big, ms, num, opt_ts, ts,
 };
 use crate::token::TokenHash;
 
@@ -129,30 +130,6 @@ fn db(e: tokio_postgres::Error) -> StoreError {
 fn pool_err(e: deadpool_postgres::PoolError) -> StoreError {
     StoreError::Backend(format!("no database connection: {e}"))
 }
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn ts(v: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_millisecond(v)
-        .map_err(|e| StoreError::Backend(format!("stored time {v} out of range: {e}")))
-}
-
-fn opt_ts(v: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
-    v.map(ts).transpose()
-}
-
-fn num(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Backend(format!("stored number {v} is negative")))
-}
-
-fn big(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// How often `last_seen` is written for a host that keeps calling (as for SQLite).
-const SEEN_GRANULARITY_MS: i64 = 5_000;
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host/db`), brings its schema

@@ -13,7 +13,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    HostRecord, HubStore, RelayedOp, Revision, RevisionMeta, StoreError, StoredAuditProblem,
+    HostRecord, HubStore, RelayedOp, Revision, RevisionMeta, SEEN_GRANULARITY_MS, StoreError,
+    StoredAuditProblem, ms, num, opt_ts, ts,
 };
 use crate::token::TokenHash;
 
@@ -107,27 +108,6 @@ struct Inner {
 fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn ts(v: i64) -> Result<Timestamp, StoreError> {
-    Timestamp::from_millisecond(v)
-        .map_err(|e| StoreError::Backend(format!("stored time {v} out of range: {e}")))
-}
-
-fn opt_ts(v: Option<i64>) -> Result<Option<Timestamp>, StoreError> {
-    v.map(ts).transpose()
-}
-
-fn rev_num(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Backend(format!("stored revision {v} is negative")))
-}
-
-/// How often `last_seen` is written for a host that keeps calling: often enough for a
-/// fleet view, rarely enough that idle long-polls do not turn into a write stream.
-const SEEN_GRANULARITY_MS: i64 = 5_000;
 
 fn open_conn(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(db)?;
@@ -247,7 +227,7 @@ fn read_revision(
 fn to_revision(host: &str, row: (i64, String, String, i64)) -> Result<Revision, StoreError> {
     Ok(Revision {
         host: host.to_owned(),
-        revision: rev_num(row.0)?,
+        revision: num(row.0)?,
         document: row.1,
         author: row.2,
         created_at: ts(row.3)?,
@@ -260,7 +240,7 @@ fn to_op(
     let sigs: Vec<String> = serde_json::from_str(&row.3)
         .map_err(|e| StoreError::Backend(format!("stored signatures of op {}: {e}", row.0)))?;
     Ok(RelayedOp {
-        id: rev_num(row.0)?,
+        id: num(row.0)?,
         host: row.1,
         op: row.2,
         sigs: sigs.into_iter().map(String::into_bytes).collect(),
@@ -310,9 +290,9 @@ impl SqliteStore {
                     enrolled_at: opt_ts(enrolled)?,
                     revoked_at: opt_ts(revoked)?,
                     last_seen: opt_ts(seen)?,
-                    desired_revision: rev.map(rev_num).transpose()?,
+                    desired_revision: rev.map(num).transpose()?,
                     report,
-                    audit_seq: audit_seq.map(rev_num).transpose()?,
+                    audit_seq: audit_seq.map(num).transpose()?,
                     audit_problems: usize::try_from(problems).unwrap_or(0),
                 });
             }
@@ -334,7 +314,7 @@ impl HubStore for SqliteStore {
                 )
                 .optional()
                 .map_err(db)?;
-            row.map(|(seq, hash)| Ok((rev_num(seq)?, hash))).transpose()
+            row.map(|(seq, hash)| Ok((num(seq)?, hash))).transpose()
         })
         .await
     }
@@ -356,7 +336,7 @@ impl HubStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(db)?;
-            let current = current.map(rev_num).transpose()?.unwrap_or(0);
+            let current = current.map(num).transpose()?.unwrap_or(0);
             if current != held_seq {
                 return Err(StoreError::Conflict {
                     host,
@@ -456,11 +436,11 @@ impl HubStore for SqliteStore {
                 let (kind, seq, detail, first, last, count) = row.map_err(db)?;
                 out.push(StoredAuditProblem {
                     kind,
-                    seq: rev_num(seq)?,
+                    seq: num(seq)?,
                     detail,
                     first_seen: ts(first)?,
                     last_seen: ts(last)?,
-                    count: rev_num(count)?,
+                    count: num(count)?,
                 });
             }
             Ok(out)
@@ -667,7 +647,7 @@ impl HubStore for SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(db)?;
-            let current = rev_num(current)?;
+            let current = num(current)?;
             if current != based_on {
                 return Err(StoreError::Conflict {
                     host,
@@ -772,7 +752,7 @@ impl HubStore for SqliteStore {
             for row in rows {
                 let (rev, author, at, sha256) = row.map_err(db)?;
                 out.push(RevisionMeta {
-                    revision: rev_num(rev)?,
+                    revision: num(rev)?,
                     author,
                     created_at: ts(at)?,
                     sha256,
@@ -827,7 +807,7 @@ impl HubStore for SqliteStore {
                 params![host, op, sigs, by, ms(now)],
             )
             .map_err(db)?;
-            rev_num(c.last_insert_rowid())
+            num(c.last_insert_rowid())
         })
         .await
     }
