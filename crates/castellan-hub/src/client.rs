@@ -382,10 +382,36 @@ impl HubClient {
         })
     }
 
-    /// The ops relayed to `host` and whether it has taken them.
+    /// Every op relayed to `host` and whether it has taken them, oldest first.
     pub async fn ops(&self, host: &str) -> Result<Vec<RelayedOpStatus>, ClientError> {
-        self.expect::<(), _>(reqwest::Method::GET, &format!("/v1/hosts/{host}/ops"), None)
-            .await
+        let mut all: Vec<RelayedOpStatus> = Vec::new();
+        loop {
+            let after = all.last().map_or(0, |o| o.id);
+            let page = self.ops_page(host, after).await?;
+            // A page that does not move forward ends the listing (a hub must not loop us).
+            if page.first().is_none_or(|o| o.id <= after) {
+                return Ok(all);
+            }
+            let full = page.len() >= 1000;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// One page (up to 1,000) of the ops relayed to `host` with an id above `after`.
+    pub async fn ops_page(
+        &self,
+        host: &str,
+        after: u64,
+    ) -> Result<Vec<RelayedOpStatus>, ClientError> {
+        self.expect::<(), _>(
+            reqwest::Method::GET,
+            &format!("/v1/hosts/{host}/ops?after={after}"),
+            None,
+        )
+        .await
     }
 }
 

@@ -136,8 +136,9 @@ pub fn document() -> Value {
                     op("relay a signed op to the host (which verifies it itself)", "operator", json!({
                         "201": ok("stored for delivery", schema_ref("SubmitOpResponse")) })),
                     json!({ "requestBody": body("SubmitOp") })),
-                "get": op("ops relayed to the host", "operator", json!({
-                    "200": ok("ops", json!({ "type": "array", "items": schema_ref("RelayedOpStatus") })) }))
+                "get": with(op("ops relayed to the host, oldest first, 1,000 at a time", "operator", json!({
+                    "200": ok("ops", json!({ "type": "array", "items": schema_ref("RelayedOpStatus") })) })),
+                    json!({ "parameters": [{ "name": "after", "in": "query", "schema": uint, "description": "ops with an id above this" }] }))
             },
             "/v1/hosts/{host}/report": { "get": with(
                 op("the host's latest report", "operator", json!({ "200": ok("the report", schema_ref("AgentReport")) })),

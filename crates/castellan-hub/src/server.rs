@@ -1021,13 +1021,23 @@ async fn submit_op<S: HubStore>(
     Ok((StatusCode::CREATED, Json(SubmitOpResponse { id, host })))
 }
 
+/// `GET /v1/hosts/{host}/ops` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListOpsArgs {
+    /// Ops with an id above this (pages of 1,000, oldest first).
+    #[serde(default)]
+    after: u64,
+}
+
 async fn list_ops<S: HubStore>(
     State(hub): State<Arc<Hub<S>>>,
     OperatorAuth(_): OperatorAuth,
     Path(host): Path<String>,
+    QueryArgs(args): QueryArgs<ListOpsArgs>,
 ) -> Result<Json<Vec<RelayedOpStatus>>, Failure> {
     check_host(&host)?;
-    let ops = hub.store.ops_after(&host, 0, 1000).await?;
+    let ops = hub.store.ops_after(&host, args.after, 1000).await?;
     Ok(Json(
         ops.into_iter()
             .map(|op| RelayedOpStatus {

@@ -454,6 +454,10 @@ async fn ops_are_checked_for_form_relayed_to_their_host_and_acknowledged<S: Fres
     assert!(op.ops("pve-01").await?[0].delivered_at.is_none());
     a.ack_ops(sent.id).await?;
     assert!(op.ops("pve-01").await?[0].delivered_at.is_some());
+    // Paged by id.
+    let first = op.ops("pve-01").await?[0].id;
+    assert!(op.ops_page("pve-01", first).await?.is_empty());
+    assert_eq!(op.ops_page("pve-01", first - 1).await?.len(), 1);
     assert!(a.poll(0, sent.id, Duration::ZERO).await?.news.is_none());
     Ok(())
 }

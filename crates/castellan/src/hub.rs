@@ -323,8 +323,15 @@ fn desired_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// `castellan apply -f PATH --hub URL`: validates every document first (nothing is sent
 /// if one is invalid, and a host named twice is refused), then writes each as its host's
 /// next revision.
-pub async fn apply(path: &Path, hub: &HubArgs) -> anyhow::Result<ExitCode> {
+pub async fn apply(path: &Path, based_on: Option<u64>, hub: &HubArgs) -> anyhow::Result<ExitCode> {
     let files = desired_files(path)?;
+    if based_on.is_some() && files.len() != 1 {
+        bail!(
+            "--based-on names one revision of one host, and {} holds {} documents",
+            path.display(),
+            files.len()
+        );
+    }
     let mut docs = Vec::new();
     let mut problems = Vec::new();
     for file in &files {
@@ -349,7 +356,10 @@ pub async fn apply(path: &Path, hub: &HubArgs) -> anyhow::Result<ExitCode> {
     let client = hub.client()?;
     let mut failed = false;
     for (file, node, text) in &docs {
-        let based_on = client.desired(node).await?.map_or(0, |r| r.revision);
+        let based_on = match based_on {
+            Some(n) => n,
+            None => client.desired(node).await?.map_or(0, |r| r.revision),
+        };
         match client.put_desired(node, text, based_on).await {
             Ok(r) if r.changed => outln!("{node}: revision {} ({})", r.revision, file.display())?,
             Ok(r) => outln!("{node}: unchanged at revision {}", r.revision)?,

@@ -152,6 +152,11 @@ pub enum Command {
         /// The file or folder.
         #[arg(long = "file", short = 'f', value_name = "PATH")]
         file: PathBuf,
+        /// The revision you reviewed (one document only): if someone wrote another since,
+        /// nothing is written and the hub answers with a conflict. Without it each
+        /// document is based on whatever revision is latest when it is sent.
+        #[arg(long, value_name = "REV")]
+        based_on: Option<u64>,
         /// The hub.
         #[command(flatten)]
         hub: hub::HubArgs,
@@ -240,7 +245,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: Some(command),
             ..
         } => hub::run(command).await,
-        Command::Apply { file, hub } => hub::apply(&file, &hub).await,
+        Command::Apply {
+            file,
+            based_on,
+            hub,
+        } => hub::apply(&file, based_on, &hub).await,
         Command::Status { hub, json } => hub::status(&hub, json).await,
     }
 }

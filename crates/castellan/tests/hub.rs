@@ -397,6 +397,19 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
     })
     .await;
     eprintln!("revision 1 applied {:?} after the write", written.elapsed());
+    // Based on a revision that is no longer the latest: a conflict, nothing written.
+    std::fs::write(d.join("stale.toml"), desired(5, false)).unwrap();
+    let out = operator(&["apply", "--based-on", "0"])
+        .arg("-f")
+        .arg(d.join("stale.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("409") && err.contains("latest revision of pve-01 is 1"),
+        "{err}"
+    );
     // The fleet view shows it converged on revision 1.
     let mut status = Vec::new();
     for _ in 0..200 {
