@@ -761,6 +761,31 @@ async fn the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_
         .await?;
     assert_eq!(held, head_of(&recs, 6));
 
+    // A host reinstalled starts a new chain: refused as a rewind until an administrator
+    // resets the host's chain on the hub (archived, problems cleared); then taken.
+    let fresh = audit_log(&logs.path().join("c"), 2, "c");
+    agent
+        .upload_audit(&upload(head_of(&fresh, 2), &fresh))
+        .await
+        .expect_err("a new chain is a rewind");
+    assert_eq!(
+        h.hub
+            .store()
+            .reset_audit("pve-01", Timestamp::now())
+            .await?,
+        6
+    );
+    let page = op.host_audit("pve-01", 0).await?;
+    assert!(page.problems.is_empty() && page.records.is_empty());
+    let held = agent
+        .upload_audit(&upload(head_of(&fresh, 2), &fresh))
+        .await?;
+    assert_eq!(held, head_of(&fresh, 2));
+    let held = agent
+        .upload_audit(&upload(head_of(&recs, 6), &recs[4..]))
+        .await;
+    assert!(held.is_err(), "the old chain does not extend the new one");
+
     // An oversize batch is refused whole.
     let many = vec![recs[0].clone(); castellan_hub::proto::MAX_AUDIT_BATCH as usize + 1];
     let e = agent

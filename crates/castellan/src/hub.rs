@@ -73,6 +73,16 @@ pub enum HubCommand {
         #[command(subcommand)]
         command: OperatorTokenCommand,
     },
+    /// Start a host's audit chain afresh once its problems are understood (a reinstalled
+    /// host, an agent restarted with --accept-state-loss): the chain the hub verified is
+    /// archived, not deleted, its problems cleared, and the next upload starts at record 1.
+    AuditReset {
+        /// The host.
+        #[arg(long)]
+        host: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Revoke a host's credential: its agent is refused until it enrols again.
     RevokeHost {
         /// The host.
@@ -184,7 +194,9 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 pub async fn run(command: HubCommand) -> anyhow::Result<ExitCode> {
     let store =
         match &command {
-            HubCommand::EnrolToken { store, .. } | HubCommand::RevokeHost { store, .. } => store,
+            HubCommand::EnrolToken { store, .. }
+            | HubCommand::RevokeHost { store, .. }
+            | HubCommand::AuditReset { store, .. } => store,
             HubCommand::OperatorToken {
                 command:
                     OperatorTokenCommand::Create { store, .. }
@@ -235,6 +247,18 @@ async fn admin<S: HubStore>(store: &S, command: HubCommand) -> anyhow::Result<Ex
                 outln!("revoked the token of {name}")?;
             }
         },
+        HubCommand::AuditReset { host, .. } => {
+            if store.host(&host).await?.is_none() {
+                bail!("the hub knows no host {host:?}");
+            }
+            let n = store.reset_audit(&host, now).await?;
+            tracing::warn!(event = "audit_chain_reset", host = %host, archived = n);
+            outln!(
+                "archived {n} verified record{} of {host}'s audit chain and cleared its problems; \
+                 its next upload starts a new chain",
+                if n == 1 { "" } else { "s" }
+            )?;
+        }
         HubCommand::RevokeHost { host, .. } => {
             store.revoke_host(&host, now).await?;
             outln!("revoked the credential of {host}: its agent is refused until it enrols again")?;

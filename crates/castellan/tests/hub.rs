@@ -625,6 +625,16 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
     let table = castellan_testkit::run_ok(&mut operator(&["status"]));
     let table = String::from_utf8_lossy(&table.stdout).into_owned();
     assert!(table.contains("!1"), "{table}");
+    // Once understood, an administrator starts the host's chain afresh on the hub.
+    let out = hub_cmd(&hub_dir, &["audit-reset", "--host", "pve-01"]);
+    assert!(
+        out.contains("archived") && out.contains("cleared its problems"),
+        "{out}"
+    );
+    let out = verify(false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("problem:"), "{text}");
 
     agent.stop();
     hub.stop();

@@ -351,6 +351,16 @@ pub trait HubStore: Clone + Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Starts `host`'s audit chain afresh (a host reinstalled, or restarted with
+    /// `--accept-state-loss`): its verified records move to an archive, kept, and its
+    /// problems are cleared; its next upload starts at record 1. Returns how many records
+    /// were archived. An administrator's act on the hub's database, never an API call.
+    fn reset_audit(
+        &self,
+        host: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Every problem recorded for `host`, oldest first.
     fn audit_problems(
         &self,

@@ -94,6 +94,16 @@ const MIGRATIONS: &[&str] = &[
         count BIGINT NOT NULL,
         PRIMARY KEY (host, kind, seq)
     );",
+    // 2: chains set aside by `castellan hub audit-reset`, kept.
+    "CREATE TABLE audit_archive (
+        host TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL,
+        line TEXT NOT NULL,
+        received_at BIGINT NOT NULL,
+        archived_at BIGINT NOT NULL
+    );
+    CREATE INDEX audit_archive_by_host ON audit_archive (host, archived_at, seq);",
 ];
 
 /// The advisory lock migrations run under (any fixed number; "castellan" in ASCII-ish).
@@ -788,6 +798,28 @@ impl HubStore for PgStore {
         )
         .await
         .map(drop)
+    }
+
+    async fn reset_audit(&self, host: &str, now: Timestamp) -> Result<u64, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        lock_host(&tx, host).await?;
+        let n = tx
+            .execute(
+                "INSERT INTO audit_archive (host, seq, hash, line, received_at, archived_at)
+                 SELECT host, seq, hash, line, received_at, $2 FROM audit_records WHERE host = $1",
+                &[&host, &ms(now)],
+            )
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM audit_records WHERE host = $1", &[&host])
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM audit_problems WHERE host = $1", &[&host])
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(n)
     }
 
     async fn audit_problems(&self, host: &str) -> Result<Vec<StoredAuditProblem>, StoreError> {

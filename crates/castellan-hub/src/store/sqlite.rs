@@ -87,6 +87,16 @@ const MIGRATIONS: &[&str] = &[
         count INTEGER NOT NULL,
         PRIMARY KEY (host, kind, seq)
     );",
+    // 4: chains set aside by `castellan hub audit-reset`, kept.
+    "CREATE TABLE audit_archive (
+        host TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        line TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        archived_at INTEGER NOT NULL
+    );
+    CREATE INDEX audit_archive_by_host ON audit_archive (host, archived_at, seq);",
 ];
 
 /// Readers kept beside the writer.
@@ -406,6 +416,27 @@ impl HubStore for SqliteStore {
             )
             .map_err(db)
             .map(drop)
+        })
+        .await
+    }
+
+    async fn reset_audit(&self, host: &str, now: Timestamp) -> Result<u64, StoreError> {
+        let host = host.to_owned();
+        self.write(move |c| {
+            let tx = c.transaction().map_err(db)?;
+            let n = tx
+                .execute(
+                    "INSERT INTO audit_archive (host, seq, hash, line, received_at, archived_at)
+                     SELECT host, seq, hash, line, received_at, ?2 FROM audit_records WHERE host = ?1",
+                    params![host, ms(now)],
+                )
+                .map_err(db)?;
+            tx.execute("DELETE FROM audit_records WHERE host = ?1", params![host])
+                .map_err(db)?;
+            tx.execute("DELETE FROM audit_problems WHERE host = ?1", params![host])
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            Ok(n as u64)
         })
         .await
     }
