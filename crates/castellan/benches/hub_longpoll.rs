@@ -9,7 +9,8 @@
 //! PostgreSQL.
 //!
 //! `cargo bench -p castellan --bench hub_longpoll` runs 1,000 and 10,000 agents
-//! (`HUB_BENCH_AGENTS=1000,10000` to choose); under `cargo test` it runs a 50-agent smoke
+//! (`HUB_BENCH_AGENTS=1000,10000` to choose; `HUB_BENCH_RAMP=250` connects them 250 at a
+//! time instead of all at once); under `cargo test` it runs a 50-agent smoke
 //! version and checks every agent got its revision.
 
 use std::collections::HashMap;
@@ -204,7 +205,21 @@ async fn run(backend: Backend, n: usize) -> Result<(), Box<dyn std::error::Error
     let got: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(n.max(1));
     let mut agents = Vec::with_capacity(n);
-    for (host, cred) in &hosts {
+    // Agents connect in waves of `HUB_BENCH_RAMP` (all at once by default), as a fleet
+    // coming up over time would.
+    let ramp: usize = std::env::var("HUB_BENCH_RAMP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n)
+        .max(1);
+    let mut connected = 0usize;
+    for (i, (host, cred)) in hosts.iter().enumerate() {
+        if i > 0 && i % ramp == 0 {
+            while connected < i {
+                ready_rx.recv().await;
+                connected += 1;
+            }
+        }
         let client = HubClient::new(base.clone(), &tls)?.with_token(cred.clone());
         let (got, host, ready) = (Arc::clone(&got), host.clone(), ready_tx.clone());
         agents.push(tokio::spawn(async move {
@@ -226,8 +241,9 @@ async fn run(backend: Backend, n: usize) -> Result<(), Box<dyn std::error::Error
         }));
     }
     drop(ready_tx);
-    for _ in 0..n {
+    while connected < n {
         ready_rx.recv().await;
+        connected += 1;
     }
     // Let the last polls settle into their wait.
     tokio::time::sleep(Duration::from_millis(500)).await;
