@@ -1,11 +1,13 @@
-//! A throwaway PostgreSQL server for the test suite: a fresh cluster in a temporary
-//! directory, listening on a free loopback port only, trusted local logins, no
-//! durability (the data is thrown away). Stopped and removed when dropped.
+//! A throwaway PostgreSQL server for the test suite: a fresh cluster in a private
+//! temporary directory (random name, mode 0700, its socket inside), listening on a free
+//! loopback port only, with a random password for its one superuser (so another local
+//! user cannot log in and run programs as the server), no durability (the data is thrown
+//! away). Stopped and removed when dropped.
 //!
 //! PostgreSQL refuses to run as root, so when xtask runs as root the cluster belongs to
 //! the `postgres` user (made by Debian's package) and every server command runs as it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
@@ -38,7 +40,9 @@ fn is_root() -> bool {
 /// A running cluster.
 #[derive(Debug)]
 pub struct Cluster {
+    _temp: tempfile::TempDir,
     dir: PathBuf,
+    password: String,
     bin: PathBuf,
     as_postgres: bool,
     port: u16,
@@ -49,19 +53,26 @@ impl Cluster {
     pub fn start() -> anyhow::Result<Cluster> {
         let bin = bin_dir().context("no PostgreSQL server installed (package postgresql)")?;
         let as_postgres = is_root();
-        let dir = std::env::temp_dir().join(format!("castellan-test-pg-{}", std::process::id()));
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot clear {}", dir.display()))?;
-        }
-        std::fs::create_dir(&dir).with_context(|| format!("cannot make {}", dir.display()))?;
+        let temp = tempfile::Builder::new()
+            .prefix("castellan-test-pg-")
+            .tempdir()
+            .context("cannot make a directory for PostgreSQL")?;
+        let dir = temp.path().to_owned();
+        let password = random_hex()?;
+        std::fs::write(dir.join("pwfile"), format!("{password}\n"))?;
         if as_postgres {
-            super::run(Command::new("chown").arg("postgres:postgres").arg(&dir))?;
+            super::run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&dir),
+            )?;
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let cluster = Cluster {
+            _temp: temp,
+            password,
             dir,
             bin,
             as_postgres,
@@ -75,7 +86,9 @@ impl Cluster {
                 "-U",
                 "castellan",
                 "-A",
-                "trust",
+                "scram-sha-256",
+                "--pwfile",
+                "pwfile",
                 "-E",
                 "UTF8",
                 "--no-sync",
@@ -137,11 +150,10 @@ impl Cluster {
 
     /// The URL of its maintenance database; tests create databases of their own.
     pub fn url(&self) -> String {
-        format!("postgres://castellan@127.0.0.1:{}/postgres", self.port)
-    }
-
-    fn dir(&self) -> &Path {
-        &self.dir
+        format!(
+            "postgres://castellan:{}@127.0.0.1:{}/postgres",
+            self.password, self.port
+        )
     }
 }
 
@@ -151,6 +163,15 @@ impl Drop for Cluster {
         if let Err(e) = self.pg("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]) {
             eprintln!("xtask: stopping PostgreSQL: {e:#}");
         }
-        let _ = std::fs::remove_dir_all(self.dir());
     }
+}
+
+/// 32 random hex digits, from the kernel.
+fn random_hex() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

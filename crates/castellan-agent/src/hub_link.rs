@@ -38,6 +38,8 @@ pub const CURSOR_FILE: &str = "hub.cursor";
 
 /// How often an unreachable hub is tried again.
 const RETRY: Duration = Duration::from_secs(1);
+/// The least time between two answers with news that the agent follows.
+const MIN_GAP: Duration = Duration::from_millis(100);
 /// How long a report may wait for more changes before it is sent.
 const REPORT_DEBOUNCE: Duration = Duration::from_millis(100);
 /// A report is sent at least this often, so the hub sees the agent alive.
@@ -424,6 +426,7 @@ impl HubLink {
                 return;
             }
             let wait = self.wait;
+            let asked = tokio::time::Instant::now();
             let polled = tokio::select! {
                 r = self.poll_once(wait, &desired, &revision, &keeper) => r,
                 _ = stop.changed() => return,
@@ -431,7 +434,18 @@ impl HubLink {
             let connected = &keeper.status().metrics().hub_connected;
             connected.set(i64::from(polled.is_ok()));
             match polled {
-                Ok(_) => {
+                Ok(news) => {
+                    // A hub answering sooner than asked is not followed at full speed:
+                    // nothing new and early waits a retry interval; news again and
+                    // again is taken at most every MIN_GAP.
+                    let least = if news { MIN_GAP } else { RETRY.min(wait) };
+                    let elapsed = asked.elapsed();
+                    if elapsed < least {
+                        tokio::select! {
+                            () = tokio::time::sleep(least - elapsed) => {}
+                            _ = stop.changed() => return,
+                        }
+                    }
                     if !reachable {
                         tracing::info!(event = "hub_reachable", hub = %self.client.base());
                         reachable = true;

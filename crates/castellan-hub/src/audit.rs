@@ -62,9 +62,11 @@ pub fn check_upload(
 ) -> Result<Vec<VerifiedRecord>, Refusal> {
     let refuse = |kind, seq, detail: String| Err(Refusal { kind, seq, detail });
     if claimed.seq < held.seq {
+        // Kept at the held head (not the claimed one, which the agent chooses), so
+        // repeated rewinds count as one problem.
         return refuse(
             AuditProblemKind::Rewind,
-            claimed.seq,
+            held.seq,
             format!(
                 "the host's chain head moved backwards: it is at record {}, the hub verified up to record {}",
                 claimed.seq, held.seq
@@ -107,8 +109,15 @@ pub fn check_upload(
         match chain.push_value(value) {
             Ok((seq, hash)) => out.push(VerifiedRecord {
                 seq,
+                // Only what was verified is kept: extra keys an uploader added are not.
+                line: canonical_json(&serde_json::json!({
+                    "event": value.get("event"),
+                    "hash": &hash,
+                    "prev_hash": value.get("prev_hash"),
+                    "seq": seq,
+                    "time": value.get("time"),
+                })),
                 hash,
-                line: canonical_json(value),
             }),
             Err(_) if linked_elsewhere => {
                 let what = if expected == 1 {
@@ -216,6 +225,12 @@ mod tests {
         );
         let rest = check_upload(&head(&recs, 2), &head(&recs, 5), &recs[2..]).unwrap();
         assert_eq!(rest.last().unwrap().hash, head(&recs, 5).hash);
+        // Keys the record does not have are not kept.
+        let mut padded = recs[0].clone();
+        padded["note"] = serde_json::Value::String("trust me".into());
+        let taken = check_upload(&genesis(), &head(&recs, 5), &[padded]).unwrap();
+        assert!(!taken[0].line.contains("trust me"));
+        assert_eq!(taken[0].line, first[0].line);
         // Nothing new: nothing taken, nothing wrong.
         assert!(
             check_upload(&head(&recs, 5), &head(&recs, 5), &[])
@@ -239,7 +254,7 @@ mod tests {
         assert_eq!(r.kind, AuditProblemKind::Fork);
         // Backwards.
         let r = check_upload(&head(&recs, 4), &head(&recs, 2), &[]).unwrap_err();
-        assert_eq!((r.kind, r.seq), (AuditProblemKind::Rewind, 2));
+        assert_eq!((r.kind, r.seq), (AuditProblemKind::Rewind, 4));
         // A record edited after the fact: its hash no longer matches.
         let mut edited = recs[2].clone();
         edited["event"]["error"] = serde_json::Value::String("nothing happened".into());

@@ -8,7 +8,8 @@
 //! every op against its own signers, and a desired state can only ever make a host
 //! *propose* a destructive action.
 //!
-//! - [`store`]: the storage trait and its backends (SQLite embedded).
+//! - [`store`]: the storage trait and its backends (SQLite embedded, PostgreSQL).
+//! - [`front`]: the HTTP/1.1-over-TLS front the API is served through.
 //! - [`server`]: the HTTP API (axum) over a store.
 //! - [`client`]: the API's client, for the agent and the CLI.
 //! - [`proto`]: the wire types. [`openapi`]: the document served at `/v1/openapi.json`.
@@ -16,6 +17,7 @@
 
 pub mod audit;
 pub mod client;
+pub mod front;
 pub mod metrics;
 pub mod openapi;
 pub mod proto;
@@ -35,7 +37,8 @@ pub use store::{HubStore, PgStore, SqliteStore, StoreError};
 #[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,
-    handle: axum_server::Handle<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
+    grace: Arc<std::sync::Mutex<std::time::Duration>>,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -51,24 +54,33 @@ impl Running {
     }
 
     /// Stops accepting, lets requests in flight finish (up to `grace`), and waits.
-    pub async fn shutdown(self, grace: std::time::Duration) -> std::io::Result<()> {
-        self.handle.graceful_shutdown(Some(grace));
-        match self.join.await {
+    pub async fn shutdown(mut self, grace: std::time::Duration) -> std::io::Result<()> {
+        *self.grace.lock().unwrap_or_else(|p| p.into_inner()) = grace;
+        let _ = self.stop.send(true);
+        match (&mut self.join).await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
 
-    /// Waits until the server stops (it only does on error or shutdown).
-    pub async fn wait(self) -> std::io::Result<()> {
-        match self.join.await {
+    /// Waits until the server stops (it only does on shutdown).
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        match (&mut self.join).await {
             Ok(r) => r,
             Err(e) => Err(std::io::Error::other(e)),
         }
     }
 }
 
-/// Serves `hub` over TLS on `listener`.
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Dropped without `shutdown`: stop at once.
+        let _ = self.stop.send(true);
+        self.join.abort();
+    }
+}
+
+/// Serves `hub` over TLS on `listener` (through [`front`]).
 pub fn serve<S: HubStore>(
     hub: Arc<Hub<S>>,
     listener: std::net::TcpListener,
@@ -76,12 +88,7 @@ pub fn serve<S: HubStore>(
 ) -> std::io::Result<Running> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let handle = axum_server::Handle::new();
-    let server = axum_server::tls_rustls::from_tcp_rustls(
-        listener,
-        axum_server::tls_rustls::RustlsConfig::from_config(Arc::clone(&tls.config)),
-    )?
-    .handle(handle.clone());
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     if let Some(mut changes) = hub.store().changes() {
         // Other hubs' writes wake this hub's long-polls.
         let hub = Arc::downgrade(&hub);
@@ -100,7 +107,20 @@ pub fn serve<S: HubStore>(
             }
         });
     }
-    let app = router(hub).into_make_service_with_connect_info::<SocketAddr>();
-    let join = tokio::spawn(server.serve(app));
-    Ok(Running { addr, handle, join })
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.config));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let grace = Arc::new(std::sync::Mutex::new(std::time::Duration::ZERO));
+    let join = tokio::spawn(front::accept_loop(
+        listener,
+        acceptor,
+        router(hub),
+        stop_rx,
+        Arc::clone(&grace),
+    ));
+    Ok(Running {
+        addr,
+        stop,
+        grace,
+        join,
+    })
 }

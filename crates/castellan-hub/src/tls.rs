@@ -120,7 +120,8 @@ fn build(
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Invalid(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The front speaks HTTP/1.1 only (see `front`).
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(ServerTls {
         config: Arc::new(config),
         fingerprint,

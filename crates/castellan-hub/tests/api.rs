@@ -748,7 +748,7 @@ async fn the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_
         [
             (AuditProblemKind::Fork, 5, 2),
             (AuditProblemKind::Gap, 5, 1),
-            (AuditProblemKind::Rewind, 2, 1)
+            (AuditProblemKind::Rewind, 4, 1)
         ]
     );
     let hosts = op.hosts().await?;

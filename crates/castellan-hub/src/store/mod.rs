@@ -50,6 +50,11 @@ pub(crate) fn big(v: u64) -> i64 {
 /// fleet view, rarely enough that idle long-polls do not turn into a write stream.
 pub(crate) const SEEN_GRANULARITY_MS: i64 = 5_000;
 
+/// Most distinct audit problems kept per host: past this, further sightings of known
+/// problems are still counted but new ones are not stored (the host is already flagged;
+/// an agent cannot grow the hub's database by inventing problems).
+pub const MAX_PROBLEMS_PER_HOST: i64 = 100;
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

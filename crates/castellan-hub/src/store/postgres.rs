@@ -478,28 +478,20 @@ impl HubStore for PgStore {
         hash: TokenHash,
         now: Timestamp,
     ) -> Result<(), StoreError> {
-        let mut c = self.client().await?;
-        let tx = c.transaction().await.map_err(db)?;
-        let exists: bool = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM operators WHERE name = $1 AND revoked_at IS NULL)",
-                &[&name],
+        // One statement: a live token is never replaced, even by a concurrent creation.
+        let n = self
+            .execute(
+                "INSERT INTO operators (name, hash, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE
+                 SET hash = excluded.hash, created_at = excluded.created_at, revoked_at = NULL
+                 WHERE operators.revoked_at IS NOT NULL",
+                &[&name, &&hash.0[..], &ms(now)],
             )
-            .await
-            .map_err(db)?
-            .get(0);
-        if exists {
+            .await?;
+        if n == 0 {
             return Err(StoreError::Exists(format!("operator {name}")));
         }
-        tx.execute(
-            "INSERT INTO operators (name, hash, created_at) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE
-             SET hash = excluded.hash, created_at = excluded.created_at, revoked_at = NULL",
-            &[&name, &&hash.0[..], &ms(now)],
-        )
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
+        Ok(())
     }
 
     async fn operator_for_token(&self, hash: TokenHash) -> Result<Option<String>, StoreError> {
@@ -655,6 +647,9 @@ impl HubStore for PgStore {
             serde_json::to_string(&sig_texts).map_err(|e| StoreError::Backend(e.to_string()))?;
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(db)?;
+        // Ids of one host's ops must become visible in order: an agent that has taken
+        // op 11 never asks for 10 again, so 10 must not commit after 11.
+        lock_host(&tx, host).await?;
         let id: i64 = tx
             .query_one(
                 "INSERT INTO ops (host, op, sigs, submitted_by, submitted_at)
@@ -791,10 +786,19 @@ impl HubStore for PgStore {
     ) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO audit_problems (host, kind, seq, detail, first_seen, last_seen, count)
-             VALUES ($1, $2, $3, $4, $5, $5, 1)
+             SELECT $1, $2, $3, $4, $5, $5, 1
+             WHERE (SELECT COUNT(*) FROM audit_problems WHERE host = $1) < $6
+                OR EXISTS (SELECT 1 FROM audit_problems WHERE host = $1 AND kind = $2 AND seq = $3)
              ON CONFLICT (host, kind, seq) DO UPDATE
              SET last_seen = excluded.last_seen, count = audit_problems.count + 1",
-            &[&host, &kind, &big(seq), &detail, &ms(now)],
+            &[
+                &host,
+                &kind,
+                &big(seq),
+                &detail,
+                &ms(now),
+                &super::MAX_PROBLEMS_PER_HOST,
+            ],
         )
         .await
         .map(drop)

@@ -409,10 +409,12 @@ impl HubStore for SqliteStore {
         self.write(move |c| {
             c.execute(
                 "INSERT INTO audit_problems (host, kind, seq, detail, first_seen, last_seen, count)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5, 1)
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?5, 1
+                 WHERE (SELECT COUNT(*) FROM audit_problems WHERE host = ?1) < ?6
+                    OR EXISTS (SELECT 1 FROM audit_problems WHERE host = ?1 AND kind = ?2 AND seq = ?3)
                  ON CONFLICT (host, kind, seq) DO UPDATE
                  SET last_seen = excluded.last_seen, count = count + 1",
-                params![host, kind, seq, detail, ms(now)],
+                params![host, kind, seq, detail, ms(now), super::MAX_PROBLEMS_PER_HOST],
             )
             .map_err(db)
             .map(drop)
