@@ -304,6 +304,10 @@ pub async fn run(
             .await
             .map_err(|e| StartError::Metrics(format!("cannot listen on {addr}: {e}")))?;
         tracing::info!(event = "metrics_listening", addr = %addr);
+        if !addr.ip().is_loopback() {
+            tracing::warn!(event = "metrics_exposed", addr = %addr,
+                "metrics are served without authentication beyond loopback: restrict the address with a firewall or serve them behind a proxy");
+        }
         let metrics = Arc::clone(keeper.status().metrics());
         side_tasks.push(tokio::spawn(metrics::follow_audit(
             config.data_dir.clone(),
