@@ -10,21 +10,13 @@
 //!   run from the repository root;
 //! - anywhere else (manifests, scripts, data), one that climbs above the file's directory.
 //!
-//! The one exception is the ledger tests' seed helper (`tests/common/seed_py.rs`), the only
-//! place that looks for the seed in the `shared/` directory beside the repository (or in
-//! `CASTELLAN_SEED_DIR`); the seed-contract and seed-oracle tests and the bench use it and
-//! say they skipped when the seed is not there.
+//! There is no exception: what lives outside the repository (the seed documents) is only
+//! ever named by the environment (`CASTELLAN_SEED_DIR`), never by a path in a file.
 
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
-
-/// Files allowed to read outside the repository, with why.
-const EXCEPTIONS: &[(&str, &str)] = &[(
-    "crates/castellan-ledger/tests/common/seed_py.rs",
-    "the one place that finds the seed beside the repository (for the seed-contract and seed-oracle tests and the bench); they skip without it (fail under CI=true)",
-)];
 
 /// One reference that leaves the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,9 +45,6 @@ pub fn check(root: &Path) -> anyhow::Result<usize> {
     let mut escapes = Vec::new();
     let mut checked = 0;
     for rel in &files {
-        if EXCEPTIONS.iter().any(|(f, _)| f == rel) {
-            continue;
-        }
         let Ok(text) = std::fs::read_to_string(root.join(rel)) else {
             // Binary files and files gone from the work tree say nothing about paths.
             continue;

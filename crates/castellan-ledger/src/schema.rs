@@ -2,7 +2,7 @@
 //!
 //! Field names, reviewer check ids, outcome lane ids, blocked action ids and schema
 //! versions are kept exactly as the seed ledger defines them (and a test compares them
-//! with `shared/seeds/`); the human text is castellan's own, in English.
+//! with the seed when `CASTELLAN_SEED_DIR` names it); the human text is castellan's own, in English.
 
 /// The acceptance report's schema version.
 pub const ACCEPTANCE_SCHEMA: &str = "host_service_owner_response_acceptance_v1";

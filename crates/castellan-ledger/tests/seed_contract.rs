@@ -1,6 +1,6 @@
 //! The acceptance report keeps the seed ledger's contract: its identifiers are read out of
-//! the seed itself (`shared/seeds/000_f4f35929da6e81ed.txt`, beside the repository, when it is
-//! there) and compared with what castellan writes, so a renamed field, a dropped check or a
+//! the seed itself (`000_f4f35929da6e81ed.txt` in `CASTELLAN_SEED_DIR`, when it is set)
+//! and compared with what castellan writes, so a renamed field, a dropped check or a
 //! changed default fails here.
 
 #![allow(clippy::unwrap_used)]
@@ -20,8 +20,8 @@ use castellan_ledger::schema::{self, INVENTORY_SCHEMA};
 use regex::Regex;
 use serde_json::Value;
 
-/// The seed, when it is there (see `common/seed_py.rs`: a fresh clone has none and these
-/// tests print a skip, except under `CI=true`, where its absence is a failure).
+/// The seed, when `CASTELLAN_SEED_DIR` names it (see `common/seed_py.rs`: without it these
+/// tests print a skip).
 fn seed() -> Option<String> {
     let path = seed_py::require(Path::new("000_f4f35929da6e81ed.txt"))?;
     Some(std::fs::read_to_string(path).unwrap())

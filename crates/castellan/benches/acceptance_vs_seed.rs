@@ -2,9 +2,9 @@
 //! generated inputs, in one run.
 //!
 //! The seed's generator is extracted at bench time from the seed document into a temporary
-//! directory (`castellan-ledger/tests/common/seed_py.rs` finds it; none of its code is kept
-//! in the repository). Without the seed or python3 the comparison is skipped with
-//! a note. For each size the bench writes an inventory and an owner request report of N
+//! directory (`castellan-ledger/tests/common/seed_py.rs` finds it in `CASTELLAN_SEED_DIR`;
+//! none of its code is kept in the repository). Without the seed or python3 the comparison
+//! is skipped with a note. For each size the bench writes an inventory and an owner request report of N
 //! surfaces (castellan's own `ledger requests` output: a superset of the seed's shape),
 //! then reports the median wall time of each tool, their ratio, and castellan's peak
 //! resident set (`ru_maxrss` of its process, via `getrusage(RUSAGE_CHILDREN)` in a
