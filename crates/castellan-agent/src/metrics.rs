@@ -49,7 +49,7 @@ pub struct DecisionLabels {
     /// `allowed`, `pending`, `accepted`, `rejected`.
     pub decision: &'static str,
     /// For a rejection, why (`unknown_signer`, `replayed`, ...); empty otherwise.
-    pub reason: String,
+    pub reason: &'static str,
 }
 
 /// `op`, `outcome`.
@@ -124,7 +124,7 @@ impl AgentMetrics {
                 event: r.event.kind(),
             })
             .inc();
-        let decision = |decision: &'static str, reason: String| {
+        let decision = |decision: &'static str, reason: &'static str| {
             self.decisions
                 .get_or_create(&DecisionLabels { decision, reason })
                 .inc();
@@ -138,16 +138,10 @@ impl AgentMetrics {
                 .inc();
         };
         match &r.event {
-            AuditEvent::ActionAllowed => decision("allowed", String::new()),
-            AuditEvent::SignaturePending => decision("pending", String::new()),
-            AuditEvent::SignatureAccepted => decision("accepted", String::new()),
-            AuditEvent::OpRejected { reason, .. } => decision(
-                "rejected",
-                serde_json::to_value(reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-            ),
+            AuditEvent::ActionAllowed => decision("allowed", ""),
+            AuditEvent::SignaturePending => decision("pending", ""),
+            AuditEvent::SignatureAccepted => decision("accepted", ""),
+            AuditEvent::OpRejected { reason, .. } => decision("rejected", reason.as_str()),
             AuditEvent::ActionSucceeded => action("succeeded"),
             AuditEvent::ActionFailed { .. } => action("failed"),
             AuditEvent::ActionRolledBack { .. } => action("rolled_back"),

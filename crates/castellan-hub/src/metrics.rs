@@ -54,7 +54,7 @@ pub struct OutcomeLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     /// The kind.
-    pub kind: String,
+    pub kind: &'static str,
 }
 
 /// `state`.
@@ -190,10 +190,7 @@ impl HubMetrics {
                 .set(0);
         }
         for h in hosts {
-            let state = serde_json::to_value(h.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
+            let state = h.state.as_str().to_owned();
             self.hosts.get_or_create(&StateLabels { state }).inc();
             if let Some(latest) = h.desired_revision {
                 let behind = latest.saturating_sub(h.applied_revision.unwrap_or(0));

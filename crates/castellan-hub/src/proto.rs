@@ -183,6 +183,19 @@ pub enum HostState {
     Unknown,
 }
 
+impl HostState {
+    /// The state's snake_case word, as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Converged => "converged",
+            HostState::Drifting => "drifting",
+            HostState::Pending => "pending",
+            HostState::Error => "error",
+            HostState::Unknown => "unknown",
+        }
+    }
+}
+
 /// One host in `GET /v1/hosts`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -283,6 +296,25 @@ pub enum AuditProblemKind {
     /// A record does not verify (its hash does not match its contents, or it is not a
     /// record).
     Invalid,
+}
+
+impl AuditProblemKind {
+    /// The kind's snake_case word, as the API writes and the store keeps it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditProblemKind::Gap => "gap",
+            AuditProblemKind::Fork => "fork",
+            AuditProblemKind::Rewind => "rewind",
+            AuditProblemKind::Invalid => "invalid",
+        }
+    }
+
+    /// The kind a word names.
+    pub fn parse(word: &str) -> Option<AuditProblemKind> {
+        [Self::Gap, Self::Fork, Self::Rewind, Self::Invalid]
+            .into_iter()
+            .find(|k| k.as_str() == word)
+    }
 }
 
 /// A problem the hub found in a host's audit chain (kept; repeated sightings counted).

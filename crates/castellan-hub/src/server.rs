@@ -738,18 +738,15 @@ async fn upload_audit<S: HubStore>(
             Ok(Json(last))
         }
         Err(refusal) => {
-            let kind = serde_json::to_value(refusal.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
+            let kind = refusal.kind.as_str();
             tracing::warn!(event = "audit_upload_refused", host = %host, kind = %kind,
                 seq = refusal.seq, detail = %refusal.detail);
             hub.metrics
                 .audit_refused
-                .get_or_create(&KindLabels { kind: kind.clone() })
+                .get_or_create(&KindLabels { kind })
                 .inc();
             hub.store
-                .flag_audit(&host, &kind, refusal.seq, &refusal.detail, Timestamp::now())
+                .flag_audit(&host, kind, refusal.seq, &refusal.detail, Timestamp::now())
                 .await?;
             Err(Failure::new(
                 StatusCode::CONFLICT,
@@ -807,8 +804,7 @@ async fn host_audit<S: HubStore>(
         .await?
         .into_iter()
         .map(|p| AuditProblem {
-            kind: serde_json::from_value(serde_json::Value::String(p.kind))
-                .unwrap_or(AuditProblemKind::Invalid),
+            kind: AuditProblemKind::parse(&p.kind).unwrap_or(AuditProblemKind::Invalid),
             seq: p.seq,
             detail: p.detail,
             first_seen: p.first_seen.to_string(),

@@ -105,24 +105,32 @@ pub fn idle_image() -> String {
                 .arg(root.join("idle"))
                 .arg(&src),
         );
-        let tar = dir.join("rootfs.tar");
-        run_ok(
-            Command::new("tar")
-                .arg("-C")
-                .arg(&root)
-                .arg("-cf")
-                .arg(&tar)
-                .arg("."),
-        );
-        run_ok(
-            Command::new("docker")
-                .args(["import", "-c", "ENTRYPOINT [\"/idle\"]"])
-                .arg(&tar)
-                .arg(IMAGE),
-        );
+        import_rootfs(&root, IMAGE, "ENTRYPOINT [\"/idle\"]");
         let _ = std::fs::remove_dir_all(&dir);
     });
     IMAGE.to_owned()
+}
+
+/// Makes the local image `name` from the root filesystem assembled in `root` (no registry
+/// is reachable: `docker import` of a tar of it), with one Dockerfile instruction
+/// (`ENTRYPOINT [...]`, `ENV ...`).
+pub fn import_rootfs(root: &Path, name: &str, instruction: &str) {
+    let tar = root.with_extension("tar");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    );
+    run_ok(
+        Command::new("docker")
+            .args(["import", "-c", instruction])
+            .arg(&tar)
+            .arg(name),
+    );
+    let _ = std::fs::remove_file(&tar);
 }
 
 /// A fresh private directory under the system temporary directory.

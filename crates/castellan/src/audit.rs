@@ -171,10 +171,7 @@ async fn verify_hub_cmd(
     }
     for p in &problems {
         ok = false;
-        let kind = serde_json::to_value(p.kind)?
-            .as_str()
-            .unwrap_or("?")
-            .to_owned();
+        let kind = p.kind.as_str();
         outln!(
             "problem: {kind} at record {} ({} time{}, first {}, last {}): {}",
             p.seq,

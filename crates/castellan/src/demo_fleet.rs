@@ -211,7 +211,7 @@ pub async fn run(dir: &std::path::Path, operator: &ssh_key::PrivateKey) -> anyho
         crate::outln!(
             "    {:<8} {:<9} revision {} applied, {} waiting for a signature",
             h.host,
-            serde_json::to_value(h.state)?.as_str().unwrap_or("?"),
+            h.state.as_str(),
             h.applied_revision
                 .map_or_else(|| "-".into(), |v| v.to_string()),
             h.pending

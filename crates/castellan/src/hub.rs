@@ -421,10 +421,7 @@ pub async fn status(hub: &HubArgs, json: bool) -> anyhow::Result<ExitCode> {
     )?;
     let opt = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     for h in &hosts {
-        let state = serde_json::to_value(h.state)?
-            .as_str()
-            .unwrap_or("?")
-            .to_owned();
+        let state = h.state.as_str().to_owned();
         let audit = match (h.audit_seq, h.audit_problems) {
             (seq, 0) => opt(seq),
             (seq, n) => format!("{}!{n}", opt(seq)),

@@ -102,21 +102,7 @@ fn build_image(name: &str, work: &Path) {
     }
     // /etc/hostname is read by the hub for its certificate's names.
     std::fs::create_dir_all(root.join("etc")).unwrap();
-    let tar = work.join("rootfs.tar");
-    run_ok(
-        Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg("."),
-    );
-    run_ok(
-        Command::new("docker")
-            .args(["import", "-c", "ENV PATH=/usr/local/bin"])
-            .arg(&tar)
-            .arg(name),
-    );
+    castellan_testkit::import_rootfs(&root, name, "ENV PATH=/usr/local/bin");
 }
 
 fn seed() -> &'static str {

@@ -361,12 +361,7 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
             .arg(d.join("op-token"));
         cmd
     };
-    let client = HubClient::new(
-        url.parse().unwrap(),
-        &TlsMode::Fingerprint(fp.parse::<Fingerprint>().unwrap()),
-    )
-    .unwrap()
-    .with_token(op_token.clone());
+    let client = operator_client(&url, &fp, op_token.clone());
 
     let agent = start_agent(d);
     // An invalid document is refused with every problem and nothing is written.
@@ -955,21 +950,9 @@ async fn a_hub_killed_mid_write_leaves_its_database_whole() {
     let db = castellan_testkit::postgres::fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
     let hub_dir = dir.path().join("hub");
-    let mut cmd = castellan();
-    cmd.env("CASTELLAN_HUB_DATABASE_URL", &db)
-        .args(["hub", "operator-token", "create", "alice", "--data-dir"])
-        .arg(&hub_dir);
-    let token = String::from_utf8(castellan_testkit::run_ok(&mut cmd).stdout)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let token = operator_token(&hub_dir, &db, "alice");
     let (hub, url, fp) = start_hub_on(&hub_dir, "127.0.0.1:0", Some(&db));
-    let client = HubClient::new(
-        url.parse().unwrap(),
-        &TlsMode::Fingerprint(fp.parse::<Fingerprint>().unwrap()),
-    )
-    .unwrap()
-    .with_token(token);
+    let client = operator_client(&url, &fp, token);
     let hosts: Vec<String> = (1..=4).map(|i| format!("pve-{i:02}")).collect();
     let mut writers = Vec::new();
     for host in &hosts {
@@ -1023,17 +1006,7 @@ async fn a_hub_killed_mid_write_leaves_its_database_whole() {
     }
     // A new hub on the same database goes on at once.
     let (hub, url, _) = start_hub_on(&hub_dir, "127.0.0.1:0", Some(&db));
-    let client = HubClient::new(
-        url.parse().unwrap(),
-        &TlsMode::Fingerprint(fp.parse::<Fingerprint>().unwrap()),
-    )
-    .unwrap()
-    .with_token(
-        String::from_utf8(castellan_testkit::run_ok(&mut cmd_token(&hub_dir, &db, "bob")).stdout)
-            .unwrap()
-            .trim()
-            .to_owned(),
-    );
+    let client = operator_client(&url, &fp, operator_token(&hub_dir, &db, "bob"));
     for host in &hosts {
         let latest = client
             .desired(host)
@@ -1053,10 +1026,24 @@ async fn a_hub_killed_mid_write_leaves_its_database_whole() {
     drop(hub);
 }
 
-fn cmd_token(hub_dir: &Path, db: &str, name: &str) -> Command {
+/// An operator token made with `castellan hub operator-token create` on PostgreSQL.
+fn operator_token(hub_dir: &Path, db: &str, name: &str) -> String {
     let mut cmd = castellan();
     cmd.env("CASTELLAN_HUB_DATABASE_URL", db)
         .args(["hub", "operator-token", "create", name, "--data-dir"])
         .arg(hub_dir);
-    cmd
+    String::from_utf8(castellan_testkit::run_ok(&mut cmd).stdout)
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// A client of the hub at `url` (its certificate pinned to `fp`) with an operator token.
+fn operator_client(url: &str, fp: &str, token: String) -> HubClient {
+    HubClient::new(
+        url.parse().unwrap(),
+        &TlsMode::Fingerprint(fp.parse::<Fingerprint>().unwrap()),
+    )
+    .unwrap()
+    .with_token(token)
 }
