@@ -272,19 +272,18 @@ impl HubLink {
         else {
             return Ok(false);
         };
-        // Only what is newer than what the agent has, and a bounded number of ops per
-        // poll: a hub answering at once with nothing new is not followed in a busy loop.
+        // Only what is newer than what the agent has, and a bounded number of ops per poll.
         let new = new.filter(|r| r.revision > self.cursor.revision);
         ops.retain(|o| o.id > self.cursor.ops);
         ops.sort_by_key(|o| o.id);
         ops.dedup_by_key(|o| o.id);
         ops.truncate(castellan_hub::proto::MAX_OPS_PER_POLL as usize);
         if new.is_none() && ops.is_empty() {
+            // `run` paces an answer that comes early with nothing new.
             tracing::warn!(
                 event = "hub_answer_stale",
                 "the hub answered with nothing newer than what this agent has"
             );
-            tokio::time::sleep(RETRY).await;
             return Ok(false);
         }
         if let Some(rev) = new
