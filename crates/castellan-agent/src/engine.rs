@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use castellan_core::Normalizers;
 use castellan_core::model::{DesiredState, Vmid};
-use castellan_core::plan::{NoticeKind, Plan, plan, plan_guest};
+use castellan_core::plan::{NoticeKind, Plan, plan, plan_guest, plan_missing};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -355,7 +355,21 @@ impl<B: GuestBackend> Engine<B> {
         urgent: bool,
     ) -> Result<(), crate::backend::BackendError> {
         let desired = self.desired.borrow_and_update().clone();
-        let actual = list_node(&*self.backend).await?;
+        let mut actual = list_node(&*self.backend).await?;
+        // Only a declared guest the node lacks, with a source, may be provisioned: ask
+        // the cluster then (and only then) which vmids other nodes have.
+        let wants_provisioning = desired
+            .guests
+            .iter()
+            .any(|(vmid, d)| d.source.is_some() && !actual.guests.contains_key(vmid));
+        if wants_provisioning {
+            // Without the cluster's answer the plan cannot report guests elsewhere; the
+            // backend still asks the cluster about each vmid before creating it.
+            match self.backend.elsewhere().await {
+                Ok(e) => actual.elsewhere = e,
+                Err(e) => tracing::warn!(event = "cluster_unreadable", error = %e),
+            }
+        }
         self.keeper.sweep().await;
         let overview = plan(&desired, &actual, &self.norm);
         self.keeper.status().update(|s| {
@@ -369,7 +383,7 @@ impl<B: GuestBackend> Engine<B> {
             tracing::info!(event = "candidate_refused", vmid = c.vmid, candidate = ?c.kind, guest_type = %c.guest,
             "not acted on: {}", match c.kind {
                 castellan_core::plan::CandidateKind::Destroy => "destroying a guest is destructive and needs a signed operation",
-                castellan_core::plan::CandidateKind::Provisioning => "provisioning is not enabled",
+                castellan_core::plan::CandidateKind::Provisioning => "no source is declared to provision it from",
             });
         }
         let mut known = Vec::new();
@@ -379,11 +393,22 @@ impl<B: GuestBackend> Engine<B> {
                 known.push(vmid);
             }
         }
-        for n in overview
-            .notices
+        // Declared guests to create: queued like the others, so that provisioning is
+        // bounded by the same parallelism and backs off the same way.
+        for a in overview
+            .actions
             .iter()
-            .filter(|n| matches!(n.kind, NoticeKind::KindMismatch { .. }))
+            .filter(|a| a.kind == castellan_core::Operation::Provision)
         {
+            sched.mark_dirty(a.vmid, urgent);
+            known.push(a.vmid);
+        }
+        for n in overview.notices.iter().filter(|n| {
+            matches!(
+                n.kind,
+                NoticeKind::KindMismatch { .. } | NoticeKind::ElsewhereInCluster { .. }
+            )
+        }) {
             tracing::warn!(event = "guest_skipped", vmid = n.vmid, "{n}");
         }
         tracing::debug!(
@@ -419,13 +444,14 @@ async fn reconcile_guest<B: GuestBackend>(
         let Some(want) = want else {
             return GuestOutcome::Done;
         };
-        let actual = match backend.observe(want.kind, vmid).await {
-            Ok(Some(a)) => a,
-            Ok(None) => return GuestOutcome::Done, // gone: the next resync reports it
-            Err(e) => return GuestOutcome::Failed(format!("observe: {e}")),
-        };
         let mut p = Plan::default();
-        plan_guest(&node, &want, &actual, norm, &mut p);
+        match backend.observe(want.kind, vmid).await {
+            Ok(Some(actual)) => plan_guest(&node, &want, &actual, norm, &mut p),
+            // Missing: provisioned if it has a source (the backend asks the cluster
+            // first), otherwise the next resync reports it.
+            Ok(None) => plan_missing(&want, None, &mut p),
+            Err(e) => return GuestOutcome::Failed(format!("observe: {e}")),
+        }
         if let Some(n) = p
             .notices
             .iter()
@@ -472,7 +498,12 @@ async fn reconcile_guest<B: GuestBackend>(
             return GuestOutcome::Done;
         };
         let started = Instant::now();
-        match keeper.benign(backend, &action).await {
+        let done = if action.kind == castellan_core::Operation::Provision {
+            keeper.provision(backend, &action).await
+        } else {
+            keeper.benign(backend, &action).await
+        };
+        match done {
             Ok(warnings) => {
                 tracing::info!(
                     event = "action_applied", vmid, action = action.kind.as_str(),

@@ -1,5 +1,7 @@
 //! Observing a whole node: list every guest, then read the configuration of each guest
-//! that is also desired (the others only need their listing to be reported).
+//! that is also desired (the others only need their listing to be reported); where a
+//! declared guest with a source is missing, also which vmids the cluster's other nodes
+//! have (those are never provisioned here).
 
 use std::sync::Arc;
 
@@ -59,6 +61,13 @@ pub async fn observe_node<B: GuestBackend>(
                 tracing::warn!(vmid, error = %e, "could not read guest; its configuration is treated as unknown");
             }
         }
+    }
+    if desired
+        .guests
+        .iter()
+        .any(|(vmid, d)| d.source.is_some() && !actual.guests.contains_key(vmid))
+    {
+        actual.elsewhere = backend.elsewhere().await?;
     }
     Ok(actual)
 }

@@ -25,6 +25,7 @@ fn guest(vmid: Vmid, run: ActualRun, cores: u32) -> ActualGuest {
         description: None,
         tags: None,
         digest: format!("d{vmid}"),
+        disks: Default::default(),
     });
     g
 }
@@ -304,6 +305,7 @@ async fn a_new_operation_is_one_row_and_one_arm() {
         delete: Vec::new(),
         shutdown: None,
         digest: None,
+        source: None,
         reason: "test".into(),
     };
     k.benign(&fake, &action(Operation::Resize))

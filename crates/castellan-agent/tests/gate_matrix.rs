@@ -91,6 +91,7 @@ fn guest101(tags: Option<&str>) -> ActualGuest {
         description: None,
         tags: tags.map(str::to_owned),
         digest: D101.to_owned(),
+        disks: Default::default(),
     });
     g
 }

@@ -164,16 +164,18 @@ pub trait Backend: Send + Sync + 'static {
         task: &TaskHandle,
     ) -> impl Future<Output = Result<TaskState, BackendError>> + Send;
 
-    /// The backend's tasks of operation `op` for `target`, as it lists them. Taken just
-    /// before a destructive request and again by recovery, the difference is the
-    /// request's own task, found without comparing anyone's clock. Backends that cannot
-    /// list tasks answer `None`.
+    /// The backend's tasks of operation `op` for `target`, as it lists them; `params` are
+    /// the operation's journaled parameters (a clone's tasks are listed under the
+    /// template it copies). Taken just before a request that must settle exactly once
+    /// and again by recovery, the difference is the request's own task, found without
+    /// comparing anyone's clock. Backends that cannot list tasks answer `None`.
     fn tasks_of(
         &self,
         target: &Target,
         op: Operation,
+        params: &BTreeMap<String, String>,
     ) -> impl Future<Output = Result<Option<Vec<TaskHandle>>, BackendError>> + Send {
-        let _ = (target, op);
+        let _ = (target, op, params);
         async { Ok(None) }
     }
 }
@@ -193,8 +195,18 @@ pub trait GuestBackend: Backend {
         vmid: Vmid,
     ) -> impl Future<Output = Result<Option<ActualGuest>, BackendError>> + Send;
 
+    /// The guests that other nodes of the same cluster have, by vmid, with the node that
+    /// has each: never provisioned here (a vmid is unique in a cluster). A node on its
+    /// own answers none.
+    fn elsewhere(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<Vmid, String>, BackendError>> + Send {
+        async { Ok(BTreeMap::new()) }
+    }
+
     /// Sends one benign action. Returns the task to wait for, or `None` when the backend
-    /// applied it synchronously.
+    /// applied it synchronously. A `provision` is sent only once the backend has checked,
+    /// as close to the request as it can, that no guest anywhere has its vmid.
     fn dispatch(
         &self,
         action: &Action,

@@ -47,6 +47,7 @@ fn node(n: u32) -> (DesiredState, ActualState) {
             description: Some(format!("guest {vmid}\nmanaged by castellan\n")),
             tags: Some(if drifted { "web" } else { "prod;web" }.into()),
             digest: format!("{vmid:040x}"),
+            disks: Default::default(),
         });
         actual.guests.insert(vmid, g);
     }

@@ -18,6 +18,15 @@
 //! force_stop = false      # hard-stop after the timeout (can corrupt the guest's data)
 //!
 //! [[guest]]
+//! vmid = 120
+//! kind = "lxc"
+//! run = "running"
+//! # created when missing (benign): a backup restored to vmid 120 ...
+//! source = { restore = "local:backup/vzdump-lxc-900-2026_01_01-00_00_00.tar.zst", storage = "local-lvm" }
+//! # ... or a clone of a template: source = { clone = 9000, full = true, storage = "local-lvm" }
+//! disks = { rootfs = "16GiB" }   # grown when smaller (never shrunk); 1024GiB == 1TiB
+//!
+//! [[guest]]
 //! vmid = 102
 //! kind = "lxc"
 //! ensure = "absent"       # destroy it: destructive, so it waits for a signed op
@@ -51,8 +60,8 @@ use thiserror::Error;
 
 use crate::container::{ContainerSpec, PortMapping, Restart};
 use crate::model::{
-    DesiredContainers, DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind, RestartPolicy,
-    ShutdownPolicy, VMID_RANGE,
+    DesiredContainers, DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind, GuestSource,
+    RestartPolicy, ShutdownPolicy, VMID_RANGE,
 };
 use crate::normalize::valid_tag;
 use crate::units::{MIB, parse_size};
@@ -207,6 +216,18 @@ struct RawGuest {
     purge: Option<bool>,
     shutdown_timeout: Option<i64>,
     force_stop: Option<bool>,
+    source: Option<RawSource>,
+    #[serde(default)]
+    disks: BTreeMap<String, RawSize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    restore: Option<String>,
+    clone: Option<i64>,
+    storage: Option<String>,
+    full: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -369,6 +390,58 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
         if let Some(f) = g.force_stop {
             shutdown.force_stop = f;
         }
+        let source = g.source.and_then(|src| {
+            if g.ensure == Ensure::Absent {
+                problem(
+                    "source",
+                    "an absent guest is not provisioned; remove source or the ensure line"
+                        .to_owned(),
+                );
+                return None;
+            }
+            guest_source(src, vmid, &mut problem)
+        });
+        let mut disks = BTreeMap::new();
+        if g.ensure == Ensure::Absent && !g.disks.is_empty() {
+            problem(
+                "disks",
+                "an absent guest has no disks to grow; remove disks or the ensure line".to_owned(),
+            );
+        }
+        for (key, size) in g.disks {
+            if !disk_key(g.kind, &key) {
+                problem(
+                    "disks",
+                    format!(
+                        "{key:?} is not a disk a {} can grow ({})",
+                        g.kind.noun(),
+                        match g.kind {
+                            GuestKind::Lxc => "rootfs or mp0 to mp255",
+                            GuestKind::Qemu => "scsi0-30, virtio0-15, sata0-5 or ide0-3",
+                        }
+                    ),
+                );
+                continue;
+            }
+            let bytes = match size {
+                RawSize::Bytes(b) => {
+                    u64::try_from(b).map_err(|_| format!("cannot be negative, got {b}"))
+                }
+                RawSize::Text(t) => parse_size(&t).map_err(|e| format!("{e} in {t:?}")),
+            };
+            match bytes {
+                Ok(b) if b == 0 || !b.is_multiple_of(1024) => problem(
+                    "disks",
+                    format!(
+                        "{key}: a disk size is a whole number of KiB, at least 1KiB, got {b} bytes"
+                    ),
+                ),
+                Ok(b) => {
+                    disks.insert(key, b);
+                }
+                Err(e) => problem("disks", format!("{key}: {e}")),
+            }
+        }
         if problems.len() == before {
             let run = match g.run {
                 None => DesiredRun::Unspecified,
@@ -389,6 +462,8 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
                     ensure: g.ensure,
                     purge: g.purge.unwrap_or(false),
                     shutdown,
+                    source,
+                    disks,
                 },
             );
         }
@@ -402,6 +477,136 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
         })
     } else {
         Err(DesiredError::Invalid(problems))
+    }
+}
+
+/// Whether `key` names a disk of a `kind` guest that can be grown: an LXC container's
+/// `rootfs` and mount points, a VM's SCSI, VirtIO, SATA and IDE disks (Proxmox VE's
+/// ranges; EFI and TPM state disks have fixed sizes).
+pub fn disk_key(kind: GuestKind, key: &str) -> bool {
+    if kind == GuestKind::Lxc && key == "rootfs" {
+        return true;
+    }
+    let split = key.find(|c: char| c.is_ascii_digit()).unwrap_or(key.len());
+    let (base, index) = key.split_at(split);
+    let Ok(n) = index.parse::<u32>() else {
+        return false;
+    };
+    if index.len() > 1 && index.starts_with('0') {
+        return false;
+    }
+    let max = match (kind, base) {
+        (GuestKind::Lxc, "mp") => 255,
+        (GuestKind::Qemu, "scsi") => 30,
+        (GuestKind::Qemu, "virtio") => 15,
+        (GuestKind::Qemu, "sata") => 5,
+        (GuestKind::Qemu, "ide") => 3,
+        _ => return false,
+    };
+    n <= max
+}
+
+/// Whether `id` is a Proxmox VE storage id (`pve-storage-id`: a letter, then letters,
+/// digits, `-`, `_` and `.`, ending in a letter or digit).
+pub fn valid_storage_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    matches!(b.first(), Some(c) if c.is_ascii_alphabetic())
+        && matches!(b.last(), Some(c) if c.is_ascii_alphanumeric())
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.len() <= 64
+}
+
+/// Whether `volid` names a backup volume as Proxmox VE writes one: `storage:path`,
+/// with a storage id and a path of printable characters without spaces, `..` segments
+/// or a leading `/`.
+pub fn valid_volume_id(volid: &str) -> bool {
+    let Some((storage, path)) = volid.split_once(':') else {
+        return false;
+    };
+    valid_storage_id(storage)
+        && !path.is_empty()
+        && path.len() <= 255
+        && !path.starts_with('/')
+        && path.split('/').all(|seg| !seg.is_empty() && seg != "..")
+        && path.bytes().all(|c| c.is_ascii_graphic())
+}
+
+/// Validates a guest's `source`.
+fn guest_source(
+    src: RawSource,
+    vmid: u32,
+    problem: &mut impl FnMut(&'static str, String),
+) -> Option<GuestSource> {
+    if let Some(s) = &src.storage
+        && !valid_storage_id(s)
+    {
+        problem(
+            "source",
+            format!("storage {s:?} is not a Proxmox VE storage id"),
+        );
+        return None;
+    }
+    match (src.restore, src.clone) {
+        (Some(archive), None) => {
+            if src.full.is_some() {
+                problem(
+                    "source",
+                    "full applies to a clone, not to a restore".to_owned(),
+                );
+                return None;
+            }
+            if !valid_volume_id(&archive) {
+                problem(
+                    "source",
+                    format!("restore {archive:?} is not a volume id (storage:backup/vzdump-...)"),
+                );
+                return None;
+            }
+            Some(GuestSource::Restore {
+                archive,
+                storage: src.storage,
+            })
+        }
+        (None, Some(t)) => {
+            let template = u32::try_from(t).ok().filter(|v| VMID_RANGE.contains(v));
+            match template {
+                Some(template) if template != vmid => Some(GuestSource::Clone {
+                    template,
+                    storage: src.storage,
+                    full: src.full,
+                }),
+                Some(_) => {
+                    problem("source", "a guest cannot be cloned from itself".to_owned());
+                    None
+                }
+                None => {
+                    problem(
+                        "source",
+                        format!(
+                            "clone {t} is not a vmid between {} and {}",
+                            VMID_RANGE.start(),
+                            VMID_RANGE.end()
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        (Some(_), Some(_)) => {
+            problem(
+                "source",
+                "give either restore or clone, not both".to_owned(),
+            );
+            None
+        }
+        (None, None) => {
+            problem(
+                "source",
+                "give restore = \"<backup volume>\" or clone = <template vmid>".to_owned(),
+            );
+            None
+        }
     }
 }
 
@@ -625,6 +830,128 @@ restart = "reboot"
             assert!(
                 got.contains(want),
                 "for {text:?}\n got: {got}\nwant: {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn sources_and_disks() {
+        let d = parse_desired(
+            r#"
+node = "pve-01"
+[[guest]]
+vmid = 120
+kind = "lxc"
+source = { restore = "local:backup/vzdump-lxc-900-2026_01_01-00_00_00.tar.zst", storage = "local-lvm" }
+disks = { rootfs = "16GiB", mp0 = 1099511627776 }
+
+[[guest]]
+vmid = 130
+kind = "qemu"
+source = { clone = 9000, full = true }
+disks = { scsi0 = "1024G" }
+"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            d.guests[&120].source,
+            Some(GuestSource::Restore {
+                archive: "local:backup/vzdump-lxc-900-2026_01_01-00_00_00.tar.zst".into(),
+                storage: Some("local-lvm".into()),
+            })
+        );
+        assert_eq!(d.guests[&120].disks["rootfs"], 16 << 30);
+        assert_eq!(d.guests[&120].disks["mp0"], 1 << 40);
+        assert_eq!(
+            d.guests[&130].source,
+            Some(GuestSource::Clone {
+                template: 9000,
+                storage: None,
+                full: Some(true),
+            })
+        );
+        assert_eq!(d.guests[&130].disks["scsi0"], 1 << 40, "1024G is 1T");
+        let head = "node = \"pve-01\"\n[[guest]]\nvmid = 120\n";
+        let cases = [
+            (
+                "kind = \"lxc\"\nsource = { restore = \"x\" }\n",
+                "source: restore \"x\" is not a volume id",
+            ),
+            (
+                "kind = \"lxc\"\nsource = { restore = \"local:../etc/shadow\" }\n",
+                "is not a volume id",
+            ),
+            (
+                "kind = \"lxc\"\nsource = { clone = 9000, restore = \"local:backup/a.tar\" }\n",
+                "give either restore or clone, not both",
+            ),
+            (
+                "kind = \"lxc\"\nsource = { storage = \"local\" }\n",
+                "give restore = ",
+            ),
+            (
+                "kind = \"lxc\"\nsource = { clone = 120 }\n",
+                "a guest cannot be cloned from itself",
+            ),
+            (
+                "kind = \"lxc\"\nsource = { clone = 7 }\n",
+                "clone 7 is not a vmid",
+            ),
+            (
+                "kind = \"lxc\"\nsource = { clone = 9000, storage = \"bad storage\" }\n",
+                "storage \"bad storage\" is not a Proxmox VE storage id",
+            ),
+            (
+                "kind = \"lxc\"\nsource = { restore = \"local:backup/a.tar\", full = true }\n",
+                "full applies to a clone",
+            ),
+            (
+                "kind = \"lxc\"\nsource = { clone = 9000, colour = 1 }\n",
+                "unknown field `colour`",
+            ),
+            (
+                "kind = \"lxc\"\nensure = \"absent\"\nsource = { clone = 9000 }\n",
+                "an absent guest is not provisioned",
+            ),
+            (
+                "kind = \"lxc\"\ndisks = { scsi0 = \"8G\" }\n",
+                "\"scsi0\" is not a disk a CT can grow (rootfs or mp0 to mp255)",
+            ),
+            (
+                "kind = \"qemu\"\ndisks = { efidisk0 = \"8G\" }\n",
+                "\"efidisk0\" is not a disk a VM can grow",
+            ),
+            (
+                "kind = \"qemu\"\ndisks = { scsi31 = \"8G\" }\n",
+                "\"scsi31\" is not a disk",
+            ),
+            (
+                "kind = \"qemu\"\ndisks = { scsi01 = \"8G\" }\n",
+                "\"scsi01\" is not a disk",
+            ),
+            (
+                "kind = \"qemu\"\ndisks = { scsi0 = \"8GB\" }\n",
+                "disks: scsi0: ambiguous unit \"GB\"",
+            ),
+            (
+                "kind = \"qemu\"\ndisks = { scsi0 = -1 }\n",
+                "disks: scsi0: cannot be negative",
+            ),
+            (
+                "kind = \"qemu\"\ndisks = { scsi0 = 1000 }\n",
+                "a whole number of KiB",
+            ),
+            (
+                "kind = \"lxc\"\nensure = \"absent\"\ndisks = { rootfs = \"8G\" }\n",
+                "an absent guest has no disks to grow",
+            ),
+        ];
+        for (rest, want) in cases {
+            let text = format!("{head}{rest}");
+            let got = error(&text);
+            assert!(
+                got.contains(want),
+                "for {rest:?}\n got: {got}\nwant: {want}"
             );
         }
     }

@@ -26,7 +26,7 @@ pub mod units;
 pub use desired::{DesiredError, parse_desired};
 pub use model::{
     ActualGuest, ActualRun, ActualSpec, ActualState, DesiredGuest, DesiredRun, DesiredState,
-    GuestKind, RestartPolicy, Vmid,
+    GuestKind, GuestSource, RestartPolicy, Vmid,
 };
 pub use normalize::Normalizers;
 pub use operation::{OpSpec, Operation};

@@ -97,6 +97,91 @@ pub struct DesiredGuest {
     pub purge: bool,
     /// How the guest is brought down when it should be stopped.
     pub shutdown: ShutdownPolicy,
+    /// Where a guest that does not exist yet comes from. `None`: a missing guest is only
+    /// reported (a provisioning candidate), never created.
+    pub source: Option<GuestSource>,
+    /// Desired disk sizes in bytes by configuration key (`rootfs`, `mp0`, `scsi0`, ...).
+    /// Disks only ever grow: a smaller size than the node's is refused, never applied.
+    pub disks: BTreeMap<String, u64>,
+}
+
+/// Where a provisioned guest comes from: a backup restored to its new vmid, or a clone
+/// of a template. Creating a guest loses nothing, so it is benign; the agent records it
+/// in its journal as its own creation (provenance).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum GuestSource {
+    /// Restore the backup volume `archive` (`local:backup/vzdump-lxc-900-....tar.zst`).
+    Restore {
+        /// The backup's volume id.
+        archive: String,
+        /// The storage the guest's disks are restored to (the node's default if `None`).
+        storage: Option<String>,
+    },
+    /// Clone the template `template` (a guest of the same kind on this node).
+    Clone {
+        /// The template's vmid.
+        template: Vmid,
+        /// The storage a full clone's disks go to (the template's if `None`).
+        storage: Option<String>,
+        /// A full copy (`true`) or a linked clone (`false`); `None` leaves it to
+        /// Proxmox VE (linked from a template).
+        full: Option<bool>,
+    },
+}
+
+impl GuestSource {
+    /// The source in words, for plans and the journal.
+    pub fn describe(&self) -> String {
+        match self {
+            GuestSource::Restore { archive, storage } => match storage {
+                Some(s) => format!("restore of {archive} to storage {s}"),
+                None => format!("restore of {archive}"),
+            },
+            GuestSource::Clone {
+                template,
+                storage,
+                full,
+            } => {
+                let how = match full {
+                    Some(true) => "full clone",
+                    Some(false) => "linked clone",
+                    None => "clone",
+                };
+                match storage {
+                    Some(s) => format!("{how} of template {template} to storage {s}"),
+                    None => format!("{how} of template {template}"),
+                }
+            }
+        }
+    }
+
+    /// The source as journal parameters (what `castellan journal` shows of a provision).
+    pub fn journal_params(&self) -> BTreeMap<String, String> {
+        let mut p = BTreeMap::new();
+        match self {
+            GuestSource::Restore { archive, storage } => {
+                p.insert("restore".to_owned(), archive.clone());
+                if let Some(s) = storage {
+                    p.insert("storage".to_owned(), s.clone());
+                }
+            }
+            GuestSource::Clone {
+                template,
+                storage,
+                full,
+            } => {
+                p.insert("clone".to_owned(), template.to_string());
+                if let Some(s) = storage {
+                    p.insert("storage".to_owned(), s.clone());
+                }
+                if let Some(f) = full {
+                    p.insert("full".to_owned(), u8::from(*f).to_string());
+                }
+            }
+        }
+        p
+    }
 }
 
 /// How a running guest that should be stopped is brought down: a clean shutdown (ACPI
@@ -149,6 +234,8 @@ impl DesiredGuest {
             ensure: Ensure::Present,
             purge: false,
             shutdown: ShutdownPolicy::default(),
+            source: None,
+            disks: BTreeMap::new(),
         }
     }
 }
@@ -232,6 +319,9 @@ pub struct ActualSpec {
     /// The SHA-1 `digest` of the configuration file this was read from. Every write the
     /// planner emits is conditional on it.
     pub digest: String,
+    /// Disk sizes in bytes by configuration key, as the node records them (`size=`);
+    /// CD-ROM drives and disks without a size are left out.
+    pub disks: BTreeMap<String, u64>,
 }
 
 /// One guest as observed on the node.
@@ -274,4 +364,7 @@ impl ActualGuest {
 pub struct ActualState {
     /// Observed guests by vmid.
     pub guests: BTreeMap<Vmid, ActualGuest>,
+    /// Guests on other nodes of the cluster, by vmid, with the node that has each. A vmid
+    /// there is never provisioned here and never counted as missing.
+    pub elsewhere: BTreeMap<Vmid, String>,
 }

@@ -237,7 +237,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::RollBack,
-        executable: false,
+        executable: true,
         effect: "creates {target}",
     },
     OpSpec {
@@ -251,7 +251,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::Replan,
-        executable: false,
+        executable: true,
         effect: "grows a disk of {target}",
     },
     OpSpec {
@@ -275,11 +275,18 @@ pub const TABLE: &[OpSpec] = &[
         data_loss: DataLoss::TargetData,
         provenance_undoes: true,
         roles: OPERATIONAL,
-        params: &[ParamRule {
-            key: "purge",
-            values: &["1"],
-            effect: "also removes it from backup jobs, replication and HA",
-        }],
+        params: &[
+            ParamRule {
+                key: "purge",
+                values: &["1"],
+                effect: "also removes it from backup jobs, replication and HA",
+            },
+            ParamRule {
+                key: "destroy-unreferenced-disks",
+                values: &["0", "1"],
+                effect: "1: also removes every disk of its vmid on any storage that its configuration does not reference; 0: leaves them",
+            },
+        ],
         needs_precondition: true,
         first: &[Prerequisite::Stopped],
         recovery: Recovery::CompleteOnce,
@@ -582,7 +589,16 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(
             e,
-            "destroy does not take parameter \"force\" (it takes only purge=1)"
+            "destroy does not take parameter \"force\" (it takes only purge=1, destroy-unreferenced-disks=0|1)"
+        );
+        assert_eq!(
+            Operation::Destroy.check_params(&p("destroy-unreferenced-disks", "0")),
+            Ok(())
+        );
+        assert!(
+            Operation::Destroy
+                .check_params(&p("destroy-unreferenced-disks", "yes"))
+                .is_err()
         );
         let e = Operation::RotateKeys
             .check_params(&p("x", "1"))

@@ -2,9 +2,15 @@
 //! a node's actual state towards its desired state.
 //!
 //! Rules (from the slice-4 agent this was specified from, and the issue):
-//! - Only guests present on both sides are reconciled. A guest desired but absent is a
-//!   `provisioning` candidate, a guest present but not desired a `destroy` candidate; both
-//!   are reported and never acted on here.
+//! - A guest desired but absent from the node is provisioned (a benign `provision` from
+//!   its declared `source`: a backup restored, a template cloned) unless the cluster has
+//!   that vmid on another node (reported, never created again); without a `source` it is
+//!   a `provisioning` candidate, reported only. A guest present but not desired is a
+//!   `destroy` candidate, reported and never acted on.
+//! - Declared disk sizes only grow a disk (`resize`, one disk per action, conditional on
+//!   the digest): sizes are compared as numbers of bytes (1024G == 1T), an equal size
+//!   sends nothing (a node refuses a resize to the same size), and a smaller one is
+//!   refused with a notice, never sent.
 //! - Fields left out of the desired state are unmanaged and produce nothing.
 //! - Where the actual configuration could not be read, nothing is written (power state is
 //!   still reconciled): a config is never written blind.
@@ -29,11 +35,12 @@ use serde::Serialize;
 
 use crate::gate::DestructiveAction;
 use crate::model::{
-    ActualGuest, ActualRun, ActualState, DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind,
-    RestartPolicy, ShutdownPolicy, Vmid,
+    ActualGuest, ActualRun, ActualSpec, ActualState, DesiredGuest, DesiredRun, DesiredState,
+    Ensure, GuestKind, GuestSource, RestartPolicy, ShutdownPolicy, Vmid,
 };
 use crate::normalize::{Normalizers, memory_mib};
 use crate::operation::Operation;
+use crate::units::{format_size, pve_size};
 
 /// One benign mutation of one guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,9 +60,13 @@ pub struct Action {
     /// For `shutdown`: how long to wait, and whether a hard stop may follow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown: Option<ShutdownPolicy>,
-    /// For `set_config`: the configuration digest the change was planned against.
+    /// For `set_config` and `resize`: the configuration digest the change was planned
+    /// against.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// For `provision`: where the guest comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<GuestSource>,
     /// Why, for people.
     pub reason: String,
 }
@@ -75,6 +86,7 @@ impl Action {
                 force_stop: true,
             }),
             digest: None,
+            source: None,
             reason: "brought down before a signed operation".into(),
         }
     }
@@ -146,6 +158,27 @@ pub enum NoticeKind {
         /// The state as reported.
         state: String,
     },
+    /// The declared vmid is a guest on another node of the cluster: never provisioned
+    /// here.
+    ElsewhereInCluster {
+        /// The node that has it.
+        node: String,
+    },
+    /// A declared disk size is smaller than the disk: disks only grow.
+    ShrinkRefused {
+        /// The disk's configuration key.
+        disk: String,
+        /// Its size on the node, in bytes.
+        actual: u64,
+        /// The declared size, in bytes.
+        desired: u64,
+    },
+    /// A declared disk does not exist on the guest (disks are added by configuration,
+    /// not by growing).
+    DiskMissing {
+        /// The disk's configuration key.
+        disk: String,
+    },
 }
 
 /// A guest the planner could not (fully) reconcile, and why.
@@ -190,6 +223,24 @@ impl std::fmt::Display for Notice {
                     "{vmid}: power state {state:?} not understood; not changed"
                 )
             }
+            NoticeKind::ElsewhereInCluster { node } => write!(
+                f,
+                "{vmid}: is a guest on node {node} of the cluster; not provisioned here"
+            ),
+            NoticeKind::ShrinkRefused {
+                disk,
+                actual,
+                desired,
+            } => write!(
+                f,
+                "{vmid}: disk {disk} is {} and cannot shrink to the declared {}; disks only grow",
+                format_size(*actual),
+                format_size(*desired)
+            ),
+            NoticeKind::DiskMissing { disk } => write!(
+                f,
+                "{vmid}: has no disk {disk} to grow; add it by configuration first"
+            ),
         }
     }
 }
@@ -239,14 +290,8 @@ pub fn plan(desired: &DesiredState, actual: &ActualState, norm: &Normalizers) ->
                 }
             }
             Ordering::Less => {
-                if let Some((&vmid, d)) = d_iter.next()
-                    && d.ensure == Ensure::Present
-                {
-                    out.candidates.push(Candidate {
-                        vmid,
-                        kind: CandidateKind::Provisioning,
-                        guest: d.kind,
-                    });
+                if let Some((vmid, d)) = d_iter.next() {
+                    plan_missing(d, actual.elsewhere.get(vmid).map(String::as_str), &mut out);
                 }
             }
             Ordering::Greater => {
@@ -261,6 +306,42 @@ pub fn plan(desired: &DesiredState, actual: &ActualState, norm: &Normalizers) ->
         }
     }
     out
+}
+
+/// Plans one declared guest that the node does not have; `elsewhere` is the node of the
+/// cluster that has its vmid, if one does. Appends to `out`.
+pub fn plan_missing(d: &DesiredGuest, elsewhere: Option<&str>, out: &mut Plan) {
+    let vmid = d.vmid;
+    if d.ensure == Ensure::Absent {
+        return; // gone already: converged
+    }
+    if let Some(node) = elsewhere {
+        out.notices.push(Notice {
+            vmid,
+            kind: NoticeKind::ElsewhereInCluster {
+                node: node.to_owned(),
+            },
+        });
+        return;
+    }
+    match &d.source {
+        Some(source) => out.actions.push(Action {
+            vmid,
+            guest: d.kind,
+            kind: Operation::Provision,
+            params: BTreeMap::new(),
+            delete: Vec::new(),
+            shutdown: None,
+            digest: None,
+            source: Some(source.clone()),
+            reason: format!("missing: {}", source.describe()),
+        }),
+        None => out.candidates.push(Candidate {
+            vmid,
+            kind: CandidateKind::Provisioning,
+            guest: d.kind,
+        }),
+    }
 }
 
 /// Plans one guest of node `host` present on both sides; appends to `out`.
@@ -316,7 +397,8 @@ pub fn plan_guest(
     let manages_spec = d.cores.is_some()
         || d.memory_bytes.is_some()
         || d.description.is_some()
-        || d.tags.is_some();
+        || d.tags.is_some()
+        || !d.disks.is_empty();
     match &a.spec {
         Some(spec) if manages_spec => {
             let mut params = BTreeMap::new();
@@ -370,9 +452,11 @@ pub fn plan_guest(
                     delete,
                     shutdown: None,
                     digest: Some(spec.digest.clone()),
+                    source: None,
                     reason: format!("spec drift: {reasons}"),
                 });
             }
+            plan_disks(d, spec, out);
         }
         Some(_) => {}
         None if manages_spec => out.notices.push(Notice {
@@ -390,6 +474,7 @@ pub fn plan_guest(
         delete: Vec::new(),
         shutdown: None,
         digest: None,
+        source: None,
         reason,
     };
     match (&d.run, &a.run) {
@@ -424,6 +509,51 @@ pub fn plan_guest(
                 kind: NoticeKind::NeedsRestart {
                     keys: a.pending_restart.clone(),
                 },
+            }),
+        }
+    }
+}
+
+/// Grows each declared disk that is smaller on the node: one `resize` per disk, the size
+/// written as the node writes it, conditional on the digest read. Equal sizes send
+/// nothing; a smaller declared size and a disk the guest lacks are reported.
+fn plan_disks(d: &DesiredGuest, spec: &ActualSpec, out: &mut Plan) {
+    let vmid = d.vmid;
+    for (disk, &desired) in &d.disks {
+        let Some(&actual) = spec.disks.get(disk) else {
+            out.notices.push(Notice {
+                vmid,
+                kind: NoticeKind::DiskMissing { disk: disk.clone() },
+            });
+            continue;
+        };
+        match desired.cmp(&actual) {
+            Ordering::Equal => {}
+            Ordering::Less => out.notices.push(Notice {
+                vmid,
+                kind: NoticeKind::ShrinkRefused {
+                    disk: disk.clone(),
+                    actual,
+                    desired,
+                },
+            }),
+            Ordering::Greater => out.actions.push(Action {
+                vmid,
+                guest: d.kind,
+                kind: Operation::Resize,
+                params: BTreeMap::from([
+                    ("disk".to_owned(), disk.clone()),
+                    ("size".to_owned(), pve_size(desired)),
+                ]),
+                delete: Vec::new(),
+                shutdown: None,
+                digest: Some(spec.digest.clone()),
+                source: None,
+                reason: format!(
+                    "disk {disk} {}->{}",
+                    format_size(actual),
+                    format_size(desired)
+                ),
             }),
         }
     }

@@ -24,6 +24,14 @@
 //!
 //! A benign operation that is re-planned settles by its task when it has one, and is
 //! otherwise rolled back for the planner to re-plan from a fresh observation.
+//!
+//! An operation that is rolled back when it fails (a provisioning) finds its task the same
+//! way. Its task's success settles it; without a task of its own nothing was sent, so
+//! nothing is undone (a target there now is someone else's). When its task failed, or
+//! ended unknown to the node, the target tells: gone, nothing was left behind; there and
+//! unlocked after a failed task, it is what this intent half-made and is removed
+//! ([`Settlement::Undo`], benign by the intent's own provenance); still locked after
+//! looking again, or there after a task the node no longer knows, it is held.
 
 use std::fmt;
 
@@ -178,6 +186,10 @@ pub enum Settlement {
     Failed(String),
     /// It did not happen and will not be retried by recovery.
     RolledBack(String),
+    /// Its task failed and left the target it was making behind: remove what this intent
+    /// made (benign: the intent is its provenance), then record it rolled back with this
+    /// reason.
+    Undo(String),
     /// Never sent, target exactly as approved, approval valid: carry it out once now.
     /// `prepared` when the request had been prepared before (its mark is written once,
     /// so it is sent from recovery, after a last look).
@@ -197,6 +209,7 @@ impl fmt::Display for Settlement {
             Settlement::Succeeded => f.write_str("succeeded"),
             Settlement::Failed(e) => write!(f, "failed: {e}"),
             Settlement::RolledBack(why) => write!(f, "rolled back: {why}"),
+            Settlement::Undo(why) => write!(f, "undone: {why}"),
             Settlement::Complete { .. } => f.write_str("completed once"),
             Settlement::Hold(why) => write!(f, "held: {why}"),
             Settlement::InFlight(why) => write!(f, "in flight: {why}"),
@@ -216,61 +229,45 @@ pub fn next(f: &Facts) -> Step {
             f.op_name
         )));
     };
+    let mut undoes = false;
     let settles_once = match op.spec().recovery {
         Recovery::Replan => f.destructive,
         Recovery::CompleteOnce => true,
         // Benign and cut short on a backend that re-plans: nothing to undo.
         Recovery::RollBack if !f.destructive && f.backend_replans => false,
+        Recovery::RollBack if !f.destructive => {
+            undoes = true;
+            true
+        }
         rule @ (Recovery::RollBack | Recovery::AskOperator) => {
             return settle(Settlement::Hold(format!(
                 "{op} is settled by {rule:?}, which this version does not carry out: held for an operator"
             )));
         }
     };
+    if undoes {
+        return undo_rules(f, op);
+    }
 
     // Its task: recorded, or found by the node's own list before and after.
     if f.task.is_none() && settles_once {
-        match &f.mark {
-            Mark::NotPrepared => {}
-            Mark::Legacy => {
-                return settle(Settlement::Hold(format!(
-                    "journaled by an earlier version without a task mark: whether its {op} was sent cannot be told"
-                )));
+        if let Some(step) = find_task(f, op) {
+            return step;
+        }
+        if f.listed == Some(None) {
+            // Without a task list only the target can tell, and only one way: gone,
+            // there is nothing left to send; still there, the request may or may not
+            // have been made (and may still be under way).
+            match &f.target {
+                None => return Step::LookAtTarget { pause: false },
+                Some(t) if !t.exists => return settle(Settlement::Succeeded),
+                Some(_) => {
+                    return settle(Settlement::Hold(format!(
+                        "the backend's task list cannot be read and {} still exists, so whether the {op} was sent cannot be told",
+                        f.target_label
+                    )));
+                }
             }
-            Mark::Seen(before) => match &f.listed {
-                None => return Step::ListTasks,
-                Some(None) => {
-                    // Without a task list only the target can tell, and only one way:
-                    // gone, there is nothing left to send; still there, the request may
-                    // or may not have been made (and may still be under way).
-                    match &f.target {
-                        None => return Step::LookAtTarget { pause: false },
-                        Some(t) if !t.exists => return settle(Settlement::Succeeded),
-                        Some(_) => {
-                            return settle(Settlement::Hold(format!(
-                                "the backend's task list cannot be read and {} still exists, so whether the {op} was sent cannot be told",
-                                f.target_label
-                            )));
-                        }
-                    }
-                }
-                Some(Some(now)) => {
-                    let new: Vec<&String> = now.iter().filter(|t| !before.contains(t)).collect();
-                    match new.as_slice() {
-                        [] => {}
-                        [one] => return Step::Adopt((*one).clone()),
-                        many => {
-                            let list: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
-                            return settle(Settlement::Hold(format!(
-                                "{} {op} tasks for {} appeared since it was prepared ({}); which is its own cannot be told",
-                                many.len(),
-                                f.target_label,
-                                list.join(", ")
-                            )));
-                        }
-                    }
-                }
-            },
         }
     }
 
@@ -331,6 +328,102 @@ pub fn next(f: &Facts) -> Step {
     } else {
         "the guest is locked; not retried".into()
     }))
+}
+
+/// Finds the intent's own task by its record or the task mark; `None` when it has one (or
+/// none can exist), otherwise the step that finds it out.
+fn find_task(f: &Facts, op: Operation) -> Option<Step> {
+    if f.task.is_some() {
+        return None;
+    }
+    match &f.mark {
+        Mark::NotPrepared => None,
+        Mark::Legacy => Some(settle(Settlement::Hold(format!(
+            "journaled by an earlier version without a task mark: whether its {op} was sent cannot be told"
+        )))),
+        Mark::Seen(before) => match &f.listed {
+            None => Some(Step::ListTasks),
+            Some(None) => None,
+            Some(Some(now)) => {
+                let new: Vec<&String> = now.iter().filter(|t| !before.contains(t)).collect();
+                match new.as_slice() {
+                    [] => None,
+                    [one] => Some(Step::Adopt((*one).clone())),
+                    many => {
+                        let list: Vec<&str> = many.iter().map(|s| s.as_str()).collect();
+                        Some(settle(Settlement::Hold(format!(
+                            "{} {op} tasks for {} appeared since it was prepared ({}); which is its own cannot be told",
+                            many.len(),
+                            f.target_label,
+                            list.join(", ")
+                        ))))
+                    }
+                }
+            }
+        },
+    }
+}
+
+/// The rules of an operation rolled back when it fails (see the module docs).
+fn undo_rules(f: &Facts, op: Operation) -> Step {
+    if let Some(step) = find_task(f, op) {
+        return step;
+    }
+    let Some(task) = &f.task else {
+        if f.listed == Some(None) {
+            // The task list cannot be read: only a target that is not there tells.
+            return match &f.target {
+                None => Step::LookAtTarget { pause: false },
+                Some(t) if !t.exists => settle(Settlement::RolledBack(format!(
+                    "its {op} left nothing on the node"
+                ))),
+                Some(_) => settle(Settlement::Hold(format!(
+                    "the backend's task list cannot be read and {} exists, so whether this {op} made it cannot be told",
+                    f.target_label
+                ))),
+            };
+        }
+        // No task of its own: the request never reached the node, so nothing it made
+        // can be there (a target there now is someone else's and is left alone).
+        return settle(Settlement::RolledBack(format!(
+            "interrupted before its {op} was sent; nothing was made"
+        )));
+    };
+    let failure = match &f.status {
+        None => return Step::AskTask(task.clone()),
+        Some(TaskState::Succeeded { .. }) => return settle(Settlement::Succeeded),
+        Some(TaskState::Running) => match &f.waited {
+            None => return Step::WaitTask(task.clone()),
+            Some(Ok(())) => return settle(Settlement::Succeeded),
+            Some(Err(w)) if w.unknown => return settle(Settlement::InFlight(w.message.clone())),
+            Some(Err(w)) => Some(w.message.clone()),
+        },
+        Some(TaskState::Failed { exitstatus }) => Some(exitstatus.clone()),
+        Some(TaskState::Unknown) => None,
+    };
+    let Some(t) = &f.target else {
+        return Step::LookAtTarget { pause: false };
+    };
+    if t.exists && t.locked && f.looks < MAX_LOCKED_LOOKS {
+        return Step::LookAtTarget { pause: true };
+    }
+    match (failure, t.exists) {
+        (Some(e), false) => settle(Settlement::Failed(e)),
+        (None, false) => settle(Settlement::Failed(format!(
+            "its task is no longer known to the node and {} does not exist",
+            f.target_label
+        ))),
+        (Some(e), true) if !t.locked => settle(Settlement::Undo(e)),
+        (Some(e), true) => settle(Settlement::Hold(format!(
+            "its {op} failed ({}) and left {} locked; unlock or remove it by hand",
+            e.trim_end(),
+            f.target_label
+        ))),
+        (None, true) => settle(Settlement::Hold(format!(
+            "its task is no longer known to the node and {} exists: whether the {op} finished cannot be told",
+            f.target_label
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -438,8 +531,142 @@ mod tests {
                 )),
             ),
             (
-                "a benign provision cut short elsewhere: held (its rule is roll back)",
+                "a provision never prepared made nothing: rolled back, nothing undone",
                 Facts::journaled("provision", "lxc/101"),
+                settle(Settlement::RolledBack(
+                    "interrupted before its provision was sent; nothing was made".into(),
+                )),
+            ),
+            (
+                "a prepared provision looks for its task",
+                Facts {
+                    mark: seen(&[]),
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                Step::ListTasks,
+            ),
+            (
+                "a prepared provision adopts the one new task",
+                Facts {
+                    mark: seen(&["OLD"]),
+                    listed: listed(&["OLD", "T9"]),
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                Step::Adopt("T9".into()),
+            ),
+            (
+                "a prepared provision with no new task sent nothing: a guest there is not its own",
+                Facts {
+                    mark: seen(&["OLD"]),
+                    listed: listed(&["OLD"]),
+                    target: look(true, Some(D), false),
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                settle(Settlement::RolledBack(
+                    "interrupted before its provision was sent; nothing was made".into(),
+                )),
+            ),
+            (
+                "a provision whose task succeeded succeeded",
+                Facts {
+                    task: Some("T1".into()),
+                    status: Some(TaskState::Succeeded { warnings: 0 }),
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                settle(Settlement::Succeeded),
+            ),
+            (
+                "a provision whose task runs is waited for",
+                Facts {
+                    task: Some("T1".into()),
+                    status: Some(TaskState::Running),
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                Step::WaitTask("T1".into()),
+            ),
+            (
+                "a provision whose task failed looks at the guest",
+                Facts {
+                    task: Some("T1".into()),
+                    status: Some(TaskState::Failed {
+                        exitstatus: "no space".into(),
+                    }),
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                Step::LookAtTarget { pause: false },
+            ),
+            (
+                "a failed provision that left nothing failed",
+                Facts {
+                    task: Some("T1".into()),
+                    status: Some(TaskState::Failed {
+                        exitstatus: "no space".into(),
+                    }),
+                    target: look(false, None, false),
+                    looks: 1,
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                settle(Settlement::Failed("no space".into())),
+            ),
+            (
+                "a failed provision that left the guest behind is undone",
+                Facts {
+                    task: Some("T1".into()),
+                    status: Some(TaskState::Failed {
+                        exitstatus: "no space".into(),
+                    }),
+                    target: look(true, Some(D), false),
+                    looks: 1,
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                settle(Settlement::Undo("no space".into())),
+            ),
+            (
+                "a failed provision whose guest is locked is looked at again",
+                Facts {
+                    task: Some("T1".into()),
+                    status: Some(TaskState::Failed {
+                        exitstatus: "no space".into(),
+                    }),
+                    target: look(true, Some(D), true),
+                    looks: 1,
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                Step::LookAtTarget { pause: true },
+            ),
+            (
+                "a failed provision whose guest stays locked is held",
+                Facts {
+                    task: Some("T1".into()),
+                    status: Some(TaskState::Failed {
+                        exitstatus: "no space".into(),
+                    }),
+                    target: look(true, Some(D), true),
+                    looks: MAX_LOCKED_LOOKS,
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                settle(Settlement::Hold(String::new())),
+            ),
+            (
+                "a provision whose task the node forgot, guest there: held",
+                Facts {
+                    task: Some("T1".into()),
+                    status: Some(TaskState::Unknown),
+                    target: look(true, Some(D), false),
+                    looks: 1,
+                    ..Facts::journaled("provision", "lxc/101")
+                },
+                settle(Settlement::Hold(String::new())),
+            ),
+            (
+                "a provision whose task list cannot be read, guest there: held",
+                Facts {
+                    mark: seen(&[]),
+                    listed: Some(None),
+                    target: look(true, Some(D), false),
+                    looks: 1,
+                    ..Facts::journaled("provision", "lxc/101")
+                },
                 settle(Settlement::Hold(String::new())),
             ),
             (

@@ -118,6 +118,31 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
+/// Writes bytes as Proxmox VE writes a disk size (`size=` in a configuration, and what
+/// its resize call takes): the largest of K, M, G and T that divides exactly, or plain
+/// bytes. `1024G` is written `1T`, so sizes compare as numbers, never as text.
+pub fn pve_size(bytes: u64) -> String {
+    let mut n = bytes;
+    for unit in ["K", "M", "G", "T"] {
+        if n == 0 || !n.is_multiple_of(1024) {
+            return match unit {
+                "K" => n.to_string(),
+                _ => format!("{n}{}", prev_unit(unit)),
+            };
+        }
+        n /= 1024;
+    }
+    format!("{n}T")
+}
+
+fn prev_unit(unit: &str) -> &'static str {
+    match unit {
+        "M" => "K",
+        "G" => "M",
+        _ => "G",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +178,21 @@ mod tests {
         for (input, want) in bad {
             let err = parse_size(input).expect_err(input).to_string();
             assert!(err.starts_with(want), "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn pve_sizes_use_the_largest_exact_unit() {
+        assert_eq!(pve_size(1 << 40), "1T");
+        assert_eq!(pve_size(1024 << 30), "1T");
+        assert_eq!(pve_size(1536 << 20), "1536M");
+        assert_eq!(pve_size(16 << 30), "16G");
+        assert_eq!(pve_size(3 << 10), "3K");
+        assert_eq!(pve_size(1000), "1000");
+        assert_eq!(pve_size(5 << 40), "5T");
+        assert_eq!(pve_size(2048 << 40), "2048T");
+        for b in [1u64 << 30, 1536 << 20, 7 << 40, 12345 << 10] {
+            assert_eq!(parse_size(&pve_size(b)), Ok(b), "{b}");
         }
     }
 

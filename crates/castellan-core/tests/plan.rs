@@ -22,6 +22,7 @@ fn seen(vmid: Vmid, kind: GuestKind, run: ActualRun) -> ActualGuest {
         description: None,
         tags: None,
         digest: format!("digest-{vmid}"),
+        disks: Default::default(),
     });
     g
 }
@@ -44,6 +45,9 @@ fn render(p: &Plan) -> Vec<String> {
             if s.force_stop {
                 shown.insert("forceStop".into(), "1".into());
             }
+        }
+        if let Some(src) = &a.source {
+            shown.insert("source".into(), src.describe());
         }
         let params: Vec<String> = shown.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
         let digest = a
@@ -146,6 +150,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
             guests: [(106, seen(106, GuestKind::Qemu, Running))]
                 .into_iter()
                 .collect(),
+            ..Default::default()
         },
         &norm(),
     );
@@ -161,6 +166,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
             guests: [(101, seen(101, GuestKind::Lxc, Running))]
                 .into_iter()
                 .collect(),
+            ..Default::default()
         },
         &norm(),
     );
@@ -176,6 +182,7 @@ fn check(desired: Vec<DesiredGuest>, actual: Vec<ActualGuest>, norm: Normalizers
     };
     let a = ActualState {
         guests: actual.into_iter().map(|g| (g.vmid, g)).collect(),
+        ..Default::default()
     };
     let p = plan(&d, &a, &norm);
     assert_eq!(render(&p), want, "\nplan: {p:#?}");
@@ -561,6 +568,7 @@ fn plan_json_shape() {
     };
     let a = ActualState {
         guests: [(101, seen(101, GuestKind::Lxc, ActualRun::Running))].into(),
+        ..Default::default()
     };
     let json = serde_json::to_value(plan(&d, &a, &Normalizers::default())).expect("serialises");
     assert_eq!(
@@ -690,6 +698,8 @@ fn arb_desired(vmid: Vmid) -> impl Strategy<Value = DesiredGuest> {
                 ensure: Ensure::Present,
                 purge: false,
                 shutdown: Default::default(),
+                source: None,
+                disks: Default::default(),
             },
         )
 }
@@ -719,6 +729,7 @@ fn arb_actual(vmid: Vmid) -> impl Strategy<Value = ActualGuest> {
                 description,
                 tags,
                 digest: format!("d{vmid}"),
+                disks: Default::default(),
             });
             g.template = template;
             g.lock = locked.then(|| "backup".to_owned());
@@ -748,6 +759,7 @@ fn arb_states() -> impl Strategy<Value = (DesiredState, ActualState)> {
                 },
                 ActualState {
                     guests: a.into_iter().map(|g| (g.vmid, g)).collect(),
+                    ..Default::default()
                 },
             )
         })
@@ -806,4 +818,180 @@ proptest! {
         sorted.sort();
         prop_assert_eq!(vmids, sorted);
     }
+}
+
+fn with_disks(mut g: ActualGuest, disks: &[(&str, u64)]) -> ActualGuest {
+    spec(&mut g).disks = disks.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    g
+}
+
+const GIB: u64 = 1 << 30;
+
+#[test]
+fn provisioning_and_disk_growth() {
+    use ActualRun::*;
+    use GuestKind::*;
+    let restore = GuestSource::Restore {
+        archive: "local:backup/vzdump-lxc-900-2026_01_01-00_00_00.tar.zst".into(),
+        storage: Some("local-lvm".into()),
+    };
+    let clone = GuestSource::Clone {
+        template: 9000,
+        storage: None,
+        full: Some(true),
+    };
+    let cases = vec![
+        case(
+            "a missing guest with a restore source is provisioned",
+            vec![DesiredGuest {
+                source: Some(restore.clone()),
+                run: DesiredRun::Running,
+                ..lxc(120)
+            }],
+            vec![],
+            &[
+                "120 provision source=\"restore of local:backup/vzdump-lxc-900-2026_01_01-00_00_00.tar.zst to storage local-lvm\"",
+            ],
+        ),
+        case(
+            "a missing guest with a clone source is provisioned",
+            vec![DesiredGuest {
+                source: Some(clone.clone()),
+                ..qemu(130)
+            }],
+            vec![],
+            &["130 provision source=\"full clone of template 9000\""],
+        ),
+        case(
+            "a missing guest without a source is only a candidate",
+            vec![lxc(121)],
+            vec![],
+            &["121 candidate Provisioning lxc"],
+        ),
+        case(
+            "a present guest is never provisioned again, whatever its source",
+            vec![DesiredGuest {
+                source: Some(restore.clone()),
+                ..lxc(120)
+            }],
+            vec![seen(120, Lxc, Stopped)],
+            &[],
+        ),
+        case(
+            "an absent guest with nothing there needs nothing",
+            vec![DesiredGuest {
+                ensure: Ensure::Absent,
+                ..lxc(122)
+            }],
+            vec![],
+            &[],
+        ),
+        case(
+            "a smaller disk grows to the declared size, written as the node writes it",
+            vec![DesiredGuest {
+                disks: [("rootfs".to_owned(), 16 * GIB)].into(),
+                ..lxc(101)
+            }],
+            vec![with_disks(seen(101, Lxc, Running), &[("rootfs", 8 * GIB)])],
+            &["101 resize disk=\"rootfs\" size=\"16G\" @digest-101"],
+        ),
+        case(
+            "sizes compare as numbers: 1024GiB is the node's 1T",
+            vec![DesiredGuest {
+                disks: [("scsi0".to_owned(), 1024 * GIB)].into(),
+                ..qemu(200)
+            }],
+            vec![with_disks(seen(200, Qemu, Running), &[("scsi0", 1 << 40)])],
+            &[],
+        ),
+        case(
+            "a disk is never shrunk: the plan says so instead",
+            vec![DesiredGuest {
+                disks: [("scsi0".to_owned(), 16 * GIB)].into(),
+                ..qemu(200)
+            }],
+            vec![with_disks(seen(200, Qemu, Running), &[("scsi0", 32 * GIB)])],
+            &[
+                "notice 200: disk scsi0 is 32GiB and cannot shrink to the declared 16GiB; disks only grow",
+            ],
+        ),
+        case(
+            "a disk the guest lacks is reported, not created",
+            vec![DesiredGuest {
+                disks: [("mp0".to_owned(), 16 * GIB)].into(),
+                ..lxc(101)
+            }],
+            vec![with_disks(seen(101, Lxc, Running), &[("rootfs", 8 * GIB)])],
+            &["notice 101: has no disk mp0 to grow; add it by configuration first"],
+        ),
+        case(
+            "each disk is its own resize, after the configuration, before power",
+            vec![DesiredGuest {
+                cores: Some(2),
+                run: DesiredRun::Running,
+                disks: [
+                    ("scsi0".to_owned(), 64 * GIB),
+                    ("scsi1".to_owned(), 1536 << 20),
+                ]
+                .into(),
+                ..qemu(200)
+            }],
+            vec![with_disks(
+                seen(200, Qemu, Stopped),
+                &[("scsi0", 32 * GIB), ("scsi1", 1 << 30)],
+            )],
+            &[
+                "200 set_config cores=\"2\" @digest-200",
+                "200 resize disk=\"scsi0\" size=\"64G\" @digest-200",
+                "200 resize disk=\"scsi1\" size=\"1536M\" @digest-200",
+                "200 start",
+            ],
+        ),
+    ];
+    for c in cases {
+        let d = DesiredState {
+            node: "pve-01".into(),
+            guests: c.desired.into_iter().map(|g| (g.vmid, g)).collect(),
+            ..Default::default()
+        };
+        let a = ActualState {
+            guests: c.actual.into_iter().map(|g| (g.vmid, g)).collect(),
+            ..Default::default()
+        };
+        let p = plan(&d, &a, &c.norm);
+        assert_eq!(render(&p), c.want, "{}\nplan: {p:#?}", c.name);
+    }
+}
+
+#[test]
+fn a_vmid_elsewhere_in_the_cluster_is_never_provisioned() {
+    let d = DesiredState {
+        node: "pve-01".into(),
+        guests: [(
+            140,
+            DesiredGuest {
+                source: Some(GuestSource::Clone {
+                    template: 9000,
+                    storage: None,
+                    full: None,
+                }),
+                ..lxc(140)
+            },
+        )]
+        .into(),
+        ..Default::default()
+    };
+    let a = ActualState {
+        elsewhere: [(140, "pve-02".to_owned())].into(),
+        ..Default::default()
+    };
+    let p = plan(&d, &a, &Normalizers::default());
+    assert_eq!(
+        render(&p),
+        ["notice 140: is a guest on node pve-02 of the cluster; not provisioned here"]
+    );
+    assert!(
+        !p.converged(),
+        "a declared guest living elsewhere is not convergence"
+    );
 }

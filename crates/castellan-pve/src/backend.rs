@@ -8,12 +8,12 @@ use castellan_backend::{
     Backend, BackendError, FailureClass, GuestBackend, Observed, TaskHandle, TaskState,
     look_at_guest,
 };
-use castellan_core::model::{ActualGuest, ActualRun, GuestKind, Vmid};
+use castellan_core::model::{ActualGuest, ActualRun, GuestKind, GuestSource, Vmid};
 use castellan_core::plan::Action;
 use castellan_core::{Operation, Target};
 
 use crate::pveconf::spec_from_config;
-use crate::{ConfigUpdate, Error, PveClient, Upid, WaitOptions};
+use crate::{ConfigUpdate, DeleteOptions, Error, PveClient, Upid, WaitOptions};
 
 impl From<Error> for BackendError {
     fn from(e: Error) -> Self {
@@ -52,6 +52,16 @@ impl PveBackend {
 }
 
 impl GuestBackend for PveBackend {
+    async fn elsewhere(&self) -> Result<BTreeMap<Vmid, String>, BackendError> {
+        Ok(self
+            .client
+            .cluster_guests()
+            .await?
+            .into_iter()
+            .filter(|(_, node)| *node != self.node)
+            .collect())
+    }
+
     async fn list(&self) -> Result<Vec<ActualGuest>, BackendError> {
         let (lxc, qemu) = tokio::join!(
             self.client.list_guests(&self.node, GuestKind::Lxc),
@@ -138,6 +148,26 @@ impl GuestBackend for PveBackend {
                 self.client.shutdown_with(node, kind, vmid, opts).await?
             }
             Operation::Reboot => self.client.reboot(node, kind, vmid).await?,
+            Operation::Resize => {
+                let (Some(disk), Some(size), Some(digest)) = (
+                    action.params.get("disk"),
+                    action.params.get("size"),
+                    action.digest.as_deref(),
+                ) else {
+                    return Err(BackendError::retry(
+                        "refusing a resize without a disk, a size and a digest",
+                    ));
+                };
+                match self
+                    .client
+                    .resize_disk(node, kind, vmid, disk, size, digest)
+                    .await?
+                {
+                    Some(upid) => upid,
+                    None => return Ok(None),
+                }
+            }
+            Operation::Provision => return self.provision(action).await.map(Some),
             other => {
                 return Err(BackendError::retry(format!(
                     "{other} is not a benign action this backend carries out"
@@ -145,6 +175,73 @@ impl GuestBackend for PveBackend {
             }
         };
         Ok(Some(TaskHandle::new(upid.to_string())))
+    }
+}
+
+impl PveBackend {
+    /// Creates the guest an action declares from its source, once the cluster has
+    /// confirmed (the request before) that no guest anywhere has its vmid. Every refusal
+    /// names the guest and the source; none is read as the guest being gone.
+    async fn provision(&self, action: &Action) -> Result<TaskHandle, BackendError> {
+        let (kind, vmid, node) = (action.guest, action.vmid, self.node.as_str());
+        let Some(source) = &action.source else {
+            return Err(BackendError::retry(format!(
+                "refusing to provision {} {vmid}: no source declared",
+                kind.as_str()
+            )));
+        };
+        let what = |e: Error| {
+            let class = match e {
+                Error::Transport(_) | Error::TaskTimeout { .. } => FailureClass::Unknown,
+                _ => FailureClass::Retry,
+            };
+            BackendError::new(
+                class,
+                format!(
+                    "cannot provision {} {vmid} from {}: {}",
+                    kind.as_str(),
+                    source.describe(),
+                    provision_error(&e)
+                ),
+            )
+        };
+        self.client.vmid_free(vmid).await.map_err(what)?;
+        let upid = match source {
+            GuestSource::Restore { archive, storage } => {
+                self.client
+                    .restore_guest(node, kind, vmid, archive, storage.as_deref())
+                    .await
+            }
+            GuestSource::Clone {
+                template,
+                storage,
+                full,
+            } => {
+                self.client
+                    .clone_guest(node, kind, *template, vmid, storage.as_deref(), *full)
+                    .await
+            }
+        }
+        .map_err(what)?;
+        Ok(TaskHandle::new(upid.to_string()))
+    }
+}
+
+/// A node's refusal of a provisioning, in words: the parameter errors of a 400 spelt
+/// out, anything else as the node said it.
+fn provision_error(e: &Error) -> String {
+    match e {
+        Error::Api {
+            status: 400,
+            errors,
+            ..
+        } if !errors.is_empty() => errors
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", v.trim()))
+            .collect::<Vec<_>>()
+            .join("; "),
+        Error::Api { message, .. } | Error::NotFound { message } => message.trim().to_owned(),
+        other => other.to_string(),
     }
 }
 
@@ -185,10 +282,12 @@ impl Backend for PveBackend {
         }
         // The signed parameters were checked against the operation table by the gate;
         // each is encoded here once, as the node's request takes it.
-        let mut purge = false;
+        let mut opts = DeleteOptions::default();
         for (k, v) in params {
             match (k.as_str(), v.as_str()) {
-                ("purge", "1") => purge = true,
+                ("purge", "1") => opts.purge = true,
+                ("destroy-unreferenced-disks", "0") => opts.unreferenced_disks = Some(false),
+                ("destroy-unreferenced-disks", "1") => opts.unreferenced_disks = Some(true),
                 _ => {
                     return Err(BackendError::retry(format!(
                         "{op} does not take parameter {k}={v}"
@@ -198,7 +297,7 @@ impl Backend for PveBackend {
         }
         let upid = self
             .client
-            .delete_guest(&self.node, kind, vmid, purge)
+            .delete_guest(&self.node, kind, vmid, opts)
             .await?;
         Ok(TaskHandle::new(upid.to_string()))
     }
@@ -207,9 +306,26 @@ impl Backend for PveBackend {
         &self,
         target: &Target,
         op: Operation,
+        params: &BTreeMap<String, String>,
     ) -> Result<Option<Vec<TaskHandle>>, BackendError> {
-        let (kind, vmid) = guest_of(target)?;
+        let (kind, mut vmid) = guest_of(target)?;
+        // A clone's task is its template's (the node names a task by the guest it
+        // started on); a restore's is the new guest's.
+        if op == Operation::Provision
+            && let Some(template) = params.get("clone")
+        {
+            vmid = template.parse().map_err(|_| {
+                BackendError::retry(format!(
+                    "journaled clone template {template:?} is not a vmid"
+                ))
+            })?;
+        }
+        let clone = params.contains_key("clone");
         let typefilter = match (op, kind) {
+            (Operation::Provision, GuestKind::Lxc) if clone => "vzclone",
+            (Operation::Provision, GuestKind::Qemu) if clone => "qmclone",
+            (Operation::Provision, GuestKind::Lxc) => "vzrestore",
+            (Operation::Provision, GuestKind::Qemu) => "qmrestore",
             (Operation::Destroy, GuestKind::Lxc) => "vzdestroy",
             (Operation::Destroy, GuestKind::Qemu) => "qmdestroy",
             (Operation::Start, GuestKind::Lxc) => "vzstart",

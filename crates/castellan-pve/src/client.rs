@@ -361,17 +361,104 @@ impl PveClient {
     }
 
     /// `DELETE /nodes/{node}/{kind}/{vmid}` (destroys the guest and its owned volumes);
-    /// `purge` also removes it from backup jobs, replication and HA. Returns the task's UPID.
+    /// see [`request::DeleteOptions`]. Returns the task's UPID.
     pub async fn delete_guest(
         &self,
         node: &str,
         kind: GuestKind,
         vmid: u32,
-        purge: bool,
+        opts: request::DeleteOptions,
     ) -> Result<Upid, Error> {
-        let spec = request::delete_guest(node, kind, vmid, purge)?;
+        let spec = request::delete_guest(node, kind, vmid, opts)?;
         self.execute_upid(&spec, || format!("deletion of {} {vmid}", kind.as_str()))
             .await
+    }
+
+    /// Restores backup volume `archive` to the new guest `vmid` (see
+    /// [`request::restore_guest`]). Returns the task's UPID.
+    pub async fn restore_guest(
+        &self,
+        node: &str,
+        kind: GuestKind,
+        vmid: u32,
+        archive: &str,
+        storage: Option<&str>,
+    ) -> Result<Upid, Error> {
+        let spec = request::restore_guest(node, kind, vmid, archive, storage)?;
+        self.execute_upid(&spec, || format!("restore of {} {vmid}", kind.as_str()))
+            .await
+    }
+
+    /// Clones `template` to the new guest `newid` (see [`request::clone_guest`]). Returns
+    /// the task's UPID (a task of the template, as the node lists it).
+    pub async fn clone_guest(
+        &self,
+        node: &str,
+        kind: GuestKind,
+        template: u32,
+        newid: u32,
+        storage: Option<&str>,
+        full: Option<bool>,
+    ) -> Result<Upid, Error> {
+        let spec = request::clone_guest(node, kind, template, newid, storage, full)?;
+        self.execute_upid(&spec, || {
+            format!("clone of {} {template} to {newid}", kind.as_str())
+        })
+        .await
+    }
+
+    /// Grows disk `disk` of a guest to `size` (see [`request::resize_disk`]). Returns the
+    /// task's UPID, or `None` where the node answered synchronously.
+    pub async fn resize_disk(
+        &self,
+        node: &str,
+        kind: GuestKind,
+        vmid: u32,
+        disk: &str,
+        size: &str,
+        digest: &str,
+    ) -> Result<Option<Upid>, Error> {
+        let spec = request::resize_disk(node, kind, vmid, disk, size, digest)?;
+        let what = || format!("response to the resize of {} {vmid}", kind.as_str());
+        match self.execute(&spec).await? {
+            Value::Null => Ok(None),
+            Value::String(s) => s.parse::<Upid>().map(Some).map_err(|e| Error::Decode {
+                what: what(),
+                message: e.to_string(),
+            }),
+            other => Err(Error::Decode {
+                what: what(),
+                message: format!("expected null or a upid, found {}", type_name(&other)),
+            }),
+        }
+    }
+
+    /// `GET /cluster/nextid?vmid=N`: `Ok` when no guest of the cluster has vmid `vmid`;
+    /// the node's refusal (`VM N already exists`) otherwise.
+    pub async fn vmid_free(&self, vmid: u32) -> Result<(), Error> {
+        let spec = request::vmid_free(vmid)?;
+        self.execute(&spec).await.map(|_| ())
+    }
+
+    /// `GET /cluster/resources?type=vm`: every guest of the cluster as
+    /// `(vmid, node)`, sorted by vmid.
+    pub async fn cluster_guests(&self) -> Result<Vec<(u32, String)>, Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default, deserialize_with = "lenient::de_opt_i64")]
+            vmid: Option<i64>,
+            #[serde(default, deserialize_with = "lenient::de_opt_string")]
+            node: Option<String>,
+        }
+        let spec = request::cluster_guests();
+        let data = self.execute(&spec).await?;
+        let raw: Vec<Raw> = decode(data, || "cluster resources".to_owned())?;
+        let mut out: Vec<(u32, String)> = raw
+            .into_iter()
+            .filter_map(|r| Some((u32::try_from(r.vmid?).ok()?, r.node?)))
+            .collect();
+        out.sort();
+        Ok(out)
     }
 
     /// `GET /nodes/{node}/tasks`: the tasks of type `typefilter` (e.g. `vzdestroy`) for

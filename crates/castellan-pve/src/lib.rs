@@ -38,7 +38,9 @@ pub use backend::PveBackend;
 pub use castellan_core::model::GuestKind;
 pub use client::{ClientConfig, PveClient};
 pub use error::Error;
-pub use request::{Method, PowerAction, RequestSpec, ShutdownOptions, request_catalog};
+pub use request::{
+    DeleteOptions, Method, PowerAction, RequestSpec, ShutdownOptions, request_catalog,
+};
 pub use retry::RetryPolicy;
 pub use tls::{Fingerprint, TlsMode, client_config as tls_client_config};
 pub use token::ApiToken;

@@ -58,7 +58,44 @@ pub fn spec_from_config(
         description: string(values.get("description")),
         tags: string(values.get("tags")),
         digest: digest.to_owned(),
+        disks: disks(kind, values)?,
     })
+}
+
+/// The size of every disk a guest of `kind` can grow, from its `size=` (CD-ROM drives
+/// and disks without a size are left out): `rootfs: local-lvm:vm-101-disk-0,size=8G`.
+fn disks(
+    kind: GuestKind,
+    values: &BTreeMap<String, Value>,
+) -> Result<BTreeMap<String, u64>, ConfigReadError> {
+    let mut out = BTreeMap::new();
+    for (key, v) in values {
+        if !castellan_core::desired::disk_key(kind, key) {
+            continue;
+        }
+        let Some(text) = v.as_str() else {
+            return Err(err(key, v, "not a disk property string"));
+        };
+        let mut parts = text.split(',');
+        parts.next(); // the volume
+        let mut size = None;
+        for part in parts {
+            match part.split_once('=') {
+                Some(("media", "cdrom")) => {
+                    size = None;
+                    break;
+                }
+                Some(("size", s)) => size = Some(s),
+                _ => {}
+            }
+        }
+        if let Some(s) = size {
+            let bytes = castellan_core::units::parse_size(s)
+                .map_err(|_| err(key, v, "its size is not a size Proxmox VE writes"))?;
+            out.insert(key.clone(), bytes);
+        }
+    }
+    Ok(out)
 }
 
 /// QEMU `memory` is the property string `[current=]<integer>`.
@@ -169,6 +206,48 @@ mod tests {
                 .expect_err("invalid");
             assert_eq!(e.key, "memory");
         }
+    }
+
+    #[test]
+    fn disk_sizes_are_read_from_their_property_strings() {
+        let lxc = spec_from_config(
+            GuestKind::Lxc,
+            &cfg(json!({
+                "rootfs": "local-lvm:vm-101-disk-0,size=8G",
+                "mp0": "local-lvm:vm-101-disk-1,mp=/srv,size=1T",
+                "mp1": "/mnt/bind,mp=/bind",
+                "net0": "name=eth0,bridge=vmbr0",
+            })),
+            "d",
+        )
+        .map(|s| s.disks);
+        assert_eq!(
+            lxc,
+            Ok(BTreeMap::from([
+                ("mp0".to_owned(), 1u64 << 40),
+                ("rootfs".to_owned(), 8u64 << 30),
+            ]))
+        );
+        let qemu = spec_from_config(
+            GuestKind::Qemu,
+            &cfg(json!({
+                "scsi0": "local-lvm:vm-100-disk-0,iothread=1,size=1536M",
+                "ide2": "local:iso/debian.iso,media=cdrom,size=600M",
+                "efidisk0": "local-lvm:vm-100-disk-1,size=4M",
+            })),
+            "d",
+        )
+        .map(|s| s.disks);
+        assert_eq!(
+            qemu,
+            Ok(BTreeMap::from([("scsi0".to_owned(), 1536u64 << 20)]))
+        );
+        let bad = spec_from_config(
+            GuestKind::Qemu,
+            &cfg(json!({"scsi0": "local-lvm:vm-100-disk-0,size=lots"})),
+            "d",
+        );
+        assert!(bad.is_err(), "{bad:?}");
     }
 
     #[test]

@@ -228,6 +228,8 @@ enum GuestPath {
     Pending,
     StatusCurrent,
     Power(PowerAction),
+    Clone,
+    Resize,
 }
 
 fn template(kind: GuestKind, path: GuestPath) -> &'static str {
@@ -250,6 +252,10 @@ fn template(kind: GuestKind, path: GuestPath) -> &'static str {
         (Qemu, GuestPath::Power(Shutdown)) => "/nodes/{node}/qemu/{vmid}/status/shutdown",
         (Lxc, GuestPath::Power(Reboot)) => "/nodes/{node}/lxc/{vmid}/status/reboot",
         (Qemu, GuestPath::Power(Reboot)) => "/nodes/{node}/qemu/{vmid}/status/reboot",
+        (Lxc, GuestPath::Clone) => "/nodes/{node}/lxc/{vmid}/clone",
+        (Qemu, GuestPath::Clone) => "/nodes/{node}/qemu/{vmid}/clone",
+        (Lxc, GuestPath::Resize) => "/nodes/{node}/lxc/{vmid}/resize",
+        (Qemu, GuestPath::Resize) => "/nodes/{node}/qemu/{vmid}/resize",
     }
 }
 
@@ -389,20 +395,145 @@ pub fn shutdown(
     Ok(spec)
 }
 
-/// `DELETE /nodes/{node}/{kind}/{vmid}`, with `purge=1` to also remove the guest from
-/// backup jobs, replication and HA.
+/// Options of a guest's deletion (`DELETE /nodes/{node}/{kind}/{vmid}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeleteOptions {
+    /// Also remove the guest from backup jobs, replication and HA (`purge=1`).
+    pub purge: bool,
+    /// `destroy-unreferenced-disks`: also remove (`Some(true)`) or keep (`Some(false)`)
+    /// disks of the vmid that its configuration does not reference; `None` sends nothing
+    /// (the node's default).
+    pub unreferenced_disks: Option<bool>,
+}
+
+/// `DELETE /nodes/{node}/{kind}/{vmid}`.
 pub fn delete_guest(
     node: &str,
     kind: GuestKind,
     vmid: u32,
-    purge: bool,
+    opts: DeleteOptions,
 ) -> Result<RequestSpec, Error> {
-    let spec = guest(Method::Delete, kind, node, vmid, GuestPath::Root)?;
-    Ok(if purge {
-        spec.param("purge", bool_param(true))
+    let mut spec = guest(Method::Delete, kind, node, vmid, GuestPath::Root)?;
+    if opts.purge {
+        spec = spec.param("purge", bool_param(true));
+    }
+    if let Some(u) = opts.unreferenced_disks {
+        spec = spec.param("destroy-unreferenced-disks", bool_param(u));
+    }
+    Ok(spec)
+}
+
+fn check_storage(storage: &str) -> Result<(), Error> {
+    if castellan_core::desired::valid_storage_id(storage) {
+        Ok(())
     } else {
-        spec
-    })
+        Err(Error::Config(format!(
+            "invalid storage id {storage:?}: expected a letter, then letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// `POST /nodes/{node}/lxc` (`ostemplate` = the archive, `restore=1`) or
+/// `POST /nodes/{node}/qemu` (`archive`): restores backup volume `archive` to the new
+/// guest `vmid`, its disks to `storage` (the node's choice when `None`), with new MAC
+/// addresses (`unique=1`), so that the copy never clashes with the guest it came from.
+/// Without `force` a node refuses a vmid that is taken anywhere in the cluster.
+pub fn restore_guest(
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    archive: &str,
+    storage: Option<&str>,
+) -> Result<RequestSpec, Error> {
+    check_node(node)?;
+    check_vmid(vmid)?;
+    if !castellan_core::desired::valid_volume_id(archive) {
+        return Err(Error::Config(format!(
+            "invalid backup volume {archive:?}: expected storage:path"
+        )));
+    }
+    let spec = match kind {
+        GuestKind::Lxc => RequestSpec::new(Method::Post, "/nodes/{node}/lxc")
+            .param("ostemplate", archive)
+            .param("restore", bool_param(true)),
+        GuestKind::Qemu => {
+            RequestSpec::new(Method::Post, "/nodes/{node}/qemu").param("archive", archive)
+        }
+    };
+    let mut spec = spec
+        .path_param("node", node)
+        .param("vmid", vmid.to_string())
+        .param("unique", bool_param(true));
+    if let Some(s) = storage {
+        check_storage(s)?;
+        spec = spec.param("storage", s);
+    }
+    Ok(spec)
+}
+
+/// `POST /nodes/{node}/{kind}/{template}/clone`: a copy of `template` as guest `newid`;
+/// `full` a full copy (`None`: Proxmox VE's choice, a linked clone of a template),
+/// `storage` where a full copy's disks go.
+pub fn clone_guest(
+    node: &str,
+    kind: GuestKind,
+    template: u32,
+    newid: u32,
+    storage: Option<&str>,
+    full: Option<bool>,
+) -> Result<RequestSpec, Error> {
+    check_vmid(newid)?;
+    let mut spec = guest(Method::Post, kind, node, template, GuestPath::Clone)?
+        .param("newid", newid.to_string());
+    if let Some(f) = full {
+        spec = spec.param("full", bool_param(f));
+    }
+    if let Some(s) = storage {
+        check_storage(s)?;
+        spec = spec.param("storage", s);
+    }
+    Ok(spec)
+}
+
+/// `PUT /nodes/{node}/{kind}/{vmid}/resize`: grows disk `disk` to the absolute `size`
+/// (as Proxmox VE writes sizes: `64G`), conditional on the configuration digest.
+pub fn resize_disk(
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    disk: &str,
+    size: &str,
+    digest: &str,
+) -> Result<RequestSpec, Error> {
+    check_config_key(disk)?;
+    let digits = size.strip_suffix(['K', 'M', 'G', 'T']).unwrap_or(size);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Config(format!(
+            "invalid disk size {size:?}: expected a whole number with K, M, G or T"
+        )));
+    }
+    if digest.is_empty() || digest.len() > 40 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::Config(format!(
+            "resize of {} {vmid} has an invalid digest {digest:?}",
+            kind.as_str()
+        )));
+    }
+    Ok(guest(Method::Put, kind, node, vmid, GuestPath::Resize)?
+        .param("disk", disk)
+        .param("size", size)
+        .param("digest", digest))
+}
+
+/// `GET /cluster/nextid?vmid=N`: answers the vmid if no guest anywhere in the cluster
+/// has it, and refuses it (400) otherwise.
+pub fn vmid_free(vmid: u32) -> Result<RequestSpec, Error> {
+    check_vmid(vmid)?;
+    Ok(RequestSpec::new(Method::Get, "/cluster/nextid").param("vmid", vmid.to_string()))
+}
+
+/// `GET /cluster/resources?type=vm`: every guest of the cluster with its node.
+pub fn cluster_guests() -> RequestSpec {
+    RequestSpec::new(Method::Get, "/cluster/resources").param("type", "vm")
 }
 
 /// `GET /nodes/{node}/tasks/{upid}/status`.
@@ -488,9 +619,55 @@ pub fn request_catalog() -> Vec<RequestSpec> {
                 force_stop: true,
             },
         ));
-        push(delete_guest(node, kind, vmid, false));
-        push(delete_guest(node, kind, vmid, true));
+        push(delete_guest(node, kind, vmid, DeleteOptions::default()));
+        push(delete_guest(
+            node,
+            kind,
+            vmid,
+            DeleteOptions {
+                purge: true,
+                unreferenced_disks: Some(false),
+            },
+        ));
+        push(restore_guest(
+            node,
+            kind,
+            vmid + 20,
+            "local:backup/vzdump-lxc-900-2026_01_01-00_00_00.tar.zst",
+            Some("local-lvm"),
+        ));
+        push(restore_guest(
+            node,
+            kind,
+            vmid + 21,
+            "local:backup/x.vma.zst",
+            None,
+        ));
+        push(clone_guest(
+            node,
+            kind,
+            9000,
+            vmid + 22,
+            Some("local-lvm"),
+            Some(true),
+        ));
+        push(clone_guest(node, kind, 9000, vmid + 23, None, None));
+        let disk = if kind == GuestKind::Lxc {
+            "rootfs"
+        } else {
+            "scsi0"
+        };
+        push(resize_disk(
+            node,
+            kind,
+            vmid,
+            disk,
+            "64G",
+            "8b0e27ef0f7c3c1bd4f1e0a7a0d5b6c9e2f1a3b4",
+        ));
     }
+    push(vmid_free(120));
+    push(Ok(cluster_guests()));
     match upid {
         Ok(upid) => push(task_status(node, &upid)),
         Err(e) => push(Err(e)),

@@ -286,10 +286,25 @@ async fn every_call_against_the_simulator() -> TestResult {
     }
 
     // Deletion, with and without purge; the guest is then gone.
-    let u = client.delete_guest(NODE, GuestKind::Lxc, 101, true).await?;
+    let u = client
+        .delete_guest(
+            NODE,
+            GuestKind::Lxc,
+            101,
+            castellan_pve::DeleteOptions {
+                purge: true,
+                ..Default::default()
+            },
+        )
+        .await?;
     client.wait_task(NODE, &u, wait()).await?;
     let u = client
-        .delete_guest(NODE, GuestKind::Qemu, 100, false)
+        .delete_guest(
+            NODE,
+            GuestKind::Qemu,
+            100,
+            castellan_pve::DeleteOptions::default(),
+        )
         .await?;
     client.wait_task(NODE, &u, wait()).await?;
     assert!(sim.guest(101).is_none() && sim.guest(100).is_none());

@@ -102,6 +102,15 @@ pub enum AuditEvent {
         /// Why.
         reason: String,
     },
+    /// The agent recorded a guest it created as its own (provenance citing the creating
+    /// `intent`): removing it again needs no signature only while that record holds.
+    ProvenanceRecorded,
+    /// A creation failed and left its target behind: what it made is being removed,
+    /// benign because the intent that made it is the one undoing it (`intent`).
+    UndoStarted {
+        /// The creation's failure.
+        reason: String,
+    },
     /// Recovery at start-up took up an in-flight intent (named in `intent`).
     RecoveryResumed,
     /// Recovery could not tell what became of an in-flight intent and holds it for an
@@ -157,6 +166,8 @@ impl AuditEvent {
             AuditEvent::ActionSucceeded => "action_succeeded",
             AuditEvent::ActionFailed { .. } => "action_failed",
             AuditEvent::ActionRolledBack { .. } => "action_rolled_back",
+            AuditEvent::ProvenanceRecorded => "provenance_recorded",
+            AuditEvent::UndoStarted { .. } => "undo_started",
             AuditEvent::RecoveryResumed => "recovery_resumed",
             AuditEvent::IntentHeld { .. } => "intent_held",
             AuditEvent::IntentResolved { .. } => "intent_resolved",

@@ -519,6 +519,60 @@ impl Store {
         Ok(record)
     }
 
+    /// Records a provisioning intent as succeeded and the guest it created as this
+    /// agent's own (provenance citing it), with their audit records, in one transaction:
+    /// a crash leaves both or neither. Only for a non-destructive `provision` of a guest.
+    pub fn mark_provisioned(&mut self, id: IntentId, now: Timestamp) -> Result<(), StoreError> {
+        let tx = self.write_tx("mark a provisioning succeeded")?;
+        let intent = load(&tx, id)?;
+        if intent.state.is_terminal() {
+            return Err(StoreError::BadTransition {
+                id,
+                from: intent.state,
+                to: IntentState::Succeeded,
+            });
+        }
+        let Some((guest, vmid)) = intent.target.as_guest() else {
+            return Err(StoreError::InvalidIntent(format!(
+                "intent {id} creates {}, which is not a guest",
+                intent.target
+            )));
+        };
+        if intent.op != castellan_core::Operation::Provision.as_str() || intent.destructive {
+            return Err(StoreError::InvalidIntent(format!(
+                "intent {id} is a {}, not a provisioning",
+                intent.op
+            )));
+        }
+        let eff = advance_clock(&tx, now)?;
+        tx.prepare_cached(
+            "UPDATE intents SET state = ?2, detail = NULL, finished_at = ?3 WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(rusqlite::params![
+                to_i64(id.0),
+                IntentState::Succeeded.as_str(),
+                time::to_text(eff)
+            ])
+        })
+        .ctx("marking a provisioning succeeded")?;
+        let mut done = AuditEntry::from(AuditEvent::ActionSucceeded);
+        fill_fields(&mut done, &intent);
+        append_in(&tx, done, eff)?;
+        crate::provenance::insert_provenance(
+            &tx,
+            vmid,
+            guest,
+            crate::ProvenanceKind::CreatedByAgent { intent: id },
+            eff,
+        )?;
+        let mut recorded = AuditEntry::from(AuditEvent::ProvenanceRecorded);
+        fill_fields(&mut recorded, &intent);
+        append_in(&tx, recorded, eff)?;
+        tx.commit().ctx("committing a provisioning")?;
+        Ok(())
+    }
+
     /// Records, before a destructive request is sent, which of the node's tasks of its
     /// kind for the guest already existed (`seen`): recovery then knows any other is the
     /// request's own. Only from state `intent`, once. No audit record: it is evidence, not

@@ -106,20 +106,7 @@ impl Store {
             return Err(mismatch(format!("the intent is for {cited}")));
         }
         let eff = advance_clock(&tx, now)?;
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO provenance (vmid, guest, kind, intent_id, recorded_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| {
-            s.execute(rusqlite::params![
-                i64::from(vmid),
-                guest.as_str(),
-                kind.as_str(),
-                to_i64(intent.0),
-                time::to_text(eff),
-            ])
-        })
-        .ctx("recording provenance")?;
+        insert_provenance(&tx, vmid, guest, kind, eff)?;
         tx.commit().ctx("committing provenance")?;
         Ok(())
     }
@@ -226,4 +213,29 @@ impl Store {
         tx.commit().ctx("committing forgotten provenance")?;
         Ok(n > 0)
     }
+}
+
+/// Writes a provenance row inside `tx` (its intent already checked by the caller).
+pub(crate) fn insert_provenance(
+    tx: &rusqlite::Transaction<'_>,
+    vmid: Vmid,
+    guest: GuestKind,
+    kind: ProvenanceKind,
+    eff: Timestamp,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO provenance (vmid, guest, kind, intent_id, recorded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut s| {
+        s.execute(rusqlite::params![
+            i64::from(vmid),
+            guest.as_str(),
+            kind.as_str(),
+            to_i64(kind.intent().0),
+            time::to_text(eff),
+        ])
+    })
+    .ctx("recording provenance")?;
+    Ok(())
 }

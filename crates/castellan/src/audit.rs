@@ -241,7 +241,9 @@ pub fn detail(r: &AuditRecord) -> String {
         AuditEvent::OpRejected { reason, detail } => parts.push(format!("{reason}: {detail}")),
         AuditEvent::TaskDispatched { upid: Some(u) } => parts.push(format!("task {u}")),
         AuditEvent::ActionFailed { error } => parts.push(error.clone()),
-        AuditEvent::ActionRolledBack { reason } => parts.push(reason.clone()),
+        AuditEvent::ActionRolledBack { reason } | AuditEvent::UndoStarted { reason } => {
+            parts.push(reason.clone())
+        }
         AuditEvent::RecoveryCompleted { intents } => parts.push(format!(
             "{intents} in-flight intent{}",
             if *intents == 1 { "" } else { "s" }

@@ -195,12 +195,23 @@ async fn serve(
     let template = resolved.template.to_string();
     let pp = resolved.path_params.clone();
     let vmid: Option<u32> = pp.get("vmid").and_then(|v| v.parse().ok());
+    // Create and vzdump calls name their guest in the body: faults may match on it.
+    let fault_vmid = vmid.or_else(|| {
+        matches!(
+            template.as_str(),
+            "/nodes/{node}/lxc" | "/nodes/{node}/qemu" | "/nodes/{node}/vzdump"
+        )
+        .then(|| params.get("vmid").and_then(|v| v.parse().ok()))
+        .flatten()
+    });
 
     let mut ctx = Ctx {
         user,
         ..Default::default()
     };
-    let fault = shared.lock().take_fault(method.as_str(), rel_trimmed, vmid);
+    let fault = shared
+        .lock()
+        .take_fault(method.as_str(), rel_trimmed, fault_vmid);
     if let Some(f) = &fault {
         match f {
             Fault::Latency { ms } => tokio::time::sleep(Duration::from_millis(*ms)).await,
@@ -231,7 +242,7 @@ async fn serve(
     let now = Instant::now();
     let mut st = shared.lock();
     if let Some(f) = &fault {
-        st.apply_guest_fault(f, vmid);
+        st.apply_guest_fault(f, fault_vmid);
     }
     let kind = if template.starts_with("/nodes/{node}/lxc") {
         Some(GuestKind::Lxc)
@@ -248,6 +259,7 @@ async fn serve(
             .is_some_and(|v| pve_schema::parse_boolean(v) == Some(true))
     };
     let upid = pp.get("upid").cloned().unwrap_or_default();
+    let pstr = |k: &str| pp.get(k).map(String::as_str).unwrap_or("");
     let suffix = template
         .strip_prefix("/nodes/{node}/lxc")
         .or_else(|| template.strip_prefix("/nodes/{node}/qemu"))
@@ -259,9 +271,28 @@ async fn serve(
         ("GET", "/nodes/{node}/tasks", _, _) => st.task_list(params),
         ("GET", "/nodes/{node}/tasks/{upid}/status", _, _) => st.task_status(&upid),
         ("GET", "/nodes/{node}/tasks/{upid}/log", _, _) => st.task_log(&upid, params),
+        ("GET", "/nodes/{node}/storage/{storage}/content", _, _) => {
+            st.storage_content(pstr("storage"), params)
+        }
+        ("GET", "/nodes/{node}/storage/{storage}/content/{volume}", _, _) => {
+            st.volume_info(pstr("storage"), pstr("volume"))
+        }
+        ("DELETE", "/nodes/{node}/storage/{storage}/content/{volume}", _, _) => {
+            st.volume_delete(&ctx, pstr("storage"), pstr("volume"), params, now)
+        }
+        ("POST", "/nodes/{node}/vzdump", _, _) => st.vzdump(&ctx, params, now),
         ("GET", _, Some(k), None) if suffix.is_empty() => st.list(k, flag("full")),
+        ("POST", _, Some(GuestKind::Lxc), None) if suffix.is_empty() => {
+            st.lxc_create(&ctx, params, now)
+        }
+        ("POST", _, Some(GuestKind::Qemu), None) if suffix.is_empty() => {
+            st.qemu_create(&ctx, params, now)
+        }
         (_, _, Some(k), Some(vmid)) => match (m, suffix) {
             ("DELETE", "/{vmid}") => st.destroy(&ctx, k, vmid, params, now),
+            ("POST", "/{vmid}/clone") => st.clone_guest(&ctx, k, vmid, params, now),
+            ("POST", "/{vmid}/template") => st.template(&ctx, k, vmid, params, now),
+            ("PUT", "/{vmid}/resize") => st.resize(&ctx, k, vmid, params, now),
             ("GET", "/{vmid}/config") => {
                 if get("snapshot").is_some() {
                     Err(ApiError::Internal(format!(
@@ -369,7 +400,7 @@ struct FaultsBody {
     rules: Vec<FaultRule>,
 }
 
-/// `/_sim/...`: `GET state`, `GET|PUT faults`, `GET|DELETE requests`.
+/// `/_sim/...`: `GET state` (guests and storages with their volumes), `GET|PUT faults`, `GET|DELETE requests`.
 fn control(shared: &Shared, method: &Method, rest: &str, body: &[u8]) -> Response {
     let plain = |status: StatusCode, v: Value| {
         let mut r = (status, v.to_string()).into_response();
@@ -384,7 +415,11 @@ fn control(shared: &Shared, method: &Method, rest: &str, body: &[u8]) -> Respons
             let st = shared.lock();
             plain(
                 StatusCode::OK,
-                json!({ "node": shared.node, "guests": st.all_views() }),
+                json!({
+                    "node": shared.node,
+                    "guests": st.all_views(),
+                    "storages": st.storage_views(),
+                }),
             )
         }
         ("GET", "faults") => plain(StatusCode::OK, json!({ "rules": shared.lock().faults })),

@@ -83,6 +83,64 @@ pub struct SeedGuest {
     pub lock: Option<String>,
     /// PVE config keys and values, as strings (`cores` = "2").
     pub config: BTreeMap<String, String>,
+    /// HA-managed (`ha-manager` has `ct:VMID` / `vm:VMID`).
+    pub ha: bool,
+}
+
+/// One seeded storage (`[[storage]]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedStorage {
+    /// Storage ID (`local`, `local-lvm`, ...).
+    pub id: String,
+    /// Plugin type: `dir`, `nfs`, `cifs` (file-based, every content type), `lvmthin`,
+    /// `zfspool` (disk images only).
+    pub ty: String,
+    /// Content types: `images`, `rootdir`, `backup`, `vztmpl`, `iso`.
+    pub content: Vec<String>,
+    /// Size in bytes.
+    pub total: u64,
+    /// Shared (default: `nfs`/`cifs` yes, others no).
+    pub shared: bool,
+    /// `dir`: the directory (default `/var/lib/vz` for `local`, else `/mnt/pve/ID`);
+    /// `lvmthin`: the volume group (default `pve`); `zfspool`: the pool (default `rpool/data`).
+    pub path: Option<String>,
+}
+
+/// One seeded backup archive (`[[backup]]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedBackup {
+    /// The storage holding it (needs `backup` content).
+    pub storage: String,
+    /// The guest it is a backup of.
+    pub vmid: u32,
+    /// Container or VM.
+    pub kind: GuestKind,
+    /// Archive size in bytes.
+    pub size: u64,
+    /// Backup time (epoch seconds; default 2026-01-01 00:00:00 UTC, plus the backup's
+    /// position so names stay unique).
+    pub ctime: Option<u64>,
+    /// Explicit volume ID (default: vzdump's name, `STORAGE:backup/vzdump-KIND-VMID-TIME.tar.zst`
+    /// or `.vma.zst`).
+    pub volid: Option<String>,
+    /// Backup notes.
+    pub notes: Option<String>,
+    /// Protected backup.
+    pub protected: bool,
+    /// The guest config inside the archive (default: a minimal plausible one).
+    pub config: BTreeMap<String, String>,
+}
+
+/// One seeded loose volume (`[[volume]]`): a container template (`local:vztmpl/...`), an
+/// ISO, or a disk image no config references.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedVolume {
+    /// The volume ID.
+    pub volid: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Creation time (epoch seconds).
+    pub ctime: Option<u64>,
 }
 
 /// The simulator's initial state.
@@ -92,6 +150,13 @@ pub struct Seed {
     pub guests: Vec<SeedGuest>,
     /// Fault rules from the seed's `[[fault]]` tables.
     pub faults: Vec<FaultRule>,
+    /// Storages; empty means the defaults: `local` (dir: iso, vztmpl, backup; 100 GiB) and
+    /// `local-lvm` (lvmthin: images, rootdir; 200 GiB).
+    pub storages: Vec<SeedStorage>,
+    /// Backup archives.
+    pub backups: Vec<SeedBackup>,
+    /// Loose volumes.
+    pub volumes: Vec<SeedVolume>,
 }
 
 /// Errors parsing a seed or fault file.
@@ -106,6 +171,18 @@ pub enum SeedError {
         /// The guest's VMID (as written).
         vmid: i64,
         /// The field (`kind`, `status`, `config.cores`, ...).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A storage, backup or volume table is invalid.
+    #[error("{table} {index}: field '{field}': {message}")]
+    Table {
+        /// `storage`, `backup` or `volume`.
+        table: &'static str,
+        /// Position in the file (0-based).
+        index: usize,
+        /// The field.
         field: String,
         /// What is wrong.
         message: String,
@@ -127,6 +204,12 @@ struct RawSeed {
     guest: Vec<RawGuest>,
     #[serde(default)]
     fault: Vec<toml::Value>,
+    #[serde(default)]
+    storage: Vec<RawStorage>,
+    #[serde(default)]
+    backup: Vec<RawBackup>,
+    #[serde(default)]
+    volume: Vec<RawVolume>,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +222,109 @@ struct RawGuest {
     lock: Option<String>,
     #[serde(default)]
     config: toml::Table,
+    #[serde(default)]
+    ha: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    id: String,
+    #[serde(rename = "type")]
+    ty: String,
+    content: Vec<String>,
+    total: toml::Value,
+    #[serde(default)]
+    shared: Option<bool>,
+    #[serde(default)]
+    path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackup {
+    storage: String,
+    vmid: i64,
+    kind: String,
+    size: toml::Value,
+    #[serde(default)]
+    ctime: Option<u64>,
+    #[serde(default)]
+    volid: Option<String>,
+    #[serde(default)]
+    notes: Option<String>,
+    #[serde(default)]
+    protected: bool,
+    #[serde(default)]
+    config: toml::Table,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVolume {
+    volid: String,
+    size: toml::Value,
+    #[serde(default)]
+    ctime: Option<u64>,
+}
+
+/// A size: bytes as an integer, or a string with a `K`/`M`/`G`/`T` unit (`"100G"`).
+fn parse_size_value(v: &toml::Value) -> Result<u64, String> {
+    match v {
+        toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+        toml::Value::String(s) => {
+            pve_schema::parse_size(s).ok_or_else(|| format!("invalid size '{s}'"))
+        }
+        other => Err(format!("invalid size {other}")),
+    }
+}
+
+fn parse_kind(s: &str) -> Result<GuestKind, String> {
+    match s {
+        "lxc" => Ok(GuestKind::Lxc),
+        "qemu" => Ok(GuestKind::Qemu),
+        other => Err(format!("'{other}' is not one of lxc, qemu")),
+    }
+}
+
+/// Checks config keys and values against the embedded schema of the kind's config update
+/// call; returns them as strings. Errors name the key (`config.KEY`).
+fn parse_config_table(
+    kind: GuestKind,
+    vmid: u32,
+    table: &toml::Table,
+) -> Result<BTreeMap<String, String>, (String, String)> {
+    let schema = pve_schema::embedded();
+    let method = match kind {
+        GuestKind::Lxc => "PUT",
+        GuestKind::Qemu => "POST",
+    };
+    let path = format!("/nodes/seed/{}/{vmid}/config", kind.as_str());
+    let mut config = BTreeMap::new();
+    for (k, v) in table {
+        let field = format!("config.{k}");
+        let value = match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => if *b { "1" } else { "0" }.to_string(),
+            other => return Err((field, format!("unsupported value {other}"))),
+        };
+        if matches!(
+            k.as_str(),
+            "node" | "vmid" | "digest" | "delete" | "revert" | "lock"
+        ) || k.starts_with("skip")
+        {
+            return Err((field, "not a config key".into()));
+        }
+        let one = BTreeMap::from([(k.clone(), value.clone())]);
+        if let Err(e) = schema.validate(method, &path, &one) {
+            let msg = e.errors.values().next().cloned().unwrap_or_default();
+            return Err((field, msg.trim_end().to_string()));
+        }
+        config.insert(k.clone(), value);
+    }
+    Ok(config)
 }
 
 impl Seed {
@@ -187,41 +373,7 @@ impl Seed {
                 GuestKind::Lxc => "PUT",
                 GuestKind::Qemu => "POST",
             };
-            let mut config = BTreeMap::new();
-            for (k, v) in &g.config {
-                let field = format!("config.{k}");
-                let value = match v {
-                    toml::Value::String(s) => s.clone(),
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Float(f) => f.to_string(),
-                    toml::Value::Boolean(b) => if *b { "1" } else { "0" }.to_string(),
-                    other => {
-                        return Err(bad(&field, format!("unsupported value {other}")));
-                    }
-                };
-                if matches!(
-                    k.as_str(),
-                    "node" | "vmid" | "digest" | "delete" | "revert" | "lock"
-                ) || k.starts_with("skip")
-                {
-                    return Err(bad(&field, "not a config key".into()));
-                }
-                let path = format!(
-                    "/nodes/seed/{}/{vmid}/config",
-                    if kind == GuestKind::Lxc {
-                        "lxc"
-                    } else {
-                        "qemu"
-                    }
-                );
-                let mut one = BTreeMap::new();
-                one.insert(k.clone(), value.clone());
-                if let Err(e) = schema.validate(method, &path, &one) {
-                    let msg = e.errors.values().next().cloned().unwrap_or_default();
-                    return Err(bad(&field, msg.trim_end().to_string()));
-                }
-                config.insert(k.clone(), value);
-            }
+            let config = parse_config_table(kind, vmid, &g.config).map_err(|(f, m)| bad(&f, m))?;
             if let Some(lock) = &g.lock {
                 let path = format!("/nodes/seed/{}/{vmid}/config", kind.as_str());
                 let mut one = BTreeMap::new();
@@ -237,11 +389,120 @@ impl Seed {
                 status,
                 lock: g.lock,
                 config,
+                ha: g.ha,
             });
         }
         let faults = parse_fault_values(raw.fault)?;
-        Ok(Seed { guests, faults })
+        let storages = parse_storages(raw.storage)?;
+        let backups = parse_backups(raw.backup, &storages)?;
+        let volumes = raw
+            .volume
+            .into_iter()
+            .enumerate()
+            .map(|(index, v)| {
+                let size = parse_size_value(&v.size).map_err(|message| SeedError::Table {
+                    table: "volume",
+                    index,
+                    field: "size".into(),
+                    message,
+                })?;
+                Ok(SeedVolume {
+                    volid: v.volid,
+                    size,
+                    ctime: v.ctime,
+                })
+            })
+            .collect::<Result<Vec<_>, SeedError>>()?;
+        Ok(Seed {
+            guests,
+            faults,
+            storages,
+            backups,
+            volumes,
+        })
     }
+}
+
+fn parse_storages(raw: Vec<RawStorage>) -> Result<Vec<SeedStorage>, SeedError> {
+    let mut out: Vec<SeedStorage> = Vec::new();
+    for (index, r) in raw.into_iter().enumerate() {
+        let bad = |field: &str, message: String| SeedError::Table {
+            table: "storage",
+            index,
+            field: field.into(),
+            message,
+        };
+        let id_ok = crate::state::valid_storage_id(&r.id);
+        if !id_ok {
+            return Err(bad("id", format!("'{}' is not a valid storage ID", r.id)));
+        }
+        if out.iter().any(|o| o.id == r.id) {
+            return Err(bad("id", "duplicate storage ID".into()));
+        }
+        let supported = crate::state::storage_type_content(&r.ty).ok_or_else(|| {
+            bad(
+                "type",
+                format!("'{}' is not one of dir, nfs, cifs, lvmthin, zfspool", r.ty),
+            )
+        })?;
+        if let Some(c) = r.content.iter().find(|c| !supported.contains(&c.as_str())) {
+            return Err(bad(
+                "content",
+                format!("'{c}' is not supported by storage type '{}'", r.ty),
+            ));
+        }
+        let total = parse_size_value(&r.total).map_err(|m| bad("total", m))?;
+        let shared = r.shared.unwrap_or(matches!(r.ty.as_str(), "nfs" | "cifs"));
+        out.push(SeedStorage {
+            id: r.id,
+            ty: r.ty,
+            content: r.content,
+            total,
+            shared,
+            path: r.path,
+        });
+    }
+    Ok(out)
+}
+
+fn parse_backups(
+    raw: Vec<RawBackup>,
+    storages: &[SeedStorage],
+) -> Result<Vec<SeedBackup>, SeedError> {
+    let mut out = Vec::new();
+    for (index, r) in raw.into_iter().enumerate() {
+        let bad = |field: &str, message: String| SeedError::Table {
+            table: "backup",
+            index,
+            field: field.into(),
+            message,
+        };
+        if !(100..=999_999_999).contains(&r.vmid) {
+            return Err(bad("vmid", "must be between 100 and 999999999".into()));
+        }
+        let vmid = r.vmid as u32;
+        let kind = parse_kind(&r.kind).map_err(|m| bad("kind", m))?;
+        let size = parse_size_value(&r.size).map_err(|m| bad("size", m))?;
+        if !storages.is_empty() && !storages.iter().any(|s| s.id == r.storage) {
+            return Err(bad(
+                "storage",
+                format!("storage '{}' is not seeded", r.storage),
+            ));
+        }
+        let config = parse_config_table(kind, vmid, &r.config).map_err(|(f, m)| bad(&f, m))?;
+        out.push(SeedBackup {
+            storage: r.storage,
+            vmid,
+            kind,
+            size,
+            ctime: r.ctime,
+            volid: r.volid,
+            notes: r.notes,
+            protected: r.protected,
+            config,
+        });
+    }
+    Ok(out)
 }
 
 /// Parses a faults file: `[[fault]]` tables of [`FaultRule`] (the `--faults` option).

@@ -10,6 +10,16 @@
 //! Booleans are accepted as `1/0`, `true/false`, `yes/no`, `on/off` (case-insensitive) and
 //! stored as `1`/`0`.
 //!
+//! The node has storages (seeded with `[[storage]]`, default `local` and `local-lvm`) holding
+//! volumes: the seeded guests' disks, `[[backup]]` archives, `[[volume]]` templates and
+//! ISOs. On top of config, power and destroy it serves the guest lifecycle as PVE 9 does:
+//! storage content (list, info, `imgdel`), create and restore (`vzcreate`, `vzrestore`,
+//! `qmcreate`, `qmrestore` under `lock: create`), clone (`vzclone`, `qmclone`), template,
+//! `vzdump` (under `lock: backup`, leaving a vzdump-named archive), resize (`resize` tasks,
+//! `size=` as `format_size` writes it) and destroy with HA, `purge` and
+//! `destroy-unreferenced-disks`. Space is the sum of volume sizes; what does not fit fails
+//! as the storage type fails. See `README.md` for the sources each behaviour follows.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), pvesim::SimError> {
 //! let seed = pvesim::Seed::from_toml_str(r#"
@@ -43,11 +53,11 @@ use pve_schema::Schema;
 use sha2::{Digest, Sha256};
 
 pub use config::{
-    Fault, FaultRule, GuestKind, GuestStatus, Seed, SeedError, SeedGuest, SimConfig,
-    faults_from_toml_str,
+    Fault, FaultRule, GuestKind, GuestStatus, Seed, SeedBackup, SeedError, SeedGuest, SeedStorage,
+    SeedVolume, SimConfig, faults_from_toml_str,
 };
 pub use pveconf::{decode_text, encode_text, unique_tags};
-pub use state::{GuestView, RequestRecord};
+pub use state::{GuestView, RequestRecord, StorageView, VZDUMP_DURATION_FACTOR, VolumeView};
 
 /// Errors starting the simulator.
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +252,32 @@ impl SimHandle {
     /// All VMIDs, sorted.
     pub fn guest_ids(&self) -> Vec<u32> {
         self.shared.lock().guest_ids()
+    }
+
+    /// All storages with their volumes, sorted by ID.
+    pub fn storages(&self) -> Vec<StorageView> {
+        self.shared.lock().storage_views()
+    }
+
+    /// One storage with its volumes, or `None` if it does not exist.
+    pub fn storage(&self, id: &str) -> Option<StorageView> {
+        self.shared.lock().storage_view(id)
+    }
+
+    /// The volumes of a storage (empty if it does not exist).
+    pub fn volumes(&self, storage: &str) -> Vec<VolumeView> {
+        self.storage(storage).map(|s| s.volumes).unwrap_or_default()
+    }
+
+    /// A volume by volume ID (`local-lvm:vm-100-disk-0`), wherever it is.
+    pub fn volume(&self, volid: &str) -> Option<VolumeView> {
+        let (sid, _) = volid.split_once(':')?;
+        self.volumes(sid).into_iter().find(|v| v.volid == volid)
+    }
+
+    /// Whether the guest is HA-managed.
+    pub fn ha_managed(&self, vmid: u32) -> bool {
+        self.shared.lock().ha_managed(vmid)
     }
 
     /// Every API request served so far (the last 100,000), oldest first.

@@ -500,7 +500,7 @@ impl Gatekeeper {
             self.crashpoint("stopped");
         }
         // Which destroy tasks exist already: any other one found later is this one's.
-        let seen = match backend.tasks_of(&a.target, a.op).await {
+        let seen = match backend.tasks_of(&a.target, a.op, &a.params).await {
             Ok(seen) => seen
                 .unwrap_or_default()
                 .iter()

@@ -40,6 +40,7 @@ use crate::inbox::{Inbox, OfferedOp, SETTLE_GRACE, Settled};
 
 mod benign;
 mod destructive;
+mod provision;
 mod recovery;
 mod sweep;
 

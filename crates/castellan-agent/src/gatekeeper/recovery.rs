@@ -109,7 +109,7 @@ impl Gatekeeper {
                         GateError::Recovery("an unknown operation has no tasks".into())
                     })?;
                     let listed = backend
-                        .tasks_of(&intent.target, op)
+                        .tasks_of(&intent.target, op, &intent.params)
                         .await
                         .map_err(GateError::Backend)?;
                     f.listed = Some(
@@ -173,6 +173,13 @@ impl Gatekeeper {
             }
         };
         match settlement {
+            Settlement::Succeeded if f.op == Some(Operation::Provision) => {
+                // A creation that succeeded earns its provenance with its terminal record.
+                let (id, now) = (intent.id, self.now());
+                self.store(move |s| s.mark_provisioned(id, now)).await?;
+                Ok(None)
+            }
+            Settlement::Undo(why) => self.undo_creation(backend, intent, why).await,
             Settlement::Succeeded => Ok(Some(Outcome::Succeeded)),
             Settlement::Failed(error) => Ok(Some(Outcome::Failed { error })),
             Settlement::RolledBack(reason) => Ok(Some(Outcome::RolledBack { reason })),

@@ -258,10 +258,22 @@ async fn power_actions_and_delete_return_upids() -> TestResult {
             force_stop: true,
         };
         client.shutdown_with(NODE, kind, vmid, opts).await?;
-        let d = client.delete_guest(NODE, kind, vmid, true).await?;
+        let d = client
+            .delete_guest(
+                NODE,
+                kind,
+                vmid,
+                castellan_pve::DeleteOptions {
+                    purge: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
         assert_eq!(d.kind(), format!("{prefix}destroy"));
         assert_eq!(d.id(), vmid.to_string());
-        client.delete_guest(NODE, kind, vmid, false).await?;
+        client
+            .delete_guest(NODE, kind, vmid, castellan_pve::DeleteOptions::default())
+            .await?;
     }
     let seen = fake.seen();
     let shutdown_with: Vec<_> = seen

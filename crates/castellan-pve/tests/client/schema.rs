@@ -60,13 +60,21 @@ fn every_request_the_client_sends_matches_the_pve_schema() -> Result<(), Box<dyn
         "DELETE /nodes/{node}/qemu/{vmid}",
         "GET /nodes/{node}/tasks/{upid}/status",
         "GET /nodes/{node}/tasks",
+        "POST /nodes/{node}/lxc",
+        "POST /nodes/{node}/qemu",
+        "POST /nodes/{node}/lxc/{vmid}/clone",
+        "POST /nodes/{node}/qemu/{vmid}/clone",
+        "PUT /nodes/{node}/lxc/{vmid}/resize",
+        "PUT /nodes/{node}/qemu/{vmid}/resize",
+        "GET /cluster/nextid",
+        "GET /cluster/resources",
     ] {
         assert!(
             endpoints.iter().any(|e| e == expected),
             "catalog lacks {expected}"
         );
     }
-    assert_eq!(endpoints.len(), 23, "{endpoints:#?}");
+    assert_eq!(endpoints.len(), 31, "{endpoints:#?}");
     Ok(())
 }
 

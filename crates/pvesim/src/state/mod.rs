@@ -1,4 +1,7 @@
-//! The simulated node: guests, their config files, tasks, and the API operations on them.
+//! The simulated node: guests, their config files, storages and volumes, tasks, and the API
+//! operations on them (config, power, destroy in `config`/`power`; storage content in
+//! `storage`; create/restore in `lifecycle`; clone and template in `clone`; `resize`;
+//! vzdump in `backup`).
 //!
 //! Everything here is synchronous and runs under one mutex, never across an await. Time is
 //! passed in (`now`), and tasks complete lazily: every access first calls [`State::tick`],
@@ -7,7 +10,7 @@
 //! would have at that moment.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,17 +18,40 @@ use pve_schema::{Schema, parse_boolean, split_list};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::config::{Fault, FaultRule, GuestKind, GuestStatus, Seed};
+use crate::config::{Fault, FaultRule, GuestKind, GuestStatus, Seed, SeedBackup, SeedStorage};
 use crate::pveconf::{self, ParsedConf};
 
+mod backup;
+mod clone;
 mod config;
 mod guests;
+mod lifecycle;
 mod power;
+mod resize;
+mod seed;
+mod storage;
 mod tasks;
+mod volumes;
 
 use config::*;
 use guests::*;
+use lifecycle::*;
+use storage::*;
 use tasks::*;
+use volumes::*;
+
+pub use backup::VZDUMP_DURATION_FACTOR;
+pub use storage::{StorageView, VolumeView};
+
+/// Whether `id` is a valid storage ID (`pve-storage-id`: `[a-z][a-z0-9\-_.]*[a-z0-9]`).
+pub(crate) fn valid_storage_id(id: &str) -> bool {
+    storage::parse_volume_id(&format!("{id}:x")).is_some_and(|(s, _)| s == id)
+}
+
+/// The content types a storage type supports, or `None` for an unknown type.
+pub(crate) fn storage_type_content(ty: &str) -> Option<&'static [&'static str]> {
+    matches!(ty, "dir" | "nfs" | "cifs" | "lvmthin" | "zfspool").then(|| supported_content(ty))
+}
 
 /// An API error, shaped like a real node's.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +158,9 @@ pub(crate) struct State {
     requests: VecDeque<RequestRecord>,
     next_pid: u32,
     boot: SystemTime,
+    storages: BTreeMap<String, Storage>,
+    /// HA-managed guests.
+    ha: BTreeSet<u32>,
 }
 
 fn epoch(t: SystemTime) -> u64 {
@@ -155,7 +184,10 @@ impl State {
             requests: VecDeque::new(),
             next_pid: 2000,
             boot: now - Duration::from_secs(86_400),
+            storages: BTreeMap::new(),
+            ha: BTreeSet::new(),
         };
+        st.seed_storages(&seed.storages);
         for g in &seed.guests {
             let mut conf = ParsedConf {
                 main: g.config.clone(),
@@ -181,7 +213,11 @@ impl State {
             };
             guest.sync();
             st.guests.insert(g.vmid, guest);
+            if g.ha {
+                st.ha.insert(g.vmid);
+            }
         }
+        st.seed_volumes(seed);
         st
     }
 
@@ -198,6 +234,10 @@ impl State {
 
     pub fn guest_view(&self, vmid: u32) -> Option<GuestView> {
         self.guests.get(&vmid).map(Guest::view)
+    }
+
+    pub fn ha_managed(&self, vmid: u32) -> bool {
+        self.ha.contains(&vmid)
     }
 
     pub fn guest_ids(&self) -> Vec<u32> {
@@ -406,7 +446,7 @@ impl State {
     pub fn status_current(&self, kind: GuestKind, vmid: u32) -> ApiResult {
         let g = self.load(kind, vmid)?;
         let mut d = self.vmstatus(g, SystemTime::now());
-        d["ha"] = json!({"managed": 0});
+        d["ha"] = self.ha_status(g);
         if kind == GuestKind::Qemu {
             d["qmpstatus"] = json!(if g.running { "running" } else { "stopped" });
             if g.conf.main.get("agent").is_some_and(|a| {
@@ -450,6 +490,9 @@ impl State {
                 if let Some(l) = g.lock() {
                     d["lock"] = json!(l);
                 }
+                if self.ha.contains(&g.vmid) {
+                    d["hastate"] = json!(if g.running { "started" } else { "stopped" });
+                }
                 out.push(d);
             }
         }
@@ -463,13 +506,18 @@ impl State {
             }));
         }
         if ty.is_none() || ty == Some("storage") {
-            out.push(json!({
-                "id": format!("storage/{}/local", self.node), "type": "storage", "storage": "local",
-                "node": self.node, "status": "available", "plugintype": "dir", "shared": 0,
-                "content": "iso,vztmpl,backup", "maxdisk": 100u64 << 30, "disk": 10u64 << 30,
-            }));
+            out.extend(self.storage_resources());
         }
         Ok(Value::Array(out).into())
+    }
+
+    /// `status/current`'s `ha` object (`PVE::HA::Config::get_service_status`).
+    fn ha_status(&self, g: &Guest) -> Value {
+        if !self.ha.contains(&g.vmid) {
+            return json!({"managed": 0});
+        }
+        let state = if g.running { "started" } else { "stopped" };
+        json!({"managed": 1, "state": state})
     }
 
     pub fn nextid(&self, vmid: Option<&str>) -> ApiResult {

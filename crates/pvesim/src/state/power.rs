@@ -187,7 +187,15 @@ impl State {
             .is_some_and(|v| parse_boolean(v) == Some(true));
         let lock = g.lock().map(str::to_string);
         let running = g.running;
+        let ha = self.ha.contains(&vmid);
         let mut log = Vec::new();
+        // Both kinds refuse to remove an HA resource without `purge`.
+        let ha_refusal = (ha && !flag("purge")).then(|| {
+            format!(
+                "unable to remove {} {vmid} - used in HA resources and purge parameter not set.",
+                label(kind)
+            )
+        });
         let outcome = match kind {
             // pve-container API2/LXC.pm destroy_vm: early checks run before the worker.
             GuestKind::Lxc => {
@@ -196,6 +204,9 @@ impl State {
                 }
                 if let Some(l) = lock {
                     return die(format!("CT {vmid} is locked ({l})"));
+                }
+                if let Some(m) = ha_refusal {
+                    return die(m);
                 }
                 if running && !flag("force") {
                     return die(format!(
@@ -210,12 +221,15 @@ impl State {
                 if protected {
                     return die(format!("can't remove VM {vmid} - protection mode enabled"));
                 }
+                if let Some(m) = ha_refusal {
+                    return die(m);
+                }
                 if running {
                     return die(format!("VM {vmid} is running - destroy failed"));
                 }
                 match (lock, flag("skiplock")) {
                     (Some(l), false) => Outcome::Error(format!("VM {vmid} is locked ({l})")),
-                    _ => Outcome::Ok,
+                    _ => self.base_in_use(g).map_or(Outcome::Ok, Outcome::Error),
                 }
             }
         };
@@ -224,12 +238,66 @@ impl State {
                 "purging {} {vmid} from related configurations..",
                 label(kind)
             ));
+            if ha {
+                log.push(format!(
+                    "NOTE: removed {} {vmid} from HA resource configuration.",
+                    label(kind)
+                ));
+            }
         }
         let ty = match kind {
             GuestKind::Lxc => "vzdestroy",
             GuestKind::Qemu => "qmdestroy",
         };
-        let upid = self.new_task(ctx, ty, vmid, outcome, Effect::Destroy { vmid }, log, now);
+        let ops = self.destroy_ops(vmid, flag("destroy-unreferenced-disks"), flag("purge"));
+        let spec = TaskSpec::new(ty, vmid.to_string(), outcome)
+            .effect(ops)
+            .log(log);
+        let upid = self.spawn(ctx, spec, now);
         Ok(json!(upid).into())
+    }
+
+    /// What destroying removes: the guest, the volumes it owns and references (current,
+    /// pending, unused), with `destroy-unreferenced-disks` every disk image of its VMID on a
+    /// storage for its kind (default off for both kinds in PVE 9), with `purge` its HA entry.
+    fn destroy_ops(&self, vmid: u32, unreferenced: bool, purge: bool) -> Vec<Op> {
+        let Some(g) = self.guests.get(&vmid) else {
+            return vec![Op::RemoveGuest(vmid)];
+        };
+        let mut volids = self.owned_volumes(g);
+        if unreferenced {
+            let content = match g.kind {
+                GuestKind::Lxc => "rootdir",
+                GuestKind::Qemu => "images",
+            };
+            volids.extend(self.images_of(vmid, content));
+        }
+        volids.sort();
+        volids.dedup();
+        let mut ops: Vec<Op> = volids
+            .into_iter()
+            .map(|volid| Op::RemoveVolume { volid })
+            .collect();
+        if purge {
+            ops.push(Op::SetHa {
+                vmid,
+                managed: false,
+            });
+        }
+        ops.push(Op::RemoveGuest(vmid));
+        ops
+    }
+
+    /// qemu-server `destroy_vm`: a template's base volume still used by linked clones
+    /// (not detectable on LVM-thin, as on a real node).
+    fn base_in_use(&self, g: &Guest) -> Option<String> {
+        if !g.is_template() {
+            return None;
+        }
+        self.owned_volumes(g).into_iter().find_map(|volid| {
+            let (st, volname, p) = self.parse_volid(&volid).ok()?;
+            (p.base && st.clones_of(&volname) > 0)
+                .then(|| format!("base volume '{volid}' is still in use by linked cloned"))
+        })
     }
 }

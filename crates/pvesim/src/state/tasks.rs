@@ -15,8 +15,99 @@ pub(super) enum Effect {
     Start(u32),
     Stop(u32),
     Reboot(u32),
-    Destroy { vmid: u32 },
-    QemuUpdate { vmid: u32, update: Update },
+    QemuUpdate {
+        vmid: u32,
+        update: Update,
+    },
+    /// State changes of the lifecycle workers (create, restore, clone, destroy, vzdump, ...).
+    Ops(Vec<Op>),
+}
+
+/// One state change a worker makes.
+#[derive(Debug, Clone)]
+pub(super) enum Op {
+    /// Writes a guest's whole config (creating the guest if needed).
+    PutGuest {
+        vmid: u32,
+        kind: GuestKind,
+        conf: BTreeMap<String, String>,
+        running: bool,
+    },
+    RemoveGuest(u32),
+    /// `remove_lock`: only if the guest still carries this lock.
+    RemoveLock {
+        vmid: u32,
+        lock: String,
+    },
+    SetConfig {
+        vmid: u32,
+        key: String,
+        value: String,
+    },
+    AddVolume {
+        volid: String,
+        volume: Box<Volume>,
+    },
+    RemoveVolume {
+        volid: String,
+    },
+    /// `vdisk_create_base`: a volume renamed to its base name.
+    RenameVolume {
+        from: String,
+        to: String,
+    },
+    SetVolumeSize {
+        volid: String,
+        size: u64,
+    },
+    SetHa {
+        vmid: u32,
+        managed: bool,
+    },
+}
+
+/// What a new task is: type, ID, how it ends and what it changes.
+#[derive(Debug, Clone)]
+pub(super) struct TaskSpec {
+    pub(super) ty: String,
+    pub(super) id: String,
+    pub(super) outcome: Outcome,
+    pub(super) effect: Effect,
+    /// Applied instead of `effect` when the task fails (locks released, half-made guests
+    /// removed, as the worker's error paths do).
+    pub(super) cleanup: Vec<Op>,
+    pub(super) log: Vec<String>,
+    /// The task runs `factor` × `task_duration`.
+    pub(super) factor: u32,
+}
+
+impl TaskSpec {
+    pub(super) fn new(ty: &str, id: impl Into<String>, outcome: Outcome) -> TaskSpec {
+        TaskSpec {
+            ty: ty.to_string(),
+            id: id.into(),
+            outcome,
+            effect: Effect::None,
+            cleanup: Vec::new(),
+            log: Vec::new(),
+            factor: 1,
+        }
+    }
+
+    pub(super) fn effect(mut self, ops: Vec<Op>) -> TaskSpec {
+        self.effect = Effect::Ops(ops);
+        self
+    }
+
+    pub(super) fn cleanup(mut self, ops: Vec<Op>) -> TaskSpec {
+        self.cleanup = ops;
+        self
+    }
+
+    pub(super) fn log(mut self, log: Vec<String>) -> TaskSpec {
+        self.log = log;
+        self
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +122,7 @@ pub(super) struct Task {
     pub(super) log: Vec<String>,
     pub(super) outcome: Outcome,
     pub(super) effect: Effect,
+    pub(super) cleanup: Vec<Op>,
     /// Set when the task has ended.
     pub(super) exitstatus: Option<String>,
     pub(super) endtime: Option<u64>,
@@ -82,10 +174,16 @@ impl State {
         let Some(task) = self.tasks.get(upid) else {
             return;
         };
+        if task.exitstatus.is_some() {
+            return;
+        }
         let outcome = task.outcome.clone();
         let effect = task.effect.clone();
+        let cleanup = task.cleanup.clone();
         let mut log_extra = Vec::new();
-        if outcome != Outcome::Error(String::new()) && !matches!(outcome, Outcome::Error(_)) {
+        if matches!(outcome, Outcome::Error(_)) {
+            self.apply_ops(cleanup);
+        } else {
             log_extra = self.apply_effect(effect);
         }
         let endtime = epoch(SystemTime::now());
@@ -143,9 +241,7 @@ impl State {
                     g.pid = pid;
                 }
             }
-            Effect::Destroy { vmid } => {
-                self.guests.remove(&vmid);
-            }
+            Effect::Ops(ops) => self.apply_ops(ops),
             Effect::QemuUpdate { vmid, update } => {
                 if let Some(g) = self.guests.get_mut(&vmid) {
                     return apply_qemu_update(g, &update);
@@ -161,11 +257,27 @@ impl State {
         ctx: &Ctx,
         ty: &str,
         vmid: u32,
-        mut outcome: Outcome,
-        mut effect: Effect,
-        mut log: Vec<String>,
+        outcome: Outcome,
+        effect: Effect,
+        log: Vec<String>,
         now: Instant,
     ) -> String {
+        let mut spec = TaskSpec::new(ty, vmid.to_string(), outcome).log(log);
+        spec.effect = effect;
+        self.spawn(ctx, spec, now)
+    }
+
+    /// Starts a task; it ends after `factor` × `task_duration` (see [`State::tick`]).
+    pub(super) fn spawn(&mut self, ctx: &Ctx, spec: TaskSpec, now: Instant) -> String {
+        let TaskSpec {
+            ty,
+            id,
+            mut outcome,
+            mut effect,
+            cleanup,
+            mut log,
+            factor,
+        } = spec;
         match &ctx.task_fault {
             Some(Fault::TaskFailure { exitstatus }) => {
                 outcome = Outcome::Error(exitstatus.clone());
@@ -192,10 +304,10 @@ impl State {
             ctx.user.clone()
         };
         let upid = format!(
-            "UPID:{}:{pid:08X}:{pstart:08X}:{starttime:08X}:{ty}:{vmid}:{user}:",
+            "UPID:{}:{pid:08X}:{pstart:08X}:{starttime:08X}:{ty}:{id}:{user}:",
             self.node
         );
-        let end = now + self.task_duration;
+        let end = now + self.task_duration * factor.max(1);
         self.tasks.insert(
             upid.clone(),
             Task {
@@ -203,12 +315,13 @@ impl State {
                 pid,
                 pstart,
                 starttime,
-                ty: ty.to_string(),
-                id: vmid.to_string(),
+                ty,
+                id,
                 user,
                 log,
                 outcome,
                 effect,
+                cleanup,
                 exitstatus: None,
                 endtime: None,
             },
@@ -219,6 +332,102 @@ impl State {
             self.tick(now);
         }
         upid
+    }
+
+    /// Ends a task now (its heap entry is skipped later).
+    pub(super) fn finish_now(&mut self, upid: &str) {
+        self.finish_task(upid);
+    }
+
+    pub(super) fn apply_ops(&mut self, ops: Vec<Op>) {
+        for op in ops {
+            self.apply_op(op);
+        }
+    }
+
+    fn apply_op(&mut self, op: Op) {
+        match op {
+            Op::PutGuest {
+                vmid,
+                kind,
+                conf,
+                running,
+            } => self.put_guest(vmid, kind, conf, running),
+            Op::RemoveGuest(vmid) => {
+                self.guests.remove(&vmid);
+            }
+            Op::RemoveLock { vmid, lock } => {
+                if let Some(g) = self.guests.get_mut(&vmid)
+                    && g.lock() == Some(lock.as_str())
+                {
+                    g.conf.main.remove("lock");
+                    g.sync();
+                }
+            }
+            Op::SetConfig { vmid, key, value } => {
+                if let Some(g) = self.guests.get_mut(&vmid) {
+                    g.conf.main.insert(key, value);
+                    g.sync();
+                }
+            }
+            Op::AddVolume { volid, volume } => self.add_volume(&volid, *volume),
+            Op::RemoveVolume { volid } => {
+                self.remove_volume(&volid);
+            }
+            Op::RenameVolume { from, to } => {
+                if let Some(mut v) = self.remove_volume(&from) {
+                    if let Some((_, name)) = storage::parse_volume_id(&to) {
+                        v.volname = name.to_string();
+                    }
+                    self.add_volume(&to, v);
+                }
+            }
+            Op::SetVolumeSize { volid, size } => {
+                if let Some(v) = self.volume_mut(&volid) {
+                    v.size = size;
+                }
+            }
+            Op::SetHa { vmid, managed } => {
+                if managed {
+                    self.ha.insert(vmid);
+                } else {
+                    self.ha.remove(&vmid);
+                }
+            }
+        }
+    }
+
+    /// Writes a guest's config, creating the guest if it does not exist.
+    pub(super) fn put_guest(
+        &mut self,
+        vmid: u32,
+        kind: GuestKind,
+        conf: BTreeMap<String, String>,
+        running: bool,
+    ) {
+        let pid = self.alloc_pid();
+        let now = SystemTime::now();
+        let g = self.guests.entry(vmid).or_insert_with(|| Guest {
+            vmid,
+            kind,
+            running: false,
+            conf: ParsedConf::default(),
+            raw: String::new(),
+            digest: String::new(),
+            started: None,
+            pid,
+        });
+        g.kind = kind;
+        g.conf = ParsedConf {
+            main: conf,
+            ..Default::default()
+        };
+        if running && !g.running {
+            g.running = true;
+            g.started = Some(now);
+            g.pid = pid;
+        }
+        g.sync();
     }
 
     pub(super) fn task_json(&self, t: &Task, with_endtime: bool) -> Value {
