@@ -6,7 +6,7 @@
 //! - parameter errors: status 400, body `{"data":null,"errors":{"param":"text"},
 //!   "message":"Parameter verification failed.\n"}`;
 //! - everything else a handler `die`s with: status 500 (or the code of a `PVE::Exception`), the
-//!   text in the HTTP status line (`HTTP/1.1 500 CT 101 is locked (backup)`) and, since
+//!   text in the HTTP status line (`HTTP/1.1 500 CT is locked (backup)`) and, since
 //!   pve-http-server 4.x, also in the body's `message`. Older nodes and some proxied paths send
 //!   only the status line, so the reason phrase is the fallback.
 //!
@@ -14,7 +14,7 @@
 //! `PVE::AbstractConfig`, pve-common `PVE::Tools::lock_file_full`, qemu-server / pve-container
 //! API modules):
 //!
-//! - `CT 101 is locked (backup)` / `VM 100 is locked (migrate)` — `check_lock`;
+//! - `CT is locked (backup)` / `VM is locked (migrate)` — `check_lock` (callers sometimes add the vmid);
 //! - `can't lock file '/var/lock/lxc/pve-config-101.lock' - got timeout` — config flock;
 //! - `Configuration file 'nodes/pve/qemu-server/100.conf' does not exist` — guest gone;
 //! - `detected modified configuration - file changed by other user? Try again.` — digest.
@@ -189,8 +189,9 @@ fn classify_message(message: &str) -> Option<Kind> {
     if message.contains("can't lock file") {
         return Some(Kind::LockTimeout);
     }
-    // pve-guest-common PVE::AbstractConfig::check_lock: "CT 101 is locked (backup)",
-    // "VM 100 is locked (migrate)".
+    // pve-guest-common PVE::AbstractConfig::check_lock: "CT is locked (backup)",
+    // "VM is locked (migrate)" (the guest type, no vmid); some callers prefix the
+    // vmid ("CT 101 is locked (backup)"), so both are recognised.
     if is_guest_locked(message) {
         return Some(Kind::Locked);
     }
@@ -204,12 +205,14 @@ fn classify_message(message: &str) -> Option<Kind> {
 }
 
 fn is_guest_locked(message: &str) -> bool {
-    message
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(4)
-        .any(|w| {
-            matches!(w[0], "CT" | "VM")
+    let words: Vec<&str> = message.split_whitespace().collect();
+    let typed = |w: &[&str]| matches!(w[0], "CT" | "VM");
+    words
+        .windows(3)
+        .any(|w| typed(w) && w[1] == "is" && w[2] == "locked")
+        || words.windows(4).any(|w| {
+            typed(w)
+                && !w[1].is_empty()
                 && w[1].bytes().all(|b| b.is_ascii_digit())
                 && w[2] == "is"
                 && w[3] == "locked"
@@ -267,6 +270,15 @@ mod tests {
         ));
         assert!(matches!(
             check(500, "VM 100 is locked (migrate)"),
+            Error::Locked { .. }
+        ));
+        // check_lock's own words carry no vmid.
+        assert!(matches!(
+            check(500, "CT is locked (backup)"),
+            Error::Locked { .. }
+        ));
+        assert!(matches!(
+            check(500, "unable to restore VM 140 - VM is locked (create)"),
             Error::Locked { .. }
         ));
         assert!(matches!(

@@ -9,7 +9,7 @@
 //! - Every request is described by a [`RequestSpec`] built in [`request`] and sent by one
 //!   function; [`request::request_catalog`] enumerates them all so tests can check them
 //!   against the PVE API schema.
-//! - Lock conflicts (`CT 101 is locked (backup)`, `can't lock file ... got timeout`) are
+//! - Lock conflicts (`CT is locked (backup)`, `can't lock file ... got timeout`) are
 //!   retried with capped exponential backoff and jitter ([`RetryPolicy`]). Transport failures
 //!   are retried only for GETs: a POST that timed out may have been carried out.
 //! - A config changed behind our back is [`Error::DigestMismatch`], a vanished guest

@@ -521,7 +521,7 @@ async fn a_locked_guest_fails_after_the_retries() -> TestResult {
         .await;
     match &err {
         Err(e @ Error::Locked { message }) => {
-            assert_eq!(message, "CT 102 is locked (backup)");
+            assert_eq!(message, "CT is locked (backup)");
             assert!(e.is_lock());
         }
         other => panic!("expected Locked, got {other:?}"),
@@ -541,7 +541,7 @@ async fn a_locked_guest_fails_after_the_retries() -> TestResult {
     let err = client.wait_task(NODE, &u, wait()).await;
     match &err {
         Err(e @ Error::TaskFailed { exitstatus, .. }) => {
-            assert_eq!(exitstatus, "CT 102 is locked (backup)");
+            assert_eq!(exitstatus, "CT is locked (backup)");
             assert!(e.is_lock());
         }
         other => panic!("expected TaskFailed, got {other:?}"),

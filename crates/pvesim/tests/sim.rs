@@ -357,7 +357,7 @@ async fn locks_and_lock_timeouts() {
         .call("PUT", "/nodes/pve-01/lxc/101/config", &[("cores", "3")])
         .await;
     assert_eq!(s, 500);
-    assert_eq!(v["message"], "CT 101 is locked (backup)\n");
+    assert_eq!(v["message"], "CT is locked (backup)\n");
     assert_eq!(
         sim.handle.guest(101).unwrap().lock.as_deref(),
         Some("backup")
@@ -385,7 +385,7 @@ async fn locks_and_lock_timeouts() {
     let (_, status) = sim
         .task("POST", "/nodes/pve-01/lxc/102/status/start", &[])
         .await;
-    assert_eq!(status, "CT 102 is locked (backup)");
+    assert_eq!(status, "CT is locked (backup)");
     // qemu config write on a locked VM
     sim.handle.set_faults(vec![rule(
         Some(100),
@@ -399,7 +399,7 @@ async fn locks_and_lock_timeouts() {
     let (_, v) = sim
         .call("POST", "/nodes/pve-01/qemu/100/config", &[("cores", "3")])
         .await;
-    assert_eq!(v["message"], "VM 100 is locked (migrate)\n");
+    assert_eq!(v["message"], "VM is locked (migrate)\n");
     // lock timeouts
     sim.handle.set_faults(vec![rule(
         None,

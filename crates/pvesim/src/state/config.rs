@@ -207,7 +207,7 @@ impl State {
         self.lock_config(ctx, GuestKind::Lxc, vmid)?;
         let g = self.load(GuestKind::Lxc, vmid)?;
         if let Some(lock) = g.lock() {
-            return die(format!("CT {vmid} is locked ({lock})"));
+            return die(check_lock_msg(GuestKind::Lxc, lock));
         }
         // PVE::Tools::assert_if_modified
         if digest.as_deref().is_some_and(|d| d != g.digest) {
@@ -276,7 +276,7 @@ impl State {
             .get("skiplock")
             .is_some_and(|v| parse_boolean(v) == Some(true));
         if let (Some(lock), false) = (g.lock(), skiplock) {
-            return die(format!("VM {vmid} is locked ({lock})"));
+            return die(check_lock_msg(GuestKind::Qemu, lock));
         }
         self.normalize_params(GuestKind::Qemu, &mut update.params);
         if sync {

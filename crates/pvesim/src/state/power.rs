@@ -24,9 +24,8 @@ impl State {
             .filter(|g| g.kind == kind)
             .and_then(|g| g.lock().map(str::to_string));
         let template = self.guests.get(&vmid).is_some_and(|g| g.is_template());
-        let l = label(kind);
-        let locked_err =
-            |lock: &Option<String>| lock.as_ref().map(|x| format!("{l} {vmid} is locked ({x})"));
+        // pve-guest-common AbstractConfig::check_lock: the guest type, no vmid.
+        let locked_err = |lock: &Option<String>| lock.as_ref().map(|x| check_lock_msg(kind, x));
         let missing = self.not_exists_msg(kind, vmid);
         let (ty, outcome, effect) = match (kind, action) {
             // pve-container src/PVE/API2/LXC/Status.pm
@@ -203,7 +202,7 @@ impl State {
                     return die(format!("can't remove CT {vmid} - protection mode enabled"));
                 }
                 if let Some(l) = lock {
-                    return die(format!("CT {vmid} is locked ({l})"));
+                    return die(check_lock_msg(kind, &l));
                 }
                 if let Some(m) = ha_refusal {
                     return die(m);
@@ -228,7 +227,7 @@ impl State {
                     return die(format!("VM {vmid} is running - destroy failed"));
                 }
                 match (lock, flag("skiplock")) {
-                    (Some(l), false) => Outcome::Error(format!("VM {vmid} is locked ({l})")),
+                    (Some(l), false) => Outcome::Error(check_lock_msg(kind, &l)),
                     _ => self.base_in_use(g).map_or(Outcome::Ok, Outcome::Error),
                 }
             }
