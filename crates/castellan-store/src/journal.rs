@@ -314,6 +314,30 @@ fn fill_fields(entry: &mut AuditEntry, intent: &Intent) {
     }
 }
 
+/// Records `intent` terminal (`to`, with `detail`) inside `tx`, and appends `entry` for
+/// it.
+fn finish_in(
+    tx: &Transaction<'_>,
+    intent: &Intent,
+    to: IntentState,
+    detail: Option<&str>,
+    mut entry: AuditEntry,
+    eff: Timestamp,
+) -> Result<AuditRecord, StoreError> {
+    tx.prepare_cached("UPDATE intents SET state = ?2, detail = ?3, finished_at = ?4 WHERE id = ?1")
+        .and_then(|mut s| {
+            s.execute(rusqlite::params![
+                to_i64(intent.id.0),
+                to.as_str(),
+                detail,
+                time::to_text(eff)
+            ])
+        })
+        .ctx("marking an intent terminal")?;
+    fill_fields(&mut entry, intent);
+    append_in(tx, entry, eff)
+}
+
 fn load(tx: &Transaction<'_>, id: IntentId) -> Result<Intent, StoreError> {
     let row = tx
         .prepare_cached(&format!("SELECT {INTENT_COLS} FROM intents WHERE id = ?1"))
@@ -501,20 +525,7 @@ impl Store {
             });
         }
         let eff = advance_clock(&tx, now)?;
-        tx.prepare_cached(
-            "UPDATE intents SET state = ?2, detail = ?3, finished_at = ?4 WHERE id = ?1",
-        )
-        .and_then(|mut s| {
-            s.execute(rusqlite::params![
-                to_i64(id.0),
-                to.as_str(),
-                outcome.detail(),
-                time::to_text(eff)
-            ])
-        })
-        .ctx("marking an intent terminal")?;
-        fill_fields(&mut entry, &intent);
-        let record = append_in(&tx, entry, eff)?;
+        let record = finish_in(&tx, &intent, to, outcome.detail(), entry, eff)?;
         tx.commit().ctx("committing a terminal record")?;
         Ok(record)
     }
@@ -545,20 +556,8 @@ impl Store {
             )));
         }
         let eff = advance_clock(&tx, now)?;
-        tx.prepare_cached(
-            "UPDATE intents SET state = ?2, detail = NULL, finished_at = ?3 WHERE id = ?1",
-        )
-        .and_then(|mut s| {
-            s.execute(rusqlite::params![
-                to_i64(id.0),
-                IntentState::Succeeded.as_str(),
-                time::to_text(eff)
-            ])
-        })
-        .ctx("marking a provisioning succeeded")?;
-        let mut done = AuditEntry::from(AuditEvent::ActionSucceeded);
-        fill_fields(&mut done, &intent);
-        append_in(&tx, done, eff)?;
+        let done = AuditEntry::from(AuditEvent::ActionSucceeded);
+        finish_in(&tx, &intent, IntentState::Succeeded, None, done, eff)?;
         crate::provenance::insert_provenance(
             &tx,
             vmid,

@@ -500,12 +500,8 @@ impl Gatekeeper {
             self.crashpoint("stopped");
         }
         // Which destroy tasks exist already: any other one found later is this one's.
-        let seen = match backend.tasks_of(&a.target, a.op, &a.params).await {
-            Ok(seen) => seen
-                .unwrap_or_default()
-                .iter()
-                .map(|t| t.as_str().to_owned())
-                .collect::<Vec<_>>(),
+        let seen = match task_mark(backend, &a.target, a.op, &a.params).await {
+            Ok(seen) => seen,
             Err(e) => {
                 return self
                     .not_sent(id, a, format!("cannot read the node's task list: {e}"))

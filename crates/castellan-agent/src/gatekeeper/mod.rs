@@ -537,6 +537,24 @@ impl Gatekeeper {
     }
 }
 
+/// The backend's tasks of `op` on `target` as a task mark records them, taken just before
+/// a request that must settle exactly once (none where the backend cannot list tasks):
+/// any task found later that is not among them is the request's own.
+async fn task_mark<B: Backend>(
+    backend: &B,
+    target: &Target,
+    op: Operation,
+    params: &BTreeMap<String, String>,
+) -> Result<Vec<String>, BackendError> {
+    Ok(backend
+        .tasks_of(target, op, params)
+        .await?
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect())
+}
+
 /// The signer set a gatekeeper decides with, and where it comes from.
 struct SignerState {
     /// `signers.toml`, re-read at every decision; `None` for a fixed set.

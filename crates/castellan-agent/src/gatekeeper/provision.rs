@@ -60,12 +60,8 @@ impl Gatekeeper {
             .await
             .map_err(gate_failed)?;
         self.crashpoint("provision:intent");
-        let seen = match backend.tasks_of(&target, op, &params).await {
-            Ok(seen) => seen
-                .unwrap_or_default()
-                .iter()
-                .map(|t| t.as_str().to_owned())
-                .collect::<Vec<_>>(),
+        let seen = match task_mark(backend, &target, op, &params).await {
+            Ok(seen) => seen,
             Err(e) => {
                 let error = format!("cannot read the node's task list: {e}");
                 self.not_made(id, &error).await;
