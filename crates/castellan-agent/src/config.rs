@@ -37,6 +37,9 @@
 //! [ops]
 //! inbox = "inbox"          # drop-in directory for signed ops; default <data_dir>/inbox
 //!
+//! [backup]                 # the safety backup before a signed destroy or restore-overwrite
+//! storage = "local"        # where vzdump writes it (the default: every node's `local`)
+//!
 //! [normalize]              # match datacenter.cfg `tag-style`, if changed from the default
 //! tags_case_sensitive = false
 //! tag_order = "alphabetical"   # or "config"
@@ -116,7 +119,22 @@ pub struct RawConfig {
     /// Prometheus metrics.
     #[serde(default)]
     pub metrics: Option<RawMetrics>,
+    /// The safety backup.
+    #[serde(default)]
+    pub backup: RawBackup,
 }
+
+/// `[backup]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackup {
+    /// The storage safety backups go to; `local` if left out.
+    pub storage: Option<String>,
+}
+
+/// The storage safety backups go to when `[backup]` names none: every Proxmox VE node
+/// has a `local` directory storage that holds backups unless an administrator changed it.
+pub const DEFAULT_BACKUP_STORAGE: &str = "local";
 
 /// `[metrics]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -296,6 +314,8 @@ pub struct AgentConfig {
     pub accept_state_loss: bool,
     /// Where Prometheus metrics are served (`None`: not served).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The storage safety backups go to.
+    pub backup_storage: String,
 }
 
 impl AgentConfig {
@@ -403,7 +423,18 @@ impl RawConfig {
             })?),
             None => None,
         };
+        let backup_storage = match self.backup.storage {
+            Some(s) if castellan_core::desired::valid_storage_id(&s) => s,
+            Some(s) => {
+                return Err(invalid(
+                    "backup.storage",
+                    format!("{s:?} is not a Proxmox VE storage id"),
+                ));
+            }
+            None => DEFAULT_BACKUP_STORAGE.to_owned(),
+        };
         Ok(AgentConfig {
+            backup_storage,
             metrics_listen,
             node: self.node,
             signers_file: self.signers.as_ref().map(|s| abs(&s.config)),

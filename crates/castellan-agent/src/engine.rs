@@ -335,7 +335,12 @@ impl<B: GuestBackend> Engine<B> {
         if mode == Mode::Once && report.node_failed.is_empty() {
             let desired = self.desired.borrow().clone();
             match observe_node(&self.backend, &desired, t.max_parallel).await {
-                Ok(actual) => report.final_plan = Some(plan(&desired, &actual, &self.norm)),
+                Ok(mut actual) => {
+                    if let Err(e) = self.keeper.fill_restored(&desired, &mut actual).await {
+                        report.node_failed.push(e.to_string());
+                    }
+                    report.final_plan = Some(plan(&desired, &actual, &self.norm));
+                }
                 Err(e) => {
                     report
                         .node_failed
@@ -446,7 +451,16 @@ async fn reconcile_guest<B: GuestBackend>(
         };
         let mut p = Plan::default();
         match backend.observe(want.kind, vmid).await {
-            Ok(Some(actual)) => plan_guest(&node, &want, &actual, norm, &mut p),
+            Ok(Some(mut actual)) => {
+                if want.restore_over.is_some() {
+                    let target = castellan_core::Target::guest(actual.kind, vmid);
+                    match keeper.last_restored(&target).await {
+                        Ok(r) => actual.restored = r,
+                        Err(e) => return GuestOutcome::Failed(format!("journal: {e}")),
+                    }
+                }
+                plan_guest(&node, &want, &actual, norm, &mut p)
+            }
             // Missing: provisioned if it has a source (the backend asks the cluster
             // first), otherwise the next resync reports it.
             Ok(None) => plan_missing(&want, None, &mut p),

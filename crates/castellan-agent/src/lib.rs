@@ -235,7 +235,8 @@ pub fn gatekeeper(config: &AgentConfig) -> Result<Gatekeeper, StartError> {
         store,
         Some(inbox),
         &config.data_dir,
-    );
+    )
+    .with_backup_storage(config.backup_storage.clone());
     // Re-read at every decision: revocation takes effect without a restart.
     Ok(match &config.signers_file {
         Some(path) => keeper.with_signer_file(path.clone()),

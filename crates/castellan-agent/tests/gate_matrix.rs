@@ -1041,6 +1041,8 @@ async fn r14_valid_executes_once_then_replay_is_refused() {
         [
             "signature_accepted",
             "intent_recorded",
+            // The fake backend keeps no backups: the destroy goes on without one, audited.
+            "backup_waived",
             "task_dispatched",
             "action_succeeded",
             "op_settled"

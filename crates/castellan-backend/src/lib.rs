@@ -164,6 +164,36 @@ pub trait Backend: Send + Sync + 'static {
         task: &TaskHandle,
     ) -> impl Future<Output = Result<TaskState, BackendError>> + Send;
 
+    /// The backups of `target` on `storage` (volume id and size), to tell which one a
+    /// safety backup made; `None` when this backend keeps no backups of such a target
+    /// (its signed ops then go on without one, audited so).
+    fn backups(
+        &self,
+        target: &Target,
+        storage: &str,
+    ) -> impl Future<Output = Result<Option<Vec<(String, u64)>>, BackendError>> + Send {
+        let _ = (target, storage);
+        async { Ok(None) }
+    }
+
+    /// Starts one backup of `target` to `storage` (the safety backup before a signed
+    /// destroy or restore-overwrite). Only called where [`Backend::backups`] answers
+    /// `Some`.
+    fn start_backup(
+        &self,
+        target: &Target,
+        storage: &str,
+    ) -> impl Future<Output = Result<TaskHandle, BackendError>> + Send {
+        let _ = storage;
+        let what = format!("a backup of {target}");
+        async move {
+            Err(BackendError::new(
+                FailureClass::Retry,
+                format!("this backend cannot take {what}"),
+            ))
+        }
+    }
+
     /// The backend's tasks of operation `op` for `target`, as it lists them; `params` are
     /// the operation's journaled parameters (a clone's tasks are listed under the
     /// template it copies). Taken just before a request that must settle exactly once

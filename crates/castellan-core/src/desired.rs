@@ -31,6 +31,13 @@
 //! kind = "lxc"
 //! ensure = "absent"       # destroy it: destructive, so it waits for a signed op
 //! purge = true            # also drop it from backup jobs, replication and HA
+//! safety_backup = false   # no vzdump before it (the default takes one); part of what is signed
+//!
+//! [[guest]]
+//! vmid = 103
+//! kind = "qemu"
+//! # restore a backup over the existing guest, once: destructive, waits for a signed op
+//! restore_over = { archive = "local:backup/vzdump-qemu-103-2026_12_01-03_00_00.vma.zst", storage = "local-lvm" }
 //!
 //! [[container]]           # a Docker container on this host
 //! name = "web"
@@ -61,7 +68,7 @@ use thiserror::Error;
 use crate::container::{ContainerSpec, PortMapping, Restart};
 use crate::model::{
     DesiredContainers, DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind, GuestSource,
-    RestartPolicy, ShutdownPolicy, VMID_RANGE,
+    RestartPolicy, RestoreOver, ShutdownPolicy, VMID_RANGE,
 };
 use crate::normalize::valid_tag;
 use crate::units::{MIB, parse_size};
@@ -219,6 +226,15 @@ struct RawGuest {
     source: Option<RawSource>,
     #[serde(default)]
     disks: BTreeMap<String, RawSize>,
+    restore_over: Option<RawRestoreOver>,
+    safety_backup: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRestoreOver {
+    archive: String,
+    storage: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +417,43 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
             }
             guest_source(src, vmid, &mut problem)
         });
+        let restore_over = g.restore_over.and_then(|r| {
+            if g.ensure == Ensure::Absent {
+                problem(
+                    "restore_over",
+                    "an absent guest is not restored; remove restore_over or the ensure line"
+                        .to_owned(),
+                );
+                return None;
+            }
+            if !valid_volume_id(&r.archive) {
+                problem(
+                    "restore_over",
+                    format!(
+                        "archive {:?} is not a volume id (storage:backup/vzdump-...)",
+                        r.archive
+                    ),
+                );
+                return None;
+            }
+            if let Some(s) = r.storage.as_deref().filter(|s| !valid_storage_id(s)) {
+                problem(
+                    "restore_over",
+                    format!("storage {s:?} is not a Proxmox VE storage id"),
+                );
+                return None;
+            }
+            Some(RestoreOver {
+                archive: r.archive,
+                storage: r.storage,
+            })
+        });
+        if g.safety_backup.is_some() && g.ensure != Ensure::Absent && restore_over.is_none() {
+            problem(
+                "safety_backup",
+                "only applies to a guest with ensure = \"absent\" or a restore_over".to_owned(),
+            );
+        }
         let mut disks = BTreeMap::new();
         if g.ensure == Ensure::Absent && !g.disks.is_empty() {
             problem(
@@ -464,6 +517,8 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
                     shutdown,
                     source,
                     disks,
+                    restore_over,
+                    safety_backup: g.safety_backup.unwrap_or(true),
                 },
             );
         }
@@ -871,8 +926,41 @@ disks = { scsi0 = "1024G" }
             })
         );
         assert_eq!(d.guests[&130].disks["scsi0"], 1 << 40, "1024G is 1T");
+        let d = parse_desired(
+            "node = \"pve-01\"\n[[guest]]\nvmid = 101\nkind = \"qemu\"\nsafety_backup = false\n\
+             restore_over = { archive = \"pbs:backup/vm/101/2026-12-01T03:00:00Z\", storage = \"local-lvm\" }\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            d.guests[&101].restore_over,
+            Some(RestoreOver {
+                archive: "pbs:backup/vm/101/2026-12-01T03:00:00Z".into(),
+                storage: Some("local-lvm".into()),
+            })
+        );
+        assert!(!d.guests[&101].safety_backup);
         let head = "node = \"pve-01\"\n[[guest]]\nvmid = 120\n";
         let cases = [
+            (
+                "kind = \"lxc\"\nrestore_over = { archive = \"../x\" }\n",
+                "restore_over: archive \"../x\" is not a volume id",
+            ),
+            (
+                "kind = \"lxc\"\nrestore_over = { archive = \"local:backup/a.tar\", storage = \"a b\" }\n",
+                "restore_over: storage \"a b\" is not a Proxmox VE storage id",
+            ),
+            (
+                "kind = \"lxc\"\nensure = \"absent\"\nrestore_over = { archive = \"local:backup/a.tar\" }\n",
+                "an absent guest is not restored",
+            ),
+            (
+                "kind = \"lxc\"\nrestore_over = { archive = \"local:backup/a.tar\", force = 1 }\n",
+                "unknown field `force`",
+            ),
+            (
+                "kind = \"lxc\"\nsafety_backup = false\n",
+                "safety_backup: only applies to a guest with ensure = \"absent\" or a restore_over",
+            ),
             (
                 "kind = \"lxc\"\nsource = { restore = \"x\" }\n",
                 "source: restore \"x\" is not a volume id",

@@ -103,6 +103,21 @@ pub struct DesiredGuest {
     /// Desired disk sizes in bytes by configuration key (`rootfs`, `mp0`, `scsi0`, ...).
     /// Disks only ever grow: a smaller size than the node's is refused, never applied.
     pub disks: BTreeMap<String, u64>,
+    /// A backup to restore over the existing guest, once (destructive: it waits for a
+    /// signed op). Restored once per archive: the agent's journal records each restore.
+    pub restore_over: Option<RestoreOver>,
+    /// Whether a signed destroy or restore-overwrite takes a safety backup first (the
+    /// default). `false` puts the waiver (`backup=0`) in what the operator signs.
+    pub safety_backup: bool,
+}
+
+/// A backup to restore over an existing guest, replacing everything it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreOver {
+    /// The backup's volume id.
+    pub archive: String,
+    /// The storage its disks are restored to (the node's default if `None`).
+    pub storage: Option<String>,
 }
 
 /// Where a provisioned guest comes from: a backup restored to its new vmid, or a clone
@@ -236,6 +251,8 @@ impl DesiredGuest {
             shutdown: ShutdownPolicy::default(),
             source: None,
             disks: BTreeMap::new(),
+            restore_over: None,
+            safety_backup: true,
         }
     }
 }
@@ -342,6 +359,10 @@ pub struct ActualGuest {
     pub lock: Option<String>,
     /// Whether the guest is a template (templates are never started or changed).
     pub template: bool,
+    /// The backup last restored over it by a signed `restore_overwrite`, from the agent's
+    /// journal (not the node's: a node keeps no such record): a declared `restore_over`
+    /// of that archive is done.
+    pub restored: Option<String>,
 }
 
 impl ActualGuest {
@@ -355,6 +376,7 @@ impl ActualGuest {
             pending_restart: Vec::new(),
             lock: None,
             template: false,
+            restored: None,
         }
     }
 }

@@ -104,16 +104,58 @@ pub enum Recovery {
     AskOperator,
 }
 
+/// The values a signed parameter may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamValues {
+    /// Exactly one of these words.
+    OneOf(&'static [&'static str]),
+    /// A Proxmox VE volume id (`storage:path`; see [`crate::desired::valid_volume_id`]).
+    Volume,
+    /// A Proxmox VE storage id (see [`crate::desired::valid_storage_id`]).
+    Storage,
+}
+
+impl ParamValues {
+    /// Whether `value` is one of them.
+    pub fn allows(self, value: &str) -> bool {
+        match self {
+            ParamValues::OneOf(words) => words.contains(&value),
+            ParamValues::Volume => crate::desired::valid_volume_id(value),
+            ParamValues::Storage => crate::desired::valid_storage_id(value),
+        }
+    }
+
+    /// Them, in words: `0|1`, `a volume id (storage:path)`.
+    pub fn describe(self) -> String {
+        match self {
+            ParamValues::OneOf(words) => words.join("|"),
+            ParamValues::Volume => "VOLUME (a volume id, storage:path)".to_owned(),
+            ParamValues::Storage => "STORAGE (a storage id)".to_owned(),
+        }
+    }
+}
+
 /// One signed parameter and the values it may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ParamRule {
     /// The parameter's name.
     pub key: &'static str,
     /// The values it may take (an absent parameter means the default).
-    pub values: &'static [&'static str],
+    pub values: ParamValues,
+    /// Whether a signed op must carry it.
+    pub required: bool,
     /// What it adds to the operation's effect, in words.
     pub effect: &'static str,
 }
+
+/// The parameter that waives the safety backup ([`Prerequisite::Backup`]).
+pub const WAIVE_BACKUP: ParamRule = ParamRule {
+    key: "backup",
+    values: ParamValues::OneOf(&["0"]),
+    required: false,
+    effect: "no safety backup is taken first",
+};
 
 /// One row of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -142,6 +184,9 @@ pub struct OpSpec {
     pub first: &'static [Prerequisite],
     /// How crash recovery settles it.
     pub recovery: Recovery,
+    /// Whether its success leaves the target gone, so recovery may read a target that is
+    /// gone as done (a destroy); for any other operation a vanished target is unexplained.
+    pub removes_target: bool,
     /// Whether this version of castellan carries it out when signed.
     pub executable: bool,
     /// What it does, in words, completed with the target (`{target}`).
@@ -167,6 +212,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::Replan,
+        removes_target: false,
         executable: true,
         effect: "changes the configuration of {target}",
     },
@@ -181,6 +227,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::Replan,
+        removes_target: false,
         executable: true,
         effect: "starts {target}",
     },
@@ -195,6 +242,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::Replan,
+        removes_target: false,
         executable: true,
         effect: "powers off {target}",
     },
@@ -209,6 +257,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::Replan,
+        removes_target: false,
         executable: true,
         effect: "shuts {target} down cleanly",
     },
@@ -223,6 +272,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::Replan,
+        removes_target: false,
         executable: true,
         effect: "reboots {target}",
     },
@@ -237,6 +287,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::RollBack,
+        removes_target: false,
         executable: true,
         effect: "creates {target}",
     },
@@ -251,6 +302,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::Replan,
+        removes_target: false,
         executable: true,
         effect: "grows a disk of {target}",
     },
@@ -265,6 +317,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: true,
         first: &[Prerequisite::Stopped],
         recovery: Recovery::CompleteOnce,
+        removes_target: false,
         executable: false,
         effect: "replaces {target} by a fresh one made from its declaration",
     },
@@ -278,18 +331,22 @@ pub const TABLE: &[OpSpec] = &[
         params: &[
             ParamRule {
                 key: "purge",
-                values: &["1"],
+                values: ParamValues::OneOf(&["1"]),
+                required: false,
                 effect: "also removes it from backup jobs, replication and HA",
             },
             ParamRule {
                 key: "destroy-unreferenced-disks",
-                values: &["0", "1"],
+                values: ParamValues::OneOf(&["0", "1"]),
+                required: false,
                 effect: "1: also removes every disk of its vmid on any storage that its configuration does not reference; 0: leaves them",
             },
+            WAIVE_BACKUP,
         ],
         needs_precondition: true,
-        first: &[Prerequisite::Stopped],
+        first: &[Prerequisite::Stopped, Prerequisite::Backup],
         recovery: Recovery::CompleteOnce,
+        removes_target: true,
         executable: true,
         effect: "deletes {target} with its configuration and disks; this cannot be undone",
     },
@@ -300,11 +357,26 @@ pub const TABLE: &[OpSpec] = &[
         data_loss: DataLoss::Always,
         provenance_undoes: false,
         roles: OPERATIONAL,
-        params: &[],
+        params: &[
+            ParamRule {
+                key: "archive",
+                values: ParamValues::Volume,
+                required: true,
+                effect: "the backup restored",
+            },
+            ParamRule {
+                key: "storage",
+                values: ParamValues::Storage,
+                required: false,
+                effect: "the storage its disks are restored to",
+            },
+            WAIVE_BACKUP,
+        ],
         needs_precondition: true,
         first: &[Prerequisite::Stopped, Prerequisite::Backup],
-        recovery: Recovery::AskOperator,
-        executable: false,
+        recovery: Recovery::CompleteOnce,
+        removes_target: false,
+        executable: true,
         effect: "restores a backup over {target}, replacing everything it holds",
     },
     OpSpec {
@@ -318,6 +390,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: true,
         first: &[],
         recovery: Recovery::AskOperator,
+        removes_target: false,
         executable: false,
         effect: "removes unreferenced volumes from {target}",
     },
@@ -332,6 +405,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: true,
         first: &[],
         recovery: Recovery::CompleteOnce,
+        removes_target: true,
         executable: true,
         effect: "removes volume {target} and everything on it",
     },
@@ -346,6 +420,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: true,
         first: &[Prerequisite::Stopped],
         recovery: Recovery::AskOperator,
+        removes_target: false,
         executable: false,
         effect: "removes every guest of {target}, then its storage",
     },
@@ -362,6 +437,7 @@ pub const TABLE: &[OpSpec] = &[
         needs_precondition: false,
         first: &[],
         recovery: Recovery::AskOperator,
+        removes_target: false,
         executable: false,
         effect: "replaces the keys that may sign for {target}",
     },
@@ -418,9 +494,21 @@ impl Operation {
             .join(", ")
     }
 
-    /// Checks signed parameters against the row: every key known, every value allowed.
+    /// Checks signed parameters against the row: every key known, every value allowed,
+    /// every required one there.
     pub fn check_params(self, params: &BTreeMap<String, String>) -> Result<(), ParamError> {
         let spec = self.spec();
+        if let Some(rule) = spec
+            .params
+            .iter()
+            .find(|r| r.required && !params.contains_key(r.key))
+        {
+            return Err(ParamError::Missing {
+                op: self,
+                key: rule.key,
+                values: rule.values.describe(),
+            });
+        }
         for (k, v) in params {
             let Some(rule) = spec.params.iter().find(|r| r.key == k) else {
                 return Err(ParamError::Unknown {
@@ -428,12 +516,13 @@ impl Operation {
                     key: k.clone(),
                 });
             };
-            if !rule.values.contains(&v.as_str()) {
+            if !rule.values.allows(v) {
                 return Err(ParamError::Value {
                     op: self,
                     key: rule.key,
                     value: v.clone(),
-                    allowed: rule.values,
+                    allowed: rule.values.describe(),
+                    required: rule.required,
                 });
             }
         }
@@ -491,7 +580,7 @@ pub enum ParamError {
         key: String,
     },
     /// A value the parameter does not take.
-    #[error("{op} takes {key}={} or no {key} parameter at all (got {key}={value})", allowed.join("|"))]
+    #[error("{op} takes {key}={allowed}{} (got {key}={value})", if *required { String::new() } else { format!(" or no {key} parameter at all") })]
     Value {
         /// The operation.
         op: Operation,
@@ -499,8 +588,20 @@ pub enum ParamError {
         key: &'static str,
         /// The value given.
         value: String,
-        /// The values allowed.
-        allowed: &'static [&'static str],
+        /// The values allowed, in words.
+        allowed: String,
+        /// Whether the parameter must be given.
+        required: bool,
+    },
+    /// A parameter the operation needs is missing.
+    #[error("{op} needs parameter {key}={values}")]
+    Missing {
+        /// The operation.
+        op: Operation,
+        /// The parameter.
+        key: &'static str,
+        /// The values it takes, in words.
+        values: String,
     },
 }
 
@@ -511,7 +612,7 @@ fn takes(op: Operation) -> String {
     }
     let list: Vec<String> = params
         .iter()
-        .map(|r| format!("{}={}", r.key, r.values.join("|")))
+        .map(|r| format!("{}={}", r.key, r.values.describe()))
         .collect();
     format!("it takes only {}", list.join(", "))
 }
@@ -564,7 +665,7 @@ mod tests {
         }
         assert_eq!(
             Operation::executable_signed_names(),
-            "destroy, remove_volume"
+            "destroy, restore_overwrite, remove_volume"
         );
     }
 
@@ -589,7 +690,7 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(
             e,
-            "destroy does not take parameter \"force\" (it takes only purge=1, destroy-unreferenced-disks=0|1)"
+            "destroy does not take parameter \"force\" (it takes only purge=1, destroy-unreferenced-disks=0|1, backup=0)"
         );
         assert_eq!(
             Operation::Destroy.check_params(&p("destroy-unreferenced-disks", "0")),
@@ -600,6 +701,35 @@ mod tests {
                 .check_params(&p("destroy-unreferenced-disks", "yes"))
                 .is_err()
         );
+        let archive = "local:backup/vzdump-lxc-101-2026_12_01-00_00_00.tar.zst";
+        assert_eq!(
+            Operation::RestoreOverwrite.check_params(&p("archive", archive)),
+            Ok(())
+        );
+        let e = Operation::RestoreOverwrite
+            .check_params(&BTreeMap::new())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "restore_overwrite needs parameter archive=VOLUME (a volume id, storage:path)"
+        );
+        let e = Operation::RestoreOverwrite
+            .check_params(&p("archive", "../etc/passwd"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            "restore_overwrite takes archive=VOLUME (a volume id, storage:path) (got archive=../etc/passwd)"
+        );
+        let mut both = p("archive", archive);
+        both.insert("storage".into(), "local-lvm".into());
+        both.insert("backup".into(), "0".into());
+        assert_eq!(Operation::RestoreOverwrite.check_params(&both), Ok(()));
+        both.insert("storage".into(), "bad/storage".into());
+        assert!(Operation::RestoreOverwrite.check_params(&both).is_err());
         let e = Operation::RotateKeys
             .check_params(&p("x", "1"))
             .err()

@@ -23,7 +23,12 @@
 //! - A guest declared `ensure = "absent"` that exists becomes a [`DestructiveAction`]
 //!   (`destroy`), bound to the configuration digest it was planned against. The planner
 //!   only proposes it: the gate decides, and without a signed op it is never executed.
-//!   One that is already gone is converged.
+//!   One that is already gone is converged. Unless the declaration waives it
+//!   (`safety_backup = false`, signed as `backup=0`), the agent takes a backup first.
+//! - A guest declaring `restore_over` becomes a `restore_overwrite` [`DestructiveAction`]
+//!   (the archive and storage are signed parameters), until the agent's journal shows that
+//!   archive restored over it; while it waits, nothing else about the guest is changed
+//!   (every change would move the digest the operator is asked to sign).
 //! - Templates, locked guests, guests whose kind differs from the declared one and guests
 //!   in a power state the planner does not understand are reported, not touched.
 
@@ -39,7 +44,7 @@ use crate::model::{
     Ensure, GuestKind, GuestSource, RestartPolicy, ShutdownPolicy, Vmid,
 };
 use crate::normalize::{Normalizers, memory_mib};
-use crate::operation::Operation;
+use crate::operation::{Operation, WAIVE_BACKUP};
 use crate::units::{format_size, pve_size};
 
 /// One benign mutation of one guest.
@@ -376,6 +381,9 @@ pub fn plan_guest(
         if d.purge {
             params.insert("purge".to_owned(), "1".to_owned());
         }
+        if !d.safety_backup {
+            params.insert(WAIVE_BACKUP.key.to_owned(), "0".to_owned());
+        }
         out.destructive.push(DestructiveAction {
             op: Operation::Destroy,
             host: host.to_owned(),
@@ -391,6 +399,29 @@ pub fn plan_guest(
     }
     if let Some(lock) = &a.lock {
         notice(NoticeKind::Locked { lock: lock.clone() });
+        return;
+    }
+    if let Some(r) = &d.restore_over
+        && a.restored.as_deref() != Some(r.archive.as_str())
+    {
+        let Some(spec) = &a.spec else {
+            notice(NoticeKind::SpecUnknown);
+            return;
+        };
+        let mut params = BTreeMap::from([("archive".to_owned(), r.archive.clone())]);
+        if let Some(s) = &r.storage {
+            params.insert("storage".to_owned(), s.clone());
+        }
+        if !d.safety_backup {
+            params.insert(WAIVE_BACKUP.key.to_owned(), "0".to_owned());
+        }
+        out.destructive.push(DestructiveAction {
+            op: Operation::RestoreOverwrite,
+            host: host.to_owned(),
+            target: crate::target::Target::guest(a.kind, vmid),
+            params,
+            state_digest: spec.digest.clone(),
+        });
         return;
     }
 

@@ -260,7 +260,7 @@ pub fn next(f: &Facts) -> Step {
             // have been made (and may still be under way).
             match &f.target {
                 None => return Step::LookAtTarget { pause: false },
-                Some(t) if !t.exists => return settle(Settlement::Succeeded),
+                Some(t) if !t.exists => return gone(f, op),
                 Some(_) => {
                     return settle(Settlement::Hold(format!(
                         "the backend's task list cannot be read and {} still exists, so whether the {op} was sent cannot be told",
@@ -306,7 +306,7 @@ pub fn next(f: &Facts) -> Step {
         return Step::LookAtTarget { pause: true };
     }
     if !t.exists {
-        return settle(Settlement::Succeeded);
+        return gone(f, op);
     }
     if f.task.is_some() {
         // Its task is known but the node no longer knows it, and the target is still
@@ -328,6 +328,19 @@ pub fn next(f: &Facts) -> Step {
     } else {
         "the guest is locked; not retried".into()
     }))
+}
+
+/// The target of an operation that settles once is gone and no task of its own tells
+/// what happened: done, for an operation that removes its target; otherwise unexplained.
+fn gone(f: &Facts, op: Operation) -> Step {
+    if op.spec().removes_target {
+        settle(Settlement::Succeeded)
+    } else {
+        settle(Settlement::Hold(format!(
+            "{} is gone and no task of its {op} tells what removed it",
+            f.target_label
+        )))
+    }
 }
 
 /// Finds the intent's own task by its record or the task mark; `None` when it has one (or
@@ -441,6 +454,15 @@ mod tests {
         }
     }
 
+    fn restore() -> Facts {
+        Facts {
+            destructive: true,
+            approved_digest: Some(D.into()),
+            approval_valid: true,
+            ..Facts::journaled("restore_overwrite", "101")
+        }
+    }
+
     fn look(exists: bool, digest: Option<&str>, locked: bool) -> Option<TargetLook> {
         Some(TargetLook {
             exists,
@@ -472,7 +494,7 @@ mod tests {
             ),
             (
                 "a rule this version does not carry out is held",
-                Facts::journaled("restore_overwrite", "101"),
+                Facts::journaled("decommission", "pve-01"),
                 settle(Settlement::Hold(String::new())),
             ),
             (
@@ -834,6 +856,58 @@ mod tests {
                 settle(Settlement::RolledBack(
                     "the approval expired before the destroy was sent".into(),
                 )),
+            ),
+            (
+                "a restore-overwrite whose target vanished without a task of its own is held",
+                Facts {
+                    target: look(false, None, false),
+                    looks: 1,
+                    ..restore()
+                },
+                settle(Settlement::Hold(String::new())),
+            ),
+            (
+                "a restore-overwrite never sent, target as approved, is completed once",
+                Facts {
+                    mark: seen(&["T0"]),
+                    listed: listed(&["T0"]),
+                    target: look(true, Some(D), false),
+                    looks: 1,
+                    ..restore()
+                },
+                settle(Settlement::Complete { prepared: true }),
+            ),
+            (
+                "a restore-overwrite's own task found by the mark is adopted",
+                Facts {
+                    mark: seen(&["T0"]),
+                    listed: listed(&["T0", "T1"]),
+                    ..restore()
+                },
+                Step::Adopt("T1".into()),
+            ),
+            (
+                "a restore-overwrite whose guest changed without a task of its own is rolled back",
+                Facts {
+                    mark: seen(&[]),
+                    listed: listed(&[]),
+                    target: look(true, Some("other"), false),
+                    looks: 1,
+                    ..restore()
+                },
+                settle(Settlement::RolledBack(
+                    "the guest changed since approval; not retried".into(),
+                )),
+            ),
+            (
+                "a restore-overwrite without a task list and its guest gone is held",
+                Facts {
+                    mark: seen(&[]),
+                    listed: Some(None),
+                    target: look(false, None, false),
+                    ..restore()
+                },
+                settle(Settlement::Hold(String::new())),
             ),
             (
                 "a benign destroy (scratch) settles once too",

@@ -700,6 +700,8 @@ fn arb_desired(vmid: Vmid) -> impl Strategy<Value = DesiredGuest> {
                 shutdown: Default::default(),
                 source: None,
                 disks: Default::default(),
+                restore_over: None,
+                safety_backup: true,
             },
         )
 }
@@ -993,5 +995,82 @@ fn a_vmid_elsewhere_in_the_cluster_is_never_provisioned() {
     assert!(
         !p.converged(),
         "a declared guest living elsewhere is not convergence"
+    );
+}
+
+#[test]
+fn restore_over_is_proposed_until_the_journal_shows_that_archive_restored() {
+    use ActualRun::*;
+    let norm = Normalizers::default;
+    let archive = "local:backup/vzdump-lxc-101-2026_12_01-03_00_00.tar.zst";
+    let with_restore = |storage: Option<&str>, safety_backup: bool| {
+        let mut g = lxc(101);
+        g.cores = Some(4);
+        g.run = DesiredRun::Running;
+        g.restore_over = Some(RestoreOver {
+            archive: archive.into(),
+            storage: storage.map(str::to_owned),
+        });
+        g.safety_backup = safety_backup;
+        g
+    };
+    // Waiting for its signature: only the restore, bound to the digest; the drifted
+    // cores and the stopped power state wait (each would move the digest).
+    check(
+        vec![with_restore(Some("local-lvm"), true)],
+        vec![seen(101, GuestKind::Lxc, Stopped)],
+        norm(),
+        &[&format!(
+            "101 restore_overwrite lxc pve-01 @digest-101 archive={archive} storage=local-lvm"
+        )],
+    );
+    // The waiver is part of what is signed.
+    check(
+        vec![with_restore(None, false)],
+        vec![seen(101, GuestKind::Lxc, Stopped)],
+        norm(),
+        &[&format!(
+            "101 restore_overwrite lxc pve-01 @digest-101 archive={archive} backup=0"
+        )],
+    );
+    // Restored (the journal says so): the guest is converged as usual.
+    let mut done = seen(101, GuestKind::Lxc, Stopped);
+    done.restored = Some(archive.into());
+    check(
+        vec![with_restore(None, true)],
+        vec![done.clone()],
+        norm(),
+        &["101 set_config cores=\"4\" @digest-101", "101 start"],
+    );
+    // Another archive declared later: restored again.
+    done.restored = Some("local:backup/vzdump-lxc-101-2026_11_01-03_00_00.tar.zst".into());
+    check(
+        vec![with_restore(None, true)],
+        vec![done],
+        norm(),
+        &[&format!(
+            "101 restore_overwrite lxc pve-01 @digest-101 archive={archive}"
+        )],
+    );
+    // Locked: reported, not proposed.
+    let mut locked = seen(101, GuestKind::Lxc, Stopped);
+    locked.lock = Some("backup".into());
+    check(
+        vec![with_restore(None, true)],
+        vec![locked],
+        norm(),
+        &["notice 101: locked (backup); waiting"],
+    );
+}
+
+#[test]
+fn a_waived_safety_backup_is_part_of_the_destroy() {
+    let mut g = absent(lxc(101), true);
+    g.safety_backup = false;
+    check(
+        vec![g],
+        vec![seen(101, GuestKind::Lxc, ActualRun::Stopped)],
+        Normalizers::default(),
+        &["101 destroy lxc pve-01 @digest-101 backup=0 purge=1"],
     );
 }

@@ -9,8 +9,8 @@ use crate::retry::RetryPolicy;
 use crate::tls::{self, TlsMode};
 use crate::token::ApiToken;
 use crate::types::{
-    ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk, TaskStatus, Version,
-    WaitOptions,
+    BackupVolume, ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk,
+    TaskStatus, Version, WaitOptions,
 };
 use crate::upid::Upid;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -387,6 +387,61 @@ impl PveClient {
         let spec = request::restore_guest(node, kind, vmid, archive, storage)?;
         self.execute_upid(&spec, || format!("restore of {} {vmid}", kind.as_str()))
             .await
+    }
+
+    /// Restores backup volume `archive` over the existing guest `vmid` (`force=1`; see
+    /// [`request::restore_over`]). Returns the task's UPID.
+    pub async fn restore_over(
+        &self,
+        node: &str,
+        kind: GuestKind,
+        vmid: u32,
+        archive: &str,
+        storage: Option<&str>,
+    ) -> Result<Upid, Error> {
+        let spec = request::restore_over(node, kind, vmid, archive, storage)?;
+        self.execute_upid(&spec, || format!("restore over {} {vmid}", kind.as_str()))
+            .await
+    }
+
+    /// Starts one backup of guest `vmid` to `storage` (see [`request::vzdump`]). Returns
+    /// the task's UPID.
+    pub async fn vzdump(&self, node: &str, vmid: u32, storage: &str) -> Result<Upid, Error> {
+        let spec = request::vzdump(node, vmid, storage)?;
+        self.execute_upid(&spec, || format!("backup of guest {vmid}"))
+            .await
+    }
+
+    /// The backups of guest `vmid` on `storage`, as the storage lists them (entries
+    /// without a volume id or a size are left out).
+    pub async fn backups(
+        &self,
+        node: &str,
+        storage: &str,
+        vmid: u32,
+    ) -> Result<Vec<BackupVolume>, Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default, deserialize_with = "lenient::de_opt_string")]
+            volid: Option<String>,
+            #[serde(default, deserialize_with = "lenient::de_opt_i64")]
+            size: Option<i64>,
+            #[serde(default, deserialize_with = "lenient::de_opt_i64")]
+            ctime: Option<i64>,
+        }
+        let spec = request::backups(node, storage, vmid)?;
+        let data = self.execute(&spec).await?;
+        let raw: Vec<Raw> = decode(data, || format!("backups on storage {storage}"))?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|r| {
+                Some(BackupVolume {
+                    volid: r.volid?,
+                    size: u64::try_from(r.size?).ok()?,
+                    ctime: r.ctime,
+                })
+            })
+            .collect())
     }
 
     /// Clones `template` to the new guest `newid` (see [`request::clone_guest`]). Returns

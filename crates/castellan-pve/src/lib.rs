@@ -45,7 +45,7 @@ pub use retry::RetryPolicy;
 pub use tls::{Fingerprint, TlsMode, client_config as tls_client_config};
 pub use token::ApiToken;
 pub use types::{
-    ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk, TaskStatus,
-    TaskSummary, Version, WaitOptions,
+    BackupVolume, ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk,
+    TaskStatus, TaskSummary, Version, WaitOptions,
 };
 pub use upid::Upid;

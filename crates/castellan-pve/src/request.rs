@@ -445,6 +445,30 @@ pub fn restore_guest(
     archive: &str,
     storage: Option<&str>,
 ) -> Result<RequestSpec, Error> {
+    restore(node, kind, vmid, archive, storage, false)
+}
+
+/// The same request with `force=1` over the existing guest `vmid`: its configuration and
+/// disks are replaced by the backup's (MAC addresses kept: it is the same guest). A node
+/// refuses it for a running or protected guest.
+pub fn restore_over(
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    archive: &str,
+    storage: Option<&str>,
+) -> Result<RequestSpec, Error> {
+    restore(node, kind, vmid, archive, storage, true)
+}
+
+fn restore(
+    node: &str,
+    kind: GuestKind,
+    vmid: u32,
+    archive: &str,
+    storage: Option<&str>,
+    overwrite: bool,
+) -> Result<RequestSpec, Error> {
     check_node(node)?;
     check_vmid(vmid)?;
     if !castellan_core::desired::valid_volume_id(archive) {
@@ -460,10 +484,14 @@ pub fn restore_guest(
             RequestSpec::new(Method::Post, "/nodes/{node}/qemu").param("archive", archive)
         }
     };
-    let mut spec = spec
+    let spec = spec
         .path_param("node", node)
-        .param("vmid", vmid.to_string())
-        .param("unique", bool_param(true));
+        .param("vmid", vmid.to_string());
+    let mut spec = if overwrite {
+        spec.param("force", bool_param(true))
+    } else {
+        spec.param("unique", bool_param(true))
+    };
     if let Some(s) = storage {
         check_storage(s)?;
         spec = spec.param("storage", s);
@@ -522,6 +550,37 @@ pub fn resize_disk(
         .param("disk", disk)
         .param("size", size)
         .param("digest", digest))
+}
+
+/// `POST /nodes/{node}/vzdump`: one backup of guest `vmid` to `storage`, zstd-compressed,
+/// in `snapshot` mode (for a stopped guest, as a guest about to be destroyed is, the same
+/// as `stop`), with notes naming castellan so people can tell the backup apart.
+pub fn vzdump(node: &str, vmid: u32, storage: &str) -> Result<RequestSpec, Error> {
+    check_node(node)?;
+    check_vmid(vmid)?;
+    check_storage(storage)?;
+    Ok(RequestSpec::new(Method::Post, "/nodes/{node}/vzdump")
+        .path_param("node", node)
+        .param("vmid", vmid.to_string())
+        .param("storage", storage)
+        .param("mode", "snapshot")
+        .param("compress", "zstd")
+        .param("notes-template", "castellan safety backup of {{guestname}}"))
+}
+
+/// `GET /nodes/{node}/storage/{storage}/content?content=backup&vmid=N`: the backups of
+/// guest `vmid` on `storage`.
+pub fn backups(node: &str, storage: &str, vmid: u32) -> Result<RequestSpec, Error> {
+    check_node(node)?;
+    check_storage(storage)?;
+    check_vmid(vmid)?;
+    Ok(
+        RequestSpec::new(Method::Get, "/nodes/{node}/storage/{storage}/content")
+            .path_param("node", node)
+            .path_param("storage", storage)
+            .param("content", "backup")
+            .param("vmid", vmid.to_string()),
+    )
 }
 
 /// `GET /cluster/nextid?vmid=N`: answers the vmid if no guest anywhere in the cluster
@@ -652,6 +711,22 @@ pub fn request_catalog() -> Vec<RequestSpec> {
             Some(true),
         ));
         push(clone_guest(node, kind, 9000, vmid + 23, None, None));
+        push(restore_over(
+            node,
+            kind,
+            vmid,
+            "local:backup/vzdump-lxc-101-2026_01_01-00_00_00.tar.zst",
+            Some("local-lvm"),
+        ));
+        push(restore_over(
+            node,
+            kind,
+            vmid,
+            "local:backup/x.vma.zst",
+            None,
+        ));
+        push(vzdump(node, vmid, "local"));
+        push(backups(node, "local", vmid));
         let disk = if kind == GuestKind::Lxc {
             "rootfs"
         } else {

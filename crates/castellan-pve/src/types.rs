@@ -204,6 +204,17 @@ pub struct TaskSummary {
     pub endtime: Option<i64>,
 }
 
+/// One backup volume of `GET /nodes/{node}/storage/{storage}/content`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupVolume {
+    /// Its volume id (`local:backup/vzdump-lxc-101-....tar.zst`).
+    pub volid: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was made, Unix seconds, where the storage says.
+    pub ctime: Option<i64>,
+}
+
 /// A task that finished successfully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TaskOk {

@@ -111,6 +111,20 @@ pub enum AuditEvent {
         /// The creation's failure.
         reason: String,
     },
+    /// The safety backup of a signed op's target was taken, waited for and found on its
+    /// storage, before the op was sent: what the op removes is in `volume`.
+    BackupTaken {
+        /// The backup's volume id.
+        volume: String,
+        /// Its size in bytes, as the storage lists it.
+        size: u64,
+    },
+    /// A signed op was carried out without a safety backup: its signed parameters waive
+    /// it (`backup=0`), or its target's backend keeps none (`detail` says which).
+    BackupWaived {
+        /// Why no backup was taken.
+        detail: String,
+    },
     /// Recovery at start-up took up an in-flight intent (named in `intent`).
     RecoveryResumed,
     /// Recovery could not tell what became of an in-flight intent and holds it for an
@@ -168,6 +182,8 @@ impl AuditEvent {
             AuditEvent::ActionRolledBack { .. } => "action_rolled_back",
             AuditEvent::ProvenanceRecorded => "provenance_recorded",
             AuditEvent::UndoStarted { .. } => "undo_started",
+            AuditEvent::BackupTaken { .. } => "backup_taken",
+            AuditEvent::BackupWaived { .. } => "backup_waived",
             AuditEvent::RecoveryResumed => "recovery_resumed",
             AuditEvent::IntentHeld { .. } => "intent_held",
             AuditEvent::IntentResolved { .. } => "intent_resolved",

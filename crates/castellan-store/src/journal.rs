@@ -189,6 +189,8 @@ pub struct Intent {
     pub task_mark: Option<TaskMark>,
     /// Why recovery holds it for an operator, if it does.
     pub held: Option<String>,
+    /// The safety backup taken before it was sent (a volume id), once taken.
+    pub backup: Option<String>,
 }
 
 /// What the node's task list held for a guest just before a destructive request was sent.
@@ -202,7 +204,7 @@ pub enum TaskMark {
 
 const INTENT_COLS: &str = "id, action_id, op, target, params, nonce, nonce_not_after, \
      destructive, upid_hint, state, upid, detail, created_at, dispatched_at, finished_at, \
-     task_mark, held";
+     task_mark, held, backup";
 
 /// An intent row as stored, before its text columns are parsed.
 struct IntentRow {
@@ -223,6 +225,7 @@ struct IntentRow {
     finished_at: Option<String>,
     task_mark: Option<String>,
     held: Option<String>,
+    backup: Option<String>,
 }
 
 impl IntentRow {
@@ -245,6 +248,7 @@ impl IntentRow {
             finished_at: r.get(14)?,
             task_mark: r.get(15)?,
             held: r.get(16)?,
+            backup: r.get(17)?,
         })
     }
 
@@ -286,6 +290,7 @@ impl IntentRow {
                 })?)),
             },
             held: self.held,
+            backup: self.backup,
         })
     }
 }
@@ -603,6 +608,42 @@ impl Store {
         Ok(())
     }
 
+    /// Records the safety backup taken for an intent before its request is sent (`volume`,
+    /// `size` bytes), with its audit record [`AuditEvent::BackupTaken`], in one
+    /// transaction. Only from state `intent`, before the request is prepared, once.
+    pub fn record_backup(
+        &mut self,
+        id: IntentId,
+        volume: &str,
+        size: u64,
+        now: Timestamp,
+    ) -> Result<AuditRecord, StoreError> {
+        let tx = self.write_tx("record a safety backup")?;
+        let intent = load(&tx, id)?;
+        if intent.state != IntentState::Intent
+            || intent.task_mark.is_some()
+            || intent.backup.is_some()
+        {
+            return Err(StoreError::BadTransition {
+                id,
+                from: intent.state,
+                to: IntentState::Intent,
+            });
+        }
+        let eff = advance_clock(&tx, now)?;
+        tx.prepare_cached("UPDATE intents SET backup = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(rusqlite::params![to_i64(id.0), volume]))
+            .ctx("recording a safety backup")?;
+        let mut entry = AuditEntry::from(AuditEvent::BackupTaken {
+            volume: volume.to_owned(),
+            size,
+        });
+        fill_fields(&mut entry, &intent);
+        let record = append_in(&tx, entry, eff)?;
+        tx.commit().ctx("committing a safety backup")?;
+        Ok(record)
+    }
+
     /// Holds an in-flight intent for an operator: recovery could not tell what became of
     /// it. Audited with `event` ([`AuditEvent::IntentHeld`]). The intent stays in flight
     /// (no new attempt on its guest) until an operator settles it with
@@ -665,6 +706,22 @@ impl Store {
             &format!("SELECT {INTENT_COLS} FROM intents WHERE target = ?1 ORDER BY id"),
             [target.to_string()],
         )
+    }
+
+    /// The archive the last successful `restore_overwrite` of `target` restored over it,
+    /// if one did: a declared restore of that archive is done.
+    pub fn last_restored(&self, target: &Target) -> Result<Option<String>, StoreError> {
+        let found = self.query_intents(
+            &format!(
+                "SELECT {INTENT_COLS} FROM intents WHERE target = ?1 \
+                 AND op = 'restore_overwrite' AND state = 'succeeded' ORDER BY id DESC LIMIT 1"
+            ),
+            [target.to_string()],
+        )?;
+        Ok(found
+            .into_iter()
+            .next()
+            .and_then(|i| i.params.get("archive").cloned()))
     }
 
     /// The `limit` most recent intents, newest first.

@@ -10,7 +10,7 @@
 pub(crate) const APPLICATION_ID: i32 = 0x4353_544C;
 
 /// The migrations, in order.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The newest schema version.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -161,6 +161,13 @@ CREATE TRIGGER intents_never_deleted BEFORE DELETE ON intents
 BEGIN
     SELECT RAISE(ABORT, 'the journal is append-only');
 END;
+"#;
+
+const V4: &str = r#"
+-- The safety backup a signed destroy or restore-overwrite took before it was sent (the
+-- backup's volume id), so a resumed intent does not take a second one and recovery can
+-- show which backup holds what the op removed.
+ALTER TABLE intents ADD COLUMN backup TEXT;
 "#;
 
 #[cfg(test)]

@@ -244,6 +244,11 @@ pub fn detail(r: &AuditRecord) -> String {
         AuditEvent::ActionRolledBack { reason } | AuditEvent::UndoStarted { reason } => {
             parts.push(reason.clone())
         }
+        AuditEvent::BackupTaken { volume, size } => parts.push(format!(
+            "{volume} ({})",
+            castellan_core::units::format_size(*size)
+        )),
+        AuditEvent::BackupWaived { detail } => parts.push(detail.clone()),
         AuditEvent::RecoveryCompleted { intents } => parts.push(format!(
             "{intents} in-flight intent{}",
             if *intents == 1 { "" } else { "s" }

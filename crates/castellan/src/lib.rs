@@ -296,9 +296,10 @@ pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<Planned> {
     };
     let client = PveClient::new(client.clone()).context("proxmox client")?;
     let backend = Arc::new(PveBackend::new(client, config.node.clone()));
-    let actual = observe_node(&backend, &desired, config.tuning.max_parallel)
+    let mut actual = observe_node(&backend, &desired, config.tuning.max_parallel)
         .await
         .with_context(|| format!("cannot observe node {}", config.node))?;
+    restored_from_journal(&config.data_dir, &desired, &mut actual)?;
     let plan = plan(&desired, &actual, &config.normalize);
     let followups = followups::expected(&desired, &actual, &plan);
     Ok(Planned {
@@ -306,6 +307,33 @@ pub async fn current_plan(config: &AgentConfig) -> anyhow::Result<Planned> {
         followups,
         containers,
     })
+}
+
+/// Fills in the archive each declared `restore_over` guest last had restored over it, from
+/// the agent's journal (read-only; an agent that never ran has restored nothing).
+fn restored_from_journal(
+    data_dir: &std::path::Path,
+    desired: &castellan_core::DesiredState,
+    actual: &mut castellan_core::ActualState,
+) -> anyhow::Result<()> {
+    if !desired.guests.values().any(|d| d.restore_over.is_some()) {
+        return Ok(());
+    }
+    if !data_dir.join(castellan_store::DB_FILE_NAME).exists() {
+        return Ok(());
+    }
+    let store = castellan_store::Store::open_readonly(data_dir)
+        .with_context(|| format!("cannot read the journal in {}", data_dir.display()))?;
+    for (vmid, g) in actual.guests.iter_mut() {
+        if desired
+            .guests
+            .get(vmid)
+            .is_some_and(|d| d.restore_over.is_some())
+        {
+            g.restored = store.last_restored(&castellan_core::Target::guest(g.kind, *vmid))?;
+        }
+    }
+    Ok(())
 }
 
 /// Warns when the node is reached over plain HTTP: the API token would cross the network

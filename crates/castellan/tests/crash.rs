@@ -1,14 +1,15 @@
-//! Crash recovery, end to end: the real `castellan agent` destroying a guest on pvesim
-//! with an operator-signed op is SIGKILLed at each journal step of the destroy, then
-//! restarted. Whatever the step, the guest must be destroyed exactly once, the journal
-//! must hold exactly one settled destroy intent, and the audit chain must verify.
+//! Crash recovery, end to end: the real `castellan agent` carrying out an operator-signed
+//! op on pvesim — a destroy, a restore over an existing guest — is SIGKILLed at each
+//! journal step of the op, then restarted. Whatever the step, the op must be carried out
+//! exactly once, after one safety backup that is recorded with the intent and audited;
+//! the journal must hold exactly one settled intent, and the audit chain must verify.
 //!
 //! The agent pauses at a named step when `CASTELLAN_CRASHPOINT` names it and announces
 //! `castellan-crashpoint: <step>` on stderr; this harness then kills it with SIGKILL
 //! (`Child::kill`), so the process gets no chance to clean up.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,137 @@ kind = "lxc"
 cores = 1
 "#;
 
+/// A backup of guest 101 to restore over it.
+const ARCHIVE: &str = "local:backup/vzdump-lxc-101-2026_01_01-00_00_00.tar.zst";
+
+const RESTORE_SEED: &str = r#"
+[[guest]]
+vmid = 101
+kind = "lxc"
+status = "running"
+[guest.config]
+hostname = "old-web"
+cores = 1
+memory = 512
+rootfs = "local-lvm:vm-101-disk-0,size=8G"
+
+[[guest]]
+vmid = 102
+kind = "lxc"
+status = "running"
+[guest.config]
+hostname = "keep-me"
+cores = 1
+
+[[backup]]
+storage = "local"
+vmid = 101
+kind = "lxc"
+size = "1G"
+volid = "local:backup/vzdump-lxc-101-2026_01_01-00_00_00.tar.zst"
+[backup.config]
+hostname = "restored-web"
+cores = 2
+memory = 1024
+rootfs = "local-lvm:vm-101-disk-0,size=8G"
+"#;
+
+const RESTORE_DESIRED: &str = r#"node = "pve-01"
+[[guest]]
+vmid = 101
+kind = "lxc"
+restore_over = { archive = "local:backup/vzdump-lxc-101-2026_01_01-00_00_00.tar.zst", storage = "local-lvm" }
+
+[[guest]]
+vmid = 102
+kind = "lxc"
+cores = 1
+"#;
+
+const WAIVED_DESIRED: &str = r#"node = "pve-01"
+[[guest]]
+vmid = 101
+kind = "lxc"
+ensure = "absent"
+safety_backup = false
+"#;
+
+const PROTECTED_SEED: &str = r#"
+[[guest]]
+vmid = 101
+kind = "lxc"
+status = "stopped"
+[guest.config]
+hostname = "old-web"
+protection = 1
+rootfs = "local-lvm:vm-101-disk-0,size=8G"
+
+[[backup]]
+storage = "local"
+vmid = 101
+kind = "lxc"
+size = "1G"
+volid = "local:backup/vzdump-lxc-101-2026_01_01-00_00_00.tar.zst"
+[backup.config]
+hostname = "restored-web"
+rootfs = "local-lvm:vm-101-disk-0,size=8G"
+"#;
+
+/// One signed op under test: what the node starts from, what is declared, and how to tell
+/// from the node's request log that the op was sent and from its state that it is done.
+struct Case {
+    op: &'static str,
+    seed: &'static str,
+    desired: &'static str,
+    /// How many times the op's request reached the node.
+    sent: fn(&SimHandle) -> usize,
+    /// Whether the node shows the op done.
+    done: fn(&SimHandle) -> bool,
+}
+
+const DESTROY: Case = Case {
+    op: "destroy",
+    seed: SEED,
+    desired: DESIRED,
+    sent: |sim| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path.ends_with("/lxc/101"))
+            .count()
+    },
+    done: |sim| sim.guest(101).is_none(),
+};
+
+const WAIVED: Case = Case {
+    desired: WAIVED_DESIRED,
+    ..DESTROY
+};
+
+const PROTECTED: Case = Case {
+    seed: PROTECTED_SEED,
+    ..RESTORE
+};
+
+const RESTORE: Case = Case {
+    op: "restore_overwrite",
+    seed: RESTORE_SEED,
+    desired: RESTORE_DESIRED,
+    sent: |sim| {
+        sim.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "POST"
+                    && r.path.ends_with("/nodes/pve-01/lxc")
+                    && r.params.get("force").map(String::as_str) == Some("1")
+            })
+            .count()
+    },
+    done: |sim| {
+        sim.guest(101)
+            .is_some_and(|g| g.config.get("hostname").map(String::as_str) == Some("restored-web"))
+    },
+};
+
 fn ssh_keygen() -> Option<PathBuf> {
     let found = castellan_sig::sign::find_ssh_keygen();
     if found.is_none() && std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -59,11 +191,16 @@ fn ssh_keygen() -> Option<PathBuf> {
 struct Env {
     sim: SimHandle,
     dir: tempfile::TempDir,
+    case: &'static Case,
 }
 
 impl Env {
     async fn new(task_duration: Duration) -> Env {
-        let mut cfg = SimConfig::new("pve-01", TOKEN, Seed::from_toml_str(SEED).unwrap());
+        Env::of(&DESTROY, task_duration).await
+    }
+
+    async fn of(case: &'static Case, task_duration: Duration) -> Env {
+        let mut cfg = SimConfig::new("pve-01", TOKEN, Seed::from_toml_str(case.seed).unwrap());
         cfg.task_duration = task_duration;
         let sim = pvesim::start(cfg, "127.0.0.1:0".parse().unwrap())
             .await
@@ -80,7 +217,7 @@ impl Env {
             ),
         )
         .unwrap();
-        std::fs::write(d.join("desired.toml"), DESIRED).unwrap();
+        std::fs::write(d.join("desired.toml"), case.desired).unwrap();
         let keygen = ssh_keygen().unwrap();
         let st = Command::new(&keygen)
             .args(["-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f"])
@@ -99,7 +236,7 @@ impl Env {
             "allowed_signers = \"allowed_signers\"\n[roles]\n\"alice@example.com\" = \"operational\"\n",
         )
         .unwrap();
-        Env { sim, dir }
+        Env { sim, dir, case }
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -121,7 +258,8 @@ impl Env {
     /// The operator's side: take the payload the agent wrote, sign it with plain
     /// `ssh-keygen -Y sign`, and drop both into the inbox (signature first).
     fn sign_pending(&self) {
-        let payload = self.path("state/pending/pve-01-lxc-101-destroy.op");
+        let op = self.case.op;
+        let payload = self.path(&format!("state/pending/pve-01-lxc-101-{op}.op"));
         assert!(payload.exists(), "the agent wrote the payload to sign");
         let st = Command::new(ssh_keygen().unwrap())
             .args(["-Y", "sign", "-n", "castellan-op", "-f"])
@@ -134,17 +272,27 @@ impl Env {
         let inbox = self.path("state/inbox");
         std::fs::copy(
             payload.with_extension("op.sig"),
-            inbox.join("destroy-101.op.sig"),
+            inbox.join(format!("{op}-101.op.sig")),
         )
         .unwrap();
-        std::fs::copy(&payload, inbox.join("destroy-101.op")).unwrap();
+        std::fs::copy(&payload, inbox.join(format!("{op}-101.op"))).unwrap();
+    }
+
+    /// How many times the op's request reached the node.
+    fn sends(&self) -> usize {
+        (self.case.sent)(&self.sim)
     }
 
     fn deletes(&self) -> usize {
+        (DESTROY.sent)(&self.sim)
+    }
+
+    /// How many safety backups were started.
+    fn backups(&self) -> usize {
         self.sim
             .requests()
             .iter()
-            .filter(|r| r.method == "DELETE" && r.path.ends_with("/lxc/101"))
+            .filter(|r| r.method == "POST" && r.path.ends_with("/vzdump"))
             .count()
     }
 }
@@ -158,41 +306,70 @@ fn kill_at(env: &Env, step: &str) {
     castellan_testkit::kill_at_crashpoint(env.agent(), step);
 }
 
-fn check_consistent(data_dir: &Path) {
-    let store = Store::open_readonly(data_dir).unwrap();
+/// The journal and audit log after the op: exactly one intent of it, succeeded, its nonce
+/// spent, its safety backup recorded, audited and on the node's storage; nothing in
+/// flight; the chain verifies.
+fn check_consistent(env: &Env) {
+    let data_dir = env.path("state");
+    let store = Store::open_readonly(&data_dir).unwrap();
     let report = verify_chain(&store).unwrap_or_else(|b| panic!("audit chain broken: {b}"));
     assert!(report.records > 0);
     assert!(
         store.in_flight().unwrap().is_empty(),
         "nothing left in flight"
     );
-    let destroys: Vec<_> = store
+    let op = env.case.op;
+    let intents: Vec<_> = store
         .intents_for(&castellan_core::Target::guest(
             castellan_core::GuestKind::Lxc,
             101,
         ))
         .unwrap()
         .into_iter()
-        .filter(|i| i.op == "destroy")
+        .filter(|i| i.op == op)
         .collect();
-    assert_eq!(
-        destroys.len(),
-        1,
-        "exactly one destroy intent: {destroys:#?}"
-    );
-    assert_eq!(destroys[0].state, IntentState::Succeeded, "{destroys:#?}");
-    assert!(destroys[0].destructive);
-    let nonce = destroys[0].nonce.clone().unwrap();
+    assert_eq!(intents.len(), 1, "exactly one {op} intent: {intents:#?}");
+    assert_eq!(intents[0].state, IntentState::Succeeded, "{intents:#?}");
+    assert!(intents[0].destructive);
+    let nonce = intents[0].nonce.clone().unwrap();
     assert!(store.nonce_consumed(&nonce).unwrap());
+    let backup = intents[0]
+        .backup
+        .clone()
+        .expect("a safety backup was recorded");
+    assert!(
+        backup.starts_with("local:backup/vzdump-lxc-101-") && backup != ARCHIVE,
+        "{backup}"
+    );
+    let volume = env
+        .sim
+        .volume(&backup)
+        .expect("the safety backup is on the storage");
+    assert!(volume.size > 0);
+    let audited: Vec<String> = store
+        .audit_records(1, 100_000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            castellan_store::AuditEvent::BackupTaken { volume, .. } => Some(volume),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(audited, [backup], "one backup_taken, naming the volume");
 }
 
 async fn crash_and_recover(step: &str, task_duration: Duration) {
+    crash_and_recover_op(&DESTROY, step, task_duration).await;
+}
+
+async fn crash_and_recover_op(case: &'static Case, step: &str, task_duration: Duration) {
     if ssh_keygen().is_none() {
         eprintln!("ssh-keygen not found; skipped outside CI");
         return;
     }
-    let env = Env::new(task_duration).await;
-    // 1. Without a signature the destroy is pending, and nothing is deleted.
+    let op = case.op;
+    let env = Env::of(case, task_duration).await;
+    // 1. Without a signature the op is pending, and nothing is sent.
     let out = env.run_agent();
     assert_eq!(
         out.status.code(),
@@ -201,11 +378,12 @@ async fn crash_and_recover(step: &str, task_duration: Duration) {
         text(&out.stderr)
     );
     assert!(
-        text(&out.stdout).contains("101: destroy pending a signed op"),
+        text(&out.stdout).contains(&format!("101: {op} pending a signed op")),
         "{}",
         text(&out.stdout)
     );
-    assert_eq!(env.deletes(), 0);
+    assert_eq!(env.sends(), 0);
+    assert_eq!(env.backups(), 0, "no backup before the signature");
     // 2. The operator signs; the agent is killed at `step` of executing it.
     env.sign_pending();
     kill_at(&env, step);
@@ -214,23 +392,27 @@ async fn crash_and_recover(step: &str, task_duration: Duration) {
     let out = env.run_agent();
     assert!(
         out.status.success(),
-        "step {step}: converged after recovery\nstdout: {}\nstderr: {}",
+        "step {step}: converged after recovery\nstdout: {}\nstderr: {}\njournal: {:#?}",
         text(&out.stdout),
-        text(&out.stderr)
+        text(&out.stderr),
+        Store::open_readonly(&env.path("state"))
+            .and_then(|s| s.recent_intents(10))
+            .map(|v| v
+                .into_iter()
+                .map(|i| (i.op, i.state, i.outcome))
+                .collect::<Vec<_>>())
     );
     assert!(started.elapsed() < Duration::from_secs(60));
-    assert!(
-        env.sim.guest(101).is_none(),
-        "step {step}: guest 101 destroyed"
-    );
+    assert!((case.done)(&env.sim), "step {step}: {op} of guest 101 done");
     assert!(env.sim.guest(102).is_some(), "the other guest is untouched");
-    assert_eq!(env.deletes(), 1, "step {step}: destroyed exactly once");
-    check_consistent(&env.path("state"));
+    assert_eq!(env.sends(), 1, "step {step}: {op} sent exactly once");
+    assert!(env.backups() >= 1, "step {step}: a safety backup first");
+    check_consistent(&env);
     // The op is settled out of the inbox, and offering it again changes nothing.
-    assert!(!env.path("state/inbox/destroy-101.op").exists());
+    assert!(!env.path(&format!("state/inbox/{op}-101.op")).exists());
     let out = env.run_agent();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(env.deletes(), 1);
+    assert_eq!(env.sends(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,6 +453,54 @@ async fn killed_after_the_guest_was_shut_down() {
     // Between the shutdown before the destroy and the task mark: nothing was sent; the
     // restarted agent looks again and finishes the approved destroy, once.
     crash_and_recover("stopped", Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_after_the_safety_backup_was_recorded() {
+    // The backup is the intent's: the restarted agent does not take a second one.
+    crash_and_recover("backed_up", Duration::from_millis(20)).await;
+}
+
+// ---- the same, for a restore over an existing guest ------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_killed_after_the_signature_was_accepted() {
+    crash_and_recover_op(&RESTORE, "accepted", Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_killed_after_the_intent_was_journaled() {
+    crash_and_recover_op(&RESTORE, "intent", Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_killed_after_the_guest_was_shut_down() {
+    crash_and_recover_op(&RESTORE, "stopped", Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_killed_after_the_safety_backup_was_recorded() {
+    crash_and_recover_op(&RESTORE, "backed_up", Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_killed_between_the_post_and_recording_its_task() {
+    crash_and_recover_op(&RESTORE, "posted", Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_killed_between_the_post_and_recording_its_task_while_it_runs() {
+    crash_and_recover_op(&RESTORE, "posted", Duration::from_millis(1500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_killed_after_the_task_was_recorded() {
+    crash_and_recover_op(&RESTORE, "dispatched", Duration::from_millis(1500)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_killed_after_the_outcome_was_recorded() {
+    crash_and_recover_op(&RESTORE, "terminal", Duration::from_millis(20)).await;
 }
 
 // ---- recovery never re-sends a destroy it cannot prove unsent ---------------------------
@@ -630,4 +860,149 @@ async fn a_held_intent_is_shown_and_settled_only_by_an_operator() {
     );
     assert!(payload.exists());
     assert_eq!(env.deletes(), 0);
+}
+
+// ---- the safety net ---------------------------------------------------------------------
+
+impl Env {
+    /// Runs the agent once (the op pending), signs the payload and runs it again.
+    fn sign_and_run(&self) -> Output {
+        let out = self.run_agent();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        self.sign_pending();
+        self.run_agent()
+    }
+
+    fn only_intent(&self) -> castellan_store::Intent {
+        let store = Store::open_readonly(&self.path("state")).unwrap();
+        let mut all: Vec<_> = store
+            .intents_for(&castellan_core::Target::guest(
+                castellan_core::GuestKind::Lxc,
+                101,
+            ))
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.op == self.case.op)
+            .collect();
+        assert_eq!(all.len(), 1, "{all:#?}");
+        all.remove(0)
+    }
+}
+
+/// The safety backup's task fails: the destroy is never sent, the guest stays, the intent
+/// is rolled back naming the backup, and no backup is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_safety_backup_stops_the_destroy() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::new(Duration::from_millis(20)).await;
+    env.sim.set_faults(vec![pvesim::FaultRule {
+        vmid: None,
+        method: Some("POST".into()),
+        path_suffix: Some("vzdump".into()),
+        times: Some(1),
+        fault: pvesim::Fault::TaskFailure {
+            exitstatus: "job errors".into(),
+        },
+    }]);
+    let out = env.sign_and_run();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(env.backups(), 1, "the backup was tried");
+    assert_eq!(env.deletes(), 0, "no destroy without its backup");
+    assert!(env.sim.guest(101).is_some());
+    let intent = env.only_intent();
+    assert_eq!(intent.state, IntentState::RolledBack, "{intent:#?}");
+    let reason = format!("{:?}", intent.outcome);
+    assert!(
+        reason.contains("the safety backup to storage local failed"),
+        "{reason}"
+    );
+    assert!(reason.contains("the destroy was not sent"), "{reason}");
+    assert!(intent.backup.is_none());
+    let kinds = env.audit_kinds();
+    assert!(!kinds.iter().any(|k| k == "backup_taken"), "{kinds:?}");
+    // The op is spent; the destroy waits for a fresh signature.
+    assert!(
+        text(&out.stdout).contains("destroy pending a signed op")
+            || text(&env.run_agent().stdout).contains("destroy pending a signed op")
+    );
+}
+
+/// A backup storage that does not exist stops the destroy the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_backup_storage_stops_the_destroy() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::new(Duration::from_millis(20)).await;
+    let config = std::fs::read_to_string(env.path("agent.toml")).unwrap();
+    std::fs::write(
+        env.path("agent.toml"),
+        format!("{config}[backup]\nstorage = \"nas\"\n"),
+    )
+    .unwrap();
+    let _ = env.sign_and_run();
+    assert_eq!(env.deletes(), 0);
+    assert!(env.sim.guest(101).is_some());
+    let intent = env.only_intent();
+    assert_eq!(intent.state, IntentState::RolledBack, "{intent:#?}");
+    let reason = format!("{:?}", intent.outcome);
+    assert!(reason.contains("storage nas"), "{reason}");
+}
+
+/// `safety_backup = false` is part of what the operator signs (`backup=0`): no vzdump
+/// is taken, and the waiver is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waived_backup_is_signed_and_audited() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::of(&WAIVED, Duration::from_millis(20)).await;
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let payload =
+        std::fs::read_to_string(env.path("state/pending/pve-01-lxc-101-destroy.op")).unwrap();
+    assert!(payload.contains("backup = \"0\""), "{payload}");
+    env.sign_pending();
+    let out = env.run_agent();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(env.backups(), 0, "waived: no vzdump");
+    assert_eq!(env.deletes(), 1);
+    assert!(env.only_intent().backup.is_none());
+    let kinds = env.audit_kinds();
+    assert!(kinds.iter().any(|k| k == "backup_waived"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "backup_taken"), "{kinds:?}");
+}
+
+/// A restore over a protected guest is refused by the node as a real node refuses it: the
+/// intent fails with the node's words, the guest keeps its data, and the safety backup
+/// taken before stays on the storage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_over_a_protected_guest_is_refused_by_the_node() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::of(&PROTECTED, Duration::from_millis(20)).await;
+    let out = env.sign_and_run();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(env.sends(), 1, "sent once, refused");
+    let g = env.sim.guest(101).unwrap();
+    assert_eq!(
+        g.config.get("hostname").map(String::as_str),
+        Some("old-web")
+    );
+    let intent = env.only_intent();
+    assert_eq!(intent.state, IntentState::Failed, "{intent:#?}");
+    let error = format!("{:?}", intent.outcome);
+    assert!(
+        error.contains("unable to restore CT 101 - protection mode enabled"),
+        "{error}"
+    );
+    let backup = intent.backup.expect("the backup was taken first");
+    assert!(env.sim.volume(&backup).is_some());
 }

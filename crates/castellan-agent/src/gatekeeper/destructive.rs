@@ -499,6 +499,7 @@ impl Gatekeeper {
             }
             self.crashpoint("stopped");
         }
+        self.safety_backup(backend, id, a).await?;
         // Which destroy tasks exist already: any other one found later is this one's.
         let seen = match task_mark(backend, &a.target, a.op, &a.params).await {
             Ok(seen) => seen,
@@ -517,6 +518,122 @@ impl Gatekeeper {
             return Ok(());
         }
         self.send_delete(backend, id, a).await
+    }
+
+    /// Takes the safety backup a signed op's table row asks for ([`Prerequisite::Backup`])
+    /// before anything destructive is sent: one vzdump of the (stopped) target to the
+    /// configured storage, waited for, then found on the storage as a new backup of the
+    /// target, and recorded with the intent (audited `backup_taken`, with the volume). A
+    /// backup already recorded for this intent (an attempt resumed after a crash) is not
+    /// taken again. Waived only by the signed parameters (`backup=0`, audited
+    /// `backup_waived`), or where the target's backend keeps no backups. A backup that
+    /// fails, or that cannot be found afterwards, stops the op: nothing is sent and the
+    /// intent is rolled back.
+    pub(super) async fn safety_backup<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+    ) -> Result<(), DestroyError> {
+        if !a.op.spec().first.contains(&Prerequisite::Backup) {
+            return Ok(());
+        }
+        let in_flight = |e: GateError| DestroyError::InFlight(e.to_string());
+        let intent = self.store(move |s| s.intent(id)).await.map_err(in_flight)?;
+        if intent.as_ref().is_some_and(|i| i.backup.is_some()) {
+            return Ok(());
+        }
+        let waived = a.params.get(WAIVE_BACKUP.key).map(String::as_str) == Some("0");
+        let storage = self.backup_storage.clone();
+        let before = if waived {
+            None
+        } else {
+            match backend.backups(&a.target, &storage).await {
+                Ok(b) => b,
+                Err(e) => {
+                    return self
+                        .not_sent(
+                            id,
+                            a,
+                            format!("cannot list the backups on storage {storage} before the safety backup: {e}"),
+                        )
+                        .await;
+                }
+            }
+        };
+        let Some(before) = before else {
+            let detail = if waived {
+                format!("the signed op waives it ({}=0)", WAIVE_BACKUP.key)
+            } else {
+                format!("the backend of {} keeps no backups", a.target)
+            };
+            tracing::warn!(event = "backup_waived", target = %a.target, op = %a.op, detail);
+            let entry = AuditEvent::BackupWaived { detail }.with(
+                AuditFields::default()
+                    .target(a.target.clone())
+                    .op(a.op)
+                    .intent(id),
+            );
+            return self.audit(entry).await.map_err(in_flight);
+        };
+        tracing::info!(event = "backup_started", target = %a.target, op = %a.op, storage);
+        let task = match backend.start_backup(&a.target, &storage).await {
+            Ok(t) => t,
+            Err(e) => {
+                return self
+                    .not_sent(
+                        id,
+                        a,
+                        format!("the safety backup to storage {storage} could not be started: {e}"),
+                    )
+                    .await;
+            }
+        };
+        if let Err(e) = backend.wait_task(&task).await {
+            return self
+                .not_sent(
+                    id,
+                    a,
+                    format!("the safety backup to storage {storage} failed ({task}): {e}"),
+                )
+                .await;
+        }
+        let after = match backend.backups(&a.target, &storage).await {
+            Ok(Some(v)) => v,
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                return self
+                    .not_sent(
+                        id,
+                        a,
+                        format!("cannot find the safety backup on storage {storage}: {e}"),
+                    )
+                    .await;
+            }
+        };
+        // The guest was locked by this backup while it ran, so no other backup of it can
+        // have appeared meanwhile; the newest of the new ones is this one's.
+        let made = after
+            .into_iter()
+            .filter(|(v, size)| *size > 0 && !before.iter().any(|(b, _)| b == v))
+            .max_by(|x, y| x.0.cmp(&y.0));
+        let Some((volume, size)) = made else {
+            return self
+                .not_sent(
+                    id,
+                    a,
+                    format!("the safety backup task {task} ended, but no new backup of {} is on storage {storage}", a.target),
+                )
+                .await;
+        };
+        let now = self.now();
+        let v = volume.clone();
+        self.store(move |s| s.record_backup(id, &v, size, now).map(|_| ()))
+            .await
+            .map_err(in_flight)?;
+        tracing::info!(event = "backup_taken", target = %a.target, op = %a.op, volume, size);
+        self.crashpoint("backed_up");
+        Ok(())
     }
 
     /// A look at the target of a journaled destroy that settles the intent when it cannot
@@ -577,7 +694,7 @@ impl Gatekeeper {
                 return Err(DestroyError::Stale(e.message));
             }
             Err(e) => {
-                let error = format!("the node refused the destroy: {e}");
+                let error = format!("the node refused the {}: {e}", a.op);
                 self.terminal(
                     id,
                     Outcome::Failed {
@@ -661,7 +778,7 @@ impl Gatekeeper {
         self.terminal(
             id,
             Outcome::RolledBack {
-                reason: format!("{why}; the destroy was not sent"),
+                reason: format!("{why}; the {} was not sent", a.op),
             },
         )
         .await

@@ -24,7 +24,7 @@ use castellan_core::gate::{
     Approval, Decision, DestructiveAction, Evidence, Policy, SignatureCheck, decide,
 };
 use castellan_core::op::{NAMESPACE, SignedOp};
-use castellan_core::operation::{Prerequisite, Recovery};
+use castellan_core::operation::{Prerequisite, Recovery, WAIVE_BACKUP};
 use castellan_core::plan::Action;
 use castellan_core::{Operation, Target};
 use castellan_sig::SignerConfig;
@@ -199,6 +199,8 @@ pub struct Gatekeeper {
     scans: std::sync::atomic::AtomicU64,
     /// Where the agent stands, for its reports.
     status: crate::status::StatusBoard,
+    /// The storage safety backups go to.
+    backup_storage: String,
 }
 
 impl std::fmt::Debug for Gatekeeper {
@@ -316,7 +318,41 @@ impl Gatekeeper {
             scanned: Mutex::new(None),
             scans: std::sync::atomic::AtomicU64::new(0),
             status: crate::status::StatusBoard::default(),
+            backup_storage: crate::config::DEFAULT_BACKUP_STORAGE.to_owned(),
         }
+    }
+
+    /// The archive last restored over `target` by a signed `restore_overwrite`.
+    pub async fn last_restored(&self, target: &Target) -> Result<Option<String>, GateError> {
+        let target = target.clone();
+        self.store(move |s| s.last_restored(&target)).await
+    }
+
+    /// Fills in, for each guest of `actual` that `desired` declares a `restore_over` for,
+    /// the archive last restored over it (from the journal), so the planner proposes each
+    /// declared restore once.
+    pub async fn fill_restored(
+        &self,
+        desired: &castellan_core::model::DesiredState,
+        actual: &mut castellan_core::model::ActualState,
+    ) -> Result<(), GateError> {
+        for (vmid, g) in actual.guests.iter_mut() {
+            if desired
+                .guests
+                .get(vmid)
+                .is_some_and(|d| d.restore_over.is_some() && d.kind == g.kind)
+            {
+                let target = Target::guest(g.kind, *vmid);
+                g.restored = self.store(move |s| s.last_restored(&target)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes safety backups to `storage` instead of the default `local`.
+    pub fn with_backup_storage(mut self, storage: impl Into<String>) -> Self {
+        self.backup_storage = storage.into();
+        self
     }
 
     /// Reads the signer config from `path` at every decision instead of holding the set

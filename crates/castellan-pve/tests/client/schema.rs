@@ -68,13 +68,15 @@ fn every_request_the_client_sends_matches_the_pve_schema() -> Result<(), Box<dyn
         "PUT /nodes/{node}/qemu/{vmid}/resize",
         "GET /cluster/nextid",
         "GET /cluster/resources",
+        "POST /nodes/{node}/vzdump",
+        "GET /nodes/{node}/storage/{storage}/content",
     ] {
         assert!(
             endpoints.iter().any(|e| e == expected),
             "catalog lacks {expected}"
         );
     }
-    assert_eq!(endpoints.len(), 31, "{endpoints:#?}");
+    assert_eq!(endpoints.len(), 33, "{endpoints:#?}");
     Ok(())
 }
 
