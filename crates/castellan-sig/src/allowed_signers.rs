@@ -396,44 +396,11 @@ fn parse_line(
         None => Options::default(),
     };
 
-    if key_type.ends_with("-cert-v01@openssh.com") {
-        return Err(err(format!(
-            "certificate key {} is not supported: castellan verifies plain keys only",
-            quote(key_type)
-        )));
-    }
-    if !SUPPORTED_KEY_TYPES.contains(&key_type) {
-        return Err(err(format!(
-            "unsupported key type {} (expected one of {})",
-            quote(key_type),
-            SUPPORTED_KEY_TYPES.join(", ")
-        )));
-    }
+    check_key_type(key_type).map_err(err)?;
     let (base64, rest) = next_token(rest);
     let base64 = base64.ok_or_else(|| err(format!("missing base64 key after {key_type}")))?;
     let comment = rest.trim_matches([' ', '\t']);
-
-    let mut key = PublicKey::from_openssh(&format!("{key_type} {base64}"))
-        .map_err(|e| err(format!("invalid {key_type} key: {e}")))?;
-    if key.algorithm().as_str() != key_type {
-        return Err(err(format!(
-            "key type {key_type} does not match the key's own type {}",
-            key.algorithm()
-        )));
-    }
-    if let Some(rsa) = key.key_data().rsa() {
-        let bits = rsa
-            .n
-            .as_positive_bytes()
-            .map(|b| b.len().saturating_mul(8))
-            .unwrap_or(0);
-        if bits < 2048 {
-            return Err(err(format!(
-                "rsa key of about {bits} bits is too small (at least 2048)"
-            )));
-        }
-    }
-    key.set_comment(comment);
+    let key = decode_key(key_type, base64, comment).map_err(err)?;
     let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
     Ok(SignerEntry {
         principals,
@@ -444,6 +411,62 @@ fn parse_line(
         fingerprint,
         line,
     })
+}
+
+/// Refuses a key type castellan does not verify (certificates, `ssh-dss`, unknown types).
+fn check_key_type(key_type: &str) -> Result<(), String> {
+    if key_type.ends_with("-cert-v01@openssh.com") {
+        return Err(format!(
+            "certificate key {} is not supported: castellan verifies plain keys only",
+            quote(key_type)
+        ));
+    }
+    if !SUPPORTED_KEY_TYPES.contains(&key_type) {
+        return Err(format!(
+            "unsupported key type {} (expected one of {})",
+            quote(key_type),
+            SUPPORTED_KEY_TYPES.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes a key of a supported type: the blob must be of that type, and an RSA key at
+/// least 2048 bits.
+fn decode_key(key_type: &str, base64: &str, comment: &str) -> Result<PublicKey, String> {
+    let mut key = PublicKey::from_openssh(&format!("{key_type} {base64}"))
+        .map_err(|e| format!("invalid {key_type} key: {e}"))?;
+    if key.algorithm().as_str() != key_type {
+        return Err(format!(
+            "key type {key_type} does not match the key's own type {}",
+            key.algorithm()
+        ));
+    }
+    if let Some(rsa) = key.key_data().rsa() {
+        let bits = rsa
+            .n
+            .as_positive_bytes()
+            .map(|b| b.len().saturating_mul(8))
+            .unwrap_or(0);
+        if bits < 2048 {
+            return Err(format!(
+                "rsa key of about {bits} bits is too small (at least 2048)"
+            ));
+        }
+    }
+    key.set_comment(comment);
+    Ok(key)
+}
+
+/// Parses an OpenSSH public key line, `TYPE BASE64 [COMMENT]` (what a `.pub` file
+/// holds), with the checks an allowed_signers entry's key gets.
+pub(crate) fn parse_public_key(text: &str) -> Result<PublicKey, String> {
+    let (key_type, rest) = next_token(text);
+    let key_type = key_type.ok_or("empty public key")?;
+    check_key_type(key_type)?;
+    let (base64, rest) = next_token(rest);
+    let base64 = base64.ok_or_else(|| format!("missing base64 key after {key_type}"))?;
+    decode_key(key_type, base64, rest.trim_matches([' ', '\t']))
 }
 
 /// Skips blanks, then returns the next token and the rest. Blanks inside double quotes

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use crate::allowed_signers::AllowedSigners;
+use crate::rotation::{GroupReport, SignerGroup, SignerSet, rotate_keys, verify_rotation};
 use crate::sshsig::{DecodeError, OP_NAMESPACE, armor, decode_armored, verify};
 
 /// The fixed allowed_signers list [`sshsig_decode`] verifies against: one ed25519 key
@@ -138,4 +139,53 @@ pub fn signers_toml(data: &[u8]) {
     for op in ["destroy", "rotate_keys", "no_such_op"] {
         assert!(cfg.threshold(op) >= 1);
     }
+}
+
+/// Parses `data` as a signer-set document. When it parses, its rendering parses back to
+/// the same set; it converts to a signer configuration with the same keys, roles and
+/// thresholds; at least its `rotate_keys` threshold of its keys could sign its
+/// replacement; and judging it as a rotation of itself (with the fixture's signature)
+/// never panics and never accepts a set that is not newer.
+pub fn signer_set(data: &[u8]) {
+    let Ok(set) = SignerSet::parse(data) else {
+        return;
+    };
+    let rendered = match set.render() {
+        Ok(r) => r,
+        Err(e) => panic!("a parsed set does not render: {e}"),
+    };
+    match SignerSet::parse(rendered.as_bytes()) {
+        Ok(again) => assert_eq!(again, set, "{rendered}"),
+        Err(e) => panic!("the rendering does not parse: {e}\n{rendered}"),
+    }
+    let cfg = match set.to_config() {
+        Ok(c) => c,
+        Err(e) => panic!("a parsed set does not convert: {e}"),
+    };
+    assert_eq!(cfg.allowed.entries.len(), set.keys.len());
+    for k in &set.keys {
+        assert_eq!(cfg.roles.get(&k.principal), Some(&k.role));
+    }
+    for (op, n) in &set.thresholds {
+        assert_eq!(cfg.threshold(op), *n);
+    }
+    let sigs = [FIXTURE_ED25519_SIG.to_vec()];
+    let report = GroupReport::check(
+        SignerGroup::New,
+        &cfg,
+        set.version,
+        data,
+        &sigs,
+        fixture_time(),
+    );
+    assert_eq!(report.needed, set.threshold(rotate_keys()));
+    assert!(report.able >= report.needed as usize, "{report:?}");
+    assert!(verify_rotation(&cfg, set.version, data, &sigs, fixture_time()).is_err());
+    let _ = verify_rotation(
+        &cfg,
+        set.version.saturating_sub(1),
+        data,
+        &sigs,
+        fixture_time(),
+    );
 }

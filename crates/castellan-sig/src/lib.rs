@@ -9,6 +9,8 @@
 //! - [`sshsig`]: decoding armored signatures and [`verify`]ing them;
 //! - [`signers`]: the agent's `signers.toml` (the allowed_signers file, a role per
 //!   principal, M-of-N thresholds per operation);
+//! - [`rotation`]: key rotation: the versioned signer-set document, signed by the set in
+//!   force and by the new set (namespace [`SIGNERS_NAMESPACE`], `castellan-signers`);
 //! - [`sign`]: signing a file with the real `ssh-keygen` (key file, ssh-agent or
 //!   security key);
 //! - [`fuzzing`]: the fuzz target bodies, shared with the property tests.
@@ -22,9 +24,10 @@
 //!   one fails as [`RejectReason::BadSignature`](castellan_core::RejectReason). For
 //!   security keys the whole key is compared, including its FIDO application string.
 //! - **Namespace.** The signature must be made under the namespace the caller expects
-//!   (castellan ops use [`OP_NAMESPACE`], `castellan-op`), and the admitting entry's
+//!   (castellan ops use [`OP_NAMESPACE`], `castellan-op`; signer-set documents
+//!   [`SIGNERS_NAMESPACE`], `castellan-signers`), and the admitting entry's
 //!   `namespaces=` must permit it, so a signature made for `git` or `file` can never
-//!   authorise an operation.
+//!   authorise an operation, and an op signature never approves a new signer set.
 //! - **Validity window.** The entry's `valid-after` / `valid-before` are checked against
 //!   the time the caller passes (the agent's monotonic-safe clock): valid when
 //!   `valid-after <= at < valid-before`.
@@ -45,11 +48,15 @@
 pub mod allowed_signers;
 pub mod fuzzing;
 mod pattern;
+pub mod rotation;
 pub mod sign;
 pub mod signers;
 pub mod sshsig;
 
 pub use allowed_signers::{AllowedSigners, AllowedSignersError, SignerEntry};
+pub use rotation::{
+    AcceptedRotation, RotationError, SIGNERS_NAMESPACE, SignerSet, SignerSetError, verify_rotation,
+};
 pub use sign::{SignError, SignOptions, sign_file};
 pub use signers::{SignerConfig, SignerConfigError};
 pub use sshsig::{DecodeError, OP_NAMESPACE, Rejected, Verified, decode_armored, verify};

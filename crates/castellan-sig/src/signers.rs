@@ -207,11 +207,7 @@ impl SignerConfig {
         let mut thresholds = BTreeMap::new();
         for (op, n) in raw.thresholds {
             let at = format!("thresholds.{}", quote(&op));
-            if op.is_empty()
-                || !op
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-            {
+            if !is_threshold_name(&op) {
                 problems.push(format!(
                     "{at}: operation names are lower-case letters, digits, _ and -"
                 ));
@@ -295,6 +291,14 @@ impl SignerConfig {
             .map(|s| self.verify(namespace, message, s, at))
             .collect()
     }
+}
+
+/// Whether `name` can name a threshold: `[a-z0-9_-]+`.
+pub(crate) fn is_threshold_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 impl SignerConfigError {

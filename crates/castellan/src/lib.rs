@@ -1,6 +1,6 @@
 //! The operator's command line: `castellan plan`, `castellan agent`, `castellan demo`,
-//! `castellan op` (signed operations), `castellan audit` (the agent's audit log) and
-//! `castellan ledger` (host-service governance).
+//! `castellan op` (signed operations), `castellan signers` (key rotation), `castellan audit`
+//! (the agent's audit log) and `castellan ledger` (host-service governance).
 
 /// Writes to stdout like `print!`, but returns the I/O error instead of panicking, so a
 /// closed pipe (`castellan plan | head`) ends the command quietly (see `main`).
@@ -33,6 +33,7 @@ pub mod ledger;
 pub mod logging;
 pub mod op;
 pub mod render;
+pub mod signers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -117,6 +118,13 @@ pub enum Command {
         #[command(subcommand)]
         command: op::OpCommand,
     },
+    /// Key rotation: a new signer set, signed by the set in force and by its own keys
+    /// (propose, sign, show).
+    Signers {
+        /// What to do.
+        #[command(subcommand)]
+        command: signers::SignersCommand,
+    },
     /// The agent's hash-chained audit log (verify, show, export).
     Audit {
         /// What to do.
@@ -175,11 +183,13 @@ pub enum Command {
 impl Command {
     /// The exit code for a command that fails with an error. `op` and `audit` answer
     /// questions with 0 (yes) and 1 (no: rejected, broken), so their errors (bad usage,
-    /// unreadable files, a refused config) exit 2, as clap's usage errors do; the other
+    /// unreadable files, a refused config) exit 2, as clap's usage errors do, and so do
+    /// those of the other operator tools (`signers`, `journal`, `ledger`); the other
     /// commands exit 1 on error.
     pub fn error_exit_code(&self) -> u8 {
         match self {
             Command::Op { .. }
+            | Command::Signers { .. }
             | Command::Audit { .. }
             | Command::Journal { .. }
             | Command::Ledger { .. } => 2,
@@ -234,6 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => agent_cmd(&config, once, json, accept_state_loss).await,
         Command::Demo { keep } => demo::run(keep).await,
         Command::Op { command } => op::run(command).await,
+        Command::Signers { command } => signers::run(command),
         Command::Audit { command } => audit::run(command).await,
         Command::Journal { command } => journal::run(command),
         Command::Ledger { command } => ledger::run(command),

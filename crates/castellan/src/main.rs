@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         castellan::Command::Demo { .. } => "warn",
         // Operator tools: their answer is on stdout; only trouble belongs on stderr.
         castellan::Command::Op { .. }
+        | castellan::Command::Signers { .. }
         | castellan::Command::Audit { .. }
         | castellan::Command::Journal { .. }
         | castellan::Command::Ledger { .. } => "warn",

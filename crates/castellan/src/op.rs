@@ -414,7 +414,7 @@ fn new_cmd(args: &NewArgs, output: Option<&Path>, force: bool) -> anyhow::Result
 
 /// Writes `bytes` to `path` whole (temporary file, then rename): never over an existing
 /// file unless `force`.
-fn write_new(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
+pub(crate) fn write_new(path: &Path, bytes: &[u8], force: bool) -> anyhow::Result<()> {
     if !force && path.exists() {
         bail!("{} exists; pass --force to overwrite it", path.display());
     }

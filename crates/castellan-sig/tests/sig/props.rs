@@ -143,6 +143,16 @@ proptest! {
     }
 
     #[test]
+    fn signer_set_body_on_arbitrary_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        fuzzing::signer_set(&data);
+    }
+
+    #[test]
+    fn signer_set_body_on_token_soup(pieces in proptest::collection::vec(signer_set_piece(), 0..16)) {
+        fuzzing::signer_set(pieces.join("").as_bytes());
+    }
+
+    #[test]
     fn parse_never_panics_on_any_string(text in "\\PC{0,300}") {
         let _ = AllowedSigners::parse(&text);
     }
@@ -166,6 +176,47 @@ fn toml_piece() -> impl Strategy<Value = String> {
         Just("= \"\n".to_owned()),
         "[ -~]{0,10}",
     ]
+}
+
+/// Pieces signer-set documents are made of.
+fn signer_set_piece() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("version = 2\n".to_owned()),
+        Just("version = 0\n".to_owned()),
+        Just("[[key]]\n".to_owned()),
+        Just("principal = \"fuzz@example.com\"\n".to_owned()),
+        Just("principal = \"*\"\n".to_owned()),
+        Just("role = \"operational\"\n".to_owned()),
+        Just("role = \"recovery\"\n".to_owned()),
+        Just("role = \"reviewer\"\n".to_owned()),
+        Just(format!("public_key = \"{SOUP_KEY}\"\n")),
+        Just(format!("public_key = \"{SOUP_KEY_2}\"\n")),
+        Just("namespaces = [\"castellan-signers\"]\n".to_owned()),
+        Just("namespaces = [\"castellan-op\"]\n".to_owned()),
+        Just("valid_before = \"2030-01-01T00:00:00Z\"\n".to_owned()),
+        Just("valid_after = \"2024-01-01T00:00:00Z\"\n".to_owned()),
+        Just("[thresholds]\n".to_owned()),
+        Just("rotate_keys = 2\n".to_owned()),
+        Just("destroy = 1\n".to_owned()),
+        Just("review = 3\n".to_owned()),
+        "[ -~]{0,10}",
+    ]
+}
+
+const SOUP_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICAeXPKcJnMTRS9Tg4emm1wS/O+r9jnb/DJ//VlOEkMg fuzz";
+const SOUP_KEY_2: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti";
+
+/// The signer-set fuzz body on a well-formed document: it parses, and the invariants hold.
+#[test]
+fn signer_set_body_on_a_document() {
+    let text = format!(
+        "version = 2\n\n[thresholds]\nrotate_keys = 1\n\n[[key]]\nprincipal = \"fuzz@example.com\"\n\
+         role = \"operational\"\npublic_key = \"{SOUP_KEY}\"\n"
+    );
+    assert!(castellan_sig::SignerSet::parse(text.as_bytes()).is_ok());
+    fuzzing::signer_set(text.as_bytes());
 }
 
 /// The fuzz body on a well-formed file: it parses, and the invariants hold.
