@@ -2029,3 +2029,178 @@ async fn r23_ambiguous_evidence_is_held_for_an_operator() {
     w.assert_untouched();
     assert!(w.store().in_flight().unwrap()[0].held.is_some());
 }
+
+// ---- key rotation through the inbox ----------------------------------------------------
+
+impl World {
+    /// A signer-set document of `version` holding `keys` as (principal, role, key).
+    fn signer_set(version: u64, keys: &[(&str, &str, &Key)]) -> String {
+        let mut s = format!("version = {version}\n");
+        for (principal, role, key) in keys {
+            s.push_str(&format!(
+                "\n[[key]]\nprincipal = \"{principal}\"\nrole = \"{role}\"\npublic_key = \"{}\"\n",
+                key.line.trim()
+            ));
+        }
+        s
+    }
+
+    /// Drops the signer-set `doc` into the inbox as `name`, signed by `signers` under
+    /// `castellan-signers`, and lets the gatekeeper sweep the inbox.
+    async fn rotate(&mut self, name: &str, doc: &str, signers: &[&Key]) {
+        self.staged += 1;
+        let stage = self.root.join(format!("stage-{}", self.staged));
+        std::fs::create_dir_all(&stage).unwrap();
+        let file = stage.join(name);
+        std::fs::write(&file, doc).unwrap();
+        let sigs: Vec<Vec<u8>> = signers
+            .iter()
+            .map(|k| sign_file(k, "castellan-signers", &file))
+            .collect();
+        self.drop_in(name, doc.as_bytes(), &sigs);
+        self.keeper().sweep().await;
+    }
+
+    fn in_force_version(&self) -> u64 {
+        self.store()
+            .signer_set_in_force()
+            .unwrap()
+            .map_or(1, |s| s.version)
+    }
+}
+
+/// A rotation signed by the set in force and by the new set is put in force (journaled,
+/// audited with both groups' signers, settled, a copy written for operators); the key it
+/// removes is refused at once, while a key it keeps still executes.
+#[tokio::test]
+async fn rotation_puts_a_new_set_in_force_and_a_removed_key_is_refused_at_once() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let (alice, bob, glass) = (w.alice.clone(), w.bob.clone(), w.breakglass.clone());
+    let v2 = World::signer_set(
+        2,
+        &[
+            ("alice@example.com", "operational", &alice),
+            ("breakglass@example.com", "recovery", &glass),
+        ],
+    );
+    w.rotate("v2.toml", &v2, &[&alice]).await;
+    assert_eq!(w.in_force_version(), 2);
+    assert!(w.inbox.join("done").join("v2.toml").exists());
+    assert_eq!(
+        std::fs::read_to_string(w.data.join("signers.in-force.toml")).unwrap(),
+        v2
+    );
+    let rotated: Vec<AuditRecord> = w
+        .audit()
+        .into_iter()
+        .filter(|r| r.event.kind() == "signers_rotated")
+        .collect();
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(
+        rotated[0].fields.signer_fingerprints,
+        std::slice::from_ref(&alice.fingerprint)
+    );
+    let AuditEvent::SignersRotated {
+        version,
+        replaces,
+        detail,
+        ..
+    } = &rotated[0].event
+    else {
+        unreachable!()
+    };
+    assert_eq!((*version, *replaces), (2, 1));
+    assert!(detail.contains("removed bob@example.com"), "{detail}");
+    // The set in force is in the audit log at the next decision.
+    let op = good_op();
+    w.offer("by-bob", &op, &[(&bob, "castellan-op")]);
+    let out = w.destroy(&action(&[])).await;
+    assert!(
+        matches!(out, DestructiveOutcome::Pending { .. }),
+        "bob's key was removed: {out:?}"
+    );
+    assert_eq!(w.rejections_of(&op), [RejectReason::UnknownSigner]);
+    assert!(w.audit().iter().any(|r| matches!(
+        r.event,
+        AuditEvent::SignersLoaded {
+            version: Some(2),
+            ..
+        }
+    )));
+    // A restart keeps the rotated set.
+    w.restart_with(|_| {});
+    assert_eq!(w.in_force_version(), 2);
+    // signers.toml is no longer read: the journal's set is in force (were the broken file
+    // read, nothing could be accepted).
+    std::fs::write(&w.signers_toml, "not = [valid").unwrap();
+    let op = good_op();
+    w.offer("by-alice", &op, &[(&alice, "castellan-op")]);
+    let out = w.destroy(&action(&[])).await;
+    executed_by(&out, &[&alice]);
+}
+
+/// A set never goes back: the same version again, or an older one, is refused as a
+/// replay however it is signed; a set signed only by a key the set in force does not
+/// hold, or only by its new keys, is refused and nothing changes.
+#[tokio::test]
+async fn rotation_is_refused_unless_newer_and_signed_by_both_sets() {
+    need_ssh_keygen!();
+    let mut w = World::new(1, false);
+    let (alice, bob, glass, stranger) = (
+        w.alice.clone(),
+        w.bob.clone(),
+        w.breakglass.clone(),
+        w.stranger.clone(),
+    );
+    // The new set's key alone (a stranger to the set in force): refused.
+    let v2_stranger = World::signer_set(
+        2,
+        &[
+            ("stranger@example.com", "operational", &stranger),
+            ("breakglass@example.com", "recovery", &glass),
+        ],
+    );
+    w.rotate("take-over.toml", &v2_stranger, &[&stranger]).await;
+    assert_eq!(w.in_force_version(), 1, "nothing changed");
+    assert!(w.inbox.join("rejected").join("take-over.toml").exists());
+    // The set in force alone, not the new set: refused too.
+    let v2_new_only = World::signer_set(2, &[("stranger@example.com", "operational", &stranger)]);
+    w.rotate("unproven.toml", &v2_new_only, &[&alice]).await;
+    assert_eq!(w.in_force_version(), 1);
+    // Both: accepted.
+    let v3 = World::signer_set(
+        3,
+        &[
+            ("alice@example.com", "operational", &alice),
+            ("bob@example.com", "operational", &bob),
+            ("breakglass@example.com", "recovery", &glass),
+        ],
+    );
+    w.rotate("v3.toml", &v3, &[&bob]).await;
+    assert_eq!(w.in_force_version(), 3);
+    // Equal and older versions are replays, whoever signs them.
+    for (name, version) in [("again.toml", 3), ("older.toml", 2)] {
+        let doc = World::signer_set(version, &[("alice@example.com", "operational", &alice)]);
+        w.rotate(name, &doc, &[&alice, &bob]).await;
+        assert_eq!(w.in_force_version(), 3, "{name}");
+        assert!(w.inbox.join("rejected").join(name).exists(), "{name}");
+    }
+    let reasons: Vec<RejectReason> = w
+        .audit()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            AuditEvent::OpRejected { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| **r == RejectReason::Replayed)
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    w.assert_chain();
+}

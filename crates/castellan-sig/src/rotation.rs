@@ -737,6 +737,19 @@ impl fmt::Display for SetKey {
     }
 }
 
+/// Whether `bytes` are meant as a signer-set document rather than a signed op (both
+/// arrive through an agent's inbox): TOML with `[[key]]` tables and no `op`. Whether it is
+/// a valid one is [`SignerSet::parse`]'s to say.
+pub fn is_signer_set_document(bytes: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return false;
+    };
+    match toml::from_str::<toml::Table>(text) {
+        Ok(t) => t.contains_key("key") && !t.contains_key("op"),
+        Err(_) => false,
+    }
+}
+
 /// The SHA-256 of a document's bytes, lower-case hex: its identity in the audit log.
 pub fn digest(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))

@@ -75,6 +75,22 @@ pub enum AuditEvent {
     SignersLoaded {
         /// How many allowed-signers entries it holds.
         keys: u64,
+        /// The set's version (1: the agent's signers.toml; higher: put in force by a
+        /// rotation). Absent in records written before rotation existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+    },
+    /// A rotation was accepted and its signer set is in force from now on (the keys that
+    /// signed it, of both sets, in `signer_fingerprints`).
+    SignersRotated {
+        /// The new set's version.
+        version: u64,
+        /// The version it replaced.
+        replaces: u64,
+        /// SHA-256 of the signed document.
+        digest: String,
+        /// What changed (keys added and removed, thresholds).
+        detail: String,
     },
     /// The signer config became unusable: every destructive op stays pending until it is
     /// fixed; the earlier set is not used.
@@ -175,6 +191,7 @@ impl AuditEvent {
             AuditEvent::OpSettled { .. } => "op_settled",
             AuditEvent::SignersLoaded { .. } => "signers_loaded",
             AuditEvent::SignersRefused { .. } => "signers_refused",
+            AuditEvent::SignersRotated { .. } => "signers_rotated",
             AuditEvent::IntentRecorded => "intent_recorded",
             AuditEvent::TaskDispatched { .. } => "task_dispatched",
             AuditEvent::ActionSucceeded => "action_succeeded",

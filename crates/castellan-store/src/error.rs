@@ -118,6 +118,14 @@ pub enum StoreError {
         /// That intent's state.
         state: IntentState,
     },
+    /// A signer set that is not newer than the set in force.
+    #[error("signer set version {version} is not newer than the set in force, version {in_force}")]
+    StaleSignerSet {
+        /// The version offered.
+        version: u64,
+        /// The version in force.
+        in_force: u64,
+    },
     /// A [`NewIntent`](crate::NewIntent) that breaks the journal's rules.
     #[error("invalid intent: {0}")]
     InvalidIntent(String),

@@ -749,7 +749,7 @@ impl Store {
     }
 }
 
-fn expect_kind(entry: &AuditEntry, expected: &'static str) -> Result<(), StoreError> {
+pub(crate) fn expect_kind(entry: &AuditEntry, expected: &'static str) -> Result<(), StoreError> {
     if entry.event.kind() == expected {
         Ok(())
     } else {

@@ -175,6 +175,7 @@ mod error;
 mod journal;
 mod provenance;
 mod schema;
+mod signer_sets;
 mod time;
 
 use std::path::{Path, PathBuf};
@@ -192,6 +193,7 @@ use error::SqlContext;
 pub use error::StoreError;
 pub use journal::{Intent, IntentId, IntentState, NewIntent, Outcome, TaskMark};
 pub use provenance::{Provenance, ProvenanceCheck, ProvenanceKind};
+pub use signer_sets::StoredSignerSet;
 
 /// The database file's name inside the data directory.
 pub const DB_FILE_NAME: &str = "castellan.db";

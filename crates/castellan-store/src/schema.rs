@@ -10,7 +10,7 @@
 pub(crate) const APPLICATION_ID: i32 = 0x4353_544C;
 
 /// The migrations, in order.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The newest schema version.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -168,6 +168,31 @@ const V4: &str = r#"
 -- backup's volume id), so a resumed intent does not take a second one and recovery can
 -- show which backup holds what the op removed.
 ALTER TABLE intents ADD COLUMN backup TEXT;
+"#;
+
+const V5: &str = r#"
+-- Signer sets put in force by key rotation (version 1 is the agent's signers.toml, which
+-- is not kept here): the exact document bytes that were signed. Append-only, and each
+-- version greater than every one before it, so an older set is never in force again.
+CREATE TABLE signer_sets (
+    version     INTEGER PRIMARY KEY CHECK (version >= 2),
+    digest      TEXT NOT NULL,
+    document    BLOB NOT NULL,
+    accepted_at TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER signer_sets_only_newer BEFORE INSERT ON signer_sets
+WHEN NEW.version <= (SELECT coalesce(max(version), 1) FROM signer_sets)
+BEGIN
+    SELECT RAISE(ABORT, 'a signer set must be newer than every one before it');
+END;
+CREATE TRIGGER signer_sets_never_deleted BEFORE DELETE ON signer_sets
+BEGIN
+    SELECT RAISE(ABORT, 'signer sets are append-only');
+END;
+CREATE TRIGGER signer_sets_never_changed BEFORE UPDATE ON signer_sets
+BEGIN
+    SELECT RAISE(ABORT, 'signer sets are append-only');
+END;
 "#;
 
 #[cfg(test)]

@@ -249,6 +249,18 @@ pub fn detail(r: &AuditRecord) -> String {
             castellan_core::units::format_size(*size)
         )),
         AuditEvent::BackupWaived { detail } => parts.push(detail.clone()),
+        AuditEvent::SignersRotated {
+            version,
+            replaces,
+            digest,
+            detail,
+        } => parts.push(format!(
+            "version {version} replaces {replaces} (sha256 {digest}): {detail}"
+        )),
+        AuditEvent::SignersLoaded {
+            keys,
+            version: Some(v),
+        } => parts.push(format!("version {v}, {keys} key(s)")),
         AuditEvent::RecoveryCompleted { intents } => parts.push(format!(
             "{intents} in-flight intent{}",
             if *intents == 1 { "" } else { "s" }

@@ -42,6 +42,7 @@ mod benign;
 mod destructive;
 mod provision;
 mod recovery;
+mod rotation;
 mod sweep;
 
 use benign::*;
@@ -306,6 +307,8 @@ impl Gatekeeper {
             signers: Mutex::new(SignerState {
                 file: None,
                 last: Some(Ok(signers.map(Arc::new))),
+                version: castellan_sig::rotation::BOOTSTRAP_VERSION,
+                rotated: None,
             }),
             store: Arc::new(Mutex::new(store)),
             inbox,
@@ -363,14 +366,53 @@ impl Gatekeeper {
         self.signers = Mutex::new(SignerState {
             file: Some(path),
             last: None,
+            version: castellan_sig::rotation::BOOTSTRAP_VERSION,
+            rotated: None,
         });
         self
     }
 
-    /// The signer set in force now: re-read from its file (if it has one), the change
-    /// audited when it differs from what the last decision used. `Err` when the file is
-    /// unusable: no destructive op may be accepted then.
+    /// The signer set in force now. The newest set a rotation put in force, from the
+    /// journal, once there is one (the signer file is no longer read then); before that,
+    /// version 1, re-read from its file (if it has one). A change is audited when it
+    /// differs from what the last decision used. `Err` when the set is unusable: no
+    /// destructive op may be accepted then.
     async fn current_signers(&self) -> Result<Option<Arc<SignerConfig>>, GateError> {
+        self.signers_in_force().await.map(|(_, c)| c)
+    }
+
+    /// [`Gatekeeper::current_signers`], with the set's version.
+    async fn signers_in_force(&self) -> Result<(u64, Option<Arc<SignerConfig>>), GateError> {
+        if let Some(set) = self.store(|s| s.signer_set_in_force()).await? {
+            let cached = {
+                let st = self
+                    .signers
+                    .lock()
+                    .map_err(|_| GateError::Poisoned("signer state"))?;
+                st.rotated
+                    .as_ref()
+                    .filter(|(v, _)| *v == set.version)
+                    .map(|(_, c)| Arc::clone(c))
+            };
+            let loaded = match cached {
+                Some(c) => Ok(Some(c)),
+                None => castellan_sig::SignerSet::parse(&set.document)
+                    .and_then(|s| s.to_config())
+                    .map(|c| Some(Arc::new(c)))
+                    .map_err(|e| {
+                        format!(
+                            "the signer set in force (version {}) cannot be read: {e}",
+                            set.version
+                        )
+                    }),
+            };
+            if let Ok(Some(c)) = &loaded
+                && let Ok(mut st) = self.signers.lock()
+            {
+                st.rotated = Some((set.version, Arc::clone(c)));
+            }
+            return self.note_signers(loaded, set.version).await;
+        }
         let path = {
             let st = self
                 .signers
@@ -383,6 +425,7 @@ impl Gatekeeper {
                         .last
                         .clone()
                         .unwrap_or(Ok(None))
+                        .map(|c| (st.version, c))
                         .map_err(GateError::Signers);
                 }
             }
@@ -394,21 +437,36 @@ impl Gatekeeper {
                 .map_err(|e| e.to_string())
         })
         .await?;
+        self.note_signers(loaded, castellan_sig::rotation::BOOTSTRAP_VERSION)
+            .await
+    }
+
+    /// Records `loaded` (version `version`) as what decisions use from now on, audited
+    /// when it differs from what the last decision used.
+    async fn note_signers(
+        &self,
+        loaded: Result<Option<Arc<SignerConfig>>, String>,
+        version: u64,
+    ) -> Result<(u64, Option<Arc<SignerConfig>>), GateError> {
         let changed = {
             let mut st = self
                 .signers
                 .lock()
                 .map_err(|_| GateError::Poisoned("signer state"))?;
-            let changed = st.last.as_ref() != Some(&loaded);
+            let changed = st.last.as_ref() != Some(&loaded) || st.version != version;
             st.last = Some(loaded.clone());
+            st.version = version;
             changed
         };
         if changed {
             let entry = match &loaded {
                 Ok(cfg) => {
                     let keys = cfg.as_ref().map_or(0, |c| c.allowed.entries.len()) as u64;
-                    tracing::info!(event = "signers_loaded", keys);
-                    AuditEvent::SignersLoaded { keys }
+                    tracing::info!(event = "signers_loaded", keys, version);
+                    AuditEvent::SignersLoaded {
+                        keys,
+                        version: Some(version),
+                    }
                 }
                 Err(e) => {
                     tracing::error!(event = "signers_refused", error = %e,
@@ -418,7 +476,7 @@ impl Gatekeeper {
             };
             self.audit(entry.into()).await?;
         }
-        loaded.map_err(GateError::Signers)
+        loaded.map(|c| (version, c)).map_err(GateError::Signers)
     }
 
     /// Replaces the settle grace (tests): how long an op's files must have been still
@@ -595,8 +653,12 @@ async fn task_mark<B: Backend>(
 struct SignerState {
     /// `signers.toml`, re-read at every decision; `None` for a fixed set.
     file: Option<PathBuf>,
-    /// What the last decision used (or the fixed set).
+    /// What the last decision used (or the fixed set), with its version.
     last: Option<Result<Option<Arc<SignerConfig>>, String>>,
+    /// The version `last` has (1 until a rotation).
+    version: u64,
+    /// The set a rotation put in force, parsed once: (version, config).
+    rotated: Option<(u64, Arc<SignerConfig>)>,
 }
 
 impl SignerState {

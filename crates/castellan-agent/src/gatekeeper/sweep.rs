@@ -53,6 +53,7 @@ impl Gatekeeper {
         for o in offered.iter() {
             let op = match &o.op {
                 Ok(op) => op.clone(),
+                Err(_) if self.offer_rotation(o).await => continue,
                 Err(e) => {
                     self.reject(o, None, RejectReason::BadFormat, &e.to_string())
                         .await;
