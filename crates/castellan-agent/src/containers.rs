@@ -217,7 +217,7 @@ async fn held(
             state_digest,
         };
         match keeper.destructive(backend, &action).await {
-            DestructiveOutcome::Executed { signers } => {
+            DestructiveOutcome::Executed { signers, .. } => {
                 pass.applied.push(Done {
                     target,
                     op: step.op,

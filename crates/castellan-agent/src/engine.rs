@@ -488,15 +488,19 @@ async fn reconcile_guest<B: GuestBackend>(
                 }
             });
             return match outcome {
-                DestructiveOutcome::Executed { signers } => {
+                DestructiveOutcome::Executed { signers, backup } => {
+                    let mut reason = if signers.is_empty() {
+                        "scratch recorded by this agent's journal".to_owned()
+                    } else {
+                        format!("signed by {}", signers.join(", "))
+                    };
+                    if let Some(b) = backup {
+                        reason.push_str(&format!("; safety backup {b}"));
+                    }
                     applied.push(Applied {
                         vmid,
                         kind: d.op.as_str().to_owned(),
-                        reason: if signers.is_empty() {
-                            "scratch recorded by this agent's journal".into()
-                        } else {
-                            format!("signed by {}", signers.join(", "))
-                        },
+                        reason,
                         warnings: 0,
                     });
                     GuestOutcome::Done

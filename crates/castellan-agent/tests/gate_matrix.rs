@@ -428,7 +428,7 @@ fn is_pending(out: &DestructiveOutcome) -> bool {
 }
 
 fn executed_by(out: &DestructiveOutcome, keys: &[&Key]) {
-    let DestructiveOutcome::Executed { signers } = out else {
+    let DestructiveOutcome::Executed { signers, .. } = out else {
         panic!("expected Executed, got {out:?}");
     };
     let mut got = signers.clone();
@@ -903,7 +903,13 @@ async fn r12_hub_supplied_scratch_tag_is_still_destructive() {
         .unwrap();
     });
     let out = w.destroy(&a).await;
-    assert_eq!(out, DestructiveOutcome::Executed { signers: vec![] });
+    assert_eq!(
+        out,
+        DestructiveOutcome::Executed {
+            signers: vec![],
+            backup: None
+        }
+    );
     assert_eq!(w.fake.destroyed(), vec![VMID]);
     assert!(
         w.audit()
@@ -1963,7 +1969,10 @@ async fn r22_forged_provenance_makes_nothing_benign() {
     });
     assert_eq!(
         w.destroy(&action(&[])).await,
-        DestructiveOutcome::Executed { signers: vec![] }
+        DestructiveOutcome::Executed {
+            signers: vec![],
+            backup: None
+        }
     );
     assert_eq!(w.fake.destroyed(), vec![VMID]);
     w.assert_chain();

@@ -51,9 +51,18 @@ vmid = 150
 kind = "lxc"
 ensure = "absent"
 
-# Declared but absent: a provisioning candidate, not acted on.
+# Declared but absent, with a source: restored from a backup (benign, recorded as the
+# agent's own creation), its disk grown, started.
 [[guest]]
 vmid = 104
+kind = "lxc"
+run = "running"
+source = { restore = "local:backup/vzdump-lxc-900-2026_11_30-03_00_00.tar.zst", storage = "local-lvm" }
+disks = { rootfs = "12GiB" }
+
+# Declared but absent, without a source: a provisioning candidate, not acted on.
+[[guest]]
+vmid = 105
 kind = "lxc"
 run = "running"
 
@@ -207,7 +216,7 @@ pub async fn run(keep: bool) -> anyhow::Result<ExitCode> {
         let _ = writeln!(untouched, "  {}: {state}", c.vmid);
     }
     crate::outln!(
-        "\nOn the node afterwards (nothing is created, nothing destroyed without a signature):\n{untouched}"
+        "\nOn the node afterwards (nothing is created without a declared source, nothing destroyed\nwithout a signature):\n{untouched}"
     )?;
 
     // 5. Host services: the owner-response ledger (files only).

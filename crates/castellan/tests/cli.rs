@@ -452,6 +452,20 @@ fn demo_converges_and_exits_zero() {
         .expect("then destroyed");
     assert!(pending < done, "{stdout}");
     assert!(stdout.contains("200    reboot"), "{stdout}");
+    // Guest 104 is restored from its declared backup, grown and started; 105, declared
+    // without a source, is only reported.
+    for line in ["104    provision", "104    resize", "104    start"] {
+        assert!(stdout.contains(line), "{line}: {stdout}");
+    }
+    assert!(
+        stdout.contains("105: provisioning candidate, still absent: not created"),
+        "{stdout}"
+    );
+    // The signed destroy took its safety backup first, and says which.
+    assert!(
+        stdout.contains("; safety backup local:backup/vzdump-lxc-150-"),
+        "{stdout}"
+    );
     // The host-service ledger: the leaked token is quarantined (its value never printed),
     // the clean response is accepted by the signed reviewer record, no runtime gate opens.
     assert!(

@@ -103,7 +103,10 @@ impl Gatekeeper {
         if class.class == castellan_core::classify::Class::Benign {
             // Scratch recorded by this agent's own journal: no signature needed.
             return match self.run_destroy_benign(backend, action).await {
-                Ok(()) => DestructiveOutcome::Executed { signers: vec![] },
+                Ok(id) => DestructiveOutcome::Executed {
+                    signers: vec![],
+                    backup: self.backup_of(id).await,
+                },
                 Err(e) => DestructiveOutcome::Failed(e.to_string()),
             };
         }
@@ -428,6 +431,7 @@ impl Gatekeeper {
                 self.settle(o, Settled::Done, "already executed").await;
                 return DestructiveOutcome::Executed {
                     signers: approval.signers().to_vec(),
+                    backup: None,
                 };
             }
             Err(e) => return DestructiveOutcome::Failed(GateError::from(e).to_string()),
@@ -440,6 +444,7 @@ impl Gatekeeper {
                 self.settle(o, Settled::Done, "executed").await;
                 DestructiveOutcome::Executed {
                     signers: approval.signers().to_vec(),
+                    backup: self.backup_of(id).await,
                 }
             }
             Err(DestroyError::Stale(detail)) => {
@@ -850,11 +855,21 @@ impl Gatekeeper {
             .await
     }
 
+    /// The safety backup intent `id` took, if any (for reports; a journal that cannot be
+    /// read now reports none).
+    async fn backup_of(&self, id: IntentId) -> Option<String> {
+        self.store(move |s| s.intent(id))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|i| i.backup)
+    }
+
     pub(super) async fn run_destroy_benign<B: Backend>(
         &self,
         backend: &B,
         a: &DestructiveAction,
-    ) -> Result<(), DestroyError> {
+    ) -> Result<IntentId, DestroyError> {
         let action_id = {
             let mut h = Sha256::new();
             // For a guest, the same bytes as before targets were named (`lxc:101`).
@@ -885,6 +900,6 @@ impl Gatekeeper {
             .store(move |s| allow_and_begin(s, intent, fields, now))
             .await
             .map_err(|e| DestroyError::Failed(e.to_string()))?;
-        self.run_destroy(backend, id, a).await
+        self.run_destroy(backend, id, a).await.map(|()| id)
     }
 }

@@ -169,6 +169,8 @@ pub enum DestructiveOutcome {
     Executed {
         /// The signers' fingerprints.
         signers: Vec<String>,
+        /// The safety backup taken before it (a volume id), if one was.
+        backup: Option<String>,
     },
     /// Waiting for a signed op; the payload to sign is at `payload`.
     Pending {
