@@ -106,6 +106,16 @@ pub struct Observed {
     pub lock: Option<String>,
 }
 
+/// One volume of a storage, as a storage wipe sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageVolume {
+    /// Its size in bytes, as the storage lists it.
+    pub size: u64,
+    /// What still uses it, in words (`CT 105's mp0`, `VM 105, which another node has`),
+    /// or `None` when nothing does: only an unreferenced volume may be wiped.
+    pub referenced_by: Option<String>,
+}
+
 /// What the gatekeeper needs from any backend to carry out a signed operation on one
 /// [`Target`] exactly once, and to settle it after a crash.
 pub trait Backend: Send + Sync + 'static {
@@ -190,6 +200,37 @@ pub trait Backend: Send + Sync + 'static {
             Err(BackendError::new(
                 FailureClass::Retry,
                 format!("this backend cannot take {what}"),
+            ))
+        }
+    }
+
+    /// Every volume on storage `storage` (the `storage/ID` target a wipe acts on), by
+    /// volume id, with what references each; `None` when this backend has no such
+    /// storage kind (only a node of guests has). A storage the node does not have is an
+    /// error of class [`FailureClass::Gone`].
+    fn storage_volumes(
+        &self,
+        storage: &Target,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, StorageVolume>>, BackendError>> + Send
+    {
+        let _ = storage;
+        async { Ok(None) }
+    }
+
+    /// Removes volume `volid` from `storage`. Returns its task, or `None` where the
+    /// backend removed it synchronously. A volume that is not there is an error of class
+    /// [`FailureClass::Gone`]. Only called for a volume the gatekeeper has just seen
+    /// unreferenced, as approved.
+    fn remove_storage_volume(
+        &self,
+        storage: &Target,
+        volid: &str,
+    ) -> impl Future<Output = Result<Option<TaskHandle>, BackendError>> + Send {
+        let what = format!("remove {volid} from {storage}");
+        async move {
+            Err(BackendError::new(
+                FailureClass::Retry,
+                format!("this backend cannot {what}"),
             ))
         }
     }

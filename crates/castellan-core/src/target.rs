@@ -7,6 +7,7 @@
 //! | `qemu/101`      | Proxmox VE  | a vmid                                          |
 //! | `container/web` | Docker      | a container name                                |
 //! | `volume/pgdata` | Docker      | a volume name                                   |
+//! | `storage/local-lvm` | Proxmox VE | a storage id (what a storage wipe acts on)  |
 //!
 //! The text form is what an operator signs (`target = "lxc/101"` in an op), what the
 //! journal and the audit log record, and what the agent's scheduler is keyed by; it has
@@ -32,15 +33,18 @@ pub enum TargetKind {
     Container,
     /// A Docker volume.
     Volume,
+    /// A Proxmox VE storage.
+    Storage,
 }
 
 impl TargetKind {
     /// Every kind, in order.
-    pub const ALL: [TargetKind; 4] = [
+    pub const ALL: [TargetKind; 5] = [
         TargetKind::Lxc,
         TargetKind::Qemu,
         TargetKind::Container,
         TargetKind::Volume,
+        TargetKind::Storage,
     ];
 
     /// The kind's name, as written before the `/`.
@@ -50,6 +54,7 @@ impl TargetKind {
             TargetKind::Qemu => "qemu",
             TargetKind::Container => "container",
             TargetKind::Volume => "volume",
+            TargetKind::Storage => "storage",
         }
     }
 
@@ -60,6 +65,7 @@ impl TargetKind {
             TargetKind::Qemu => "VM",
             TargetKind::Container => "container",
             TargetKind::Volume => "volume",
+            TargetKind::Storage => "storage",
         }
     }
 
@@ -91,7 +97,7 @@ pub enum TargetError {
     #[error("{0:?} is not a target (expected kind/id, e.g. \"lxc/101\" or \"container/web\")")]
     Shape(String),
     /// A kind castellan does not manage.
-    #[error("{0:?} is not a kind of target (lxc, qemu, container or volume)")]
+    #[error("{0:?} is not a kind of target (lxc, qemu, container, volume or storage)")]
     Kind(String),
     /// An id the kind does not allow.
     #[error("{id:?} is not a valid {kind} id: {why}")]
@@ -148,6 +154,13 @@ impl Target {
                     ));
                 }
             }
+            TargetKind::Storage => {
+                if !crate::desired::valid_storage_id(id) {
+                    return Err(bad(
+                        "a storage id is a letter, then letters, digits, -, _ or .",
+                    ));
+                }
+            }
         }
         Ok(Target {
             kind,
@@ -165,6 +178,11 @@ impl Target {
         Target::new(TargetKind::Volume, name)
     }
 
+    /// The Proxmox VE storage `id`.
+    pub fn storage(id: &str) -> Result<Target, TargetError> {
+        Target::new(TargetKind::Storage, id)
+    }
+
     /// Its kind.
     pub fn kind(&self) -> TargetKind {
         self.kind
@@ -180,7 +198,7 @@ impl Target {
         let kind = match self.kind {
             TargetKind::Lxc => GuestKind::Lxc,
             TargetKind::Qemu => GuestKind::Qemu,
-            TargetKind::Container | TargetKind::Volume => return None,
+            TargetKind::Container | TargetKind::Volume | TargetKind::Storage => return None,
         };
         // Checked when built.
         self.id.parse().ok().map(|v| (kind, v))

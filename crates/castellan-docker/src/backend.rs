@@ -215,7 +215,7 @@ impl Backend for DockerBackend {
                     lock: None,
                 }))
             }
-            TargetKind::Lxc | TargetKind::Qemu => Err(not_mine(target)),
+            TargetKind::Lxc | TargetKind::Qemu | TargetKind::Storage => Err(not_mine(target)),
         }
     }
 
@@ -224,7 +224,7 @@ impl Backend for DockerBackend {
             TargetKind::Container => Ok(self.client.stop(target.id(), timeout_secs).await?),
             // A volume does not run.
             TargetKind::Volume => Ok(()),
-            TargetKind::Lxc | TargetKind::Qemu => Err(not_mine(target)),
+            TargetKind::Lxc | TargetKind::Qemu | TargetKind::Storage => Err(not_mine(target)),
         }
     }
 

@@ -296,7 +296,7 @@ fn guest_of(target: &Target) -> Result<(GuestKind, Vmid), BackendError> {
 
 impl Backend for PveBackend {
     fn serves(&self, target: &Target) -> bool {
-        target.as_guest().is_some()
+        target.as_guest().is_some() || target.kind() == castellan_core::TargetKind::Storage
     }
 
     async fn look(&self, target: &Target) -> Result<Option<Observed>, BackendError> {
