@@ -68,6 +68,14 @@ pub struct RunReport {
     /// The host's containers, when the agent manages its Docker Engine: the last pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub containers: Option<crate::containers::ContainerPass>,
+    /// Signed operations on the node's storages (wipes) carried out: target, operation,
+    /// why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storage_applied: Vec<(String, String, String)>,
+    /// Signed operations on the node's storages that failed at their last attempt, by
+    /// target, with why.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_failed: BTreeMap<String, String>,
 }
 
 impl RunReport {
@@ -75,6 +83,7 @@ impl RunReport {
     pub fn converged(&self) -> bool {
         self.failed.is_empty()
             && self.node_failed.is_empty()
+            && self.storage_failed.is_empty()
             && self.final_plan.as_ref().is_some_and(Plan::converged)
             && self
                 .containers
@@ -94,6 +103,11 @@ impl RunReport {
                 .iter()
                 .map(|(v, e)| format!("{v}: gave up: {e}")),
         );
+        out.extend(
+            self.storage_failed
+                .iter()
+                .map(|(t, e)| format!("{t}: failed: {e}")),
+        );
         if let Some(p) = &self.final_plan {
             for a in &p.actions {
                 out.push(format!(
@@ -104,6 +118,9 @@ impl RunReport {
                 ));
             }
             for n in p.notices.iter().filter(|n| n.blocks_convergence()) {
+                out.push(n.to_string());
+            }
+            for n in &p.storage_notices {
                 out.push(n.to_string());
             }
             for d in &p.destructive {
@@ -204,7 +221,8 @@ impl<B: GuestBackend> Engine<B> {
             if !stopping && Instant::now() >= next_resync {
                 let was_urgent = std::mem::take(&mut urgent);
                 match self.resync(&mut sched, was_urgent).await {
-                    Ok(()) => {
+                    Ok(storage_ops) => {
+                        self.storage_ops(&storage_ops, &mut report).await;
                         self.keeper.status().metrics().pass("guests");
                         resync_failures = 0;
                         next_resync = Instant::now() + resync_every;
@@ -358,9 +376,10 @@ impl<B: GuestBackend> Engine<B> {
         &mut self,
         sched: &mut Scheduler,
         urgent: bool,
-    ) -> Result<(), crate::backend::BackendError> {
+    ) -> Result<Vec<castellan_core::gate::DestructiveAction>, crate::backend::BackendError> {
         let desired = self.desired.borrow_and_update().clone();
         let mut actual = list_node(&*self.backend).await?;
+        crate::observe::observe_storages(&*self.backend, &desired, &mut actual).await;
         // Only a declared guest the node lacks, with a source, may be provisioned: ask
         // the cluster then (and only then) which vmids other nodes have.
         let wants_provisioning = desired
@@ -416,12 +435,49 @@ impl<B: GuestBackend> Engine<B> {
         }) {
             tracing::warn!(event = "guest_skipped", vmid = n.vmid, "{n}");
         }
+        for n in &overview.storage_notices {
+            tracing::warn!(event = "wipe_held_back", "{n}");
+        }
         tracing::debug!(
             event = "resynced",
             listed = actual.guests.len(),
             queued = known.len()
         );
-        Ok(())
+        // Signed operations on the node's storages are the node's, not a guest's: the run
+        // carries them out after the resync, one at a time.
+        Ok(overview
+            .destructive
+            .into_iter()
+            .filter(|d| d.target.as_guest().is_none())
+            .collect())
+    }
+
+    /// Decides and, where approved, carries out the signed operations on the node's
+    /// storages the last resync planned (storage wipes), one at a time.
+    async fn storage_ops(
+        &self,
+        ops: &[castellan_core::gate::DestructiveAction],
+        report: &mut RunReport,
+    ) {
+        for d in ops {
+            match self.keeper.destructive(&*self.backend, d).await {
+                DestructiveOutcome::Executed { signers, .. } => {
+                    report.storage_failed.remove(&d.target.to_string());
+                    report.storage_applied.push((
+                        d.target.to_string(),
+                        d.op.as_str().to_owned(),
+                        format!("signed by {}", signers.join(", ")),
+                    ));
+                }
+                DestructiveOutcome::Pending { payload } => {
+                    tracing::info!(event = "signature_pending", target = %d.target, op = %d.op, payload = %payload.display());
+                }
+                DestructiveOutcome::Failed(e) => {
+                    tracing::warn!(event = "signed_op_failed", target = %d.target, op = %d.op, error = %e);
+                    report.storage_failed.insert(d.target.to_string(), e);
+                }
+            }
+        }
     }
 }
 

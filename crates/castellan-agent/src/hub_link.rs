@@ -488,6 +488,7 @@ pub fn empty(node: &str) -> DesiredState {
         node: node.to_owned(),
         guests: Default::default(),
         containers: Default::default(),
+        wipes: Default::default(),
     }
 }
 

@@ -8,7 +8,29 @@ use std::sync::Arc;
 use castellan_core::model::{ActualState, DesiredState};
 use futures_util::stream::{self, StreamExt};
 
-use crate::backend::{BackendError, GuestBackend};
+use crate::backend::{Backend, BackendError, GuestBackend};
+
+/// Reads the volumes of every storage `desired` declares a wipe for into `actual`. A
+/// storage that cannot be read is left out (the plan then says so and proposes nothing
+/// for it).
+pub async fn observe_storages<B: Backend>(
+    backend: &B,
+    desired: &DesiredState,
+    actual: &mut ActualState,
+) {
+    for storage in desired.wipes.keys() {
+        let Ok(target) = castellan_core::Target::storage(storage) else {
+            continue;
+        };
+        match backend.storage_volumes(&target).await {
+            Ok(Some(volumes)) => {
+                actual.storages.insert(storage.clone(), volumes);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(event = "storage_unreadable", storage, error = %e),
+        }
+    }
+}
 
 /// Lists the node: every guest with its power state, lock and template flag, no
 /// configuration.
@@ -69,5 +91,6 @@ pub async fn observe_node<B: GuestBackend>(
     {
         actual.elsewhere = backend.elsewhere().await?;
     }
+    observe_storages(&**backend, desired, &mut actual).await;
     Ok(actual)
 }

@@ -34,6 +34,7 @@ fn want(vmids: &[Vmid], cores: u32) -> DesiredState {
     DesiredState {
         node: "pve-01".into(),
         containers: Default::default(),
+        wipes: Default::default(),
         guests: vmids
             .iter()
             .map(|&v| {

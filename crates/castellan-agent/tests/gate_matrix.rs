@@ -1141,6 +1141,7 @@ async fn engine_destroys_only_with_a_signed_op() {
     let desired = DesiredState {
         node: HOST.into(),
         containers: Default::default(),
+        wipes: Default::default(),
         guests: [(
             VMID,
             DesiredGuest {

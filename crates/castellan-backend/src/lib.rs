@@ -106,15 +106,7 @@ pub struct Observed {
     pub lock: Option<String>,
 }
 
-/// One volume of a storage, as a storage wipe sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StorageVolume {
-    /// Its size in bytes, as the storage lists it.
-    pub size: u64,
-    /// What still uses it, in words (`CT 105's mp0`, `VM 105, which another node has`),
-    /// or `None` when nothing does: only an unreferenced volume may be wiped.
-    pub referenced_by: Option<String>,
-}
+pub use castellan_core::model::StorageVolume;
 
 /// What the gatekeeper needs from any backend to carry out a signed operation on one
 /// [`Target`] exactly once, and to settle it after a crash.

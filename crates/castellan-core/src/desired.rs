@@ -57,6 +57,10 @@
 //! [[volume]]
 //! name = "olddata"
 //! ensure = "absent"       # removing a volume always waits for a signed op
+//!
+//! [[wipe]]                # remove these disk volumes from a storage: destructive, signed,
+//! storage = "local-lvm"   # and only while nothing references them
+//! volumes = ["local-lvm:vm-105-disk-0", "local-lvm:vm-105-disk-1"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -144,6 +148,15 @@ struct RawDoc {
     containers: Vec<RawContainer>,
     #[serde(default, rename = "volume")]
     volumes: Vec<RawVolume>,
+    #[serde(default, rename = "wipe")]
+    wipes: Vec<RawWipe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWipe {
+    storage: String,
+    volumes: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -524,15 +537,84 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
         }
     }
     let containers = containers(raw.containers, raw.volumes, &mut problems);
+    let wipes = wipes(raw.wipes, &mut problems);
     if problems.is_empty() {
         Ok(DesiredState {
             node: raw.node,
             guests,
             containers,
+            wipes,
         })
     } else {
         Err(DesiredError::Invalid(problems))
     }
+}
+
+/// Validates the `[[wipe]]` tables: a storage id, once; volume ids of that storage, each
+/// once, at most [`crate::wipe::MAX_WIPE_VOLUMES`].
+fn wipes(
+    raw: Vec<RawWipe>,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut out = BTreeMap::new();
+    for (i, w) in raw.into_iter().enumerate() {
+        let at = format!("wipe[{i}] (storage {:?})", w.storage);
+        let mut problem = |field: &'static str, message: String| {
+            problems.push(Problem {
+                at: at.clone(),
+                field,
+                message,
+            });
+        };
+        if !valid_storage_id(&w.storage) {
+            problem("storage", "not a Proxmox VE storage id".to_owned());
+            continue;
+        }
+        if out.contains_key(&w.storage) {
+            problem(
+                "storage",
+                "a second wipe of the same storage; list every volume in one".to_owned(),
+            );
+            continue;
+        }
+        if w.volumes.is_empty() {
+            problem("volumes", "names no volume".to_owned());
+            continue;
+        }
+        if w.volumes.len() > crate::wipe::MAX_WIPE_VOLUMES {
+            problem(
+                "volumes",
+                format!(
+                    "{} volumes; one wipe names at most {}",
+                    w.volumes.len(),
+                    crate::wipe::MAX_WIPE_VOLUMES
+                ),
+            );
+            continue;
+        }
+        let prefix = format!("{}:", w.storage);
+        let mut set = std::collections::BTreeSet::new();
+        let mut ok = true;
+        for v in &w.volumes {
+            if !valid_volume_id(v) || !v.starts_with(&prefix) {
+                problem(
+                    "volumes",
+                    format!(
+                        "{v:?} is not a volume id of storage {} ({prefix}...)",
+                        w.storage
+                    ),
+                );
+                ok = false;
+            } else if !set.insert(v.clone()) {
+                problem("volumes", format!("{v} is named twice"));
+                ok = false;
+            }
+        }
+        if ok {
+            out.insert(w.storage, set);
+        }
+    }
+    out
 }
 
 /// Whether `key` names a disk of a `kind` guest that can be grown: an LXC container's
@@ -887,6 +969,55 @@ restart = "reboot"
                 "for {text:?}\n got: {got}\nwant: {want}"
             );
         }
+    }
+
+    #[test]
+    fn wipes() {
+        let d = parse_desired(
+            "node = \"pve-01\"\n[[wipe]]\nstorage = \"local-lvm\"\n\
+             volumes = [\"local-lvm:vm-105-disk-1\", \"local-lvm:vm-105-disk-0\"]\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            d.wipes["local-lvm"].iter().collect::<Vec<_>>(),
+            ["local-lvm:vm-105-disk-0", "local-lvm:vm-105-disk-1"]
+        );
+        for (body, want) in [
+            (
+                "storage = \"a b\"\nvolumes = [\"x:y\"]",
+                "storage: not a Proxmox VE storage id",
+            ),
+            (
+                "storage = \"local\"\nvolumes = []",
+                "volumes: names no volume",
+            ),
+            (
+                "storage = \"local\"\nvolumes = [\"local-lvm:vm-1-disk-0\"]",
+                "is not a volume id of storage local",
+            ),
+            (
+                "storage = \"local\"\nvolumes = [\"local:a\", \"local:a\"]",
+                "local:a is named twice",
+            ),
+            (
+                "storage = \"local\"\nvolumes = [\"local:a\"]\nforce = true",
+                "unknown field `force`",
+            ),
+        ] {
+            let text = format!("node = \"pve-01\"\n[[wipe]]\n{body}\n");
+            let e = parse_desired(&text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(want), "{body}: {e}");
+        }
+        let twice = "node = \"pve-01\"\n[[wipe]]\nstorage = \"local\"\nvolumes = [\"local:a\"]\n\
+                     [[wipe]]\nstorage = \"local\"\nvolumes = [\"local:b\"]\n";
+        let e = parse_desired(twice)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("a second wipe of the same storage"), "{e}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod recovery;
 pub mod role;
 pub mod target;
 pub mod units;
+pub mod wipe;
 
 pub use desired::{DesiredError, parse_desired};
 pub use model::{

@@ -266,6 +266,10 @@ pub struct DesiredState {
     pub guests: BTreeMap<Vmid, DesiredGuest>,
     /// Declared Docker containers and volumes.
     pub containers: DesiredContainers,
+    /// Storage wipes (`[[wipe]]`): by storage id, the volumes to remove from it.
+    /// Destructive: each waits for a signed op, and only unreferenced volumes are ever
+    /// removed.
+    pub wipes: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// The Docker part of a host's desired state (`[[container]]` and `[[volume]]`).
@@ -381,6 +385,16 @@ impl ActualGuest {
     }
 }
 
+/// One disk volume of a storage, as a storage wipe sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StorageVolume {
+    /// Its size in bytes, as the storage lists it.
+    pub size: u64,
+    /// What still uses it, in words (`CT 105's mp0`, `VM 105, which another node has`),
+    /// or `None` when nothing does: only an unreferenced volume may be wiped.
+    pub referenced_by: Option<String>,
+}
+
 /// Everything observed on one node.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct ActualState {
@@ -389,4 +403,7 @@ pub struct ActualState {
     /// Guests on other nodes of the cluster, by vmid, with the node that has each. A vmid
     /// there is never provisioned here and never counted as missing.
     pub elsewhere: BTreeMap<Vmid, String>,
+    /// The disk volumes of each storage a wipe is declared for, by volume id (storages
+    /// not listed could not be read, or have no wipe declared).
+    pub storages: BTreeMap<String, BTreeMap<String, StorageVolume>>,
 }

@@ -162,10 +162,13 @@ pub fn valid_param_key(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// Most bytes one parameter value holds (a storage wipe's list of volumes is the longest).
+pub const MAX_PARAM_VALUE_BYTES: usize = 4096;
+
 /// Parameter values: printable ASCII without quotes, backslashes or spaces, so a value
 /// never needs escaping.
 pub fn valid_param_value(s: &str) -> bool {
-    s.len() <= 256
+    s.len() <= MAX_PARAM_VALUE_BYTES
         && s.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' && b != b'\'')
 }

@@ -100,6 +100,11 @@ pub enum Recovery {
     CompleteOnce,
     /// What was made half-way is removed again (in the same journaled transaction).
     RollBack,
+    /// Removes a signed list of items one by one, each checked against the approval right
+    /// before it goes, so it is idempotent: an interrupted one is finished from where it
+    /// stopped while its approval is valid (what is gone is done; what changed stops it),
+    /// and rolled back, with what is left named, once the approval expired.
+    Resume,
     /// Always held for an operator.
     AskOperator,
 }
@@ -114,6 +119,8 @@ pub enum ParamValues {
     Volume,
     /// A Proxmox VE storage id (see [`crate::desired::valid_storage_id`]).
     Storage,
+    /// A storage wipe's volumes with their sizes (see [`crate::wipe`]).
+    WipeVolumes,
 }
 
 impl ParamValues {
@@ -123,6 +130,7 @@ impl ParamValues {
             ParamValues::OneOf(words) => words.contains(&value),
             ParamValues::Volume => crate::desired::valid_volume_id(value),
             ParamValues::Storage => crate::desired::valid_storage_id(value),
+            ParamValues::WipeVolumes => crate::wipe::decode(value).is_ok(),
         }
     }
 
@@ -132,6 +140,9 @@ impl ParamValues {
             ParamValues::OneOf(words) => words.join("|"),
             ParamValues::Volume => "VOLUME (a volume id, storage:path)".to_owned(),
             ParamValues::Storage => "STORAGE (a storage id)".to_owned(),
+            ParamValues::WipeVolumes => {
+                "VOLUME=BYTES,... (volume ids in byte order, each with its size)".to_owned()
+            }
         }
     }
 }
@@ -382,17 +393,22 @@ pub const TABLE: &[OpSpec] = &[
     OpSpec {
         op: Operation::WipeStorage,
         name: "wipe_storage",
-        targets: &[],
+        targets: &[TargetKind::Storage],
         data_loss: DataLoss::Always,
         provenance_undoes: false,
         roles: OPERATIONAL,
-        params: &[],
+        params: &[ParamRule {
+            key: crate::wipe::VOLUMES_PARAM,
+            values: ParamValues::WipeVolumes,
+            required: true,
+            effect: "the volumes removed, each with the size it was approved at",
+        }],
         needs_precondition: true,
         first: &[],
-        recovery: Recovery::AskOperator,
+        recovery: Recovery::Resume,
         removes_target: false,
-        executable: false,
-        effect: "removes unreferenced volumes from {target}",
+        executable: true,
+        effect: "removes the named unreferenced volumes from {target}; this cannot be undone",
     },
     OpSpec {
         op: Operation::RemoveVolume,
@@ -665,7 +681,7 @@ mod tests {
         }
         assert_eq!(
             Operation::executable_signed_names(),
-            "destroy, restore_overwrite, remove_volume"
+            "destroy, restore_overwrite, wipe_storage, remove_volume"
         );
     }
 

@@ -29,6 +29,10 @@
 //!   (the archive and storage are signed parameters), until the agent's journal shows that
 //!   archive restored over it; while it waits, nothing else about the guest is changed
 //!   (every change would move the digest the operator is asked to sign).
+//! - A declared `[[wipe]]` becomes one `wipe_storage` [`DestructiveAction`] per storage,
+//!   naming (with its size) every declared volume that is there and unreferenced, bound to
+//!   a digest of exactly those; a declared volume something still references is reported,
+//!   never wiped, and one already gone is done.
 //! - Templates, locked guests, guests whose kind differs from the declared one and guests
 //!   in a power state the planner does not understand are reported, not touched.
 
@@ -259,9 +263,51 @@ pub struct Plan {
     pub candidates: Vec<Candidate>,
     /// Guests reported rather than reconciled.
     pub notices: Vec<Notice>,
-    /// Destructive actions the desired state asks for, in vmid order. Each needs a
-    /// signed op before it executes.
+    /// Destructive actions the desired state asks for, in vmid order (then storage
+    /// wipes, by storage). Each needs a signed op before it executes.
     pub destructive: Vec<DestructiveAction>,
+    /// Declared storage wipes that cannot (fully) go ahead, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storage_notices: Vec<StorageNotice>,
+}
+
+/// A declared storage wipe the planner cannot (fully) propose, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "notice", rename_all = "snake_case")]
+pub enum StorageNotice {
+    /// The storage's volumes could not be read: nothing is proposed for it.
+    Unobserved {
+        /// The storage.
+        storage: String,
+    },
+    /// A declared volume something still uses: never wiped.
+    Referenced {
+        /// The storage.
+        storage: String,
+        /// The volume.
+        volume: String,
+        /// What uses it.
+        by: String,
+    },
+}
+
+impl std::fmt::Display for StorageNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageNotice::Unobserved { storage } => write!(
+                f,
+                "storage {storage}: its volumes could not be read; the declared wipe waits"
+            ),
+            StorageNotice::Referenced {
+                storage,
+                volume,
+                by,
+            } => write!(
+                f,
+                "storage {storage}: {volume} is used by {by}; it is never wiped while it is"
+            ),
+        }
+    }
 }
 
 impl Plan {
@@ -270,6 +316,7 @@ impl Plan {
         self.actions.is_empty()
             && self.destructive.is_empty()
             && !self.notices.iter().any(Notice::blocks_convergence)
+            && self.storage_notices.is_empty()
     }
 }
 
@@ -310,7 +357,52 @@ pub fn plan(desired: &DesiredState, actual: &ActualState, norm: &Normalizers) ->
             }
         }
     }
+    plan_wipes(desired, actual, &mut out);
     out
+}
+
+/// Plans the declared storage wipes of node `desired.node`; appends to `out`.
+pub fn plan_wipes(desired: &DesiredState, actual: &ActualState, out: &mut Plan) {
+    for (storage, named) in &desired.wipes {
+        let Some(present) = actual.storages.get(storage) else {
+            out.storage_notices.push(StorageNotice::Unobserved {
+                storage: storage.clone(),
+            });
+            continue;
+        };
+        let mut wipe = BTreeMap::new();
+        for volume in named {
+            match present.get(volume) {
+                None => {} // gone already: done
+                Some(v) => match &v.referenced_by {
+                    Some(by) => out.storage_notices.push(StorageNotice::Referenced {
+                        storage: storage.clone(),
+                        volume: volume.clone(),
+                        by: by.clone(),
+                    }),
+                    None => {
+                        wipe.insert(volume.clone(), v.size);
+                    }
+                },
+            }
+        }
+        if wipe.is_empty() {
+            continue;
+        }
+        let Ok(target) = crate::target::Target::storage(storage) else {
+            continue; // the parser admits only valid storage ids
+        };
+        out.destructive.push(DestructiveAction {
+            op: Operation::WipeStorage,
+            host: desired.node.clone(),
+            target,
+            params: BTreeMap::from([(
+                crate::wipe::VOLUMES_PARAM.to_owned(),
+                crate::wipe::encode(&wipe),
+            )]),
+            state_digest: crate::wipe::digest(storage, &wipe),
+        });
+    }
 }
 
 /// Plans one declared guest that the node does not have; `elsewhere` is the node of the

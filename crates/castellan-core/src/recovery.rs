@@ -231,6 +231,17 @@ pub fn next(f: &Facts) -> Step {
     };
     let mut undoes = false;
     let settles_once = match op.spec().recovery {
+        Recovery::Resume => {
+            return settle(if f.approval_valid {
+                Settlement::Complete {
+                    prepared: f.mark != Mark::NotPrepared,
+                }
+            } else {
+                Settlement::RolledBack(format!(
+                    "the approval expired before the {op} finished; what it had not removed yet stays"
+                ))
+            });
+        }
         Recovery::Replan => f.destructive,
         Recovery::CompleteOnce => true,
         // Benign and cut short on a backend that re-plans: nothing to undo.
@@ -908,6 +919,26 @@ mod tests {
                     ..restore()
                 },
                 settle(Settlement::Hold(String::new())),
+            ),
+            (
+                "an interrupted wipe is finished while its approval is valid",
+                Facts {
+                    destructive: true,
+                    approval_valid: true,
+                    ..Facts::journaled("wipe_storage", "local-lvm")
+                },
+                settle(Settlement::Complete { prepared: false }),
+            ),
+            (
+                "an interrupted wipe whose approval expired is rolled back",
+                Facts {
+                    destructive: true,
+                    approval_valid: false,
+                    ..Facts::journaled("wipe_storage", "local-lvm")
+                },
+                settle(Settlement::RolledBack(
+                    "the approval expired before the wipe_storage finished; what it had not removed yet stays".into(),
+                )),
             ),
             (
                 "a benign destroy (scratch) settles once too",

@@ -119,6 +119,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
         node: "pve-01".into(),
         guests: [(103, absent(lxc(103), false))].into_iter().collect(),
         containers: Default::default(),
+        wipes: Default::default(),
     };
     let p = plan(&d, &ActualState::default(), &norm());
     assert!(p.converged() && p.candidates.is_empty(), "{p:?}");
@@ -145,6 +146,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
             node: "pve-01".into(),
             guests: [(106, absent(lxc(106), false))].into_iter().collect(),
             containers: Default::default(),
+            wipes: Default::default(),
         },
         &ActualState {
             guests: [(106, seen(106, GuestKind::Qemu, Running))]
@@ -161,6 +163,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
             node: "pve-01".into(),
             guests: [(101, absent(lxc(101), false))].into_iter().collect(),
             containers: Default::default(),
+            wipes: Default::default(),
         },
         &ActualState {
             guests: [(101, seen(101, GuestKind::Lxc, Running))]
@@ -179,6 +182,7 @@ fn check(desired: Vec<DesiredGuest>, actual: Vec<ActualGuest>, norm: Normalizers
         node: "pve-01".into(),
         guests: desired.into_iter().map(|g| (g.vmid, g)).collect(),
         containers: Default::default(),
+        wipes: Default::default(),
     };
     let a = ActualState {
         guests: actual.into_iter().map(|g| (g.vmid, g)).collect(),
@@ -557,6 +561,7 @@ fn plan_json_shape() {
     let d = DesiredState {
         node: "pve-01".into(),
         containers: Default::default(),
+        wipes: Default::default(),
         guests: [(
             101,
             DesiredGuest {
@@ -758,6 +763,7 @@ fn arb_states() -> impl Strategy<Value = (DesiredState, ActualState)> {
                     node: "pve-01".into(),
                     guests: d.into_iter().map(|g| (g.vmid, g)).collect(),
                     containers: Default::default(),
+                    wipes: Default::default(),
                 },
                 ActualState {
                     guests: a.into_iter().map(|g| (g.vmid, g)).collect(),
@@ -1073,4 +1079,89 @@ fn a_waived_safety_backup_is_part_of_the_destroy() {
         Normalizers::default(),
         &["101 destroy lxc pve-01 @digest-101 backup=0 purge=1"],
     );
+}
+
+#[test]
+fn a_declared_wipe_names_only_unreferenced_volumes_that_are_there() {
+    use castellan_core::plan::StorageNotice;
+    let d = DesiredState {
+        node: "pve-01".into(),
+        guests: Default::default(),
+        containers: Default::default(),
+        wipes: [(
+            "local-lvm".to_owned(),
+            [
+                "local-lvm:vm-105-disk-0",
+                "local-lvm:vm-105-disk-1",
+                "local-lvm:vm-106-disk-0",
+                "local-lvm:vm-107-disk-0",
+            ]
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        )]
+        .into(),
+    };
+    let vol = |size: u64, by: Option<&str>| StorageVolume {
+        size,
+        referenced_by: by.map(str::to_owned),
+    };
+    let mut a = ActualState::default();
+    a.storages.insert(
+        "local-lvm".into(),
+        [
+            ("local-lvm:vm-105-disk-0".to_owned(), vol(8 << 30, None)),
+            ("local-lvm:vm-105-disk-1".to_owned(), vol(4 << 30, None)),
+            (
+                "local-lvm:vm-106-disk-0".to_owned(),
+                vol(1 << 30, Some("CT 106's rootfs")),
+            ),
+            ("local-lvm:vm-200-disk-0".to_owned(), vol(1 << 30, None)),
+        ]
+        .into(),
+    );
+    let p = plan(&d, &a, &Normalizers::default());
+    assert_eq!(p.destructive.len(), 1, "{p:?}");
+    let w = &p.destructive[0];
+    assert_eq!(w.target.to_string(), "storage/local-lvm");
+    assert_eq!(w.op.as_str(), "wipe_storage");
+    // 107 is gone (done), 106 is in use (reported), 200 was never named (untouched).
+    assert_eq!(
+        w.params["volumes"],
+        "local-lvm:vm-105-disk-0=8589934592,local-lvm:vm-105-disk-1=4294967296"
+    );
+    assert_eq!(
+        p.storage_notices,
+        [StorageNotice::Referenced {
+            storage: "local-lvm".into(),
+            volume: "local-lvm:vm-106-disk-0".into(),
+            by: "CT 106's rootfs".into(),
+        }]
+    );
+    assert!(!p.converged());
+    // The digest moves with any size: an op approved against it is then stale.
+    let before = w.state_digest.clone();
+    a.storages
+        .get_mut("local-lvm")
+        .unwrap()
+        .insert("local-lvm:vm-105-disk-1".to_owned(), vol(5 << 30, None));
+    assert_ne!(
+        plan(&d, &a, &Normalizers::default()).destructive[0].state_digest,
+        before
+    );
+    // Unreadable storage: nothing proposed, reported.
+    let p = plan(&d, &ActualState::default(), &Normalizers::default());
+    assert!(p.destructive.is_empty());
+    assert_eq!(
+        p.storage_notices,
+        [StorageNotice::Unobserved {
+            storage: "local-lvm".into()
+        }]
+    );
+    // Everything gone: converged.
+    let mut empty = ActualState::default();
+    empty
+        .storages
+        .insert("local-lvm".into(), Default::default());
+    assert!(plan(&d, &empty, &Normalizers::default()).converged());
 }

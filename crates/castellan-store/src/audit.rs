@@ -135,6 +135,13 @@ pub enum AuditEvent {
         /// Its size in bytes, as the storage lists it.
         size: u64,
     },
+    /// A storage wipe removed one of its approved volumes (the intent in `intent`).
+    VolumeRemoved {
+        /// The volume id.
+        volume: String,
+        /// Its size in bytes, as approved and seen right before.
+        size: u64,
+    },
     /// A signed op was carried out without a safety backup: its signed parameters waive
     /// it (`backup=0`), or its target's backend keeps none (`detail` says which).
     BackupWaived {
@@ -201,6 +208,7 @@ impl AuditEvent {
             AuditEvent::UndoStarted { .. } => "undo_started",
             AuditEvent::BackupTaken { .. } => "backup_taken",
             AuditEvent::BackupWaived { .. } => "backup_waived",
+            AuditEvent::VolumeRemoved { .. } => "volume_removed",
             AuditEvent::RecoveryResumed => "recovery_resumed",
             AuditEvent::IntentHeld { .. } => "intent_held",
             AuditEvent::IntentResolved { .. } => "intent_resolved",

@@ -249,6 +249,10 @@ pub fn detail(r: &AuditRecord) -> String {
             castellan_core::units::format_size(*size)
         )),
         AuditEvent::BackupWaived { detail } => parts.push(detail.clone()),
+        AuditEvent::VolumeRemoved { volume, size } => parts.push(format!(
+            "{volume} ({})",
+            castellan_core::units::format_size(*size)
+        )),
         AuditEvent::SignersRotated {
             version,
             replaces,

@@ -83,19 +83,44 @@ pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
         );
         for d in &p.destructive {
             let params: Vec<String> = d.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = writeln!(
-                out,
-                "  {:<6} {:<5} {:<11} bound to config digest {}{}",
-                d.target.id(),
-                d.target.kind().as_str(),
-                d.op,
-                d.state_digest,
-                if params.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", params.join(" "))
+            if d.op == castellan_core::Operation::WipeStorage {
+                // What a wipe removes, one volume per line, before anyone signs.
+                let volumes = d
+                    .params
+                    .get(castellan_core::wipe::VOLUMES_PARAM)
+                    .and_then(|v| castellan_core::wipe::decode(v).ok())
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {} of {} volume{} bound to state digest {}",
+                    d.target.id(),
+                    d.op,
+                    volumes.len(),
+                    plural(volumes.len()),
+                    d.state_digest
+                );
+                for (v, size) in &volumes {
+                    let _ = writeln!(
+                        out,
+                        "         removes {v} ({})",
+                        castellan_core::units::format_size(*size)
+                    );
                 }
-            );
+            } else {
+                let _ = writeln!(
+                    out,
+                    "  {:<6} {:<5} {:<11} bound to config digest {}{}",
+                    d.target.id(),
+                    d.target.kind().as_str(),
+                    d.op,
+                    d.state_digest,
+                    if params.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", params.join(" "))
+                    }
+                );
+            }
             let _ = writeln!(
                 out,
                 "         to approve: castellan op new {} --host {} --target {} --precondition {}{} --output OPFILE && castellan op sign OPFILE --key KEY",
@@ -122,6 +147,12 @@ pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
             let _ = writeln!(out, "  {:<6} {:<5} {why}", c.vmid, c.guest.as_str());
         }
     }
+    if !p.storage_notices.is_empty() {
+        let _ = writeln!(out, "\n  Storages:");
+        for n in &p.storage_notices {
+            let _ = writeln!(out, "  {n}");
+        }
+    }
     if notices > 0 {
         let _ = writeln!(out, "\n  Notices:");
         for n in &p.notices {
@@ -137,15 +168,11 @@ pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
 /// A `--once` run: what was applied, and whether the node converged.
 pub fn report(node: &str, r: &RunReport) -> String {
     let mut out = String::new();
-    if r.applied.is_empty() {
+    let n = r.applied.len() + r.storage_applied.len();
+    if n == 0 {
         let _ = writeln!(out, "No action applied on {node}.");
     } else {
-        let _ = writeln!(
-            out,
-            "Applied {} action{} on {node}:",
-            r.applied.len(),
-            plural(r.applied.len())
-        );
+        let _ = writeln!(out, "Applied {n} action{} on {node}:", plural(n));
     }
     for a in &r.applied {
         let warn = if a.warnings > 0 {
@@ -160,6 +187,9 @@ pub fn report(node: &str, r: &RunReport) -> String {
             a.kind.as_str(),
             a.reason
         );
+    }
+    for (target, op, why) in &r.storage_applied {
+        let _ = writeln!(out, "  {target:<24} {op:<13} {why}");
     }
     if let Some(p) = &r.final_plan {
         out.push('\n');

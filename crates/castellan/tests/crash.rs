@@ -129,6 +129,8 @@ rootfs = "local-lvm:vm-101-disk-0,size=8G"
 /// from the node's request log that the op was sent and from its state that it is done.
 struct Case {
     op: &'static str,
+    /// The target as the payload's file name has it (`lxc-101`).
+    stem: &'static str,
     seed: &'static str,
     desired: &'static str,
     /// How many times the op's request reached the node.
@@ -139,6 +141,7 @@ struct Case {
 
 const DESTROY: Case = Case {
     op: "destroy",
+    stem: "lxc-101",
     seed: SEED,
     desired: DESIRED,
     sent: |sim| {
@@ -162,6 +165,7 @@ const PROTECTED: Case = Case {
 
 const RESTORE: Case = Case {
     op: "restore_overwrite",
+    stem: "lxc-101",
     seed: RESTORE_SEED,
     desired: RESTORE_DESIRED,
     sent: |sim| {
@@ -258,8 +262,8 @@ impl Env {
     /// The operator's side: take the payload the agent wrote, sign it with plain
     /// `ssh-keygen -Y sign`, and drop both into the inbox (signature first).
     fn sign_pending(&self) {
-        let op = self.case.op;
-        let payload = self.path(&format!("state/pending/pve-01-lxc-101-{op}.op"));
+        let (op, stem) = (self.case.op, self.case.stem);
+        let payload = self.path(&format!("state/pending/pve-01-{stem}-{op}.op"));
         assert!(payload.exists(), "the agent wrote the payload to sign");
         let st = Command::new(ssh_keygen().unwrap())
             .args(["-Y", "sign", "-n", "castellan-op", "-f"])
@@ -1005,4 +1009,227 @@ async fn a_restore_over_a_protected_guest_is_refused_by_the_node() {
     );
     let backup = intent.backup.expect("the backup was taken first");
     assert!(env.sim.volume(&backup).is_some());
+}
+
+// ---- storage wipes --------------------------------------------------------------------
+
+const WIPE_SEED: &str = r#"
+[[storage]]
+id = "local"
+type = "dir"
+content = ["iso", "vztmpl", "backup"]
+total = "100G"
+
+[[storage]]
+id = "local-lvm"
+type = "lvmthin"
+content = ["images", "rootdir"]
+total = "200G"
+
+[[guest]]
+vmid = 106
+kind = "lxc"
+status = "running"
+[guest.config]
+hostname = "keeps-its-disk"
+rootfs = "local-lvm:vm-106-disk-0,size=8G"
+
+[[volume]]
+volid = "local-lvm:vm-105-disk-0"
+size = "8G"
+
+[[volume]]
+volid = "local-lvm:vm-105-disk-1"
+size = "4G"
+
+[[volume]]
+volid = "local-lvm:vm-107-disk-0"
+size = "2G"
+"#;
+
+const WIPE_DESIRED: &str = r#"node = "pve-01"
+[[wipe]]
+storage = "local-lvm"
+volumes = ["local-lvm:vm-105-disk-0", "local-lvm:vm-105-disk-1", "local-lvm:vm-106-disk-0"]
+"#;
+
+const WIPE: Case = Case {
+    op: "wipe_storage",
+    stem: "storage-local-lvm",
+    seed: WIPE_SEED,
+    desired: WIPE_DESIRED,
+    sent: |sim| {
+        sim.requests()
+            .iter()
+            .filter(|r| r.method == "DELETE" && r.path.contains("/storage/local-lvm/content/"))
+            .count()
+    },
+    done: |sim| {
+        sim.volume("local-lvm:vm-105-disk-0").is_none()
+            && sim.volume("local-lvm:vm-105-disk-1").is_none()
+    },
+};
+
+/// What a wipe must leave: the two approved orphans gone, each removal audited once, the
+/// disk a guest uses and the orphan nobody named untouched, one intent succeeded.
+fn check_wiped(env: &Env) {
+    assert!((WIPE.done)(&env.sim), "the approved volumes are gone");
+    assert!(
+        env.sim.volume("local-lvm:vm-106-disk-0").is_some(),
+        "a disk in use is never wiped"
+    );
+    assert!(
+        env.sim.volume("local-lvm:vm-107-disk-0").is_some(),
+        "a volume nobody named is untouched"
+    );
+    let store = Store::open_readonly(&env.path("state")).unwrap();
+    verify_chain(&store).unwrap();
+    assert!(store.in_flight().unwrap().is_empty());
+    let target = castellan_core::Target::storage("local-lvm").unwrap();
+    let intents = store.intents_for(&target).unwrap();
+    assert_eq!(intents.len(), 1, "{intents:#?}");
+    assert_eq!(intents[0].state, IntentState::Succeeded, "{intents:#?}");
+    let mut removed: Vec<String> = store
+        .audit_records(1, 100_000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            castellan_store::AuditEvent::VolumeRemoved { volume, .. } => Some(volume),
+            _ => None,
+        })
+        .collect();
+    removed.sort();
+    assert_eq!(
+        removed,
+        ["local-lvm:vm-105-disk-0", "local-lvm:vm-105-disk-1"],
+        "each removal audited once"
+    );
+}
+
+async fn wipe_killed_at(step: &str) {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::of(&WIPE, Duration::from_millis(20)).await;
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(env.sends(), 0, "nothing removed before the signature");
+    env.sign_pending();
+    kill_at(&env, step);
+    let out = env.run_agent();
+    assert!(
+        out.status.success(),
+        "step {step}\nstdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    check_wiped(&env);
+    assert!(env.sends() <= 3, "step {step}: {} DELETEs", env.sends());
+    // Offered again, the used op changes nothing.
+    let out = env.run_agent();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    check_wiped(&env);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_killed_after_the_signature_was_accepted() {
+    wipe_killed_at("accepted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_killed_after_the_intent_was_journaled() {
+    wipe_killed_at("intent").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_killed_right_before_a_removal() {
+    wipe_killed_at("removing").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_killed_after_a_volume_was_removed() {
+    // Half-way: the first volume is gone and audited; recovery removes the other one.
+    wipe_killed_at("removed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_killed_after_the_outcome_was_recorded() {
+    wipe_killed_at("terminal").await;
+}
+
+/// Before anyone signs, `castellan plan` lists what the wipe removes, with sizes, and why
+/// the disk in use is left alone; the payload names each volume with its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_shows_what_it_removes_and_never_touches_a_disk_in_use() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::of(&WIPE, Duration::from_millis(20)).await;
+    let plan = Command::new(env!("CARGO_BIN_EXE_castellan"))
+        .args(["plan", "--config"])
+        .arg(env.path("agent.toml"))
+        .output()
+        .unwrap();
+    let shown = text(&plan.stdout);
+    assert!(shown.contains("wipe_storage of 2 volumes"), "{shown}");
+    assert!(
+        shown.contains("removes local-lvm:vm-105-disk-0 (8GiB)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("removes local-lvm:vm-105-disk-1 (4GiB)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("local-lvm:vm-106-disk-0 is used by CT 106"),
+        "{shown}"
+    );
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1));
+    let payload =
+        std::fs::read_to_string(env.path("state/pending/pve-01-storage-local-lvm-wipe_storage.op"))
+            .unwrap();
+    assert!(
+        payload.contains(
+            "volumes = \"local-lvm:vm-105-disk-0=8589934592,local-lvm:vm-105-disk-1=4294967296\""
+        ),
+        "{payload}"
+    );
+    assert!(
+        payload.contains("target = \"storage/local-lvm\""),
+        "{payload}"
+    );
+}
+
+/// A volume that changes after the approval stops the wipe before anything is removed:
+/// the op is refused as stale and a fresh payload is offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_approved_before_a_volume_changed_is_refused() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::of(&WIPE, Duration::from_millis(20)).await;
+    let _ = env.run_agent();
+    // Someone attaches one of the approved volumes to guest 106 meanwhile.
+    let put = reqwest::Client::new()
+        .put(format!(
+            "{}/api2/json/nodes/pve-01/lxc/106/config",
+            env.sim.base_url()
+        ))
+        .header("Authorization", format!("PVEAPIToken={TOKEN}"))
+        .form(&[("mp0", "local-lvm:vm-105-disk-1,mp=/data,size=4G")])
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text().await);
+    env.sign_pending();
+    let _ = env.run_agent();
+    assert_eq!(env.sends(), 0, "nothing removed");
+    assert!(env.sim.volume("local-lvm:vm-105-disk-0").is_some());
+    let kinds = env.audit_kinds();
+    assert!(kinds.iter().any(|k| k == "op_rejected"), "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "volume_removed"), "{kinds:?}");
 }

@@ -307,6 +307,9 @@ impl Gatekeeper {
         backend: &B,
         a: &DestructiveAction,
     ) -> Result<Look, GateError> {
+        if a.target.kind() == castellan_core::TargetKind::Storage {
+            return self.look_wipe(backend, a).await;
+        }
         let mut tries = 0u32;
         let seen = loop {
             match backend.look(&a.target).await {
@@ -493,6 +496,9 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
+        if a.op == Operation::WipeStorage {
+            return self.run_wipe(backend, id, a).await;
+        }
         let Some(g) = self.settled_look(backend, id, a, false).await? else {
             return Ok(());
         };

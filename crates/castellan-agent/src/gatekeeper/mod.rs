@@ -44,6 +44,7 @@ mod provision;
 mod recovery;
 mod rotation;
 mod sweep;
+mod wipe;
 
 use benign::*;
 pub use destructive::DESTROY_SHUTDOWN_SECS;

@@ -101,6 +101,11 @@ impl Gatekeeper {
             backend_replans: backend.replans_benign(),
             ..Facts::journaled(&intent.op, intent.target.to_string())
         };
+        // Whether the approval is still valid, by the clock that cannot go backwards (a
+        // look at the target judges it again after every look).
+        let now = self.now();
+        let effective = self.store(move |s| s.effective_now(now)).await?;
+        f.approval_valid = intent.nonce_not_after.is_none_or(|t| effective < t);
         let mut last_seen = None;
         let settlement = loop {
             match next(&f) {

@@ -1,0 +1,199 @@
+//! Storage wipes: the signed list of volumes (each with the size it was approved at)
+//! removed one by one, each looked at right before it goes and audited when it is gone.
+//! Idempotent by construction, so recovery finishes an interrupted wipe from where it
+//! stopped while its approval is valid (`Recovery::Resume`).
+
+use std::collections::BTreeMap;
+
+use castellan_core::wipe;
+
+use super::*;
+
+impl Gatekeeper {
+    /// The look before a wipe is approved for execution: the approved volumes that are
+    /// there and unused, with their sizes now, must digest to what was approved.
+    pub(super) async fn look_wipe<B: Backend>(
+        &self,
+        backend: &B,
+        a: &DestructiveAction,
+    ) -> Result<Look, GateError> {
+        let approved = match approved_volumes(a) {
+            Ok(v) => v,
+            Err(why) => return Ok(Look::Stale(why)),
+        };
+        let now = match backend.storage_volumes(&a.target).await {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                return Err(GateError::Look {
+                    target: a.target.clone(),
+                    op: a.op,
+                    source: BackendError::retry("this backend has no storages"),
+                });
+            }
+            Err(e) if e.class == FailureClass::Gone => return Ok(Look::Gone),
+            Err(source) => {
+                return Err(GateError::Look {
+                    target: a.target.clone(),
+                    op: a.op,
+                    source,
+                });
+            }
+        };
+        let mut present = BTreeMap::new();
+        for volid in approved.keys() {
+            if let Some(v) = now.get(volid) {
+                if let Some(by) = &v.referenced_by {
+                    return Ok(Look::Stale(format!("{volid} is now used by {by}")));
+                }
+                present.insert(volid.clone(), v.size);
+            }
+        }
+        let digest = wipe::digest(a.target.id(), &present);
+        if digest != a.state_digest {
+            return Ok(Look::Stale(format!(
+                "the approved volumes of {} are not as they were approved (now {})",
+                a.target.describe(),
+                wipe::encode(&present)
+            )));
+        }
+        Ok(Look::Proceed(castellan_backend::Observed {
+            state_digest: Some(digest),
+            stopped: true,
+            lock: None,
+        }))
+    }
+
+    /// Removes the approved volumes of a journaled wipe, each only while it is there,
+    /// unused and of the size it was approved at; one that is gone is done. Stops at the
+    /// first that changed (recorded failed, naming what was removed before). Leaves the
+    /// intent in flight when the node's answer is unknown: recovery finishes it.
+    pub(super) async fn run_wipe<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+    ) -> Result<(), DestroyError> {
+        let in_flight = |e: &dyn std::fmt::Display| DestroyError::InFlight(e.to_string());
+        let approved = match approved_volumes(a) {
+            Ok(v) => v,
+            Err(why) => return self.not_sent(id, a, why).await,
+        };
+        let mut removed: Vec<String> = Vec::new();
+        for (volid, size) in &approved {
+            // A fresh look right before each removal.
+            let now = match backend.storage_volumes(&a.target).await {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    return self
+                        .wipe_stopped(id, a, &removed, "this backend has no storages".into())
+                        .await;
+                }
+                Err(e) if e.class == FailureClass::Gone => {
+                    return self
+                        .wipe_stopped(id, a, &removed, format!("{} is gone", a.target.describe()))
+                        .await;
+                }
+                Err(e) => return Err(in_flight(&format!("{} {}: {e}", a.op, a.target))),
+            };
+            let Some(v) = now.get(volid) else {
+                continue; // gone already: what was approved is done
+            };
+            if let Some(by) = &v.referenced_by {
+                let why = format!("{volid} is now used by {by}");
+                return self.wipe_stopped(id, a, &removed, why).await;
+            }
+            if v.size != *size {
+                let why = format!(
+                    "{volid} is {} bytes now; the op was approved at {size}",
+                    v.size
+                );
+                return self.wipe_stopped(id, a, &removed, why).await;
+            }
+            self.crashpoint("removing");
+            match backend.remove_storage_volume(&a.target, volid).await {
+                Ok(Some(task)) => match backend.wait_task(&task).await {
+                    Ok(_) => {}
+                    Err(e) if e.class == FailureClass::Unknown => {
+                        return Err(in_flight(&format!(
+                            "{} {}: task {task}: {e}",
+                            a.op, a.target
+                        )));
+                    }
+                    Err(e) => {
+                        let why = format!("the node could not remove {volid}: {e}");
+                        return self.wipe_stopped(id, a, &removed, why).await;
+                    }
+                },
+                Ok(None) => {}
+                Err(e) if e.class == FailureClass::Gone => continue,
+                Err(e) if e.class == FailureClass::Unknown => {
+                    return Err(in_flight(&format!("{} {}: {e}", a.op, a.target)));
+                }
+                Err(e) => {
+                    let why = format!("the node refused to remove {volid}: {e}");
+                    return self.wipe_stopped(id, a, &removed, why).await;
+                }
+            }
+            let entry = AuditEvent::VolumeRemoved {
+                volume: volid.clone(),
+                size: *size,
+            }
+            .with(
+                AuditFields::default()
+                    .target(a.target.clone())
+                    .op(a.op)
+                    .intent(id),
+            );
+            self.audit(entry).await.map_err(|e| in_flight(&e))?;
+            tracing::info!(event = "volume_removed", target = %a.target, volume = %volid, size);
+            removed.push(volid.clone());
+            self.crashpoint("removed");
+        }
+        self.terminal(id, Outcome::Succeeded)
+            .await
+            .map_err(|e| in_flight(&e))?;
+        tracing::info!(event = "action_applied", target = %a.target, action = %a.op);
+        Ok(())
+    }
+
+    /// A wipe stopped before its end: rolled back when it removed nothing, failed
+    /// (naming what it removed) otherwise.
+    async fn wipe_stopped(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+        removed: &[String],
+        why: String,
+    ) -> Result<(), DestroyError> {
+        let outcome = if removed.is_empty() {
+            Outcome::RolledBack {
+                reason: format!("{why}; nothing was removed"),
+            }
+        } else {
+            Outcome::Failed {
+                error: format!("{why}; removed before it stopped: {}", removed.join(", ")),
+            }
+        };
+        self.terminal(id, outcome)
+            .await
+            .map_err(|e| DestroyError::InFlight(e.to_string()))?;
+        Err(DestroyError::Failed(format!(
+            "{} {}: {why}",
+            a.op, a.target
+        )))
+    }
+}
+
+/// The volumes a wipe's signed parameters name, with the sizes they were approved at.
+fn approved_volumes(a: &DestructiveAction) -> Result<BTreeMap<String, u64>, String> {
+    let value = a
+        .params
+        .get(wipe::VOLUMES_PARAM)
+        .ok_or_else(|| format!("{} names no volumes", a.op))?;
+    let volumes = wipe::decode(value).map_err(|e| format!("its volumes: {e}"))?;
+    let prefix = format!("{}:", a.target.id());
+    if let Some(other) = volumes.keys().find(|v| !v.starts_with(&prefix)) {
+        return Err(format!("{other} is not on {}", a.target.describe()));
+    }
+    Ok(volumes)
+}
