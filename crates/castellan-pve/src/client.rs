@@ -9,8 +9,8 @@ use crate::retry::RetryPolicy;
 use crate::tls::{self, TlsMode};
 use crate::token::ApiToken;
 use crate::types::{
-    BackupVolume, ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk,
-    TaskStatus, Version, WaitOptions,
+    BackupVolume, ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem,
+    StorageContentEntry, TaskOk, TaskStatus, Version, WaitOptions,
 };
 use crate::upid::Upid;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
@@ -444,6 +444,59 @@ impl PveClient {
             .collect())
     }
 
+    /// `GET /nodes/{node}/storage/{storage}/content`: everything the storage lists, of
+    /// every content type it holds, sorted by volume id. Decoded leniently: numbers may
+    /// arrive as strings, a field that cannot be read is left out, and an entry without a
+    /// volume id is skipped. A storage the node does not have is the node's error
+    /// (`storage 'x' does not exist`, [`Error::NotFound`]).
+    pub async fn storage_content(
+        &self,
+        node: &str,
+        storage: &str,
+    ) -> Result<Vec<StorageContentEntry>, Error> {
+        let spec = request::storage_content(node, storage)?;
+        let data = self.execute(&spec).await?;
+        let Value::Array(items) = data else {
+            return Err(Error::Decode {
+                what: format!("content of storage {storage}"),
+                message: format!("expected an array, found {}", type_name(&data)),
+            });
+        };
+        let mut out: Vec<StorageContentEntry> =
+            items.iter().filter_map(storage_content_entry).collect();
+        out.sort_by(|a, b| a.volid.cmp(&b.volid));
+        Ok(out)
+    }
+
+    /// `DELETE /nodes/{node}/storage/{storage}/content/{volume}` (see
+    /// [`request::delete_volume`]): `volume` is the full volume id. Returns the `imgdel`
+    /// task's UPID, or `None` where the node answered `null` (it removed the volume
+    /// before answering).
+    ///
+    /// The node does not check whether a guest still uses the volume, and does not refuse
+    /// a volume that is not there at request time (its task then warns or fails, as the
+    /// storage type has it): both are the caller's to check first.
+    pub async fn delete_volume(
+        &self,
+        node: &str,
+        storage: &str,
+        volume: &str,
+    ) -> Result<Option<Upid>, Error> {
+        let spec = request::delete_volume(node, storage, volume)?;
+        let what = || format!("response to the removal of volume {volume}");
+        match self.execute(&spec).await? {
+            Value::Null => Ok(None),
+            Value::String(s) => s.parse::<Upid>().map(Some).map_err(|e| Error::Decode {
+                what: what(),
+                message: e.to_string(),
+            }),
+            other => Err(Error::Decode {
+                what: what(),
+                message: format!("expected null or a upid, found {}", type_name(&other)),
+            }),
+        }
+    }
+
     /// Clones `template` to the new guest `newid` (see [`request::clone_guest`]). Returns
     /// the task's UPID (a task of the template, as the node lists it).
     pub async fn clone_guest(
@@ -795,19 +848,10 @@ impl PveClient {
 
     fn url_for(&self, spec: &RequestSpec) -> Result<Url, Error> {
         let mut url = self.inner.api_base.clone();
-        {
-            let mut segments = url.path_segments_mut().map_err(|_| {
-                Error::Config(format!(
-                    "base url {} cannot take a path",
-                    self.inner.api_base
-                ))
-            })?;
-            // Each segment is percent-encoded on its own, so a value can never add a
-            // segment. UPIDs keep their ':', '@' and '!' as PVE expects.
-            for seg in spec.segments().iter().skip(1) {
-                segments.push(seg);
-            }
-        }
+        // Each segment is percent-encoded on its own, so a value can never add a segment
+        // (a volume id's '/' travels as %2F). UPIDs keep their ':', '@' and '!' as PVE
+        // expects.
+        spec.push_segments(&mut url)?;
         Ok(url)
     }
 
@@ -901,6 +945,27 @@ fn errors_map(v: Value) -> BTreeMap<String, String> {
             m
         }
     }
+}
+
+/// One entry of a storage's content listing; `None` for an entry without a volume id.
+fn storage_content_entry(item: &Value) -> Option<StorageContentEntry> {
+    let obj = item.as_object()?;
+    let volid = obj
+        .get("volid")
+        .and_then(lenient::string_from_value)
+        .filter(|v| !v.is_empty())?;
+    let number = |key: &str| obj.get(key).and_then(|v| lenient::u64_from_value(v).ok());
+    Some(StorageContentEntry {
+        volid,
+        size: number("size").or_else(|| number("approximate-size")),
+        vmid: obj
+            .get("vmid")
+            .and_then(|v| lenient::u32_from_value(v).ok()),
+        content: obj
+            .get("content")
+            .and_then(lenient::string_from_value)
+            .filter(|c| !c.is_empty()),
+    })
 }
 
 fn pending_item(item: Value) -> Result<PendingItem, String> {
@@ -1001,6 +1066,39 @@ mod tests {
             assert!(api_base(&bad.parse()?).is_err(), "{bad}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn storage_content_entries_decode_leniently() {
+        let entry = storage_content_entry(&serde_json::json!({
+            "volid": "local-lvm:vm-105-disk-0", "size": "8589934592", "vmid": "105",
+            "content": "rootdir", "format": "raw"
+        }));
+        assert_eq!(
+            entry,
+            Some(StorageContentEntry {
+                volid: "local-lvm:vm-105-disk-0".into(),
+                size: Some(8 << 30),
+                vmid: Some(105),
+                content: Some("rootdir".into()),
+            })
+        );
+        let approx = storage_content_entry(&serde_json::json!({
+            "volid": "pbs:backup/vm/105/2026-01-01T00:00:00Z", "approximate-size": 1024,
+            "vmid": "x", "content": "backup"
+        }));
+        assert_eq!(approx.as_ref().and_then(|e| e.size), Some(1024));
+        assert_eq!(approx.as_ref().and_then(|e| e.vmid), None);
+        assert!(approx.is_some_and(|e| !e.is_disk()));
+        assert_eq!(storage_content_entry(&serde_json::json!({"size": 1})), None);
+        assert_eq!(
+            storage_content_entry(&serde_json::json!({"volid": ""})),
+            None
+        );
+        assert_eq!(
+            storage_content_entry(&serde_json::json!("local:iso/x.iso")),
+            None
+        );
     }
 
     #[test]

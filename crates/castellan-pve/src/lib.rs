@@ -2,7 +2,7 @@
 //!
 //! [`PveClient`] speaks the subset of the PVE HTTP API (`/api2/json`) that castellan's agent
 //! needs: guest listing, status, config read and digest-guarded update, pending changes,
-//! power actions, deletion, and task polling.
+//! power actions, deletion, backups, storage content and volume removal, and task polling.
 //!
 //! What it guarantees:
 //!
@@ -45,7 +45,7 @@ pub use retry::RetryPolicy;
 pub use tls::{Fingerprint, TlsMode, client_config as tls_client_config};
 pub use token::ApiToken;
 pub use types::{
-    BackupVolume, ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem, TaskOk,
-    TaskStatus, TaskSummary, Version, WaitOptions,
+    BackupVolume, ConfigUpdate, GuestConfig, GuestStatus, GuestSummary, PendingItem,
+    StorageContentEntry, TaskOk, TaskStatus, TaskSummary, Version, WaitOptions,
 };
 pub use upid::Upid;

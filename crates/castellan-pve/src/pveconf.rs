@@ -1,5 +1,7 @@
 //! Reading the compared part of a Proxmox VE guest configuration (the `data` of
-//! `GET /nodes/{node}/{lxc|qemu}/{vmid}/config`) into an [`ActualSpec`].
+//! `GET /nodes/{node}/{lxc|qemu}/{vmid}/config`) into an [`ActualSpec`], and the volumes a
+//! configuration names ([`volume_key`], [`volume_in`], [`volume_owner`]), which a storage
+//! wipe must leave alone.
 //!
 //! Values arrive as JSON numbers or strings depending on key, kind and version, so every
 //! numeric read accepts both.
@@ -96,6 +98,58 @@ fn disks(
         }
     }
     Ok(out)
+}
+
+/// Whether configuration key `key` (of either guest kind) holds a volume: a container's
+/// `rootfs` and `mpN`, a VM's `scsiN`, `virtioN`, `sataN`, `ideN`, `efidisk0` and
+/// `tpmstate0`, a hibernated VM's `vmstate`, and either kind's `unusedN` (a detached
+/// disk, which Proxmox VE still counts as the guest's and destroys with it).
+pub fn volume_key(key: &str) -> bool {
+    use castellan_core::desired::disk_key;
+    if disk_key(GuestKind::Lxc, key)
+        || disk_key(GuestKind::Qemu, key)
+        || matches!(key, "efidisk0" | "tpmstate0" | "vmstate")
+    {
+        return true;
+    }
+    key.strip_prefix("unused").is_some_and(|n| {
+        !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+            && (n.len() == 1 || !n.starts_with('0'))
+    })
+}
+
+/// The storage volume a volume key's value names: its first comma-separated field (a
+/// leading `file=` or `volume=` taken off), when that is `storage:name`. `None` for a
+/// bind mount or device path (`/mnt/data`), `none` and `cdrom`.
+///
+/// `local-lvm:vm-105-disk-0,size=8G` → `local-lvm:vm-105-disk-0`.
+pub fn volume_in(value: &str) -> Option<&str> {
+    let first = value.split(',').next()?.trim();
+    let volid = first
+        .strip_prefix("file=")
+        .or_else(|| first.strip_prefix("volume="))
+        .unwrap_or(first);
+    let (storage, name) = volid.split_once(':')?;
+    (castellan_core::desired::valid_storage_id(storage) && !name.is_empty()).then_some(volid)
+}
+
+/// The guest a volume belongs to by its name, as every storage type names guest volumes:
+/// the last `/`-separated part of the name starts `vm-VMID-`, `base-VMID-`,
+/// `subvol-VMID-` or `basevol-VMID-` (`local:105/vm-105-disk-0.qcow2` → 105,
+/// `local-zfs:base-900-disk-0/vm-105-disk-0` → 105).
+pub fn volume_owner(volid: &str) -> Option<u32> {
+    let (_, name) = volid.split_once(':')?;
+    let last = name.rsplit('/').next()?;
+    let (prefix, rest) = last.split_once('-')?;
+    if !matches!(prefix, "vm" | "base" | "subvol" | "basevol") {
+        return None;
+    }
+    let (id, tail) = rest.split_once('-')?;
+    if tail.is_empty() || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
 }
 
 /// QEMU `memory` is the property string `[current=]<integer>`.
@@ -248,6 +302,85 @@ mod tests {
             "d",
         );
         assert!(bad.is_err(), "{bad:?}");
+    }
+
+    #[test]
+    fn volume_keys_and_values() {
+        for key in [
+            "rootfs",
+            "mp0",
+            "mp255",
+            "scsi0",
+            "scsi30",
+            "virtio15",
+            "sata5",
+            "ide2",
+            "efidisk0",
+            "tpmstate0",
+            "vmstate",
+            "unused0",
+            "unused12",
+        ] {
+            assert!(volume_key(key), "{key}");
+        }
+        for key in [
+            "net0", "memory", "mp", "unused", "unused01", "scsi31", "ide4", "efidisk1", "mpx",
+            "hostname",
+        ] {
+            assert!(!volume_key(key), "{key}");
+        }
+        for (value, want) in [
+            (
+                "local-lvm:vm-105-disk-0,size=8G",
+                Some("local-lvm:vm-105-disk-0"),
+            ),
+            ("local-lvm:vm-105-disk-1", Some("local-lvm:vm-105-disk-1")),
+            (
+                "volume=local-lvm:vm-105-disk-1,mp=/srv",
+                Some("local-lvm:vm-105-disk-1"),
+            ),
+            (
+                "file=local:105/vm-105-disk-0.qcow2,iothread=1",
+                Some("local:105/vm-105-disk-0.qcow2"),
+            ),
+            (
+                "local:iso/debian.iso,media=cdrom",
+                Some("local:iso/debian.iso"),
+            ),
+            ("/mnt/data,mp=/data", None),
+            ("none,media=cdrom", None),
+            ("cdrom,media=cdrom", None),
+            ("", None),
+        ] {
+            assert_eq!(volume_in(value), want, "{value}");
+        }
+    }
+
+    #[test]
+    fn volume_owners_by_name() {
+        for (volid, want) in [
+            ("local-lvm:vm-105-disk-0", Some(105)),
+            ("local-lvm:base-900-disk-1", Some(900)),
+            ("local-zfs:subvol-105-disk-0", Some(105)),
+            ("local-zfs:basevol-900-disk-0", Some(900)),
+            ("local-zfs:base-900-disk-0/vm-105-disk-0", Some(105)),
+            ("local:105/vm-105-disk-0.qcow2", Some(105)),
+            (
+                "local:900/base-900-disk-0.raw/105/vm-105-disk-0.qcow2",
+                Some(105),
+            ),
+            ("local-lvm:vm-105-cloudinit", Some(105)),
+            (
+                "local:backup/vzdump-lxc-105-2026_01_01-00_00_00.tar.zst",
+                None,
+            ),
+            ("local-lvm:vm-105", None),
+            ("local-lvm:vm-x-disk-0", None),
+            ("local-lvm:data", None),
+            ("vm-105-disk-0", None),
+        ] {
+            assert_eq!(volume_owner(volid), want, "{volid}");
+        }
     }
 
     #[test]

@@ -121,6 +121,37 @@ impl RequestSpec {
             .collect()
     }
 
+    /// Appends the path's segments to `url`, each percent-encoded on its own, so a value can
+    /// never add a segment: a `/` inside a volume id (`local:100/vm-100-disk-0.qcow2`)
+    /// travels as `%2F`; `:`, `@` and `!` (volume ids, UPIDs) are left as they are.
+    pub(crate) fn push_segments(&self, url: &mut url::Url) -> Result<(), Error> {
+        if url.cannot_be_a_base() {
+            return Err(Error::Config(format!("base url {url} cannot take a path")));
+        }
+        let Ok(mut segments) = url.path_segments_mut() else {
+            return Err(Error::Config("the base url cannot take a path".into()));
+        };
+        segments.pop_if_empty();
+        for seg in self.segments().iter().skip(1) {
+            segments.push(seg);
+        }
+        Ok(())
+    }
+
+    /// The path as it is sent, each placeholder's value percent-encoded within its segment
+    /// (`/nodes/pve-01/storage/local/content/local:100%2Fvm-100-disk-0.qcow2`): what a
+    /// node (or a schema validator) splits into segments before decoding each.
+    pub fn encoded_path(&self) -> String {
+        let mut url = match url::Url::parse("http://pve.invalid/") {
+            Ok(url) => url,
+            Err(_) => return self.concrete_path(),
+        };
+        match self.push_segments(&mut url) {
+            Ok(()) => url.path().to_owned(),
+            Err(_) => self.concrete_path(),
+        }
+    }
+
     /// Every parameter the schema sees: path parameters and query/form parameters.
     pub fn all_params(&self) -> BTreeMap<String, String> {
         let mut all = self.params.clone();
@@ -583,6 +614,48 @@ pub fn backups(node: &str, storage: &str, vmid: u32) -> Result<RequestSpec, Erro
     )
 }
 
+/// `GET /nodes/{node}/storage/{storage}/content`: everything on `storage` the node lists,
+/// of every content type the storage is configured for (disk images, container volumes,
+/// backups, ISOs, templates, ...).
+pub fn storage_content(node: &str, storage: &str) -> Result<RequestSpec, Error> {
+    check_node(node)?;
+    check_storage(storage)?;
+    Ok(
+        RequestSpec::new(Method::Get, "/nodes/{node}/storage/{storage}/content")
+            .path_param("node", node)
+            .path_param("storage", storage),
+    )
+}
+
+/// `DELETE /nodes/{node}/storage/{storage}/content/{volume}`: removes volume `volume`, given
+/// as its full volume id (`local-lvm:vm-105-disk-1`, `local:105/vm-105-disk-0.qcow2`), which
+/// must be on `storage` (the node refuses a mismatch with `storage ID mismatch`; it is
+/// refused here before anything is sent). The node answers with the `imgdel` task's UPID.
+///
+/// No `delay` is sent: with it the node may wait for the task and answer `null`, or its
+/// error, and the task's UPID, which a journal can follow, would be lost.
+pub fn delete_volume(node: &str, storage: &str, volume: &str) -> Result<RequestSpec, Error> {
+    check_node(node)?;
+    check_storage(storage)?;
+    if !castellan_core::desired::valid_volume_id(volume) {
+        return Err(Error::Config(format!(
+            "invalid volume id {volume:?}: expected storage:name"
+        )));
+    }
+    if volume.split_once(':').map(|(sid, _)| sid) != Some(storage) {
+        return Err(Error::Config(format!(
+            "volume {volume:?} is not on storage {storage:?}"
+        )));
+    }
+    Ok(RequestSpec::new(
+        Method::Delete,
+        "/nodes/{node}/storage/{storage}/content/{volume}",
+    )
+    .path_param("node", node)
+    .path_param("storage", storage)
+    .path_param("volume", volume))
+}
+
 /// `GET /cluster/nextid?vmid=N`: answers the vmid if no guest anywhere in the cluster
 /// has it, and refuses it (400) otherwise.
 pub fn vmid_free(vmid: u32) -> Result<RequestSpec, Error> {
@@ -741,6 +814,13 @@ pub fn request_catalog() -> Vec<RequestSpec> {
             "8b0e27ef0f7c3c1bd4f1e0a7a0d5b6c9e2f1a3b4",
         ));
     }
+    push(storage_content(node, "local-lvm"));
+    push(delete_volume(node, "local-lvm", "local-lvm:vm-105-disk-1"));
+    push(delete_volume(
+        node,
+        "local",
+        "local:105/vm-105-disk-0.qcow2",
+    ));
     push(vmid_free(120));
     push(Ok(cluster_guests()));
     match upid {
@@ -807,6 +887,49 @@ mod tests {
         assert!(guest_config("-pve", GuestKind::Lxc, 100).is_err());
         assert!(guest_config("pve/../x", GuestKind::Lxc, 100).is_err());
         assert!(list_guests("", GuestKind::Qemu).is_err());
+    }
+
+    #[test]
+    fn volume_ids_stay_one_path_segment() -> Result<(), Error> {
+        let spec = delete_volume("pve-01", "local", "local:105/vm-105-disk-0.qcow2")?;
+        assert_eq!(spec.method, Method::Delete);
+        assert_eq!(
+            spec.encoded_path(),
+            "/nodes/pve-01/storage/local/content/local:105%2Fvm-105-disk-0.qcow2"
+        );
+        assert_eq!(
+            spec.all_params().get("volume").map(String::as_str),
+            Some("local:105/vm-105-disk-0.qcow2")
+        );
+        let lvm = delete_volume("pve-01", "local-lvm", "local-lvm:vm-105-disk-1")?;
+        assert_eq!(
+            lvm.encoded_path(),
+            "/nodes/pve-01/storage/local-lvm/content/local-lvm:vm-105-disk-1"
+        );
+        // Paths without a value to encode are sent as they are written.
+        let cfg = guest_config("pve-01", GuestKind::Lxc, 101)?;
+        assert_eq!(cfg.encoded_path(), cfg.concrete_path());
+        Ok(())
+    }
+
+    #[test]
+    fn volume_deletes_name_a_volume_of_their_storage() {
+        for (storage, volume) in [
+            ("local-lvm", "local:vm-105-disk-1"),
+            ("local-lvm", "vm-105-disk-1"),
+            ("local-lvm", "local-lvm:"),
+            ("local", "local:../etc/passwd"),
+            ("local", "local:/abs"),
+            ("local", "local:a b"),
+            ("bad id", "bad id:x"),
+        ] {
+            let r = delete_volume("pve-01", storage, volume);
+            assert!(
+                matches!(r, Err(Error::Config(_))),
+                "{volume} on {storage}: {r:?}"
+            );
+        }
+        assert!(storage_content("pve-01", "-x").is_err());
     }
 
     #[test]

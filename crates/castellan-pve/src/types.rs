@@ -215,6 +215,30 @@ pub struct BackupVolume {
     pub ctime: Option<i64>,
 }
 
+/// One entry of `GET /nodes/{node}/storage/{storage}/content` (every content type).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StorageContentEntry {
+    /// Its volume id (`local-lvm:vm-105-disk-0`, `local:backup/vzdump-....tar.zst`).
+    pub volid: String,
+    /// Its size in bytes (`size`, else the `approximate-size` some storages list instead);
+    /// `None` when the storage says neither.
+    pub size: Option<u64>,
+    /// The guest the storage says owns it (from its name, `vm-105-disk-0` → 105), whether
+    /// or not that guest exists.
+    pub vmid: Option<u32>,
+    /// Its content type: `images` (a VM's disk, or one whose owner is no container),
+    /// `rootdir` (a container's), `backup`, `iso`, `vztmpl`, `snippets`, `import`.
+    pub content: Option<String>,
+}
+
+impl StorageContentEntry {
+    /// Whether it is a guest's disk (content `images` or `rootdir`), not a backup, ISO,
+    /// template or snippet.
+    pub fn is_disk(&self) -> bool {
+        matches!(self.content.as_deref(), Some("images" | "rootdir"))
+    }
+}
+
 /// A task that finished successfully.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TaskOk {

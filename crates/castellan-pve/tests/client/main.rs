@@ -7,5 +7,6 @@ mod http;
 mod props;
 mod redaction;
 mod schema;
+mod storage;
 mod support;
 mod tls;
