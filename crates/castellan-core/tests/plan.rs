@@ -1142,8 +1142,8 @@ fn a_declared_wipe_names_only_unreferenced_volumes_that_are_there() {
     // The digest moves with any size: an op approved against it is then stale.
     let before = w.state_digest.clone();
     a.storages
-        .get_mut("local-lvm")
-        .unwrap()
+        .entry("local-lvm".to_owned())
+        .or_default()
         .insert("local-lvm:vm-105-disk-1".to_owned(), vol(5 << 30, None));
     assert_ne!(
         plan(&d, &a, &Normalizers::default()).destructive[0].state_digest,

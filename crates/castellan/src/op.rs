@@ -1020,7 +1020,7 @@ mod tests {
             f(&mut a);
             build_op(&a, NONCE.into(), now).unwrap_err().to_string()
         };
-        assert!(err(&|a| a.op = "wipe_storage".into()).contains("executes only destroy"));
+        assert!(err(&|a| a.op = "decommission".into()).contains("executes only destroy"));
         assert!(err(&|a| a.precondition = None).contains("destroy needs --precondition DIGEST"));
         assert!(err(&|a| a.params = vec!["purge".into()]).contains("not KEY=VALUE"));
         assert!(err(&|a| a.params = vec!["force=1".into()]).contains("does not take"));

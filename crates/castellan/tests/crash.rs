@@ -1048,6 +1048,21 @@ size = "2G"
 "#;
 
 const WIPE_DESIRED: &str = r#"node = "pve-01"
+[[guest]]
+vmid = 106
+kind = "lxc"
+
+[[wipe]]
+storage = "local-lvm"
+volumes = ["local-lvm:vm-105-disk-0", "local-lvm:vm-105-disk-1"]
+"#;
+
+/// The same wipe, also naming the disk guest 106 uses.
+const WIPE_TOO_MUCH: &str = r#"node = "pve-01"
+[[guest]]
+vmid = 106
+kind = "lxc"
+
 [[wipe]]
 storage = "local-lvm"
 volumes = ["local-lvm:vm-105-disk-0", "local-lvm:vm-105-disk-1", "local-lvm:vm-106-disk-0"]
@@ -1167,6 +1182,7 @@ async fn a_wipe_shows_what_it_removes_and_never_touches_a_disk_in_use() {
         return;
     }
     let env = Env::of(&WIPE, Duration::from_millis(20)).await;
+    std::fs::write(env.path("desired.toml"), WIPE_TOO_MUCH).unwrap();
     let plan = Command::new(env!("CARGO_BIN_EXE_castellan"))
         .args(["plan", "--config"])
         .arg(env.path("agent.toml"))
@@ -1201,6 +1217,17 @@ async fn a_wipe_shows_what_it_removes_and_never_touches_a_disk_in_use() {
         payload.contains("target = \"storage/local-lvm\""),
         "{payload}"
     );
+    // Signed and run: the two orphans go; the disk in use stays, and the run says why it
+    // is not converged.
+    env.sign_pending();
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("local-lvm:vm-106-disk-0 is used by CT 106's rootfs"),
+        "{}",
+        text(&out.stdout)
+    );
+    check_wiped(&env);
 }
 
 /// A volume that changes after the approval stops the wipe before anything is removed:
@@ -1214,7 +1241,12 @@ async fn a_wipe_approved_before_a_volume_changed_is_refused() {
     let env = Env::of(&WIPE, Duration::from_millis(20)).await;
     let _ = env.run_agent();
     // Someone attaches one of the approved volumes to guest 106 meanwhile.
-    let put = reqwest::Client::new()
+    let put = reqwest::Client::builder()
+        .use_preconfigured_tls(
+            castellan_pve::tls_client_config(&castellan_pve::TlsMode::System).unwrap(),
+        )
+        .build()
+        .unwrap()
         .put(format!(
             "{}/api2/json/nodes/pve-01/lxc/106/config",
             env.sim.base_url()

@@ -691,7 +691,7 @@ fn op_new_refusals() {
         &[
             "op",
             "new",
-            "wipe_storage",
+            "decommission",
             "--host",
             "pve-01",
             "--target",
@@ -701,7 +701,7 @@ fn op_new_refusals() {
     assert_eq!(code(&out), 2);
     assert!(
         stderr(&out)
-            .contains("unknown operation \"wipe_storage\": this castellan executes only destroy"),
+            .contains("unknown operation \"decommission\": this castellan executes only destroy"),
         "{}",
         stderr(&out)
     );
