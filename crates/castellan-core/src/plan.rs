@@ -441,6 +441,29 @@ pub fn plan_missing(d: &DesiredGuest, elsewhere: Option<&str>, out: &mut Plan) {
     }
 }
 
+/// A signed operation `op` on guest `a`, bound to the digest of `spec` (what it was
+/// planned against), with `params` and, where the declaration waives the safety backup,
+/// the waiver.
+fn signed_guest_op(
+    op: Operation,
+    host: &str,
+    d: &DesiredGuest,
+    a: &ActualGuest,
+    mut params: BTreeMap<String, String>,
+    spec: &ActualSpec,
+) -> DestructiveAction {
+    if !d.safety_backup {
+        params.insert(WAIVE_BACKUP.key.to_owned(), "0".to_owned());
+    }
+    DestructiveAction {
+        op,
+        host: host.to_owned(),
+        target: crate::target::Target::guest(a.kind, a.vmid),
+        params,
+        state_digest: spec.digest.clone(),
+    }
+}
+
 /// Plans one guest of node `host` present on both sides; appends to `out`.
 pub fn plan_guest(
     host: &str,
@@ -473,16 +496,14 @@ pub fn plan_guest(
         if d.purge {
             params.insert("purge".to_owned(), "1".to_owned());
         }
-        if !d.safety_backup {
-            params.insert(WAIVE_BACKUP.key.to_owned(), "0".to_owned());
-        }
-        out.destructive.push(DestructiveAction {
-            op: Operation::Destroy,
-            host: host.to_owned(),
-            target: crate::target::Target::guest(a.kind, vmid),
+        out.destructive.push(signed_guest_op(
+            Operation::Destroy,
+            host,
+            d,
+            a,
             params,
-            state_digest: spec.digest.clone(),
-        });
+            spec,
+        ));
         return;
     }
     if a.template {
@@ -504,16 +525,14 @@ pub fn plan_guest(
         if let Some(s) = &r.storage {
             params.insert("storage".to_owned(), s.clone());
         }
-        if !d.safety_backup {
-            params.insert(WAIVE_BACKUP.key.to_owned(), "0".to_owned());
-        }
-        out.destructive.push(DestructiveAction {
-            op: Operation::RestoreOverwrite,
-            host: host.to_owned(),
-            target: crate::target::Target::guest(a.kind, vmid),
+        out.destructive.push(signed_guest_op(
+            Operation::RestoreOverwrite,
+            host,
+            d,
+            a,
             params,
-            state_digest: spec.digest.clone(),
-        });
+            spec,
+        ));
         return;
     }
 

@@ -222,7 +222,14 @@ impl PveBackend {
         let upid = match source {
             GuestSource::Restore { archive, storage } => {
                 self.client
-                    .restore_guest(node, kind, vmid, archive, storage.as_deref())
+                    .restore_guest(
+                        node,
+                        kind,
+                        vmid,
+                        archive,
+                        storage.as_deref(),
+                        crate::request::Restore::New,
+                    )
                     .await
             }
             GuestSource::Clone {
@@ -285,7 +292,14 @@ impl PveBackend {
             .ok_or_else(|| BackendError::retry("restore_overwrite needs the archive to restore"))?;
         let upid = self
             .client
-            .restore_over(&self.node, kind, vmid, archive, storage)
+            .restore_guest(
+                &self.node,
+                kind,
+                vmid,
+                archive,
+                storage,
+                crate::request::Restore::Over,
+            )
             .await
             .map_err(|e| {
                 // A missing archive is not a guest that is gone: only a lost answer leaves

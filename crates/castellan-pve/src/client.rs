@@ -374,8 +374,8 @@ impl PveClient {
             .await
     }
 
-    /// Restores backup volume `archive` to the new guest `vmid` (see
-    /// [`request::restore_guest`]). Returns the task's UPID.
+    /// Restores backup volume `archive` as guest `vmid`, new or over the existing one
+    /// (see [`request::restore_guest`]). Returns the task's UPID.
     pub async fn restore_guest(
         &self,
         node: &str,
@@ -383,24 +383,10 @@ impl PveClient {
         vmid: u32,
         archive: &str,
         storage: Option<&str>,
+        to: request::Restore,
     ) -> Result<Upid, Error> {
-        let spec = request::restore_guest(node, kind, vmid, archive, storage)?;
+        let spec = request::restore_guest(node, kind, vmid, archive, storage, to)?;
         self.execute_upid(&spec, || format!("restore of {} {vmid}", kind.as_str()))
-            .await
-    }
-
-    /// Restores backup volume `archive` over the existing guest `vmid` (`force=1`; see
-    /// [`request::restore_over`]). Returns the task's UPID.
-    pub async fn restore_over(
-        &self,
-        node: &str,
-        kind: GuestKind,
-        vmid: u32,
-        archive: &str,
-        storage: Option<&str>,
-    ) -> Result<Upid, Error> {
-        let spec = request::restore_over(node, kind, vmid, archive, storage)?;
-        self.execute_upid(&spec, || format!("restore over {} {vmid}", kind.as_str()))
             .await
     }
 

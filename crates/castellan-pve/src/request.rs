@@ -464,41 +464,29 @@ fn check_storage(storage: &str) -> Result<(), Error> {
     }
 }
 
+/// Where a restore goes: a new guest, or over the existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// To the new guest `vmid`, with new MAC addresses (`unique=1`), so that the copy
+    /// never clashes with the guest it came from. A node refuses a vmid that is taken
+    /// anywhere in the cluster.
+    New,
+    /// Over the existing guest `vmid` (`force=1`): its configuration and disks are
+    /// replaced by the backup's (MAC addresses kept: it is the same guest). A node refuses
+    /// it for a running or protected guest.
+    Over,
+}
+
 /// `POST /nodes/{node}/lxc` (`ostemplate` = the archive, `restore=1`) or
-/// `POST /nodes/{node}/qemu` (`archive`): restores backup volume `archive` to the new
-/// guest `vmid`, its disks to `storage` (the node's choice when `None`), with new MAC
-/// addresses (`unique=1`), so that the copy never clashes with the guest it came from.
-/// Without `force` a node refuses a vmid that is taken anywhere in the cluster.
+/// `POST /nodes/{node}/qemu` (`archive`): restores backup volume `archive` as guest
+/// `vmid` (see [`Restore`]), its disks to `storage` (the node's choice when `None`).
 pub fn restore_guest(
     node: &str,
     kind: GuestKind,
     vmid: u32,
     archive: &str,
     storage: Option<&str>,
-) -> Result<RequestSpec, Error> {
-    restore(node, kind, vmid, archive, storage, false)
-}
-
-/// The same request with `force=1` over the existing guest `vmid`: its configuration and
-/// disks are replaced by the backup's (MAC addresses kept: it is the same guest). A node
-/// refuses it for a running or protected guest.
-pub fn restore_over(
-    node: &str,
-    kind: GuestKind,
-    vmid: u32,
-    archive: &str,
-    storage: Option<&str>,
-) -> Result<RequestSpec, Error> {
-    restore(node, kind, vmid, archive, storage, true)
-}
-
-fn restore(
-    node: &str,
-    kind: GuestKind,
-    vmid: u32,
-    archive: &str,
-    storage: Option<&str>,
-    overwrite: bool,
+    to: Restore,
 ) -> Result<RequestSpec, Error> {
     check_node(node)?;
     check_vmid(vmid)?;
@@ -518,7 +506,7 @@ fn restore(
     let spec = spec
         .path_param("node", node)
         .param("vmid", vmid.to_string());
-    let mut spec = if overwrite {
+    let mut spec = if to == Restore::Over {
         spec.param("force", bool_param(true))
     } else {
         spec.param("unique", bool_param(true))
@@ -767,6 +755,7 @@ pub fn request_catalog() -> Vec<RequestSpec> {
             vmid + 20,
             "local:backup/vzdump-lxc-900-2026_01_01-00_00_00.tar.zst",
             Some("local-lvm"),
+            Restore::New,
         ));
         push(restore_guest(
             node,
@@ -774,6 +763,7 @@ pub fn request_catalog() -> Vec<RequestSpec> {
             vmid + 21,
             "local:backup/x.vma.zst",
             None,
+            Restore::New,
         ));
         push(clone_guest(
             node,
@@ -784,19 +774,21 @@ pub fn request_catalog() -> Vec<RequestSpec> {
             Some(true),
         ));
         push(clone_guest(node, kind, 9000, vmid + 23, None, None));
-        push(restore_over(
+        push(restore_guest(
             node,
             kind,
             vmid,
             "local:backup/vzdump-lxc-101-2026_01_01-00_00_00.tar.zst",
             Some("local-lvm"),
+            Restore::Over,
         ));
-        push(restore_over(
+        push(restore_guest(
             node,
             kind,
             vmid,
             "local:backup/x.vma.zst",
             None,
+            Restore::Over,
         ));
         push(vzdump(node, vmid, "local"));
         push(backups(node, "local", vmid));

@@ -76,7 +76,7 @@ use sha2::{Digest as _, Sha256};
 use ssh_key::{HashAlg, PublicKey};
 
 use crate::allowed_signers::{AllowedSigners, SignerEntry, parse_public_key, quote, read_limited};
-use crate::signers::{SignerConfig, SignerConfigError, is_threshold_name};
+use crate::signers::{SignerConfig, SignerConfigError, is_threshold_name, origin};
 use crate::sshsig::{OP_NAMESPACE, Rejected};
 
 /// The namespace signer-set documents are signed under (`ssh-keygen -Y sign -n
@@ -179,11 +179,6 @@ pub enum SignerSetError {
         /// One message per problem.
         problems: Vec<String>,
     },
-}
-
-fn origin(path: Option<&Path>) -> String {
-    path.map(|p| format!("{}: ", p.display()))
-        .unwrap_or_default()
 }
 
 impl SignerSetError {

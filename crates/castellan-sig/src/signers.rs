@@ -93,7 +93,8 @@ pub enum SignerConfigError {
     },
 }
 
-fn origin(path: Option<&Path>) -> String {
+/// `FILE: ` when a message concerns a file, nothing otherwise.
+pub(crate) fn origin(path: Option<&Path>) -> String {
     path.map(|p| format!("{}: ", p.display()))
         .unwrap_or_default()
 }

@@ -348,8 +348,7 @@ impl Gatekeeper {
                 .get(vmid)
                 .is_some_and(|d| d.restore_over.is_some() && d.kind == g.kind)
             {
-                let target = Target::guest(g.kind, *vmid);
-                g.restored = self.store(move |s| s.last_restored(&target)).await?;
+                g.restored = self.last_restored(&Target::guest(g.kind, *vmid)).await?;
             }
         }
         Ok(())
