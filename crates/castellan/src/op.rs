@@ -318,6 +318,15 @@ pub fn build_op(args: &NewArgs, nonce: String, now: Timestamp) -> anyhow::Result
             target.kind().as_str()
         );
     }
+    if operation == Operation::WipeStorage
+        && let Some(value) = params.get(castellan_core::wipe::VOLUMES_PARAM)
+        && let Some(other) = castellan_core::wipe::decode(value)
+            .unwrap_or_default()
+            .keys()
+            .find(|v| !v.starts_with(&format!("{}:", target.id())))
+    {
+        bail!("--param volumes: {other} is not on {}", target.describe());
+    }
     let op = SignedOp {
         op: args.op.clone(),
         host: args.host.clone(),
@@ -819,6 +828,21 @@ pub fn show_text(path: &Path, op: &SignedOp, sigs: &[SigInfo], now: Timestamp) -
         let p: Vec<String> = op.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(s, "parameters:   {}", p.join(" "));
     }
+    // A wipe's volumes, one per line with its size: what the signature removes.
+    if op.op == Operation::WipeStorage.as_str()
+        && let Some(volumes) = op
+            .params
+            .get(castellan_core::wipe::VOLUMES_PARAM)
+            .and_then(|v| castellan_core::wipe::decode(v).ok())
+    {
+        for (v, size) in volumes {
+            let _ = writeln!(
+                s,
+                "removes:      {v} ({})",
+                castellan_core::units::format_size(size)
+            );
+        }
+    }
     match &op.precondition {
         Some(p) => {
             let _ = writeln!(
@@ -1030,6 +1054,16 @@ mod tests {
         assert!(err(&|a| a.target = "101".into()).contains("kind/id"));
         assert!(err(&|a| a.target = "volume/pgdata".into()).contains("not on a volume"));
         assert!(err(&|a| a.precondition = Some("XYZ".into())).contains("precondition"));
+        let wipe = |a: &mut NewArgs, volumes: &str| {
+            a.op = "wipe_storage".into();
+            a.target = "storage/local-lvm".into();
+            a.params = vec![format!("volumes={volumes}")];
+        };
+        assert!(
+            err(&|a| wipe(a, "other:vm-1-disk-0=5"))
+                .contains("other:vm-1-disk-0 is not on storage local-lvm")
+        );
+        assert!(err(&|a| wipe(a, "local-lvm:b=1,local-lvm:a=1")).contains("volumes"));
         assert!(err(&|a| a.not_before = Some("yesterday".into())).contains("RFC 3339"));
     }
 
