@@ -581,9 +581,11 @@ async fn upload_audit_once(
     let (local, lines) = tokio::task::spawn_blocking(move || {
         let store = castellan_store::Store::open_readonly(&dir).map_err(|e| e.to_string())?;
         let head = store.audit_head().map_err(|e| e.to_string())?;
+        // The head and the records are two reads, and the agent may append between
+        // them: the batch stops at the head it claims, never past it.
         let lines = match &head {
             Some((seq, _)) if *seq >= from => store
-                .export_lines(from, u64::from(MAX_AUDIT_BATCH))
+                .export_lines(from, u64::from(MAX_AUDIT_BATCH).min(seq - from + 1))
                 .map_err(|e| e.to_string())?,
             _ => Vec::new(),
         };
