@@ -738,17 +738,25 @@ async fn the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_
     assert_eq!(agent.audit_head().await?, head_of(&recs, 4));
     let page = op.host_audit("pve-01", 4).await?;
     assert!(page.records.is_empty());
-    let kinds: Vec<(AuditProblemKind, u64, u64)> = page
+    // Listed as first seen (problems seen within the same millisecond by record).
+    let seen: Vec<(jiff::Timestamp, u64)> = page
+        .problems
+        .iter()
+        .map(|p| (p.first_seen.parse().expect("RFC 3339"), p.seq))
+        .collect();
+    assert!(seen.is_sorted(), "{seen:?}");
+    let mut kinds: Vec<(AuditProblemKind, u64, u64)> = page
         .problems
         .iter()
         .map(|p| (p.kind, p.seq, p.count))
         .collect();
+    kinds.sort_by_key(|k| (k.1, k.2));
     assert_eq!(
         kinds,
         [
-            (AuditProblemKind::Fork, 5, 2),
+            (AuditProblemKind::Rewind, 4, 1),
             (AuditProblemKind::Gap, 5, 1),
-            (AuditProblemKind::Rewind, 4, 1)
+            (AuditProblemKind::Fork, 5, 2),
         ]
     );
     let hosts = op.hosts().await?;
