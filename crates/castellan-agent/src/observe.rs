@@ -10,6 +10,26 @@ use futures_util::stream::{self, StreamExt};
 
 use crate::backend::{Backend, BackendError, GuestBackend};
 
+/// Fills in, for each guest of `actual` that `desired` declares a `restore_over` for,
+/// the archive the journal in `store` shows last restored over it, so the planner
+/// proposes each declared restore once.
+pub fn fill_restored(
+    store: &castellan_store::Store,
+    desired: &DesiredState,
+    actual: &mut ActualState,
+) -> Result<(), castellan_store::StoreError> {
+    for (vmid, g) in actual.guests.iter_mut() {
+        if desired
+            .guests
+            .get(vmid)
+            .is_some_and(|d| d.restore_over.is_some() && d.kind == g.kind)
+        {
+            g.restored = store.last_restored(&castellan_core::Target::guest(g.kind, *vmid))?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads the volumes of every storage `desired` declares a wipe for into `actual`. A
 /// storage that cannot be read is left out (the plan then says so and proposes nothing
 /// for it).

@@ -335,15 +335,7 @@ fn restored_from_journal(
     }
     let store = castellan_store::Store::open_readonly(data_dir)
         .with_context(|| format!("cannot read the journal in {}", data_dir.display()))?;
-    for (vmid, g) in actual.guests.iter_mut() {
-        if desired
-            .guests
-            .get(vmid)
-            .is_some_and(|d| d.restore_over.is_some())
-        {
-            g.restored = store.last_restored(&castellan_core::Target::guest(g.kind, *vmid))?;
-        }
-    }
+    castellan_agent::observe::fill_restored(&store, desired, actual)?;
     Ok(())
 }
 

@@ -440,7 +440,7 @@ impl Gatekeeper {
             Err(e) => return DestructiveOutcome::Failed(GateError::from(e).to_string()),
         };
         self.crashpoint("intent");
-        let result = self.run_destroy(backend, id, &a).await;
+        let result = self.run_signed(backend, id, &a).await;
         self.crashpoint("terminal");
         match result {
             Ok(()) => {
@@ -482,15 +482,16 @@ impl Gatekeeper {
         ))
     }
 
-    /// Executes the destroy of a journaled intent: shuts the guest down if it runs
-    /// (hard stop allowed: it is about to be destroyed), records which of the node's
-    /// destroy tasks for it already exist, looks at it a last time and sends the DELETE
-    /// only if it is still exactly what was approved, then records the task and its end.
+    /// Executes a journaled signed op (a wipe has its own loop, [`Gatekeeper::run_wipe`]).
+    /// For a destroy or a restore: shuts the guest down if it runs (hard stop allowed: what
+    /// it holds is about to go), takes the safety backup, records which of the node's tasks
+    /// of the op for it already exist, looks at it a last time and sends the request only
+    /// if it is still exactly what was approved, then records the task and its end.
     ///
     /// The last look is the last request before the DELETE: the window in which a change
     /// to the guest goes unnoticed is one round trip (the node offers no conditional
     /// destroy; see docs/signed-ops.md).
-    pub(super) async fn run_destroy<B: Backend>(
+    pub(super) async fn run_signed<B: Backend>(
         &self,
         backend: &B,
         id: IntentId,
@@ -906,6 +907,6 @@ impl Gatekeeper {
             .store(move |s| allow_and_begin(s, intent, fields, now))
             .await
             .map_err(|e| DestroyError::Failed(e.to_string()))?;
-        self.run_destroy(backend, id, a).await.map(|()| id)
+        self.run_signed(backend, id, a).await.map(|()| id)
     }
 }

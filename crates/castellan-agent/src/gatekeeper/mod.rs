@@ -342,15 +342,10 @@ impl Gatekeeper {
         desired: &castellan_core::model::DesiredState,
         actual: &mut castellan_core::model::ActualState,
     ) -> Result<(), GateError> {
-        for (vmid, g) in actual.guests.iter_mut() {
-            if desired
-                .guests
-                .get(vmid)
-                .is_some_and(|d| d.restore_over.is_some() && d.kind == g.kind)
-            {
-                g.restored = self.last_restored(&Target::guest(g.kind, *vmid)).await?;
-            }
-        }
+        let (d, mut a) = (desired.clone(), std::mem::take(actual));
+        *actual = self
+            .store(move |s| crate::observe::fill_restored(s, &d, &mut a).map(|()| a))
+            .await?;
         Ok(())
     }
 

@@ -101,11 +101,8 @@ impl Gatekeeper {
             backend_replans: backend.replans_benign(),
             ..Facts::journaled(&intent.op, intent.target.to_string())
         };
-        // Whether the approval is still valid, by the clock that cannot go backwards (a
-        // look at the target judges it again after every look).
-        let now = self.now();
-        let effective = self.store(move |s| s.effective_now(now)).await?;
-        f.approval_valid = intent.nonce_not_after.is_none_or(|t| effective < t);
+        // Judged now, and again after every look at the target.
+        f.approval_valid = self.approval_valid(intent).await?;
         let mut last_seen = None;
         let settlement = loop {
             match next(&f) {
@@ -162,11 +159,8 @@ impl Gatekeeper {
                         .await
                         .map_err(GateError::Backend)?;
                     f.looks += 1;
-                    // The approval's window is judged at the decision, after every
-                    // look, by the clock that cannot go backwards.
-                    let now = self.now();
-                    let effective = self.store(move |s| s.effective_now(now)).await?;
-                    f.approval_valid = intent.nonce_not_after.is_none_or(|t| effective < t);
+                    // The approval's window is judged at the decision, after every look.
+                    f.approval_valid = self.approval_valid(intent).await?;
                     f.target = Some(TargetLook {
                         exists: seen.is_some(),
                         digest: seen.as_ref().and_then(|g| g.state_digest.clone()),
@@ -211,9 +205,9 @@ impl Gatekeeper {
                     // sent from here after a last look.
                     self.resend_prepared(backend, intent.id, &a).await
                 } else {
-                    // run_destroy records the terminal outcome itself (or leaves the
+                    // run_signed records the terminal outcome itself (or leaves the
                     // intent in flight when the node's answer is unknown).
-                    self.run_destroy(backend, intent.id, &a).await
+                    self.run_signed(backend, intent.id, &a).await
                 };
                 match done {
                     Err(DestroyError::InFlight(e)) => Err(GateError::Recovery(e)),
@@ -221,6 +215,14 @@ impl Gatekeeper {
                 }
             }
         }
+    }
+
+    /// Whether `intent`'s approval is still valid now, by the clock that cannot go
+    /// backwards (an intent without one, a benign one, always is).
+    async fn approval_valid(&self, intent: &castellan_store::Intent) -> Result<bool, GateError> {
+        let now = self.now();
+        let effective = self.store(move |s| s.effective_now(now)).await?;
+        Ok(intent.nonce_not_after.is_none_or(|t| effective < t))
     }
 
     /// Sends the DELETE of an intent that was prepared (task mark recorded) but whose
