@@ -378,7 +378,12 @@ impl<B: GuestBackend> Engine<B> {
         urgent: bool,
     ) -> Result<Vec<castellan_core::gate::DestructiveAction>, crate::backend::BackendError> {
         let desired = self.desired.borrow_and_update().clone();
-        let mut actual = list_node(&*self.backend).await?;
+        let mut actual = if desired.decommission.is_some() {
+            // A decommission names every guest with its digest, and the node's own storages.
+            observe_node(&self.backend, &desired, self.tuning.max_parallel).await?
+        } else {
+            list_node(&*self.backend).await?
+        };
         crate::observe::observe_storages(&*self.backend, &desired, &mut actual).await;
         // Only a declared guest the node lacks, with a source, may be provisioned: ask
         // the cluster then (and only then) which vmids other nodes have.

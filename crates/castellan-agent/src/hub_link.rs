@@ -489,6 +489,7 @@ pub fn empty(node: &str) -> DesiredState {
         guests: Default::default(),
         containers: Default::default(),
         wipes: Default::default(),
+        decommission: None,
     }
 }
 

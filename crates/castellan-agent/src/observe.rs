@@ -73,11 +73,14 @@ pub async fn observe_node<B: GuestBackend>(
     let listed = backend.list().await?;
     let mut actual = ActualState::default();
     let mut wanted = Vec::new();
+    // A decommission names every guest with its digest: all are read.
+    let every = desired.decommission.is_some();
     for g in listed {
-        if desired
-            .guests
-            .get(&g.vmid)
-            .is_some_and(|d| d.kind == g.kind)
+        if every
+            || desired
+                .guests
+                .get(&g.vmid)
+                .is_some_and(|d| d.kind == g.kind)
         {
             wanted.push((g.kind, g.vmid));
         }
@@ -112,5 +115,41 @@ pub async fn observe_node<B: GuestBackend>(
         actual.elsewhere = backend.elsewhere().await?;
     }
     observe_storages(&**backend, desired, &mut actual).await;
+    observe_local_storages(&**backend, desired, &mut actual).await;
     Ok(actual)
+}
+
+/// For a node being decommissioned, reads which storages are the node's own and the
+/// volumes of each into `actual` (`local_storages` stays `None` when they cannot be
+/// listed; a storage whose volumes cannot be read is left out of `storages`: the plan
+/// then says so and names none of its volumes).
+pub async fn observe_local_storages<B: Backend>(
+    backend: &B,
+    desired: &DesiredState,
+    actual: &mut ActualState,
+) {
+    if desired.decommission.is_none() {
+        return;
+    }
+    let ids = match backend.local_storages().await {
+        Ok(Some(ids)) => ids,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(event = "storages_unreadable", error = %e);
+            return;
+        }
+    };
+    for storage in &ids {
+        let Ok(target) = castellan_core::Target::storage(storage) else {
+            continue;
+        };
+        match backend.storage_volumes(&target).await {
+            Ok(Some(volumes)) => {
+                actual.storages.insert(storage.clone(), volumes);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(event = "storage_unreadable", storage, error = %e),
+        }
+    }
+    actual.local_storages = Some(ids.into_iter().collect());
 }

@@ -35,6 +35,7 @@ fn want(vmids: &[Vmid], cores: u32) -> DesiredState {
         node: "pve-01".into(),
         containers: Default::default(),
         wipes: Default::default(),
+        decommission: None,
         guests: vmids
             .iter()
             .map(|&v| {

@@ -1142,6 +1142,7 @@ async fn engine_destroys_only_with_a_signed_op() {
         node: HOST.into(),
         containers: Default::default(),
         wipes: Default::default(),
+        decommission: None,
         guests: [(
             VMID,
             DesiredGuest {

@@ -227,6 +227,15 @@ pub trait Backend: Send + Sync + 'static {
         }
     }
 
+    /// The node's own storages (not shared with other nodes) that may hold guests' disks,
+    /// by id: what a decommission removes volumes from; `None` where this backend has no
+    /// storages.
+    fn local_storages(
+        &self,
+    ) -> impl Future<Output = Result<Option<Vec<String>>, BackendError>> + Send {
+        async { Ok(None) }
+    }
+
     /// The backend's tasks of operation `op` for `target`, as it lists them; `params` are
     /// the operation's journaled parameters (a clone's tasks are listed under the
     /// template it copies). Taken just before a request that must settle exactly once

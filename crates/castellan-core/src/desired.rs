@@ -62,6 +62,15 @@
 //! storage = "local-lvm"   # and only while nothing references them
 //! volumes = ["local-lvm:vm-105-disk-0", "local-lvm:vm-105-disk-1"]
 //! ```
+//!
+//! A node taken out of service declares that alone:
+//!
+//! ```toml
+//! node = "pve-01"
+//! decommission = true     # every guest destroyed (each backed up first), then the
+//!                         # unreferenced volumes of its own storages: signed ops, 2 keys
+//! # decommission = { safety_backup = false }   # the same, without the backups
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -71,8 +80,8 @@ use thiserror::Error;
 
 use crate::container::{ContainerSpec, PortMapping, Restart};
 use crate::model::{
-    DesiredContainers, DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind, GuestSource,
-    RestartPolicy, RestoreOver, ShutdownPolicy, VMID_RANGE,
+    Decommission, DesiredContainers, DesiredGuest, DesiredRun, DesiredState, Ensure, GuestKind,
+    GuestSource, RestartPolicy, RestoreOver, ShutdownPolicy, VMID_RANGE,
 };
 use crate::normalize::valid_tag;
 use crate::units::{MIB, parse_size};
@@ -150,6 +159,8 @@ struct RawDoc {
     volumes: Vec<RawVolume>,
     #[serde(default, rename = "wipe")]
     wipes: Vec<RawWipe>,
+    #[serde(default)]
+    decommission: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -538,15 +549,80 @@ pub fn parse_desired(text: &str) -> Result<DesiredState, DesiredError> {
     }
     let containers = containers(raw.containers, raw.volumes, &mut problems);
     let wipes = wipes(raw.wipes, &mut problems);
+    let decommission = raw
+        .decommission
+        .and_then(|v| decommission(&v, &mut problems));
+    if decommission.is_some() {
+        let declared = [
+            ("guest", guests.len()),
+            (
+                "container",
+                containers.declared.len() + containers.absent.len(),
+            ),
+            ("volume", containers.absent_volumes.len()),
+            ("wipe", wipes.len()),
+        ];
+        for (what, n) in declared.into_iter().filter(|(_, n)| *n > 0) {
+            problems.push(Problem {
+                at: "decommission".into(),
+                field: "decommission",
+                message: format!(
+                    "a node being decommissioned declares nothing else, but {n} [[{what}]] table{} declared",
+                    if n == 1 { " is" } else { "s are" }
+                ),
+            });
+        }
+    }
     if problems.is_empty() {
         Ok(DesiredState {
             node: raw.node,
             guests,
             containers,
             wipes,
+            decommission,
         })
     } else {
         Err(DesiredError::Invalid(problems))
+    }
+}
+
+/// Validates `decommission`: `true`, `false`, or a table of its options.
+fn decommission(value: &toml::Value, problems: &mut Vec<Problem>) -> Option<Decommission> {
+    let mut problem = |message: String| {
+        problems.push(Problem {
+            at: "decommission".into(),
+            field: "decommission",
+            message,
+        });
+    };
+    match value {
+        toml::Value::Boolean(true) => Some(Decommission {
+            safety_backup: true,
+        }),
+        toml::Value::Boolean(false) => None,
+        toml::Value::Table(t) => {
+            let mut safety_backup = true;
+            for (k, v) in t {
+                match (k.as_str(), v) {
+                    ("safety_backup", toml::Value::Boolean(b)) => safety_backup = *b,
+                    ("safety_backup", other) => problem(format!(
+                        "safety_backup is true or false, not {}",
+                        other.type_str()
+                    )),
+                    (other, _) => problem(format!(
+                        "unknown field {other:?}; a decommission table takes only safety_backup"
+                    )),
+                }
+            }
+            Some(Decommission { safety_backup })
+        }
+        other => {
+            problem(format!(
+                "decommission is true, false or a table ({{ safety_backup = false }}), not {}",
+                other.type_str()
+            ));
+            None
+        }
     }
 }
 
@@ -968,6 +1044,56 @@ restart = "reboot"
                 got.contains(want),
                 "for {text:?}\n got: {got}\nwant: {want}"
             );
+        }
+    }
+
+    #[test]
+    fn decommission_stands_alone() {
+        let d = parse_desired("node = \"pve-01\"\ndecommission = true\n").unwrap_or_default();
+        assert_eq!(
+            d.decommission,
+            Some(Decommission {
+                safety_backup: true
+            })
+        );
+        let d = parse_desired("node = \"pve-01\"\ndecommission = { safety_backup = false }\n")
+            .unwrap_or_default();
+        assert_eq!(
+            d.decommission,
+            Some(Decommission {
+                safety_backup: false
+            })
+        );
+        let d = parse_desired("node = \"pve-01\"\ndecommission = false\n").unwrap_or_default();
+        assert_eq!(d.decommission, None);
+        for (text, why) in [
+            (
+                "decommission = \"yes\"",
+                "decommission is true, false or a table",
+            ),
+            (
+                "decommission = { backup = false }",
+                "unknown field \"backup\"",
+            ),
+            (
+                "decommission = { safety_backup = 0 }",
+                "safety_backup is true or false",
+            ),
+            (
+                "decommission = true\n[[guest]]\nvmid = 101\nkind = \"lxc\"",
+                "declares nothing else, but 1 [[guest]] table is declared",
+            ),
+            (
+                "decommission = true\n[[wipe]]\nstorage = \"local\"\nvolumes = [\"local:a\"]",
+                "1 [[wipe]] table is declared",
+            ),
+        ] {
+            let e = parse_desired(&format!("node = \"pve-01\"\n{text}\n"))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(why), "{text}: {e}");
+            assert!(e.contains("decommission: decommission:"), "{e}");
         }
     }
 

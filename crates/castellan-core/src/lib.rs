@@ -10,6 +10,7 @@
 
 pub mod classify;
 pub mod container;
+pub mod decommission;
 pub mod desired;
 pub mod gate;
 pub mod model;

@@ -270,6 +270,19 @@ pub struct DesiredState {
     /// Destructive: each waits for a signed op, and only unreferenced volumes are ever
     /// removed.
     pub wipes: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// The node is to be decommissioned (`decommission = true`): every guest destroyed,
+    /// then every unreferenced volume of its own storages removed, by signed
+    /// `decommission` ops. A node being decommissioned declares nothing else.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decommission: Option<Decommission>,
+}
+
+/// How a node is decommissioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Decommission {
+    /// Whether each guest is backed up before it is destroyed (the default); `false` is
+    /// signed as `backup=0`.
+    pub safety_backup: bool,
 }
 
 /// The Docker part of a host's desired state (`[[container]]` and `[[volume]]`).
@@ -406,4 +419,9 @@ pub struct ActualState {
     /// The disk volumes of each storage a wipe is declared for, by volume id (storages
     /// not listed could not be read, or have no wipe declared).
     pub storages: BTreeMap<String, BTreeMap<String, StorageVolume>>,
+    /// For a node being decommissioned: the ids of its own storages (not shared with other
+    /// nodes) that hold disks, whose volumes are then in `storages`; `None` when they were
+    /// not (or could not be) read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_storages: Option<std::collections::BTreeSet<String>>,
 }

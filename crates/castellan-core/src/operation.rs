@@ -121,6 +121,8 @@ pub enum ParamValues {
     Storage,
     /// A storage wipe's volumes with their sizes (see [`crate::wipe`]).
     WipeVolumes,
+    /// A decommission's guests with their digests (see [`crate::decommission`]).
+    DecommissionGuests,
 }
 
 impl ParamValues {
@@ -131,6 +133,7 @@ impl ParamValues {
             ParamValues::Volume => crate::desired::valid_volume_id(value),
             ParamValues::Storage => crate::desired::valid_storage_id(value),
             ParamValues::WipeVolumes => crate::wipe::decode(value).is_ok(),
+            ParamValues::DecommissionGuests => crate::decommission::decode_guests(value).is_ok(),
         }
     }
 
@@ -142,6 +145,10 @@ impl ParamValues {
             ParamValues::Storage => "STORAGE (a storage id)".to_owned(),
             ParamValues::WipeVolumes => {
                 "VOLUME=BYTES,... (volume ids in byte order, each with its size)".to_owned()
+            }
+            ParamValues::DecommissionGuests => {
+                "KIND/VMID=DIGEST,... (guests in vmid order, each with its configuration digest)"
+                    .to_owned()
             }
         }
     }
@@ -200,6 +207,9 @@ pub struct OpSpec {
     pub removes_target: bool,
     /// Whether this version of castellan carries it out when signed.
     pub executable: bool,
+    /// Distinct signer keys it needs where the signer configuration sets no threshold for
+    /// it (`[thresholds]` in signers.toml overrides it either way).
+    pub default_threshold: u32,
     /// What it does, in words, completed with the target (`{target}`).
     pub effect: &'static str,
 }
@@ -225,6 +235,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::Replan,
         removes_target: false,
         executable: true,
+        default_threshold: 1,
         effect: "changes the configuration of {target}",
     },
     OpSpec {
@@ -240,6 +251,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::Replan,
         removes_target: false,
         executable: true,
+        default_threshold: 1,
         effect: "starts {target}",
     },
     OpSpec {
@@ -255,6 +267,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::Replan,
         removes_target: false,
         executable: true,
+        default_threshold: 1,
         effect: "powers off {target}",
     },
     OpSpec {
@@ -270,6 +283,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::Replan,
         removes_target: false,
         executable: true,
+        default_threshold: 1,
         effect: "shuts {target} down cleanly",
     },
     OpSpec {
@@ -285,6 +299,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::Replan,
         removes_target: false,
         executable: true,
+        default_threshold: 1,
         effect: "reboots {target}",
     },
     OpSpec {
@@ -300,6 +315,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::RollBack,
         removes_target: false,
         executable: true,
+        default_threshold: 1,
         effect: "creates {target}",
     },
     OpSpec {
@@ -315,6 +331,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::Replan,
         removes_target: false,
         executable: true,
+        default_threshold: 1,
         effect: "grows a disk of {target}",
     },
     OpSpec {
@@ -330,6 +347,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::CompleteOnce,
         removes_target: false,
         executable: false,
+        default_threshold: 1,
         effect: "replaces {target} by a fresh one made from its declaration",
     },
     OpSpec {
@@ -359,6 +377,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::CompleteOnce,
         removes_target: true,
         executable: true,
+        default_threshold: 1,
         effect: "deletes {target} with its configuration and disks; this cannot be undone",
     },
     OpSpec {
@@ -388,6 +407,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::CompleteOnce,
         removes_target: false,
         executable: true,
+        default_threshold: 1,
         effect: "restores a backup over {target}, replacing everything it holds",
     },
     OpSpec {
@@ -408,6 +428,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::Resume,
         removes_target: false,
         executable: true,
+        default_threshold: 1,
         effect: "removes the named unreferenced volumes from {target}; this cannot be undone",
     },
     OpSpec {
@@ -423,22 +444,38 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::CompleteOnce,
         removes_target: true,
         executable: true,
+        default_threshold: 1,
         effect: "removes volume {target} and everything on it",
     },
     OpSpec {
         op: Operation::Decommission,
         name: "decommission",
-        targets: &[],
+        targets: &[TargetKind::Node],
         data_loss: DataLoss::Always,
         provenance_undoes: false,
         roles: OPERATIONAL,
-        params: &[],
+        params: &[
+            ParamRule {
+                key: crate::decommission::GUESTS_PARAM,
+                values: ParamValues::DecommissionGuests,
+                required: false,
+                effect: "the guests destroyed (each brought down, backed up, then destroyed with purge=1 and destroy-unreferenced-disks=1), each with the configuration digest it was approved at",
+            },
+            ParamRule {
+                key: crate::decommission::VOLUMES_PARAM,
+                values: ParamValues::WipeVolumes,
+                required: false,
+                effect: "the unreferenced volumes of the node's own storages removed afterwards, each with the size it was approved at",
+            },
+            WAIVE_BACKUP,
+        ],
         needs_precondition: true,
-        first: &[Prerequisite::Stopped],
-        recovery: Recovery::AskOperator,
+        first: &[Prerequisite::Stopped, Prerequisite::Backup],
+        recovery: Recovery::Resume,
         removes_target: false,
-        executable: false,
-        effect: "removes every guest of {target}, then its storage",
+        executable: true,
+        default_threshold: 2,
+        effect: "removes the named guests of {target}, then the named volumes of its own storages; this cannot be undone",
     },
     OpSpec {
         op: Operation::RotateKeys,
@@ -455,6 +492,7 @@ pub const TABLE: &[OpSpec] = &[
         recovery: Recovery::AskOperator,
         removes_target: false,
         executable: false,
+        default_threshold: 1,
         effect: "replaces the keys that may sign for {target}",
     },
 ];
@@ -543,6 +581,46 @@ impl Operation {
             }
         }
         Ok(())
+    }
+
+    /// What a signed op of this operation with `params` removes, one item a line, before
+    /// anyone signs: a wipe's volumes with their sizes; a decommission's guests (each
+    /// with the digest it was approved at and whether it is backed up first), then its
+    /// volumes. Empty for an operation whose parameters name nothing to remove.
+    pub fn removals(self, params: &BTreeMap<String, String>) -> Vec<String> {
+        let mut out = Vec::new();
+        let volumes = |out: &mut Vec<String>| {
+            let listed = params
+                .get(crate::wipe::VOLUMES_PARAM)
+                .and_then(|v| crate::wipe::decode(v).ok())
+                .unwrap_or_default();
+            for (v, size) in listed {
+                out.push(format!("{v} ({})", crate::units::format_size(size)));
+            }
+        };
+        match self {
+            Operation::WipeStorage => volumes(&mut out),
+            Operation::Decommission => {
+                let backup = if params.get(WAIVE_BACKUP.key).map(String::as_str) == Some("0") {
+                    "no safety backup"
+                } else {
+                    "after a safety backup"
+                };
+                let guests = params
+                    .get(crate::decommission::GUESTS_PARAM)
+                    .and_then(|v| crate::decommission::decode_guests(v).ok())
+                    .unwrap_or_default();
+                for (vmid, (kind, digest)) in guests {
+                    out.push(format!(
+                        "{} with all its disks, backup jobs and HA entry ({backup}; config digest {digest})",
+                        crate::target::Target::guest(kind, vmid).describe()
+                    ));
+                }
+                volumes(&mut out);
+            }
+            _ => {}
+        }
+        out
     }
 
     /// What it does to `target` with `params`, in words (for `op show` and the pending
@@ -677,11 +755,14 @@ mod tests {
                 }
             }
             assert!(!s.roles.contains(&Role::Reviewer), "{}", s.name);
+            assert!(s.default_threshold >= 1, "{}", s.name);
             assert!(!s.provenance_undoes || s.data_loss == DataLoss::TargetData);
         }
+        // Removing a whole node needs two people by default.
+        assert_eq!(Operation::Decommission.spec().default_threshold, 2);
         assert_eq!(
             Operation::executable_signed_names(),
-            "destroy, restore_overwrite, wipe_storage, remove_volume"
+            "destroy, restore_overwrite, wipe_storage, remove_volume, decommission"
         );
     }
 

@@ -33,6 +33,13 @@
 //!   naming (with its size) every declared volume that is there and unreferenced, bound to
 //!   a digest of exactly those; a declared volume something still references is reported,
 //!   never wiped, and one already gone is done.
+//! - A node declared `decommission = true` gets no other plan: one `decommission`
+//!   [`DestructiveAction`] on `node/NAME` naming every guest whose configuration was read
+//!   (with its digest; at most [`crate::decommission::MAX_DECOMMISSION_GUESTS`], in vmid
+//!   order) and, once every guest is named, the unreferenced disk volumes of the node's own
+//!   storages (with their sizes), bound to a digest of exactly those. A node with more
+//!   guests is decommissioned by several ops, one after the other. A node with no guest
+//!   and no such volume left is decommissioned: converged.
 //! - Templates, locked guests, guests whose kind differs from the declared one and guests
 //!   in a power state the planner does not understand are reported, not touched.
 
@@ -44,8 +51,8 @@ use serde::Serialize;
 
 use crate::gate::DestructiveAction;
 use crate::model::{
-    ActualGuest, ActualRun, ActualSpec, ActualState, DesiredGuest, DesiredRun, DesiredState,
-    Ensure, GuestKind, GuestSource, RestartPolicy, ShutdownPolicy, Vmid,
+    ActualGuest, ActualRun, ActualSpec, ActualState, Decommission, DesiredGuest, DesiredRun,
+    DesiredState, Ensure, GuestKind, GuestSource, RestartPolicy, ShutdownPolicy, Vmid,
 };
 use crate::normalize::{Normalizers, memory_mib};
 use crate::operation::{Operation, WAIVE_BACKUP};
@@ -280,6 +287,8 @@ pub enum StorageNotice {
         /// The storage.
         storage: String,
     },
+    /// The node's own storages could not be listed: a decommission names no volume yet.
+    LocalStoragesUnobserved,
     /// A declared volume something still uses: never wiped.
     Referenced {
         /// The storage.
@@ -297,6 +306,10 @@ impl std::fmt::Display for StorageNotice {
             StorageNotice::Unobserved { storage } => write!(
                 f,
                 "storage {storage}: its volumes could not be read; the declared wipe waits"
+            ),
+            StorageNotice::LocalStoragesUnobserved => write!(
+                f,
+                "the node's own storages could not be listed; the decommission of their volumes waits"
             ),
             StorageNotice::Referenced {
                 storage,
@@ -326,6 +339,10 @@ impl Plan {
 /// and emits everything already in vmid order.
 pub fn plan(desired: &DesiredState, actual: &ActualState, norm: &Normalizers) -> Plan {
     let mut out = Plan::default();
+    if let Some(dec) = &desired.decommission {
+        plan_decommission(desired, dec, actual, &mut out);
+        return out;
+    }
     let mut d_iter = desired.guests.iter().peekable();
     let mut a_iter = actual.guests.iter().peekable();
     loop {
@@ -403,6 +420,110 @@ pub fn plan_wipes(desired: &DesiredState, actual: &ActualState, out: &mut Plan) 
             state_digest: crate::wipe::digest(storage, &wipe),
         });
     }
+}
+
+/// Plans the decommissioning of node `desired.node` (see the module's rules); appends to
+/// `out`.
+pub fn plan_decommission(
+    desired: &DesiredState,
+    dec: &Decommission,
+    actual: &ActualState,
+    out: &mut Plan,
+) {
+    use crate::decommission::{self as d, MAX_DECOMMISSION_GUESTS};
+    let mut guests = BTreeMap::new();
+    let mut all_named = true;
+    for (&vmid, g) in &actual.guests {
+        let Some(spec) = &g.spec else {
+            out.notices.push(Notice {
+                vmid,
+                kind: NoticeKind::SpecUnknown,
+            });
+            all_named = false;
+            continue;
+        };
+        if guests.len() >= MAX_DECOMMISSION_GUESTS {
+            all_named = false; // the next op names it
+            continue;
+        }
+        let one = BTreeMap::from([(vmid, (g.kind, spec.digest.clone()))]);
+        if d::decode_guests(&d::encode_guests(&one)).is_err() {
+            // A digest the op format cannot carry: it cannot be shown unchanged.
+            out.notices.push(Notice {
+                vmid,
+                kind: NoticeKind::SpecUnknown,
+            });
+            all_named = false;
+            continue;
+        }
+        guests.insert(vmid, (g.kind, spec.digest.clone()));
+    }
+    // The storage goes with the last guests: only once every guest is named.
+    let mut volumes = BTreeMap::new();
+    if all_named {
+        match &actual.local_storages {
+            None => out
+                .storage_notices
+                .push(StorageNotice::LocalStoragesUnobserved),
+            Some(ids) => {
+                for storage in ids {
+                    let Some(present) = actual.storages.get(storage) else {
+                        out.storage_notices.push(StorageNotice::Unobserved {
+                            storage: storage.clone(),
+                        });
+                        continue;
+                    };
+                    for (volume, v) in present {
+                        match &v.referenced_by {
+                            // Guests of this node go with this op; what something else
+                            // uses is reported once they are gone.
+                            Some(by) if guests.is_empty() => {
+                                out.storage_notices.push(StorageNotice::Referenced {
+                                    storage: storage.clone(),
+                                    volume: volume.clone(),
+                                    by: by.clone(),
+                                });
+                            }
+                            Some(_) => {}
+                            None => {
+                                volumes.insert(volume.clone(), v.size);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // At most one wipe's worth of volumes, within the op format's limit on one value; the
+    // rest go with the next op.
+    while volumes.len() > crate::wipe::MAX_WIPE_VOLUMES
+        || crate::wipe::encode(&volumes).len() > crate::op::MAX_PARAM_VALUE_BYTES
+    {
+        volumes.pop_last();
+    }
+    if guests.is_empty() && volumes.is_empty() {
+        return;
+    }
+    let Ok(target) = crate::target::Target::node(&desired.node) else {
+        return; // the parser admits only valid node names
+    };
+    let mut params = BTreeMap::new();
+    if !guests.is_empty() {
+        params.insert(d::GUESTS_PARAM.to_owned(), d::encode_guests(&guests));
+    }
+    if !volumes.is_empty() {
+        params.insert(d::VOLUMES_PARAM.to_owned(), crate::wipe::encode(&volumes));
+    }
+    if !dec.safety_backup && !guests.is_empty() {
+        params.insert(WAIVE_BACKUP.key.to_owned(), "0".to_owned());
+    }
+    out.destructive.push(DestructiveAction {
+        op: Operation::Decommission,
+        host: desired.node.clone(),
+        target,
+        params,
+        state_digest: d::digest(&desired.node, &guests, &volumes),
+    });
 }
 
 /// Plans one declared guest that the node does not have; `elsewhere` is the node of the

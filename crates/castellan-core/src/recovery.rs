@@ -505,8 +505,28 @@ mod tests {
             ),
             (
                 "a rule this version does not carry out is held",
-                Facts::journaled("decommission", "pve-01"),
+                Facts::journaled("rotate_keys", "signers"),
                 settle(Settlement::Hold(String::new())),
+            ),
+            (
+                "an interrupted decommission is finished while its approval is valid",
+                Facts {
+                    destructive: true,
+                    approval_valid: true,
+                    ..Facts::journaled("decommission", "node/pve-01")
+                },
+                settle(Settlement::Complete { prepared: false }),
+            ),
+            (
+                "an interrupted decommission whose approval expired is rolled back",
+                Facts {
+                    destructive: true,
+                    approval_valid: false,
+                    ..Facts::journaled("decommission", "node/pve-01")
+                },
+                settle(Settlement::RolledBack(
+                    "the approval expired before the decommission finished; what it had not removed yet stays".into(),
+                )),
             ),
             (
                 "a benign action without a task is re-planned",

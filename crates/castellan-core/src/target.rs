@@ -8,6 +8,7 @@
 //! | `container/web` | Docker      | a container name                                |
 //! | `volume/pgdata` | Docker      | a volume name                                   |
 //! | `storage/local-lvm` | Proxmox VE | a storage id (what a storage wipe acts on)  |
+//! | `node/pve-01`   | Proxmox VE  | a node name (what a decommission acts on)       |
 //!
 //! The text form is what an operator signs (`target = "lxc/101"` in an op), what the
 //! journal and the audit log record, and what the agent's scheduler is keyed by; it has
@@ -35,16 +36,19 @@ pub enum TargetKind {
     Volume,
     /// A Proxmox VE storage.
     Storage,
+    /// A Proxmox VE node as a whole.
+    Node,
 }
 
 impl TargetKind {
     /// Every kind, in order.
-    pub const ALL: [TargetKind; 5] = [
+    pub const ALL: [TargetKind; 6] = [
         TargetKind::Lxc,
         TargetKind::Qemu,
         TargetKind::Container,
         TargetKind::Volume,
         TargetKind::Storage,
+        TargetKind::Node,
     ];
 
     /// The kind's name, as written before the `/`.
@@ -55,6 +59,7 @@ impl TargetKind {
             TargetKind::Container => "container",
             TargetKind::Volume => "volume",
             TargetKind::Storage => "storage",
+            TargetKind::Node => "node",
         }
     }
 
@@ -66,6 +71,7 @@ impl TargetKind {
             TargetKind::Container => "container",
             TargetKind::Volume => "volume",
             TargetKind::Storage => "storage",
+            TargetKind::Node => "node",
         }
     }
 
@@ -97,7 +103,7 @@ pub enum TargetError {
     #[error("{0:?} is not a target (expected kind/id, e.g. \"lxc/101\" or \"container/web\")")]
     Shape(String),
     /// A kind castellan does not manage.
-    #[error("{0:?} is not a kind of target (lxc, qemu, container, volume or storage)")]
+    #[error("{0:?} is not a kind of target (lxc, qemu, container, volume, storage or node)")]
     Kind(String),
     /// An id the kind does not allow.
     #[error("{id:?} is not a valid {kind} id: {why}")]
@@ -161,6 +167,13 @@ impl Target {
                     ));
                 }
             }
+            TargetKind::Node => {
+                if !crate::op::valid_host(id) {
+                    return Err(bad(
+                        "a node name is 1 to 63 letters, digits and -, not starting or ending with -",
+                    ));
+                }
+            }
         }
         Ok(Target {
             kind,
@@ -183,6 +196,11 @@ impl Target {
         Target::new(TargetKind::Storage, id)
     }
 
+    /// The Proxmox VE node `name` as a whole.
+    pub fn node(name: &str) -> Result<Target, TargetError> {
+        Target::new(TargetKind::Node, name)
+    }
+
     /// Its kind.
     pub fn kind(&self) -> TargetKind {
         self.kind
@@ -198,7 +216,9 @@ impl Target {
         let kind = match self.kind {
             TargetKind::Lxc => GuestKind::Lxc,
             TargetKind::Qemu => GuestKind::Qemu,
-            TargetKind::Container | TargetKind::Volume | TargetKind::Storage => return None,
+            TargetKind::Container | TargetKind::Volume | TargetKind::Storage | TargetKind::Node => {
+                return None;
+            }
         };
         // Checked when built.
         self.id.parse().ok().map(|v| (kind, v))
@@ -269,6 +289,7 @@ mod tests {
             "qemu/999999999",
             "container/web",
             "volume/pg.data-1",
+            "node/pve-01",
         ] {
             let t: Target = ok.parse().unwrap();
             assert_eq!(t.to_string(), ok);
@@ -287,6 +308,8 @@ mod tests {
             "container/web/x",
             "container/",
             "volume/../etc",
+            "node/-pve",
+            "node/pve_01",
             "",
         ] {
             assert!(bad.parse::<Target>().is_err(), "{bad:?} accepted");

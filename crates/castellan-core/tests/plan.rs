@@ -120,6 +120,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
         guests: [(103, absent(lxc(103), false))].into_iter().collect(),
         containers: Default::default(),
         wipes: Default::default(),
+        decommission: None,
     };
     let p = plan(&d, &ActualState::default(), &norm());
     assert!(p.converged() && p.candidates.is_empty(), "{p:?}");
@@ -147,6 +148,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
             guests: [(106, absent(lxc(106), false))].into_iter().collect(),
             containers: Default::default(),
             wipes: Default::default(),
+            decommission: None,
         },
         &ActualState {
             guests: [(106, seen(106, GuestKind::Qemu, Running))]
@@ -164,6 +166,7 @@ fn absent_guests_become_destructive_actions_never_benign_ones() {
             guests: [(101, absent(lxc(101), false))].into_iter().collect(),
             containers: Default::default(),
             wipes: Default::default(),
+            decommission: None,
         },
         &ActualState {
             guests: [(101, seen(101, GuestKind::Lxc, Running))]
@@ -183,6 +186,7 @@ fn check(desired: Vec<DesiredGuest>, actual: Vec<ActualGuest>, norm: Normalizers
         guests: desired.into_iter().map(|g| (g.vmid, g)).collect(),
         containers: Default::default(),
         wipes: Default::default(),
+        decommission: None,
     };
     let a = ActualState {
         guests: actual.into_iter().map(|g| (g.vmid, g)).collect(),
@@ -562,6 +566,7 @@ fn plan_json_shape() {
         node: "pve-01".into(),
         containers: Default::default(),
         wipes: Default::default(),
+        decommission: None,
         guests: [(
             101,
             DesiredGuest {
@@ -764,6 +769,7 @@ fn arb_states() -> impl Strategy<Value = (DesiredState, ActualState)> {
                     guests: d.into_iter().map(|g| (g.vmid, g)).collect(),
                     containers: Default::default(),
                     wipes: Default::default(),
+                    decommission: None,
                 },
                 ActualState {
                     guests: a.into_iter().map(|g| (g.vmid, g)).collect(),
@@ -1101,6 +1107,7 @@ fn a_declared_wipe_names_only_unreferenced_volumes_that_are_there() {
             .collect(),
         )]
         .into(),
+        decommission: None,
     };
     let vol = |size: u64, by: Option<&str>| StorageVolume {
         size,
@@ -1164,4 +1171,146 @@ fn a_declared_wipe_names_only_unreferenced_volumes_that_are_there() {
         .storages
         .insert("local-lvm".into(), Default::default());
     assert!(plan(&d, &empty, &Normalizers::default()).converged());
+}
+
+#[test]
+fn a_decommissioned_node_gets_one_op_naming_every_guest_then_its_own_storage() {
+    use castellan_core::decommission::{Approved, MAX_DECOMMISSION_GUESTS};
+    use castellan_core::plan::StorageNotice;
+    let hexd = |vmid: Vmid| format!("{vmid:040x}");
+    let with_digest = |mut g: ActualGuest| {
+        let v = g.vmid;
+        spec(&mut g).digest = hexd(v);
+        g
+    };
+    let d = DesiredState {
+        node: "pve-01".into(),
+        decommission: Some(Decommission {
+            safety_backup: true,
+        }),
+        ..Default::default()
+    };
+    let vol = |size: u64, by: Option<&str>| StorageVolume {
+        size,
+        referenced_by: by.map(str::to_owned),
+    };
+    let mut a = ActualState {
+        guests: [
+            with_digest(seen(101, GuestKind::Lxc, ActualRun::Running)),
+            with_digest(seen(102, GuestKind::Qemu, ActualRun::Stopped)),
+        ]
+        .into_iter()
+        .map(|g| (g.vmid, g))
+        .collect(),
+        local_storages: Some(["local-lvm".to_owned()].into()),
+        ..Default::default()
+    };
+    a.storages.insert(
+        "local-lvm".into(),
+        [
+            (
+                "local-lvm:vm-101-disk-0".to_owned(),
+                vol(8 << 30, Some("CT 101's rootfs")),
+            ),
+            ("local-lvm:vm-300-disk-0".to_owned(), vol(1 << 30, None)),
+        ]
+        .into(),
+    );
+    let p = plan(&d, &a, &Normalizers::default());
+    assert!(p.actions.is_empty() && p.candidates.is_empty(), "{p:?}");
+    assert_eq!(p.destructive.len(), 1, "{p:?}");
+    let op = &p.destructive[0];
+    assert_eq!(op.op.as_str(), "decommission");
+    assert_eq!(op.target.to_string(), "node/pve-01");
+    // Both guests with their digests; the orphan volume with its size; the rootfs of
+    // 101 goes with 101 and is not named.
+    assert_eq!(
+        op.params["guests"],
+        format!("lxc/101={},qemu/102={}", hexd(101), hexd(102))
+    );
+    assert_eq!(op.params["volumes"], "local-lvm:vm-300-disk-0=1073741824");
+    assert!(!op.params.contains_key("backup"));
+    let approved = Approved::from_params(&op.params).expect("the planner's params parse");
+    assert_eq!(
+        op.state_digest,
+        castellan_core::decommission::digest("pve-01", &approved.guests, &approved.volumes)
+    );
+    assert!(op.op.check_params(&op.params).is_ok());
+    // Any guest's change moves the digest.
+    let mut b = a.clone();
+    if let Some(g) = b.guests.get_mut(&102) {
+        spec(g).digest = hexd(999);
+    }
+    assert_ne!(
+        plan(&d, &b, &Normalizers::default()).destructive[0].state_digest,
+        op.state_digest
+    );
+
+    // Waived backups are signed; an unreadable guest is reported and holds the storage back.
+    let waived = DesiredState {
+        decommission: Some(Decommission {
+            safety_backup: false,
+        }),
+        ..d.clone()
+    };
+    let mut c = a.clone();
+    if let Some(g) = c.guests.get_mut(&102) {
+        g.spec = None;
+    }
+    let p = plan(&waived, &c, &Normalizers::default());
+    let op = &p.destructive[0];
+    assert_eq!(op.params["guests"], format!("lxc/101={}", hexd(101)));
+    assert_eq!(op.params["backup"], "0");
+    assert!(!op.params.contains_key("volumes"), "{op:?}");
+    assert!(p.notices.iter().any(|n| n.vmid == 102));
+
+    // More guests than one op names: the first batch, no storage yet.
+    let mut many = ActualState {
+        local_storages: Some(Default::default()),
+        ..Default::default()
+    };
+    for vmid in 100..100 + MAX_DECOMMISSION_GUESTS as Vmid + 5 {
+        many.guests.insert(
+            vmid,
+            with_digest(seen(vmid, GuestKind::Lxc, ActualRun::Stopped)),
+        );
+    }
+    let p = plan(&d, &many, &Normalizers::default());
+    let first = Approved::from_params(&p.destructive[0].params).expect("parses");
+    assert_eq!(first.guests.len(), MAX_DECOMMISSION_GUESTS);
+    assert_eq!(first.guests.keys().next(), Some(&100));
+
+    // Guests gone: the volumes alone; a volume something elsewhere uses is reported.
+    let mut e = a.clone();
+    e.guests.clear();
+    e.storages.insert(
+        "local-lvm".into(),
+        [
+            ("local-lvm:vm-300-disk-0".to_owned(), vol(1 << 30, None)),
+            (
+                "local-lvm:vm-400-disk-0".to_owned(),
+                vol(2 << 30, Some("VM 400, which node pve-02 has")),
+            ),
+        ]
+        .into(),
+    );
+    let p = plan(&d, &e, &Normalizers::default());
+    assert!(!p.destructive[0].params.contains_key("guests"));
+    assert_eq!(p.storage_notices.len(), 1, "{p:?}");
+    assert!(
+        matches!(&p.storage_notices[0], StorageNotice::Referenced { volume, .. } if volume == "local-lvm:vm-400-disk-0")
+    );
+    // Storages not listed: nothing about volumes proposed, said so.
+    e.local_storages = None;
+    let p = plan(&d, &e, &Normalizers::default());
+    assert!(p.destructive.is_empty());
+    assert_eq!(p.storage_notices, [StorageNotice::LocalStoragesUnobserved]);
+    assert!(!p.converged());
+    // Nothing left: decommissioned, converged.
+    let done = ActualState {
+        local_storages: Some(["local-lvm".to_owned()].into()),
+        storages: [("local-lvm".to_owned(), Default::default())].into(),
+        ..Default::default()
+    };
+    assert!(plan(&d, &done, &Normalizers::default()).converged());
 }

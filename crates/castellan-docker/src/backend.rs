@@ -215,7 +215,9 @@ impl Backend for DockerBackend {
                     lock: None,
                 }))
             }
-            TargetKind::Lxc | TargetKind::Qemu | TargetKind::Storage => Err(not_mine(target)),
+            TargetKind::Lxc | TargetKind::Qemu | TargetKind::Storage | TargetKind::Node => {
+                Err(not_mine(target))
+            }
         }
     }
 
@@ -224,7 +226,9 @@ impl Backend for DockerBackend {
             TargetKind::Container => Ok(self.client.stop(target.id(), timeout_secs).await?),
             // A volume does not run.
             TargetKind::Volume => Ok(()),
-            TargetKind::Lxc | TargetKind::Qemu | TargetKind::Storage => Err(not_mine(target)),
+            TargetKind::Lxc | TargetKind::Qemu | TargetKind::Storage | TargetKind::Node => {
+                Err(not_mine(target))
+            }
         }
     }
 

@@ -519,16 +519,29 @@ fn referenced_by(
 
 impl Backend for PveBackend {
     fn serves(&self, target: &Target) -> bool {
-        target.as_guest().is_some() || target.kind() == castellan_core::TargetKind::Storage
+        match target.kind() {
+            TargetKind::Lxc | TargetKind::Qemu | TargetKind::Storage => true,
+            TargetKind::Node => target.id() == self.node,
+            TargetKind::Container | TargetKind::Volume => false,
+        }
     }
 
     async fn look(&self, target: &Target) -> Result<Option<Observed>, BackendError> {
-        if target.kind() == TargetKind::Storage {
-            return Err(BackendError::retry(format!(
+        match target.kind() {
+            TargetKind::Storage => Err(BackendError::retry(format!(
                 "{target} is a storage, not a guest: its volumes and what references them are read with storage_volumes"
-            )));
+            ))),
+            TargetKind::Node => Err(BackendError::retry(format!(
+                "{target} is a node, not a guest: a decommission looks at each guest it names"
+            ))),
+            _ => look_at_guest(self, target).await,
         }
-        look_at_guest(self, target).await
+    }
+
+    /// The storages `/cluster/resources` lists for this node with `shared` 0 and content
+    /// `images` or `rootdir`.
+    async fn local_storages(&self) -> Result<Option<Vec<String>>, BackendError> {
+        Ok(Some(self.client.local_disk_storages(&self.node).await?))
     }
 
     /// The disk volumes of storage `target` (content `images` and `rootdir`), by volume id,

@@ -555,6 +555,47 @@ impl PveClient {
         Ok(out)
     }
 
+    /// `GET /cluster/resources?type=storage`: the storages of node `node` that are its
+    /// own (not shared with other nodes) and may hold guests' disks (content `images` or
+    /// `rootdir`), sorted by id.
+    pub async fn local_disk_storages(&self, node: &str) -> Result<Vec<String>, Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default, deserialize_with = "lenient::de_opt_string")]
+            storage: Option<String>,
+            #[serde(default, deserialize_with = "lenient::de_opt_string")]
+            node: Option<String>,
+            #[serde(default)]
+            shared: Option<serde_json::Value>,
+            #[serde(default, deserialize_with = "lenient::de_opt_string")]
+            content: Option<String>,
+        }
+        let spec = request::cluster_storages();
+        let data = self.execute(&spec).await?;
+        let raw: Vec<Raw> = decode(data, || "cluster storages".to_owned())?;
+        let mut out: Vec<String> = raw
+            .into_iter()
+            // A node always says (`shared => $scfg->{shared} || 0`); a flag that is missing
+            // or cannot be read counts as shared: never wiped as this node's own.
+            .filter(|r| {
+                r.node.as_deref() == Some(node)
+                    && r.shared
+                        .as_ref()
+                        .is_some_and(|v| lenient::bool_from_value(v) == Ok(false))
+            })
+            .filter(|r| {
+                r.content.as_deref().is_some_and(|c| {
+                    c.split(',')
+                        .any(|t| matches!(t.trim(), "images" | "rootdir"))
+                })
+            })
+            .filter_map(|r| r.storage)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     /// `GET /nodes/{node}/tasks`: the tasks of type `typefilter` (e.g. `vzdestroy`) for
     /// guest `vmid` started at or after `since` (Unix seconds), running or finished,
     /// newest first. Crash recovery uses it to find a task whose UPID was never recorded.

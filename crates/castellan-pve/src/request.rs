@@ -656,6 +656,12 @@ pub fn cluster_guests() -> RequestSpec {
     RequestSpec::new(Method::Get, "/cluster/resources").param("type", "vm")
 }
 
+/// `GET /cluster/resources?type=storage`: every storage of every node of the cluster,
+/// with whether it is shared and what content it holds.
+pub fn cluster_storages() -> RequestSpec {
+    RequestSpec::new(Method::Get, "/cluster/resources").param("type", "storage")
+}
+
 /// `GET /nodes/{node}/tasks/{upid}/status`.
 pub fn task_status(node: &str, upid: &Upid) -> Result<RequestSpec, Error> {
     check_node(node)?;
@@ -815,6 +821,7 @@ pub fn request_catalog() -> Vec<RequestSpec> {
     ));
     push(vmid_free(120));
     push(Ok(cluster_guests()));
+    push(Ok(cluster_storages()));
     match upid {
         Ok(upid) => push(task_status(node, &upid)),
         Err(e) => push(Err(e)),

@@ -554,7 +554,10 @@ impl SignerSet {
             let mut names: BTreeSet<&str> = thresholds.keys().map(String::as_str).collect();
             names.insert(rotate_keys());
             for name in names {
-                let needed = thresholds.get(name).copied().unwrap_or(1);
+                let needed = thresholds
+                    .get(name)
+                    .copied()
+                    .unwrap_or_else(|| crate::signers::default_threshold(name));
                 let (roles, ns) = threshold_scope(name);
                 let able: BTreeSet<&str> = keys
                     .iter()
@@ -643,9 +646,13 @@ impl SignerSet {
         self.allowed_signers().to_text()
     }
 
-    /// The threshold for `op` (1 unless set).
+    /// The threshold for `op`: as set, else the operation table's default (see
+    /// [`crate::signers::default_threshold`]).
     pub fn threshold(&self, op: &str) -> u32 {
-        self.thresholds.get(op).copied().unwrap_or(1)
+        self.thresholds
+            .get(op)
+            .copied()
+            .unwrap_or_else(|| crate::signers::default_threshold(op))
     }
 
     /// Writes a signer configuration out as a signer set of `version`: how the agent's

@@ -7,7 +7,8 @@
 //! "alice@example.com" = "operational"
 //! "break-glass" = "recovery"
 //!
-//! [thresholds]                          # operation -> distinct signer keys needed (default 1)
+//! [thresholds]                          # operation -> distinct signer keys needed
+//!                                       # (default 1; decommission 2)
 //! destroy = 2
 //! ```
 //!
@@ -263,9 +264,13 @@ impl SignerConfig {
             .collect()
     }
 
-    /// Distinct signer keys operation `op` needs (1 unless configured).
+    /// Distinct signer keys operation `op` needs: as configured, else the operation
+    /// table's default for it (2 for a `decommission`), else 1.
     pub fn threshold(&self, op: &str) -> u32 {
-        self.thresholds.get(op).copied().unwrap_or(1)
+        self.thresholds
+            .get(op)
+            .copied()
+            .unwrap_or_else(|| default_threshold(op))
     }
 
     /// [`verify`] against this configuration's allowed signers.
@@ -292,6 +297,12 @@ impl SignerConfig {
             .map(|s| self.verify(namespace, message, s, at))
             .collect()
     }
+}
+
+/// The threshold of `op` where no configuration sets one: the operation table's default
+/// for a known operation, 1 for any other name (the ledger's `review`).
+pub fn default_threshold(op: &str) -> u32 {
+    castellan_core::Operation::from_name(op).map_or(1, |o| o.spec().default_threshold)
 }
 
 /// Whether `name` can name a threshold: `[a-z0-9_-]+`.

@@ -142,6 +142,13 @@ pub enum AuditEvent {
         /// Its size in bytes, as approved and seen right before.
         size: u64,
     },
+    /// A decommission destroyed one of its approved guests (named in `target`; the intent
+    /// in `intent`).
+    GuestDestroyed {
+        /// The safety backup taken of it first, if one was (`None`: waived).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        backup: Option<String>,
+    },
     /// A signed op was carried out without a safety backup: its signed parameters waive
     /// it (`backup=0`), or its target's backend keeps none (`detail` says which).
     BackupWaived {
@@ -209,6 +216,7 @@ impl AuditEvent {
             AuditEvent::BackupTaken { .. } => "backup_taken",
             AuditEvent::BackupWaived { .. } => "backup_waived",
             AuditEvent::VolumeRemoved { .. } => "volume_removed",
+            AuditEvent::GuestDestroyed { .. } => "guest_destroyed",
             AuditEvent::RecoveryResumed => "recovery_resumed",
             AuditEvent::IntentHeld { .. } => "intent_held",
             AuditEvent::IntentResolved { .. } => "intent_resolved",

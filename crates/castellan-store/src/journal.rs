@@ -644,6 +644,74 @@ impl Store {
         Ok(record)
     }
 
+    /// Records the safety backup taken of `item`, one of the guests an in-flight intent
+    /// removes one by one (a decommission), with its audit record
+    /// [`AuditEvent::BackupTaken`] naming that guest, in one transaction. Once per guest.
+    pub fn record_item_backup(
+        &mut self,
+        id: IntentId,
+        item: &Target,
+        volume: &str,
+        size: u64,
+        now: Timestamp,
+    ) -> Result<AuditRecord, StoreError> {
+        let tx = self.write_tx("record a safety backup")?;
+        let intent = load(&tx, id)?;
+        if intent.state.is_terminal() {
+            return Err(StoreError::BadTransition {
+                id,
+                from: intent.state,
+                to: intent.state,
+            });
+        }
+        let eff = advance_clock(&tx, now)?;
+        tx.prepare_cached(
+            "INSERT INTO intent_backups (intent_id, target, volume, size, taken_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(rusqlite::params![
+                to_i64(id.0),
+                item.to_string(),
+                volume,
+                i64::try_from(size).unwrap_or(i64::MAX),
+                time::to_text(eff),
+            ])
+        })
+        .ctx("recording a safety backup")?;
+        let mut entry = AuditEntry::from(AuditEvent::BackupTaken {
+            volume: volume.to_owned(),
+            size,
+        });
+        entry.fields.target = Some(item.clone());
+        fill_fields(&mut entry, &intent);
+        let record = append_in(&tx, entry, eff)?;
+        tx.commit().ctx("committing a safety backup")?;
+        Ok(record)
+    }
+
+    /// The safety backups recorded for the guests intent `id` removes, by guest.
+    pub fn item_backups(&self, id: IntentId) -> Result<BTreeMap<Target, String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT target, volume FROM intent_backups WHERE intent_id = ?1")
+            .ctx("reading safety backups")?;
+        let rows = stmt
+            .query_map([to_i64(id.0)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .ctx("reading safety backups")?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (target, volume) = row.ctx("reading safety backups")?;
+            let target: Target = target
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("safety backup of {target:?}: {e}")))?;
+            out.insert(target, volume);
+        }
+        Ok(out)
+    }
+
     /// Holds an in-flight intent for an operator: recovery could not tell what became of
     /// it. Audited with `event` ([`AuditEvent::IntentHeld`]). The intent stays in flight
     /// (no new attempt on its guest) until an operator settles it with

@@ -10,7 +10,7 @@
 pub(crate) const APPLICATION_ID: i32 = 0x4353_544C;
 
 /// The migrations, in order.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub(crate) const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The newest schema version.
 pub(crate) const LATEST: u32 = MIGRATIONS.len() as u32;
@@ -192,6 +192,28 @@ END;
 CREATE TRIGGER signer_sets_never_changed BEFORE UPDATE ON signer_sets
 BEGIN
     SELECT RAISE(ABORT, 'signer sets are append-only');
+END;
+"#;
+
+const V6: &str = r#"
+-- The safety backups an op that removes several guests (a decommission) took, one per
+-- guest, so a resumed op backs each guest up once and the journal shows which backup holds
+-- what each guest held. Append-only.
+CREATE TABLE intent_backups (
+    intent_id INTEGER NOT NULL REFERENCES intents (id),
+    target    TEXT NOT NULL,
+    volume    TEXT NOT NULL,
+    size      INTEGER NOT NULL CHECK (size >= 0),
+    taken_at  TEXT NOT NULL,
+    PRIMARY KEY (intent_id, target)
+) STRICT;
+CREATE TRIGGER intent_backups_never_deleted BEFORE DELETE ON intent_backups
+BEGIN
+    SELECT RAISE(ABORT, 'the journal is append-only');
+END;
+CREATE TRIGGER intent_backups_never_changed BEFORE UPDATE ON intent_backups
+BEGIN
+    SELECT RAISE(ABORT, 'the journal is append-only');
 END;
 "#;
 

@@ -249,6 +249,10 @@ pub fn detail(r: &AuditRecord) -> String {
             castellan_core::units::format_size(*size)
         )),
         AuditEvent::BackupWaived { detail } => parts.push(detail.clone()),
+        AuditEvent::GuestDestroyed { backup } => parts.push(match backup {
+            Some(b) => format!("safety backup {b}"),
+            None => "no safety backup".to_owned(),
+        }),
         AuditEvent::VolumeRemoved { volume, size } => parts.push(format!(
             "{volume} ({})",
             castellan_core::units::format_size(*size)

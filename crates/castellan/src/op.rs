@@ -327,6 +327,12 @@ pub fn build_op(args: &NewArgs, nonce: String, now: Timestamp) -> anyhow::Result
     {
         bail!("--param volumes: {other} is not on {}", target.describe());
     }
+    if target.kind() == castellan_core::TargetKind::Node && target.id() != args.host {
+        bail!(
+            "--target {target}: a node is decommissioned by its own agent; --host is {}",
+            args.host
+        );
+    }
     let op = SignedOp {
         op: args.op.clone(),
         host: args.host.clone(),
@@ -828,18 +834,18 @@ pub fn show_text(path: &Path, op: &SignedOp, sigs: &[SigInfo], now: Timestamp) -
         let p: Vec<String> = op.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(s, "parameters:   {}", p.join(" "));
     }
-    // A wipe's volumes, one per line with its size: what the signature removes.
-    if op.op == Operation::WipeStorage.as_str()
-        && let Some(volumes) = op
-            .params
-            .get(castellan_core::wipe::VOLUMES_PARAM)
-            .and_then(|v| castellan_core::wipe::decode(v).ok())
-    {
-        for (v, size) in volumes {
+    // What the signature removes, one item a line (a wipe's volumes with their sizes, a
+    // decommission's guests then volumes).
+    if let Some(operation) = Operation::from_name(&op.op) {
+        for item in operation.removals(&op.params) {
+            let _ = writeln!(s, "removes:      {item}");
+        }
+        let needs = operation.spec().default_threshold;
+        if needs > 1 {
             let _ = writeln!(
                 s,
-                "removes:      {v} ({})",
-                castellan_core::units::format_size(size)
+                "signatures:   {needs} distinct keys by default ([thresholds] {} in signers.toml sets another number)",
+                op.op
             );
         }
     }
@@ -1044,7 +1050,14 @@ mod tests {
             f(&mut a);
             build_op(&a, NONCE.into(), now).unwrap_err().to_string()
         };
-        assert!(err(&|a| a.op = "decommission".into()).contains("executes only destroy"));
+        assert!(err(&|a| a.op = "rotate_keys".into()).contains("executes only destroy"));
+        assert!(
+            err(&|a| {
+                a.op = "decommission".into();
+                a.target = "node/pve-02".into();
+            })
+            .contains("a node is decommissioned by its own agent")
+        );
         assert!(err(&|a| a.precondition = None).contains("destroy needs --precondition DIGEST"));
         assert!(err(&|a| a.params = vec!["purge".into()]).contains("not KEY=VALUE"));
         assert!(err(&|a| a.params = vec!["force=1".into()]).contains("does not take"));

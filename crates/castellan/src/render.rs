@@ -83,30 +83,8 @@ pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
         );
         for d in &p.destructive {
             let params: Vec<String> = d.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            if d.op == castellan_core::Operation::WipeStorage {
-                // What a wipe removes, one volume per line, before anyone signs.
-                let volumes = d
-                    .params
-                    .get(castellan_core::wipe::VOLUMES_PARAM)
-                    .and_then(|v| castellan_core::wipe::decode(v).ok())
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "  {:<12} {} of {} volume{} bound to state digest {}",
-                    d.target.id(),
-                    d.op,
-                    volumes.len(),
-                    plural(volumes.len()),
-                    d.state_digest
-                );
-                for (v, size) in &volumes {
-                    let _ = writeln!(
-                        out,
-                        "         removes {v} ({})",
-                        castellan_core::units::format_size(*size)
-                    );
-                }
-            } else {
+            let removals = d.op.removals(&d.params);
+            if removals.is_empty() {
                 let _ = writeln!(
                     out,
                     "  {:<6} {:<5} {:<11} bound to config digest {}{}",
@@ -120,6 +98,28 @@ pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
                         format!(" ({})", params.join(" "))
                     }
                 );
+            } else {
+                // What it removes, one item a line, before anyone signs.
+                let _ = writeln!(
+                    out,
+                    "  {:<12} {} of {} item{} bound to state digest {}",
+                    d.target.id(),
+                    d.op,
+                    removals.len(),
+                    plural(removals.len()),
+                    d.state_digest
+                );
+                for item in &removals {
+                    let _ = writeln!(out, "         removes {item}");
+                }
+                let needs = d.op.spec().default_threshold;
+                if needs > 1 {
+                    let _ = writeln!(
+                        out,
+                        "         needs {needs} distinct signer keys unless signers.toml sets [thresholds] {}",
+                        d.op
+                    );
+                }
             }
             let _ = writeln!(
                 out,

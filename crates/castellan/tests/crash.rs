@@ -919,10 +919,7 @@ async fn a_failed_safety_backup_stops_the_destroy() {
     let intent = env.only_intent();
     assert_eq!(intent.state, IntentState::RolledBack, "{intent:#?}");
     let reason = format!("{:?}", intent.outcome);
-    assert!(
-        reason.contains("the safety backup to storage local failed"),
-        "{reason}"
-    );
+    assert!(reason.contains("to storage local failed"), "{reason}");
     assert!(reason.contains("the destroy was not sent"), "{reason}");
     assert!(intent.backup.is_none());
     let kinds = env.audit_kinds();
@@ -1189,7 +1186,7 @@ async fn a_wipe_shows_what_it_removes_and_never_touches_a_disk_in_use() {
         .output()
         .unwrap();
     let shown = text(&plan.stdout);
-    assert!(shown.contains("wipe_storage of 2 volumes"), "{shown}");
+    assert!(shown.contains("wipe_storage of 2 items"), "{shown}");
     assert!(
         shown.contains("removes local-lvm:vm-105-disk-0 (8GiB)"),
         "{shown}"

@@ -691,7 +691,7 @@ fn op_new_refusals() {
         &[
             "op",
             "new",
-            "decommission",
+            "rotate_keys",
             "--host",
             "pve-01",
             "--target",
@@ -701,7 +701,7 @@ fn op_new_refusals() {
     assert_eq!(code(&out), 2);
     assert!(
         stderr(&out)
-            .contains("unknown operation \"decommission\": this castellan executes only destroy"),
+            .contains("unknown operation \"rotate_keys\": this castellan executes only destroy"),
         "{}",
         stderr(&out)
     );

@@ -307,8 +307,10 @@ impl Gatekeeper {
         backend: &B,
         a: &DestructiveAction,
     ) -> Result<Look, GateError> {
-        if a.target.kind() == castellan_core::TargetKind::Storage {
-            return self.look_wipe(backend, a).await;
+        match a.target.kind() {
+            castellan_core::TargetKind::Storage => return self.look_wipe(backend, a).await,
+            castellan_core::TargetKind::Node => return self.look_decommission(backend, a).await,
+            _ => {}
         }
         let mut tries = 0u32;
         let seen = loop {
@@ -482,7 +484,8 @@ impl Gatekeeper {
         ))
     }
 
-    /// Executes a journaled signed op (a wipe has its own loop, [`Gatekeeper::run_wipe`]).
+    /// Executes a journaled signed op (a wipe and a decommission have their own loops,
+    /// [`Gatekeeper::run_wipe`] and [`Gatekeeper::run_decommission`]).
     /// For a destroy or a restore: shuts the guest down if it runs (hard stop allowed: what
     /// it holds is about to go), takes the safety backup, records which of the node's tasks
     /// of the op for it already exist, looks at it a last time and sends the request only
@@ -497,8 +500,10 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
-        if a.op == Operation::WipeStorage {
-            return self.run_wipe(backend, id, a).await;
+        match a.op {
+            Operation::WipeStorage => return self.run_wipe(backend, id, a).await,
+            Operation::Decommission => return self.run_decommission(backend, id, a).await,
+            _ => {}
         }
         let Some(g) = self.settled_look(backend, id, a, false).await? else {
             return Ok(());
@@ -588,55 +593,9 @@ impl Gatekeeper {
             );
             return self.audit(entry).await.map_err(in_flight);
         };
-        tracing::info!(event = "backup_started", target = %a.target, op = %a.op, storage);
-        let task = match backend.start_backup(&a.target, &storage).await {
-            Ok(t) => t,
-            Err(e) => {
-                return self
-                    .not_sent(
-                        id,
-                        a,
-                        format!("the safety backup to storage {storage} could not be started: {e}"),
-                    )
-                    .await;
-            }
-        };
-        if let Err(e) = backend.wait_task(&task).await {
-            return self
-                .not_sent(
-                    id,
-                    a,
-                    format!("the safety backup to storage {storage} failed ({task}): {e}"),
-                )
-                .await;
-        }
-        let after = match backend.backups(&a.target, &storage).await {
-            Ok(Some(v)) => v,
-            Ok(None) => Vec::new(),
-            Err(e) => {
-                return self
-                    .not_sent(
-                        id,
-                        a,
-                        format!("cannot find the safety backup on storage {storage}: {e}"),
-                    )
-                    .await;
-            }
-        };
-        // The guest was locked by this backup while it ran, so no other backup of it can
-        // have appeared meanwhile; the newest of the new ones is this one's.
-        let made = after
-            .into_iter()
-            .filter(|(v, size)| *size > 0 && !before.iter().any(|(b, _)| b == v))
-            .max_by(|x, y| x.0.cmp(&y.0));
-        let Some((volume, size)) = made else {
-            return self
-                .not_sent(
-                    id,
-                    a,
-                    format!("the safety backup task {task} ended, but no new backup of {} is on storage {storage}", a.target),
-                )
-                .await;
+        let (volume, size) = match self.take_backup(backend, &a.target, a.op, before).await {
+            Ok(made) => made,
+            Err(why) => return self.not_sent(id, a, why).await,
         };
         let now = self.now();
         let v = volume.clone();
@@ -646,6 +605,46 @@ impl Gatekeeper {
         tracing::info!(event = "backup_taken", target = %a.target, op = %a.op, volume, size);
         self.crashpoint("backed_up");
         Ok(())
+    }
+
+    /// Takes one backup of `target` to the configured storage, waits for it and finds it
+    /// there: the volume that was not among `before` (the target's backups listed just
+    /// before), with its size. `Err` says why there is none; nothing is recorded here.
+    pub(super) async fn take_backup<B: Backend>(
+        &self,
+        backend: &B,
+        target: &Target,
+        op: Operation,
+        before: Vec<(String, u64)>,
+    ) -> Result<(String, u64), String> {
+        let storage = self.backup_storage.as_str();
+        tracing::info!(event = "backup_started", %target, %op, storage);
+        let task = backend.start_backup(target, storage).await.map_err(|e| {
+            format!("the safety backup of {target} to storage {storage} could not be started: {e}")
+        })?;
+        backend.wait_task(&task).await.map_err(|e| {
+            format!("the safety backup of {target} to storage {storage} failed ({task}): {e}")
+        })?;
+        let after = match backend.backups(target, storage).await {
+            Ok(Some(v)) => v,
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                return Err(format!(
+                    "cannot find the safety backup of {target} on storage {storage}: {e}"
+                ));
+            }
+        };
+        // The guest was locked by this backup while it ran, so no other backup of it can
+        // have appeared meanwhile; the newest of the new ones is this one's.
+        after
+            .into_iter()
+            .filter(|(v, size)| *size > 0 && !before.iter().any(|(b, _)| b == v))
+            .max_by(|x, y| x.0.cmp(&y.0))
+            .ok_or_else(|| {
+                format!(
+                    "the safety backup task {task} ended, but no new backup of {target} is on storage {storage}"
+                )
+            })
     }
 
     /// A look at the target of a journaled destroy that settles the intent when it cannot

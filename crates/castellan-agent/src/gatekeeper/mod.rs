@@ -39,6 +39,7 @@ use crate::backend::{Backend, BackendError, FailureClass, GuestBackend, TaskHand
 use crate::inbox::{Inbox, OfferedOp, SETTLE_GRACE, Settled};
 
 mod benign;
+mod decommission;
 mod destructive;
 mod provision;
 mod recovery;

@@ -9,6 +9,14 @@ use castellan_core::wipe;
 
 use super::*;
 
+/// Why removing approved items one by one stopped before the end.
+pub(super) enum Halt {
+    /// The node's answer is not known: the intent stays in flight, for recovery.
+    InFlight(String),
+    /// Something is not as approved, or the node refused: the op ends here.
+    Stopped(String),
+}
+
 impl Gatekeeper {
     /// The look before a wipe is approved for execution: the approved volumes that are
     /// there and unused, with their sizes now, must digest to what was approved.
@@ -73,25 +81,50 @@ impl Gatekeeper {
         id: IntentId,
         a: &DestructiveAction,
     ) -> Result<(), DestroyError> {
-        let in_flight = |e: &dyn std::fmt::Display| DestroyError::InFlight(e.to_string());
         let approved = match approved_volumes(a) {
             Ok(v) => v,
             Err(why) => return self.not_sent(id, a, why).await,
         };
         let mut removed: Vec<String> = Vec::new();
-        for (volid, size) in &approved {
+        match self
+            .remove_volumes(backend, id, a, &approved, &mut removed)
+            .await
+        {
+            Ok(()) => {}
+            Err(Halt::InFlight(e)) => return Err(DestroyError::InFlight(e)),
+            Err(Halt::Stopped(why)) => return self.items_stopped(id, a, &removed, why).await,
+        }
+        self.terminal(id, Outcome::Succeeded)
+            .await
+            .map_err(|e| DestroyError::InFlight(e.to_string()))?;
+        tracing::info!(event = "action_applied", target = %a.target, action = %a.op);
+        Ok(())
+    }
+
+    /// Removes `volumes` (approved, each with its size) one by one for intent `id`, each
+    /// only while its storage lists it unused and of the size it was approved at, each
+    /// audited `volume_removed` once gone; one already gone is done. Appends what it
+    /// removed to `removed`. Stops at the first that changed, or that the node refused.
+    pub(super) async fn remove_volumes<B: Backend>(
+        &self,
+        backend: &B,
+        id: IntentId,
+        a: &DestructiveAction,
+        volumes: &BTreeMap<String, u64>,
+        removed: &mut Vec<String>,
+    ) -> Result<(), Halt> {
+        let in_flight = |e: &dyn std::fmt::Display| Halt::InFlight(e.to_string());
+        for (volid, size) in volumes {
+            let storage = match volid.split_once(':').map(|(sid, _)| Target::storage(sid)) {
+                Some(Ok(t)) => t,
+                _ => return Err(Halt::Stopped(format!("{volid} names no storage"))),
+            };
             // A fresh look right before each removal.
-            let now = match backend.storage_volumes(&a.target).await {
+            let now = match backend.storage_volumes(&storage).await {
                 Ok(Some(v)) => v,
-                Ok(None) => {
-                    return self
-                        .wipe_stopped(id, a, &removed, "this backend has no storages".into())
-                        .await;
-                }
+                Ok(None) => return Err(Halt::Stopped("this backend has no storages".into())),
                 Err(e) if e.class == FailureClass::Gone => {
-                    return self
-                        .wipe_stopped(id, a, &removed, format!("{} is gone", a.target.describe()))
-                        .await;
+                    return Err(Halt::Stopped(format!("{} is gone", storage.describe())));
                 }
                 Err(e) => return Err(in_flight(&format!("{} {}: {e}", a.op, a.target))),
             };
@@ -99,18 +132,16 @@ impl Gatekeeper {
                 continue; // gone already: what was approved is done
             };
             if let Some(by) = &v.referenced_by {
-                let why = format!("{volid} is now used by {by}");
-                return self.wipe_stopped(id, a, &removed, why).await;
+                return Err(Halt::Stopped(format!("{volid} is now used by {by}")));
             }
             if v.size != *size {
-                let why = format!(
+                return Err(Halt::Stopped(format!(
                     "{volid} is {} bytes now; the op was approved at {size}",
                     v.size
-                );
-                return self.wipe_stopped(id, a, &removed, why).await;
+                )));
             }
             self.crashpoint("removing");
-            match backend.remove_storage_volume(&a.target, volid).await {
+            match backend.remove_storage_volume(&storage, volid).await {
                 Ok(Some(task)) => match backend.wait_task(&task).await {
                     Ok(_) => {}
                     Err(e) if e.class == FailureClass::Unknown => {
@@ -120,8 +151,9 @@ impl Gatekeeper {
                         )));
                     }
                     Err(e) => {
-                        let why = format!("the node could not remove {volid}: {e}");
-                        return self.wipe_stopped(id, a, &removed, why).await;
+                        return Err(Halt::Stopped(format!(
+                            "the node could not remove {volid}: {e}"
+                        )));
                     }
                 },
                 Ok(None) => {}
@@ -130,8 +162,9 @@ impl Gatekeeper {
                     return Err(in_flight(&format!("{} {}: {e}", a.op, a.target)));
                 }
                 Err(e) => {
-                    let why = format!("the node refused to remove {volid}: {e}");
-                    return self.wipe_stopped(id, a, &removed, why).await;
+                    return Err(Halt::Stopped(format!(
+                        "the node refused to remove {volid}: {e}"
+                    )));
                 }
             }
             let entry = AuditEvent::VolumeRemoved {
@@ -149,16 +182,12 @@ impl Gatekeeper {
             removed.push(volid.clone());
             self.crashpoint("removed");
         }
-        self.terminal(id, Outcome::Succeeded)
-            .await
-            .map_err(|e| in_flight(&e))?;
-        tracing::info!(event = "action_applied", target = %a.target, action = %a.op);
         Ok(())
     }
 
-    /// A wipe stopped before its end: rolled back when it removed nothing, failed
-    /// (naming what it removed) otherwise.
-    async fn wipe_stopped(
+    /// An op removing items one by one (a wipe, a decommission) stopped before its end:
+    /// rolled back when it removed nothing, failed (naming what it removed) otherwise.
+    pub(super) async fn items_stopped(
         &self,
         id: IntentId,
         a: &DestructiveAction,
