@@ -313,3 +313,25 @@ async fn removals_outside_the_storages_disks_are_refused_before_anything_is_sent
     sim.shutdown().await;
     Ok(())
 }
+
+/// A decommission's storages: the node's own that may hold disks. A shared storage holds
+/// other nodes' data and a storage for backups or ISOs only holds no disks: neither is
+/// listed.
+#[tokio::test]
+async fn the_nodes_own_disk_storages_exclude_shared_and_diskless_ones() -> TestResult {
+    let seed = format!(
+        "{SEED}\n[[storage]]\nid = \"nfs\"\ntype = \"nfs\"\ncontent = [\"images\"]\nshared = true\ntotal = \"1T\"\n\n\
+         [[storage]]\nid = \"isos\"\ntype = \"dir\"\ncontent = [\"iso\", \"backup\"]\ntotal = \"10G\"\n"
+    );
+    let mut cfg = SimConfig::new(NODE, TOKEN, Seed::from_toml_str(&seed)?);
+    cfg.task_duration = Duration::from_millis(20);
+    let sim = pvesim::start(cfg, "127.0.0.1:0".parse()?).await?;
+    let pve = backend(&sim)?;
+    assert_eq!(
+        pve.local_storages().await?,
+        Some(vec!["local".to_owned(), "local-lvm".to_owned()])
+    );
+    assert!(pve.serves(&Target::node(NODE)?));
+    assert!(!pve.serves(&Target::node("pve-02")?));
+    Ok(())
+}

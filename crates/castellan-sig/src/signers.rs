@@ -324,3 +324,26 @@ impl SignerConfigError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A threshold signers.toml sets wins, in either direction; unset, the operation
+    /// table's default applies (two keys for a decommission), and 1 for other names.
+    #[test]
+    fn thresholds_fall_back_to_the_operation_table() {
+        let config = |t: &[(&str, u32)]| SignerConfig {
+            allowed: AllowedSigners::default(),
+            roles: BTreeMap::new(),
+            thresholds: t.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        };
+        let none = config(&[]);
+        assert_eq!(none.threshold("decommission"), 2);
+        assert_eq!(none.threshold("destroy"), 1);
+        assert_eq!(none.threshold("review"), 1);
+        let set = config(&[("decommission", 1), ("destroy", 3)]);
+        assert_eq!(set.threshold("decommission"), 1);
+        assert_eq!(set.threshold("destroy"), 3);
+    }
+}

@@ -449,6 +449,11 @@ fn a_rotated_set_loads_and_converts_like_signers_toml() {
     // Same answers as a signers.toml with these keys would give.
     assert_eq!(config.threshold("destroy"), 2);
     assert_eq!(config.threshold("rotate_keys"), 2);
+    // Unset, a decommission needs the operation table's two keys; anything else one.
+    assert!(!config.thresholds.contains_key("decommission"));
+    assert_eq!(config.threshold("decommission"), 2);
+    assert_eq!(set.threshold("decommission"), 2);
+    assert_eq!(config.threshold("review"), 1);
     let roles: BTreeMap<&str, Role> = config.roles.iter().map(|(p, r)| (p.as_str(), *r)).collect();
     assert_eq!(roles.get("break-glass"), Some(&Role::Recovery));
     assert_eq!(roles.get("bob@example.com"), None);

@@ -1153,3 +1153,76 @@ proptest! {
         })?;
     }
 }
+
+/// The safety backups of an op that removes several guests: one per guest, recorded with
+/// an audit record naming that guest, read back by guest, never taken twice, never
+/// changed or deleted, and not after the intent is settled.
+#[test]
+fn per_guest_safety_backups_are_recorded_once_each_and_never_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let node = Target::node("pve-01").unwrap();
+    let id = begin(
+        &mut store,
+        NewIntent {
+            action_id: "decom".into(),
+            op: "decommission".into(),
+            target: node.clone(),
+            params: BTreeMap::new(),
+            nonce: Some("n-decom".into()),
+            nonce_not_after: Some(ts(3600)),
+            destructive: true,
+            upid_hint: None,
+        },
+        ts(0),
+    )
+    .unwrap();
+    let ct = Target::guest(GuestKind::Lxc, 101);
+    let vm = Target::guest(GuestKind::Qemu, 102);
+    let rec = store
+        .record_item_backup(id, &ct, "local:backup/vzdump-lxc-101-x.tar.zst", 100, ts(1))
+        .unwrap();
+    assert_eq!(
+        rec.fields.target.as_ref(),
+        Some(&ct),
+        "the audit names the guest"
+    );
+    assert_eq!(rec.fields.intent, Some(id));
+    assert!(matches!(
+        rec.event,
+        AuditEvent::BackupTaken { size: 100, .. }
+    ));
+    store
+        .record_item_backup(
+            id,
+            &vm,
+            "local:backup/vzdump-qemu-102-x.vma.zst",
+            200,
+            ts(2),
+        )
+        .unwrap();
+    // A second backup of the same guest for the same intent is refused.
+    assert!(
+        store
+            .record_item_backup(id, &ct, "local:backup/other", 1, ts(3))
+            .is_err()
+    );
+    let taken = store.item_backups(id).unwrap();
+    assert_eq!(taken.len(), 2);
+    assert_eq!(taken[&ct], "local:backup/vzdump-lxc-101-x.tar.zst");
+    // The journal's rows are append-only.
+    let c = Connection::open(dir.path().join(DB_FILE_NAME)).unwrap();
+    let err = c
+        .execute("UPDATE intent_backups SET volume = 'x'", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    assert!(c.execute("DELETE FROM intent_backups", []).is_err());
+    // Settled, the intent takes no more.
+    finish(&mut store, id, Outcome::Succeeded, ts(4)).unwrap();
+    assert!(
+        store
+            .record_item_backup(id, &Target::guest(GuestKind::Lxc, 103), "local:b", 1, ts(5))
+            .is_err()
+    );
+    verify_chain(&store).unwrap();
+}

@@ -504,3 +504,61 @@ async fn killed_after_a_volume_was_removed() {
 async fn killed_after_the_outcome_was_recorded() {
     decommission_killed_at("terminal").await;
 }
+
+/// The node refuses to destroy a protected guest: the decommission stops there, recorded
+/// failed and naming what it had removed before; nothing after it (the orphan volume) is
+/// touched. The next plan names only what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_the_node_refuses_to_destroy_stops_the_decommission_there() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::new().await;
+    let put = reqwest::Client::builder()
+        .use_preconfigured_tls(
+            castellan_pve::tls_client_config(&castellan_pve::TlsMode::System).unwrap(),
+        )
+        .build()
+        .unwrap()
+        .put(format!(
+            "{}/api2/json/nodes/pve-01/qemu/102/config",
+            env.sim.base_url()
+        ))
+        .header("Authorization", format!("PVEAPIToken={TOKEN}"))
+        .form(&[("protection", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{:?}", put.text().await);
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    env.sign("alice", 1);
+    env.sign("bob", 2);
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(env.sim.guest(101).is_none(), "CT 101 went first");
+    assert!(env.sim.guest(102).is_some(), "the protected VM stays");
+    assert!(
+        env.sim.volume(ORPHAN).is_some(),
+        "nothing after the refusal is touched"
+    );
+    let store = Store::open_readonly(&env.path("state")).unwrap();
+    let node = castellan_core::Target::node("pve-01").unwrap();
+    let intents = store.intents_for(&node).unwrap();
+    assert_eq!(intents.len(), 1, "{intents:#?}");
+    assert_eq!(intents[0].state, IntentState::Failed, "{intents:#?}");
+    let detail = format!("{:?}", intents[0].outcome);
+    assert!(detail.contains("VM 102"), "{detail}");
+    assert!(
+        detail.contains("removed before it stopped: CT 101"),
+        "{detail}"
+    );
+    // What is left is proposed anew, bound to what is there now.
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(env.sim.guest(102).is_some());
+    let payload = std::fs::read_to_string(env.path(PAYLOAD)).unwrap();
+    assert!(payload.contains("qemu/102="), "{payload}");
+    assert!(!payload.contains("lxc/101"), "{payload}");
+}
