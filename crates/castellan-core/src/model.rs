@@ -380,6 +380,9 @@ pub struct ActualGuest {
     /// journal (not the node's: a node keeps no such record): a declared `restore_over`
     /// of that archive is done.
     pub restored: Option<String>,
+    /// Whether the node's HA manager manages it (a destroy without `purge` is refused).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ha_managed: bool,
 }
 
 impl ActualGuest {
@@ -394,6 +397,7 @@ impl ActualGuest {
             lock: None,
             template: false,
             restored: None,
+            ha_managed: false,
         }
     }
 }

@@ -276,6 +276,40 @@ pub struct Plan {
     /// Declared storage wipes that cannot (fully) go ahead, and why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub storage_notices: Vec<StorageNotice>,
+    /// For each destructive action's target (`lxc/101`, `node/pve-01`), what it takes with
+    /// it beyond what its parameters name, in words, for people before they sign: each
+    /// guest's disks with their sizes, its HA entry, its backup and replication jobs.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub affects: BTreeMap<String, Vec<String>>,
+}
+
+/// What a signed op that destroys (`purge`: `Some`, with its flag) or replaces (`None`)
+/// guest `a` takes with it, in words: each disk with its size, its HA entry, its jobs.
+fn what_it_holds(a: &ActualGuest, purge: Option<bool>) -> Vec<String> {
+    let who = crate::target::Target::guest(a.kind, a.vmid).describe();
+    let mut out = Vec::new();
+    if let Some(spec) = &a.spec {
+        for (key, size) in &spec.disks {
+            out.push(format!("{who}: disk {key} ({})", format_size(*size)));
+        }
+    }
+    match purge {
+        Some(true) => {
+            out.push(format!(
+                "{who}: removed from every backup job and replication job that names it{}",
+                if a.ha_managed { ", and from HA" } else { "" }
+            ));
+        }
+        Some(false) if a.ha_managed => out.push(format!(
+            "{who}: HA-managed; the node refuses to destroy it without purge (purge = true)"
+        )),
+        Some(false) => out.push(format!(
+            "{who}: backup and replication jobs that name it keep naming it (no purge)"
+        )),
+        None if a.ha_managed => out.push(format!("{who}: HA-managed; it stays in HA")),
+        None => {}
+    }
+    out
 }
 
 /// A declared storage wipe the planner cannot (fully) propose, and why.
@@ -517,6 +551,14 @@ pub fn plan_decommission(
     if !dec.safety_backup && !guests.is_empty() {
         params.insert(WAIVE_BACKUP.key.to_owned(), "0".to_owned());
     }
+    let held: Vec<String> = guests
+        .keys()
+        .filter_map(|vmid| actual.guests.get(vmid))
+        .flat_map(|g| what_it_holds(g, Some(true)))
+        .collect();
+    if !held.is_empty() {
+        out.affects.insert(target.to_string(), held);
+    }
     out.destructive.push(DestructiveAction {
         op: Operation::Decommission,
         host: desired.node.clone(),
@@ -625,6 +667,10 @@ pub fn plan_guest(
             params,
             spec,
         ));
+        out.affects.insert(
+            crate::target::Target::guest(a.kind, a.vmid).to_string(),
+            what_it_holds(a, Some(d.purge)),
+        );
         return;
     }
     if a.template {
@@ -654,6 +700,10 @@ pub fn plan_guest(
             params,
             spec,
         ));
+        out.affects.insert(
+            crate::target::Target::guest(a.kind, a.vmid).to_string(),
+            what_it_holds(a, None),
+        );
         return;
     }
 

@@ -1314,3 +1314,36 @@ fn a_decommissioned_node_gets_one_op_naming_every_guest_then_its_own_storage() {
     };
     assert!(plan(&d, &done, &Normalizers::default()).converged());
 }
+
+#[test]
+fn a_destroy_says_what_it_takes_with_it_before_anyone_signs() {
+    let mut g = seen(101, GuestKind::Lxc, ActualRun::Stopped);
+    spec(&mut g).disks.insert("rootfs".into(), 8 << 30);
+    g.ha_managed = true;
+    let d = DesiredState {
+        node: "pve-01".into(),
+        guests: [(101, absent(lxc(101), false))].into(),
+        ..Default::default()
+    };
+    let a = ActualState {
+        guests: [(101, g.clone())].into(),
+        ..Default::default()
+    };
+    let p = plan(&d, &a, &Normalizers::default());
+    assert_eq!(
+        p.affects["lxc/101"],
+        [
+            "CT 101: disk rootfs (8GiB)",
+            "CT 101: HA-managed; the node refuses to destroy it without purge (purge = true)",
+        ]
+    );
+    let d = DesiredState {
+        guests: [(101, absent(lxc(101), true))].into(),
+        ..d
+    };
+    let p = plan(&d, &a, &Normalizers::default());
+    assert_eq!(
+        p.affects["lxc/101"][1],
+        "CT 101: removed from every backup job and replication job that names it, and from HA"
+    );
+}

@@ -109,6 +109,7 @@ impl GuestBackend for PveBackend {
             Err(e) => return Err(e.into()),
         };
         let mut g = ActualGuest::new(vmid, kind, ActualRun::from_pve(&status.status));
+        g.ha_managed = status.ha_managed();
         g.template = status.template || config.get_bool("template").unwrap_or(false);
         g.lock = status
             .lock

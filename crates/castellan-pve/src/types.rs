@@ -81,6 +81,20 @@ pub struct GuestStatus {
     /// Seconds since the guest started, when running.
     #[serde(default, deserialize_with = "lenient::de_opt_u64")]
     pub uptime: Option<u64>,
+    /// The HA manager's view of it (`{"managed": 0|1, ...}`).
+    #[serde(default)]
+    pub ha: Option<Value>,
+}
+
+impl GuestStatus {
+    /// Whether the HA manager manages it (`ha.managed` is 1). Anything unreadable counts
+    /// as not managed: it only decides what `castellan plan` says, never what is sent.
+    pub fn ha_managed(&self) -> bool {
+        self.ha
+            .as_ref()
+            .and_then(|h| h.get("managed"))
+            .is_some_and(|m| lenient::bool_from_value(m) == Ok(true))
+    }
 }
 
 /// `GET /nodes/{node}/{kind}/{vmid}/config`: the config values and their digest.

@@ -121,6 +121,10 @@ pub fn plan_table(node: &str, p: &Plan, followups: &[FollowUp]) -> String {
                     );
                 }
             }
+            // What it takes with it beyond its parameters: disks, HA entry, jobs.
+            for line in p.affects.get(&d.target.to_string()).into_iter().flatten() {
+                let _ = writeln!(out, "         takes {line}");
+            }
             let _ = writeln!(
                 out,
                 "         to approve: castellan op new {} --host {} --target {} --precondition {}{} --output OPFILE && castellan op sign OPFILE --key KEY",

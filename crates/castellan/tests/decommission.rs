@@ -314,6 +314,16 @@ async fn a_node_is_decommissioned_only_with_two_keys_and_only_once() {
     );
     assert!(!shown.contains("shared-nfs"), "{shown}");
     assert!(shown.contains("needs 2 distinct signer keys"), "{shown}");
+    // And what each guest takes with it: its disks with their sizes, its HA entry.
+    assert!(
+        shown.contains("takes CT 101: disk rootfs (8GiB)"),
+        "{shown}"
+    );
+    assert!(shown.contains("takes VM 102: disk scsi0 (4GiB)"), "{shown}");
+    assert!(
+        shown.contains("takes CT 101: removed from every backup job and replication job that names it, and from HA"),
+        "{shown}"
+    );
     let show = Command::new(env!("CARGO_BIN_EXE_castellan"))
         .args(["op", "show"])
         .arg(env.path(PAYLOAD))
