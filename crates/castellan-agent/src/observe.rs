@@ -39,16 +39,22 @@ pub async fn observe_storages<B: Backend>(
     actual: &mut ActualState,
 ) {
     for storage in desired.wipes.keys() {
-        let Ok(target) = castellan_core::Target::storage(storage) else {
-            continue;
-        };
-        match backend.storage_volumes(&target).await {
-            Ok(Some(volumes)) => {
-                actual.storages.insert(storage.clone(), volumes);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(event = "storage_unreadable", storage, error = %e),
+        read_storage(backend, storage, actual).await;
+    }
+}
+
+/// Reads the volumes of `storage` into `actual.storages`; one that cannot be read is left
+/// out (logged).
+async fn read_storage<B: Backend>(backend: &B, storage: &str, actual: &mut ActualState) {
+    let Ok(target) = castellan_core::Target::storage(storage) else {
+        return;
+    };
+    match backend.storage_volumes(&target).await {
+        Ok(Some(volumes)) => {
+            actual.storages.insert(storage.to_owned(), volumes);
         }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(event = "storage_unreadable", storage, error = %e),
     }
 }
 
@@ -140,16 +146,7 @@ pub async fn observe_local_storages<B: Backend>(
         }
     };
     for storage in &ids {
-        let Ok(target) = castellan_core::Target::storage(storage) else {
-            continue;
-        };
-        match backend.storage_volumes(&target).await {
-            Ok(Some(volumes)) => {
-                actual.storages.insert(storage.clone(), volumes);
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(event = "storage_unreadable", storage, error = %e),
-        }
+        read_storage(backend, storage, actual).await;
     }
     actual.local_storages = Some(ids.into_iter().collect());
 }

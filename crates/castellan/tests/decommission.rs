@@ -170,6 +170,26 @@ impl Env {
         std::fs::copy(&payload, inbox.join("decommission.op")).unwrap();
     }
 
+    /// Someone else changes VM 102's configuration through the node's API.
+    async fn set_vm_102(&self, key: &str, value: &str) {
+        let put = reqwest::Client::builder()
+            .use_preconfigured_tls(
+                castellan_pve::tls_client_config(&castellan_pve::TlsMode::System).unwrap(),
+            )
+            .build()
+            .unwrap()
+            .put(format!(
+                "{}/api2/json/nodes/pve-01/qemu/102/config",
+                self.sim.base_url()
+            ))
+            .header("Authorization", format!("PVEAPIToken={TOKEN}"))
+            .form(&[(key, value)])
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success(), "{:?}", put.text().await);
+    }
+
     fn count(&self, method: &str, path_has: &str) -> usize {
         self.sim
             .requests()
@@ -406,22 +426,7 @@ async fn a_guest_changed_after_signing_stops_the_decommission_before_anything_go
     env.sign("alice", 1);
     env.sign("bob", 2);
     // Someone changes VM 102 meanwhile.
-    let put = reqwest::Client::builder()
-        .use_preconfigured_tls(
-            castellan_pve::tls_client_config(&castellan_pve::TlsMode::System).unwrap(),
-        )
-        .build()
-        .unwrap()
-        .put(format!(
-            "{}/api2/json/nodes/pve-01/qemu/102/config",
-            env.sim.base_url()
-        ))
-        .header("Authorization", format!("PVEAPIToken={TOKEN}"))
-        .form(&[("memory", "4096")])
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "{:?}", put.text().await);
+    env.set_vm_102("memory", "4096").await;
     let out = env.run_agent();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert_eq!(env.count("DELETE", ""), 0, "nothing destroyed");
@@ -525,22 +530,7 @@ async fn a_guest_the_node_refuses_to_destroy_stops_the_decommission_there() {
         return;
     }
     let env = Env::new().await;
-    let put = reqwest::Client::builder()
-        .use_preconfigured_tls(
-            castellan_pve::tls_client_config(&castellan_pve::TlsMode::System).unwrap(),
-        )
-        .build()
-        .unwrap()
-        .put(format!(
-            "{}/api2/json/nodes/pve-01/qemu/102/config",
-            env.sim.base_url()
-        ))
-        .header("Authorization", format!("PVEAPIToken={TOKEN}"))
-        .form(&[("protection", "1")])
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success(), "{:?}", put.text().await);
+    env.set_vm_102("protection", "1").await;
     let out = env.run_agent();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     env.sign("alice", 1);

@@ -142,16 +142,7 @@ impl Gatekeeper {
                 .remove_volumes(backend, id, a, &approved.volumes, &mut removed)
                 .await;
         }
-        match halted {
-            Ok(()) => {}
-            Err(Halt::InFlight(e)) => return Err(DestroyError::InFlight(e)),
-            Err(Halt::Stopped(why)) => return self.items_stopped(id, a, &removed, why).await,
-        }
-        self.terminal(id, Outcome::Succeeded)
-            .await
-            .map_err(|e| DestroyError::InFlight(e.to_string()))?;
-        tracing::info!(event = "action_applied", target = %a.target, action = %a.op, removed = removed.len());
-        Ok(())
+        self.items_settled(id, a, halted, &removed).await
     }
 
     /// One approved guest of a decommission: `Ok(true)` once destroyed here, `Ok(false)`

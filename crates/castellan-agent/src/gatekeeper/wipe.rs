@@ -86,18 +86,31 @@ impl Gatekeeper {
             Err(why) => return self.not_sent(id, a, why).await,
         };
         let mut removed: Vec<String> = Vec::new();
-        match self
+        let halted = self
             .remove_volumes(backend, id, a, &approved, &mut removed)
-            .await
-        {
+            .await;
+        self.items_settled(id, a, halted, &removed).await
+    }
+
+    /// Records how an op removing items one by one ended: succeeded when nothing halted
+    /// it; left in flight when the node's answer is unknown; otherwise stopped (see
+    /// [`Gatekeeper::items_stopped`]).
+    pub(super) async fn items_settled(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+        halted: Result<(), Halt>,
+        removed: &[String],
+    ) -> Result<(), DestroyError> {
+        match halted {
             Ok(()) => {}
             Err(Halt::InFlight(e)) => return Err(DestroyError::InFlight(e)),
-            Err(Halt::Stopped(why)) => return self.items_stopped(id, a, &removed, why).await,
+            Err(Halt::Stopped(why)) => return self.items_stopped(id, a, removed, why).await,
         }
         self.terminal(id, Outcome::Succeeded)
             .await
             .map_err(|e| DestroyError::InFlight(e.to_string()))?;
-        tracing::info!(event = "action_applied", target = %a.target, action = %a.op);
+        tracing::info!(event = "action_applied", target = %a.target, action = %a.op, removed = removed.len());
         Ok(())
     }
 
