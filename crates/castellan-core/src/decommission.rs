@@ -6,7 +6,7 @@
 //! - `guests = "lxc/101=<digest>,qemu/102=<digest>"`: each guest it destroys, with the
 //!   configuration digest it was approved at, in vmid order. Each is brought down, backed
 //!   up (unless `backup=0` waives it) and destroyed with `purge=1` and
-//!   `destroy-unreferenced-disks=1`, one at a time, each looked at right before it goes;
+//!   `destroy-unreferenced-disks=0`, one at a time, each looked at right before it goes;
 //! - `volumes = "local-lvm:vm-9-disk-0=8589934592,..."`: the unreferenced disk volumes of
 //!   the node's own (not shared) storages it removes afterwards, each with its size (the
 //!   encoding of [`crate::wipe`]).
@@ -34,9 +34,12 @@ pub const VOLUMES_PARAM: &str = crate::wipe::VOLUMES_PARAM;
 pub const MAX_DECOMMISSION_GUESTS: usize = 64;
 
 /// The parameters a guest is destroyed with during a decommission: gone from backup jobs,
-/// replication and HA, and every disk of its vmid with it.
+/// replication and HA with its configured disks, and nothing else. A disk of its vmid that
+/// its configuration does not name is not backed up with it and may sit on a shared
+/// storage, so it is never taken along unnamed: on the node's own storages it is named by
+/// a later op once its guest is gone (as any unused volume is); elsewhere it stays.
 pub const GUEST_DESTROY_PARAMS: [(&str, &str); 2] =
-    [("purge", "1"), ("destroy-unreferenced-disks", "1")];
+    [("purge", "1"), ("destroy-unreferenced-disks", "0")];
 
 /// Whether `s` can be a guest's configuration digest in the parameter (lower-case hex).
 fn valid_digest(s: &str) -> bool {

@@ -459,7 +459,7 @@ pub const TABLE: &[OpSpec] = &[
                 key: crate::decommission::GUESTS_PARAM,
                 values: ParamValues::DecommissionGuests,
                 required: false,
-                effect: "the guests destroyed (each brought down, backed up, then destroyed with purge=1 and destroy-unreferenced-disks=1), each with the configuration digest it was approved at",
+                effect: "the guests destroyed (each brought down, backed up, then destroyed with its configured disks, purge=1), each with the configuration digest it was approved at",
             },
             ParamRule {
                 key: crate::decommission::VOLUMES_PARAM,
@@ -612,7 +612,7 @@ impl Operation {
                     .unwrap_or_default();
                 for (vmid, (kind, digest)) in guests {
                     out.push(format!(
-                        "{} with all its disks, backup jobs and HA entry ({backup}; config digest {digest})",
+                        "{} with its configured disks, backup jobs and HA entry ({backup}; config digest {digest})",
                         crate::target::Target::guest(kind, vmid).describe()
                     ));
                 }

@@ -141,6 +141,10 @@ pub enum AuditEvent {
         volume: String,
         /// Its size in bytes, as approved and seen right before.
         size: u64,
+        /// It was already gone when the op looked again (removed by an attempt of the same
+        /// op cut short before it was recorded, or by someone else).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        found_gone: bool,
     },
     /// A decommission destroyed one of its approved guests (named in `target`; the intent
     /// in `intent`).
@@ -148,6 +152,10 @@ pub enum AuditEvent {
         /// The safety backup taken of it first, if one was (`None`: waived).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         backup: Option<String>,
+        /// It was already gone when the op looked again (destroyed by an attempt of the
+        /// same op cut short before it was recorded, or by someone else).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        found_gone: bool,
     },
     /// A signed op was carried out without a safety backup: its signed parameters waive
     /// it (`backup=0`), or its target's backend keeps none (`detail` says which).

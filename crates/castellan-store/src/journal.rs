@@ -690,6 +690,55 @@ impl Store {
         Ok(record)
     }
 
+    /// Records that in-flight intent `id` removed `item` (a guest target, a volume id),
+    /// with `entry` ([`AuditEvent::GuestDestroyed`], [`AuditEvent::VolumeRemoved`]) in one
+    /// transaction. Once per item: an item recorded already is an error and writes nothing.
+    pub fn record_item_removed(
+        &mut self,
+        id: IntentId,
+        item: &str,
+        mut entry: AuditEntry,
+        now: Timestamp,
+    ) -> Result<AuditRecord, StoreError> {
+        let tx = self.write_tx("record a removal")?;
+        let intent = load(&tx, id)?;
+        if intent.state.is_terminal() {
+            return Err(StoreError::BadTransition {
+                id,
+                from: intent.state,
+                to: intent.state,
+            });
+        }
+        let eff = advance_clock(&tx, now)?;
+        tx.prepare_cached(
+            "INSERT INTO intent_removed (intent_id, item, removed_at) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut s| s.execute(rusqlite::params![to_i64(id.0), item, time::to_text(eff)]))
+        .ctx("recording a removal")?;
+        fill_fields(&mut entry, &intent);
+        let record = append_in(&tx, entry, eff)?;
+        tx.commit().ctx("committing a removal")?;
+        Ok(record)
+    }
+
+    /// What intent `id` has recorded removed so far, in the order it removed them.
+    pub fn items_removed(&self, id: IntentId) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT item FROM intent_removed WHERE intent_id = ?1 ORDER BY removed_at, rowid",
+            )
+            .ctx("reading removals")?;
+        let rows = stmt
+            .query_map([to_i64(id.0)], |r| r.get::<_, String>(0))
+            .ctx("reading removals")?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row.ctx("reading removals")?);
+        }
+        Ok(out)
+    }
+
     /// The safety backups recorded for the guests intent `id` removes, by guest.
     pub fn item_backups(&self, id: IntentId) -> Result<BTreeMap<Target, String>, StoreError> {
         let mut stmt = self

@@ -196,9 +196,10 @@ END;
 "#;
 
 const V6: &str = r#"
--- The safety backups an op that removes several guests (a decommission) took, one per
--- guest, so a resumed op backs each guest up once and the journal shows which backup holds
--- what each guest held. Append-only.
+-- What an op that removes several items one by one (a storage wipe, a decommission) has
+-- done so far, so a resumed op neither repeats a step nor forgets one: the safety backup
+-- taken of each guest (so each is backed up once) and each item removed (a guest target or
+-- a volume id), each row written with its audit record. Append-only.
 CREATE TABLE intent_backups (
     intent_id INTEGER NOT NULL REFERENCES intents (id),
     target    TEXT NOT NULL,
@@ -207,11 +208,25 @@ CREATE TABLE intent_backups (
     taken_at  TEXT NOT NULL,
     PRIMARY KEY (intent_id, target)
 ) STRICT;
+CREATE TABLE intent_removed (
+    intent_id  INTEGER NOT NULL REFERENCES intents (id),
+    item       TEXT NOT NULL,
+    removed_at TEXT NOT NULL,
+    PRIMARY KEY (intent_id, item)
+) STRICT;
 CREATE TRIGGER intent_backups_never_deleted BEFORE DELETE ON intent_backups
 BEGIN
     SELECT RAISE(ABORT, 'the journal is append-only');
 END;
 CREATE TRIGGER intent_backups_never_changed BEFORE UPDATE ON intent_backups
+BEGIN
+    SELECT RAISE(ABORT, 'the journal is append-only');
+END;
+CREATE TRIGGER intent_removed_never_deleted BEFORE DELETE ON intent_removed
+BEGIN
+    SELECT RAISE(ABORT, 'the journal is append-only');
+END;
+CREATE TRIGGER intent_removed_never_changed BEFORE UPDATE ON intent_removed
 BEGIN
     SELECT RAISE(ABORT, 'the journal is append-only');
 END;

@@ -1226,3 +1226,71 @@ fn per_guest_safety_backups_are_recorded_once_each_and_never_rewritten() {
     );
     verify_chain(&store).unwrap();
 }
+
+/// What an op removing items one by one removed: recorded once each with its audit record,
+/// read back in order, never rewritten, and not after the intent is settled.
+#[test]
+fn removals_are_recorded_once_each_with_their_audit_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let id = begin(
+        &mut store,
+        NewIntent {
+            action_id: "wipe".into(),
+            op: "wipe_storage".into(),
+            target: Target::storage("local-lvm").unwrap(),
+            params: BTreeMap::new(),
+            nonce: Some("n-wipe".into()),
+            nonce_not_after: Some(ts(3600)),
+            destructive: true,
+            upid_hint: None,
+        },
+        ts(0),
+    )
+    .unwrap();
+    let removed = |volume: &str, found_gone| {
+        AuditEntry::from(AuditEvent::VolumeRemoved {
+            volume: volume.into(),
+            size: 1,
+            found_gone,
+        })
+    };
+    let rec = store
+        .record_item_removed(id, "local-lvm:b", removed("local-lvm:b", false), ts(1))
+        .unwrap();
+    assert_eq!(rec.fields.intent, Some(id));
+    assert_eq!(
+        rec.fields
+            .target
+            .as_ref()
+            .map(ToString::to_string)
+            .as_deref(),
+        Some("storage/local-lvm")
+    );
+    store
+        .record_item_removed(id, "local-lvm:a", removed("local-lvm:a", true), ts(2))
+        .unwrap();
+    assert!(
+        store
+            .record_item_removed(id, "local-lvm:a", removed("local-lvm:a", false), ts(3))
+            .is_err(),
+        "once per item"
+    );
+    assert_eq!(
+        store.items_removed(id).unwrap(),
+        ["local-lvm:b", "local-lvm:a"]
+    );
+    let c = Connection::open(dir.path().join(DB_FILE_NAME)).unwrap();
+    assert!(c.execute("DELETE FROM intent_removed", []).is_err());
+    assert!(
+        c.execute("UPDATE intent_removed SET item = 'x'", [])
+            .is_err()
+    );
+    finish(&mut store, id, Outcome::Succeeded, ts(4)).unwrap();
+    assert!(
+        store
+            .record_item_removed(id, "local-lvm:c", removed("local-lvm:c", false), ts(5))
+            .is_err()
+    );
+    verify_chain(&store).unwrap();
+}

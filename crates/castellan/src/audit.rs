@@ -249,13 +249,23 @@ pub fn detail(r: &AuditRecord) -> String {
             castellan_core::units::format_size(*size)
         )),
         AuditEvent::BackupWaived { detail } => parts.push(detail.clone()),
-        AuditEvent::GuestDestroyed { backup } => parts.push(match backup {
-            Some(b) => format!("safety backup {b}"),
-            None => "no safety backup".to_owned(),
-        }),
-        AuditEvent::VolumeRemoved { volume, size } => parts.push(format!(
-            "{volume} ({})",
-            castellan_core::units::format_size(*size)
+        AuditEvent::GuestDestroyed { backup, found_gone } => {
+            parts.push(match backup {
+                Some(b) => format!("safety backup {b}"),
+                None => "no safety backup".to_owned(),
+            });
+            if *found_gone {
+                parts.push("found gone".to_owned());
+            }
+        }
+        AuditEvent::VolumeRemoved {
+            volume,
+            size,
+            found_gone,
+        } => parts.push(format!(
+            "{volume} ({}){}",
+            castellan_core::units::format_size(*size),
+            if *found_gone { ", found gone" } else { "" }
         )),
         AuditEvent::SignersRotated {
             version,

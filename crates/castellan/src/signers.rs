@@ -647,6 +647,13 @@ pub fn show_text(s: &Shown) -> String {
     if !s.set.thresholds.contains_key(rotate_keys()) {
         names.push(format!("{}=1 (default)", rotate_keys()));
     }
+    // The operation table's other defaults above 1 (a decommission's two keys).
+    for op in castellan_core::Operation::all() {
+        let n = op.spec().default_threshold;
+        if n > 1 && !s.set.thresholds.contains_key(op.as_str()) {
+            names.push(format!("{op}={n} (default)"));
+        }
+    }
     let _ = writeln!(
         o,
         "thresholds:   {} (any other operation: 1)",
@@ -1235,7 +1242,7 @@ mod tests {
             "keys:         2\n",
             "  alice@example.com  operational  ssh-ed25519 SHA256:",
             "  carol              recovery     ecdsa-sha2-nistp256 SHA256:",
-            "thresholds:   review=2 rotate_keys=1 (default) (any other operation: 1)\n",
+            "thresholds:   review=2 rotate_keys=1 (default) decommission=2 (default) (any other operation: 1)\n",
             "changes against version 1:\n",
             &format!("  added    carol  recovery  ecdsa-sha2-nistp256 {fp2}\n"),
             "  threshold review: 1 -> 2\n",

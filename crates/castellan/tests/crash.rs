@@ -1166,6 +1166,11 @@ async fn wipe_killed_after_a_volume_was_removed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wipe_killed_between_a_removal_and_its_record() {
+    wipe_killed_at("volume_deleted").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wipe_killed_after_the_outcome_was_recorded() {
     wipe_killed_at("terminal").await;
 }

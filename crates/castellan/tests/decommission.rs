@@ -88,7 +88,13 @@ struct Env {
 
 impl Env {
     async fn new() -> Env {
-        let mut cfg = SimConfig::new("pve-01", TOKEN, Seed::from_toml_str(SEED).unwrap());
+        Env::with_seed("").await
+    }
+
+    /// The node of [`SEED`] plus `extra` seed tables.
+    async fn with_seed(extra: &str) -> Env {
+        let seed = format!("{SEED}\n{extra}");
+        let mut cfg = SimConfig::new("pve-01", TOKEN, Seed::from_toml_str(&seed).unwrap());
         cfg.task_duration = Duration::from_millis(20);
         let sim = pvesim::start(cfg, "127.0.0.1:0".parse().unwrap())
             .await
@@ -230,11 +236,11 @@ fn check_decommissioned(env: &Env) {
                 && r.params
                     .get("destroy-unreferenced-disks")
                     .map(String::as_str)
-                    == Some("1")
+                    == Some("0")
         });
     assert!(
         purged,
-        "guests are destroyed with purge and their unreferenced disks"
+        "guests are destroyed with purge, never with disks nobody named"
     );
     assert!(
         env.sim.volume(ORPHAN).is_none(),
@@ -275,7 +281,7 @@ fn check_decommissioned(env: &Env) {
     let mut removed = Vec::new();
     for r in env.audit() {
         match r.event {
-            AuditEvent::GuestDestroyed { backup } => {
+            AuditEvent::GuestDestroyed { backup, .. } => {
                 let guest = r.fields.target.clone().unwrap();
                 assert_eq!(backup.as_ref(), backups.get(&guest), "{guest}");
                 destroyed.push(guest.to_string());
@@ -321,11 +327,11 @@ async fn a_node_is_decommissioned_only_with_two_keys_and_only_once() {
     let shown = text(&plan.stdout);
     assert!(shown.contains("decommission of 3 items"), "{shown}");
     assert!(
-        shown.contains("removes CT 101 with all its disks"),
+        shown.contains("removes CT 101 with its configured disks"),
         "{shown}"
     );
     assert!(
-        shown.contains("removes VM 102 with all its disks"),
+        shown.contains("removes VM 102 with its configured disks"),
         "{shown}"
     );
     assert!(
@@ -351,7 +357,7 @@ async fn a_node_is_decommissioned_only_with_two_keys_and_only_once() {
         .unwrap();
     let shown = text(&show.stdout);
     assert!(
-        shown.contains("removes:      CT 101 with all its disks"),
+        shown.contains("removes:      CT 101 with its configured disks"),
         "{shown}"
     );
     assert!(
@@ -500,6 +506,19 @@ async fn killed_right_before_a_guest_is_destroyed() {
     decommission_killed_at("destroying").await;
 }
 
+/// Between the node's destroy and its record: the resumed op finds the guest gone and
+/// records it so (`found_gone`), never destroying or auditing anything twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_a_guests_destroy_and_its_record() {
+    decommission_killed_at("deleted").await;
+}
+
+/// The same between a volume's removal and its record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_between_a_volumes_removal_and_its_record() {
+    decommission_killed_at("volume_deleted").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_a_guest_was_destroyed() {
     decommission_killed_at("destroyed").await;
@@ -551,7 +570,7 @@ async fn a_guest_the_node_refuses_to_destroy_stops_the_decommission_there() {
     let detail = format!("{:?}", intents[0].outcome);
     assert!(detail.contains("VM 102"), "{detail}");
     assert!(
-        detail.contains("removed before it stopped: CT 101"),
+        detail.contains("removed before it stopped: lxc/101"),
         "{detail}"
     );
     // What is left is proposed anew, bound to what is there now.
@@ -561,4 +580,100 @@ async fn a_guest_the_node_refuses_to_destroy_stops_the_decommission_there() {
     let payload = std::fs::read_to_string(env.path(PAYLOAD)).unwrap();
     assert!(payload.contains("qemu/102="), "{payload}");
     assert!(!payload.contains("lxc/101"), "{payload}");
+}
+
+/// A disk of a guest's vmid that its configuration does not name is not in its backup: it
+/// never goes unnamed with the guest. On the node's own storage the next op names it (the
+/// operators sign for it by name); on a shared storage it stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guests_unnamed_disks_are_never_taken_along_unsigned() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::with_seed(
+        "[[volume]]\nvolid = \"local-lvm:vm-101-disk-5\"\nsize = \"1G\"\n\n\
+         [[volume]]\nvolid = \"shared-nfs:101/vm-101-disk-9.qcow2\"\nsize = \"5G\"\n",
+    )
+    .await;
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let first = std::fs::read_to_string(env.path(PAYLOAD)).unwrap();
+    assert!(!first.contains("vm-101-disk-5"), "{first}");
+    env.sign("alice", 1);
+    env.sign("bob", 2);
+    let out = env.run_agent();
+    // The guests are gone; the orphan of 101 on the node's own storage is what is left,
+    // proposed by name now that its guest is gone.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(env.sim.guest(101).is_none() && env.sim.guest(102).is_none());
+    assert!(
+        env.sim.volume("local-lvm:vm-101-disk-5").is_some(),
+        "not taken along"
+    );
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let second = std::fs::read_to_string(env.path(PAYLOAD)).unwrap();
+    assert!(
+        second.contains("local-lvm:vm-101-disk-5=1073741824"),
+        "{second}"
+    );
+    assert!(!second.contains("guests"), "{second}");
+    assert!(!second.contains("shared-nfs"), "{second}");
+    env.sign("alice", 1);
+    env.sign("bob", 2);
+    let out = env.run_agent();
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(env.sim.volume("local-lvm:vm-101-disk-5").is_none());
+    assert!(
+        env.sim
+            .volume("shared-nfs:101/vm-101-disk-9.qcow2")
+            .is_some(),
+        "a shared storage is never the node's to empty"
+    );
+    assert!(env.sim.volume(SHARED_ORPHAN).is_some());
+}
+
+/// A guest a task holds locked (a backup running) when the signed op arrives: nothing is
+/// started and the op is not spent (it is taken up again on the next pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_guest_holds_the_decommission_back_without_spending_the_op() {
+    if ssh_keygen().is_none() {
+        eprintln!("ssh-keygen not found; skipped outside CI");
+        return;
+    }
+    let env = Env::with_seed(
+        "[[guest]]\nvmid = 103\nkind = \"lxc\"\nstatus = \"stopped\"\nlock = \"backup\"\n\
+         [guest.config]\nhostname = \"busy\"\nrootfs = \"local-lvm:vm-103-disk-0,size=1G\"\n",
+    )
+    .await;
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let payload = std::fs::read_to_string(env.path(PAYLOAD)).unwrap();
+    assert!(payload.contains("lxc/103="), "{payload}");
+    env.sign("alice", 1);
+    env.sign("bob", 2);
+    let out = env.run_agent();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("locked (backup)"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        env.count("DELETE", ""),
+        0,
+        "nothing destroyed while 103 is locked"
+    );
+    assert_eq!(env.count("POST", "/vzdump"), 0);
+    assert!(
+        env.path("state/inbox/decommission.op").exists(),
+        "the op is kept"
+    );
+    let store = Store::open_readonly(&env.path("state")).unwrap();
+    let node = castellan_core::Target::node("pve-01").unwrap();
+    assert!(
+        store.intents_for(&node).unwrap().is_empty(),
+        "nothing journaled"
+    );
 }

@@ -12,6 +12,11 @@ use castellan_core::decommission::{self, Approved, GUEST_DESTROY_PARAMS};
 use super::wipe::Halt;
 use super::*;
 
+/// How many times a decommission looks again at a guest a task holds locked before it
+/// stops there, and how long it waits between looks.
+const LOCKED_LOOKS: u32 = 30;
+const LOCKED_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Gatekeeper {
     /// The look before a decommission is approved for execution: every approved guest
     /// that is there must have the digest it was approved at and hold no lock, every
@@ -56,6 +61,12 @@ impl Gatekeeper {
                 )));
             }
             guests.insert(*vmid, (*kind, digest));
+        }
+        // Only the node's own storages: a shared one holds other nodes' data.
+        match self.local_only(backend, &approved.volumes).await {
+            Ok(()) => {}
+            Err(Halt::Stopped(why)) => return Ok(Look::Stale(why)),
+            Err(Halt::InFlight(why)) => return Err(look_err(BackendError::retry(why))),
         }
         let mut volumes = BTreeMap::new();
         let mut listed: BTreeMap<String, BTreeMap<String, castellan_backend::StorageVolume>> =
@@ -119,20 +130,23 @@ impl Gatekeeper {
             Ok(v) => v,
             Err(why) => return self.not_sent(id, a, why).await,
         };
-        let mut removed: Vec<String> = Vec::new();
+        // What an earlier attempt of this intent removed is done.
+        let mut removed = match self.store(move |s| s.items_removed(id)).await {
+            Ok(r) => r,
+            Err(e) => return Err(DestroyError::InFlight(e.to_string())),
+        };
         let mut halted = Ok(());
         for (guest, digest) in approved.guest_targets() {
+            if removed.contains(&guest.to_string()) {
+                continue;
+            }
             halted = self
                 .decommission_guest(backend, id, a, &guest, digest)
-                .await
-                .map(|destroyed| {
-                    if destroyed {
-                        removed.push(guest.describe());
-                    }
-                });
+                .await;
             if halted.is_err() {
                 break;
             }
+            removed.push(guest.to_string());
         }
         if halted.is_ok() {
             halted = self.local_only(backend, &approved.volumes).await;
@@ -145,8 +159,7 @@ impl Gatekeeper {
         self.items_settled(id, a, halted, &removed).await
     }
 
-    /// One approved guest of a decommission: `Ok(true)` once destroyed here, `Ok(false)`
-    /// when it was gone already (done).
+    /// One approved guest of a decommission, destroyed (or found gone) and recorded so.
     async fn decommission_guest<B: Backend>(
         &self,
         backend: &B,
@@ -154,10 +167,10 @@ impl Gatekeeper {
         a: &DestructiveAction,
         guest: &Target,
         digest: &str,
-    ) -> Result<bool, Halt> {
+    ) -> Result<(), Halt> {
         let who = guest.describe();
         let Some(seen) = self.guest_as_approved(backend, a, guest, digest).await? else {
-            return Ok(false);
+            return self.guest_gone(id, a, guest, true).await;
         };
         if !seen.stopped {
             backend
@@ -166,10 +179,10 @@ impl Gatekeeper {
                 .map_err(|e| Halt::Stopped(format!("could not bring {who} down: {e}")))?;
             self.crashpoint("stopped");
         }
-        let backup = self.guest_backup(backend, id, a, guest).await?;
+        self.guest_backup(backend, id, a, guest).await?;
         // The last look, as close to the DELETE as the API allows.
         let Some(seen) = self.guest_as_approved(backend, a, guest, digest).await? else {
-            return Ok(false);
+            return self.guest_gone(id, a, guest, true).await;
         };
         if !seen.stopped {
             return Err(Halt::Stopped(format!("{who} is running again")));
@@ -195,7 +208,9 @@ impl Gatekeeper {
                     )));
                 }
             },
-            Err(e) if e.class == FailureClass::Gone => return Ok(false),
+            Err(e) if e.class == FailureClass::Gone => {
+                return self.guest_gone(id, a, guest, true).await;
+            }
             Err(e) if e.class == FailureClass::Unknown => return Err(in_flight(&e)),
             Err(e) => {
                 return Err(Halt::Stopped(format!(
@@ -203,22 +218,38 @@ impl Gatekeeper {
                 )));
             }
         }
+        self.crashpoint("deleted");
+        self.guest_gone(id, a, guest, false).await?;
+        self.crashpoint("destroyed");
+        Ok(())
+    }
+
+    /// Records with intent `id` that `guest` is gone (`found_gone`: it was gone when
+    /// looked at), audited `guest_destroyed` with its safety backup, and forgets its
+    /// provenance (a later guest with its vmid is someone else's).
+    async fn guest_gone(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+        guest: &Target,
+        found_gone: bool,
+    ) -> Result<(), Halt> {
+        let backup = self
+            .store(move |s| s.item_backups(id))
+            .await
+            .map_err(|e| Halt::InFlight(e.to_string()))?
+            .remove(guest);
         let entry = AuditEvent::GuestDestroyed {
             backup: backup.clone(),
+            found_gone,
         }
-        .with(
-            AuditFields::default()
-                .target(guest.clone())
-                .op(a.op)
-                .intent(id),
-        );
-        self.audit(entry).await.map_err(|e| in_flight(&e))?;
+        .with(AuditFields::default().target(guest.clone()).op(a.op));
+        self.record_removed(id, &guest.to_string(), entry).await?;
         if let Some((_, vmid)) = guest.as_guest() {
             let _ = self.with_store(move |s| s.forget_provenance(vmid)).await;
         }
-        tracing::info!(event = "guest_destroyed", target = %a.target, guest = %guest, backup = ?backup);
-        self.crashpoint("destroyed");
-        Ok(true)
+        tracing::info!(event = "guest_destroyed", target = %a.target, guest = %guest, backup = ?backup, found_gone);
+        Ok(())
     }
 
     /// A look at one approved guest: `None` when it is gone (done), the observation when
@@ -231,15 +262,27 @@ impl Gatekeeper {
         digest: &str,
     ) -> Result<Option<castellan_backend::Observed>, Halt> {
         let who = guest.describe();
-        let seen = match backend.look(guest).await {
-            Ok(Some(g)) => g,
-            Ok(None) => return Ok(None),
-            Err(e) if e.class == FailureClass::Gone => return Ok(None),
-            Err(e) => {
-                return Err(Halt::InFlight(format!(
-                    "{} {}: cannot look at {who}: {e}",
-                    a.op, a.target
-                )));
+        let mut looks = 0;
+        let seen = loop {
+            let seen = match backend.look(guest).await {
+                Ok(Some(g)) => g,
+                Ok(None) => return Ok(None),
+                Err(e) if e.class == FailureClass::Gone => return Ok(None),
+                Err(e) => {
+                    return Err(Halt::InFlight(format!(
+                        "{} {}: cannot look at {who}: {e}",
+                        a.op, a.target
+                    )));
+                }
+            };
+            // A task holds it (a backup, or the destroy an earlier attempt sent): give it
+            // time, then stop here rather than wait without end.
+            match &seen.lock {
+                Some(_) if looks < LOCKED_LOOKS => {
+                    looks += 1;
+                    tokio::time::sleep(LOCKED_PAUSE).await;
+                }
+                _ => break seen,
             }
         };
         match seen.state_digest.as_deref() {
@@ -256,34 +299,31 @@ impl Gatekeeper {
             }
         }
         if let Some(lock) = &seen.lock {
-            // A task holds it (a backup, or the destroy an earlier attempt sent): not
-            // now. The intent stays in flight and is taken up again.
-            return Err(Halt::InFlight(format!(
-                "{} {}: {who} is locked ({lock}); taken up again once it is not",
-                a.op, a.target
+            return Err(Halt::Stopped(format!(
+                "{who} stayed locked ({lock}); the next plan names what is left"
             )));
         }
         Ok(Some(seen))
     }
 
-    /// The safety backup of one guest of a decommission: the one recorded for it already
-    /// (an attempt resumed), or a new one recorded with the intent and audited; `None`
-    /// when the op waives it or the backend keeps none (audited `backup_waived`). A backup
-    /// that fails stops the op.
+    /// The safety backup of one guest of a decommission: none when one is recorded for it
+    /// already (an attempt resumed), else a new one recorded with the intent and audited;
+    /// none either when the op waives it or the backend keeps none (audited
+    /// `backup_waived`). A backup that fails stops the op.
     async fn guest_backup<B: Backend>(
         &self,
         backend: &B,
         id: IntentId,
         a: &DestructiveAction,
         guest: &Target,
-    ) -> Result<Option<String>, Halt> {
+    ) -> Result<(), Halt> {
         let in_flight = |e: &dyn std::fmt::Display| Halt::InFlight(e.to_string());
         let taken = self
             .store(move |s| s.item_backups(id))
             .await
             .map_err(|e| in_flight(&e))?;
-        if let Some(volume) = taken.get(guest) {
-            return Ok(Some(volume.clone()));
+        if taken.contains_key(guest) {
+            return Ok(());
         }
         let waived = a.params.get(WAIVE_BACKUP.key).map(String::as_str) == Some("0");
         let storage = self.backup_storage.clone();
@@ -310,7 +350,7 @@ impl Gatekeeper {
                     .intent(id),
             );
             self.audit(entry).await.map_err(|e| in_flight(&e))?;
-            return Ok(None);
+            return Ok(());
         };
         let (volume, size) = self
             .take_backup(backend, guest, a.op, before)
@@ -322,7 +362,7 @@ impl Gatekeeper {
             .map_err(|e| in_flight(&e))?;
         tracing::info!(event = "backup_taken", target = %guest, op = %a.op, volume, size);
         self.crashpoint("backed_up");
-        Ok(Some(volume))
+        Ok(())
     }
 
     /// Refuses to remove volumes of a storage that is not (any longer) the node's own: a

@@ -181,6 +181,24 @@ impl Gatekeeper {
             Settlement::Undo(why) => self.undo_creation(backend, intent, why).await,
             Settlement::Succeeded => Ok(Some(Outcome::Succeeded)),
             Settlement::Failed(error) => Ok(Some(Outcome::Failed { error })),
+            Settlement::RolledBack(reason)
+                if f.op.is_some_and(|o| o.spec().recovery == Recovery::Resume) =>
+            {
+                // An op removing items one by one that had removed some is not rolled
+                // back: it failed part-way, and says what went.
+                let id = intent.id;
+                let removed = self.store(move |s| s.items_removed(id)).await?;
+                Ok(Some(if removed.is_empty() {
+                    Outcome::RolledBack { reason }
+                } else {
+                    Outcome::Failed {
+                        error: format!(
+                            "{reason}; removed before it stopped: {}",
+                            removed.join(", ")
+                        ),
+                    }
+                }))
+            }
             Settlement::RolledBack(reason) => Ok(Some(Outcome::RolledBack { reason })),
             Settlement::InFlight(why) => Err(GateError::Recovery(why)),
             Settlement::Hold(why) => {

@@ -85,7 +85,10 @@ impl Gatekeeper {
             Ok(v) => v,
             Err(why) => return self.not_sent(id, a, why).await,
         };
-        let mut removed: Vec<String> = Vec::new();
+        let mut removed = match self.store(move |s| s.items_removed(id)).await {
+            Ok(r) => r,
+            Err(e) => return Err(DestroyError::InFlight(e.to_string())),
+        };
         let halted = self
             .remove_volumes(backend, id, a, &approved, &mut removed)
             .await;
@@ -116,8 +119,10 @@ impl Gatekeeper {
 
     /// Removes `volumes` (approved, each with its size) one by one for intent `id`, each
     /// only while its storage lists it unused and of the size it was approved at, each
-    /// audited `volume_removed` once gone; one already gone is done. Appends what it
-    /// removed to `removed`. Stops at the first that changed, or that the node refused.
+    /// recorded with the intent and audited `volume_removed` once gone; one already gone
+    /// is done (recorded `found_gone` unless an earlier attempt recorded it). `removed`
+    /// holds what the intent has recorded removed so far and grows with each removal.
+    /// Stops at the first that changed, or that the node refused.
     pub(super) async fn remove_volumes<B: Backend>(
         &self,
         backend: &B,
@@ -128,6 +133,9 @@ impl Gatekeeper {
     ) -> Result<(), Halt> {
         let in_flight = |e: &dyn std::fmt::Display| Halt::InFlight(e.to_string());
         for (volid, size) in volumes {
+            if removed.contains(volid) {
+                continue; // recorded by an earlier attempt of this intent
+            }
             let storage = match volid.split_once(':').map(|(sid, _)| Target::storage(sid)) {
                 Some(Ok(t)) => t,
                 _ => return Err(Halt::Stopped(format!("{volid} names no storage"))),
@@ -142,7 +150,10 @@ impl Gatekeeper {
                 Err(e) => return Err(in_flight(&format!("{} {}: {e}", a.op, a.target))),
             };
             let Some(v) = now.get(volid) else {
-                continue; // gone already: what was approved is done
+                // Gone already: what was approved is done.
+                self.record_volume_removed(id, a, volid, *size, true, removed)
+                    .await?;
+                continue;
             };
             if let Some(by) = &v.referenced_by {
                 return Err(Halt::Stopped(format!("{volid} is now used by {by}")));
@@ -170,7 +181,11 @@ impl Gatekeeper {
                     }
                 },
                 Ok(None) => {}
-                Err(e) if e.class == FailureClass::Gone => continue,
+                Err(e) if e.class == FailureClass::Gone => {
+                    self.record_volume_removed(id, a, volid, *size, true, removed)
+                        .await?;
+                    continue;
+                }
                 Err(e) if e.class == FailureClass::Unknown => {
                     return Err(in_flight(&format!("{} {}: {e}", a.op, a.target)));
                 }
@@ -180,22 +195,48 @@ impl Gatekeeper {
                     )));
                 }
             }
-            let entry = AuditEvent::VolumeRemoved {
-                volume: volid.clone(),
-                size: *size,
-            }
-            .with(
-                AuditFields::default()
-                    .target(a.target.clone())
-                    .op(a.op)
-                    .intent(id),
-            );
-            self.audit(entry).await.map_err(|e| in_flight(&e))?;
-            tracing::info!(event = "volume_removed", target = %a.target, volume = %volid, size);
-            removed.push(volid.clone());
+            self.crashpoint("volume_deleted");
+            self.record_volume_removed(id, a, volid, *size, false, removed)
+                .await?;
             self.crashpoint("removed");
         }
         Ok(())
+    }
+
+    /// Records with intent `id` that `volid` is gone (`found_gone`: it was gone when
+    /// looked at), audited `volume_removed`, and adds it to `removed`.
+    async fn record_volume_removed(
+        &self,
+        id: IntentId,
+        a: &DestructiveAction,
+        volid: &str,
+        size: u64,
+        found_gone: bool,
+        removed: &mut Vec<String>,
+    ) -> Result<(), Halt> {
+        let entry = AuditEvent::VolumeRemoved {
+            volume: volid.to_owned(),
+            size,
+            found_gone,
+        }
+        .with(AuditFields::default().target(a.target.clone()).op(a.op));
+        self.record_removed(id, volid, entry).await?;
+        tracing::info!(event = "volume_removed", target = %a.target, volume = %volid, size, found_gone);
+        removed.push(volid.to_owned());
+        Ok(())
+    }
+
+    /// Records with intent `id` that `item` is removed, with its audit record `entry`.
+    pub(super) async fn record_removed(
+        &self,
+        id: IntentId,
+        item: &str,
+        entry: AuditEntry,
+    ) -> Result<(), Halt> {
+        let (now, item) = (self.now(), item.to_owned());
+        self.store(move |s| s.record_item_removed(id, &item, entry, now).map(|_| ()))
+            .await
+            .map_err(|e| Halt::InFlight(e.to_string()))
     }
 
     /// An op removing items one by one (a wipe, a decommission) stopped before its end:
