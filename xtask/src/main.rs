@@ -28,6 +28,8 @@ const SYSTEM_DEPS: &[(&str, &str)] = &[
     // The Docker backend's tests build their own tiny image from a static C program
     // (no registry is reachable).
     ("gcc", "gcc"),
+    // The packaging tests verify and rate the systemd units with the real tool.
+    ("systemd-analyze", "systemd"),
 ];
 
 /// Files the test suite needs, with the Debian package that provides each.

@@ -31,6 +31,7 @@ pub mod journal;
 pub mod keys;
 pub mod ledger;
 pub mod logging;
+pub mod manual;
 pub mod op;
 pub mod render;
 pub mod signers;
@@ -178,6 +179,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script on stdout (for example
+    /// `castellan completions bash > /etc/bash_completion.d/castellan`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (castellan.1 and one per subcommand) into a directory.
+    Manpages {
+        /// Where to write them.
+        #[arg(long, value_name = "DIR")]
+        out_dir: PathBuf,
+    },
 }
 
 impl Command {
@@ -199,6 +213,7 @@ impl Command {
             | Command::Hub { .. }
             | Command::Apply { .. }
             | Command::Status { .. } => 1,
+            Command::Completions { .. } | Command::Manpages { .. } => 2,
         }
     }
 }
@@ -262,6 +277,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hub,
         } => hub::apply(&file, based_on, &hub).await,
         Command::Status { hub, json } => hub::status(&hub, json).await,
+        Command::Completions { shell } => manual::completions(shell),
+        Command::Manpages { out_dir } => manual::manpages(&out_dir),
     }
 }
 

@@ -15,7 +15,9 @@ fn main() -> ExitCode {
         | castellan::Command::Signers { .. }
         | castellan::Command::Audit { .. }
         | castellan::Command::Journal { .. }
-        | castellan::Command::Ledger { .. } => "warn",
+        | castellan::Command::Ledger { .. }
+        | castellan::Command::Completions { .. }
+        | castellan::Command::Manpages { .. } => "warn",
         _ => "info",
     };
     castellan::logging::init(&cli.log, default_filter);
