@@ -156,6 +156,7 @@ fn test() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
+    lean_binary()?;
     // A throwaway PostgreSQL for the hub's store tests, stopped when the tests end.
     let pg = postgres::Cluster::start()?;
     run(cargo()
@@ -164,6 +165,48 @@ fn test() -> anyhow::Result<()> {
     drop(pg);
     // Doc tests are not part of --all-targets.
     run(cargo().args(["test", "--workspace", "--doc"]))
+}
+
+/// The packaged binary (`castellan` without its default `demo` feature) builds, clippy
+/// clean, and links no simulator code: `pvesim` is not among its dependencies.
+fn lean_binary() -> anyhow::Result<()> {
+    run(cargo().args([
+        "clippy",
+        "-p",
+        "castellan",
+        "--no-default-features",
+        "--bins",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    let tree = cargo()
+        .args([
+            "tree",
+            "-p",
+            "castellan",
+            "--no-default-features",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
+        .output()
+        .context("cannot run cargo tree")?;
+    if !tree.status.success() {
+        bail!(
+            "cargo tree failed: {}",
+            String::from_utf8_lossy(&tree.stderr)
+        );
+    }
+    let deps = String::from_utf8_lossy(&tree.stdout);
+    if let Some(line) = deps.lines().find(|l| l.starts_with("pvesim ")) {
+        bail!(
+            "the packaged castellan links the simulator ({line}); keep it behind the demo feature"
+        );
+    }
+    eprintln!("xtask: the packaged castellan links no simulator");
+    Ok(())
 }
 
 fn bench(extra: &[String]) -> anyhow::Result<()> {

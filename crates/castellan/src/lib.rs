@@ -22,8 +22,11 @@ macro_rules! outln {
 }
 
 pub mod audit;
+#[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
 pub mod demo_fleet;
+#[cfg(feature = "demo")]
 pub mod demo_ledger;
 pub mod followups;
 pub mod hub;
@@ -257,7 +260,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
             accept_state_loss,
         } => agent_cmd(&config, once, json, accept_state_loss).await,
+        #[cfg(feature = "demo")]
         Command::Demo { keep } => demo::run(keep).await,
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => anyhow::bail!(
+            "this castellan was built without the demo (its simulated node is left out of \
+             packaged binaries); build it with `cargo build --features demo`, or run \
+             `cargo run -- demo` from the repository"
+        ),
         Command::Op { command } => op::run(command).await,
         Command::Signers { command } => signers::run(command),
         Command::Audit { command } => audit::run(command).await,
