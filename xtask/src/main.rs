@@ -2,6 +2,7 @@
 //! `cargo xtask standalone` (no tracked file reaches outside the repository) and
 //! `cargo xtask bench` (every benchmark, figures for BENCHMARKS.md).
 
+mod deb;
 mod postgres;
 mod standalone;
 
@@ -10,10 +11,14 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
 
-const USAGE: &str = "usage: cargo xtask <test|standalone|bench|setup>
+const USAGE: &str = "usage: cargo xtask <test|standalone|bench|setup|deb>
   setup       install the system packages the tests use (Debian; needs root), if missing
   test        setup, then the standalone check, format check, clippy (warnings are errors)
-              and every test (with a throwaway PostgreSQL on loopback for the hub's store)
+              and every test (with a throwaway PostgreSQL on loopback for the hub's store),
+              then the Debian package's install test in a clean container
+  deb         build the Debian package (target/debian/), release profile unless
+              --profile NAME says otherwise
+  deb-test    build it (dev profile) and install, use and remove it in a clean container
   standalone  check that no tracked file links to or reads from outside the repository
   bench       every benchmark (criterion and the convergence bench), in release mode";
 
@@ -30,6 +35,12 @@ const SYSTEM_DEPS: &[(&str, &str)] = &[
     ("gcc", "gcc"),
     // The packaging tests verify and rate the systemd units with the real tool.
     ("systemd-analyze", "systemd"),
+    // The Debian package: built by dpkg-deb, stripped by objcopy, tested in a container
+    // of a minimal Debian that debootstrap makes.
+    ("dpkg-deb", "dpkg"),
+    ("objcopy", "binutils"),
+    ("gzip", "gzip"),
+    ("debootstrap", "debootstrap"),
 ];
 
 /// Files the test suite needs, with the Debian package that provides each.
@@ -45,6 +56,15 @@ fn main() -> ExitCode {
         Some("test") => setup().and_then(|()| test()),
         Some("standalone") => standalone_cmd(),
         Some("bench") => bench(&args[1..]),
+        Some("deb-test") => deb::install_test(),
+        Some("deb") => match args.get(1..) {
+            Some([]) | None => deb::build("release").map(|_| ()),
+            Some([flag, profile]) if flag == "--profile" => deb::build(profile).map(|_| ()),
+            Some(_) => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        },
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -164,7 +184,8 @@ fn test() -> anyhow::Result<()> {
         .env(postgres::ENV, pg.url()))?;
     drop(pg);
     // Doc tests are not part of --all-targets.
-    run(cargo().args(["test", "--workspace", "--doc"]))
+    run(cargo().args(["test", "--workspace", "--doc"]))?;
+    deb::install_test()
 }
 
 /// The packaged binary (`castellan` without its default `demo` feature) builds, clippy
