@@ -30,6 +30,8 @@ const SYSTEM_DEPS: &[(&str, &str)] = &[
     // The inbox and state tests make FIFOs and take locks from outside the process.
     ("mkfifo", "coreutils"),
     ("flock", "util-linux"),
+    // The progress test runs the CLI under a pseudo-terminal.
+    ("script", "bsdutils"),
     // The Docker backend's tests build their own tiny image from a static C program
     // (no registry is reachable).
     ("gcc", "gcc"),

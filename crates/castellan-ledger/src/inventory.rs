@@ -133,6 +133,17 @@ pub fn scan_repo(root: &Path) -> Result<Scan, InventoryError> {
 /// [`scan_repo`] with `threads` walker threads (`0`: one per core, at most 12). The result
 /// does not depend on `threads`; benchmarks use `1` to measure the parallel speed-up.
 pub fn scan_repo_with_threads(root: &Path, threads: usize) -> Result<Scan, InventoryError> {
+    scan_repo_watched(root, threads, &|| {})
+}
+
+/// [`scan_repo_with_threads`], calling `on_file` (from the walker's threads) once for each
+/// regular file the walk yields, scanned or skipped: how a caller shows progress on a
+/// large repository.
+pub fn scan_repo_watched(
+    root: &Path,
+    threads: usize,
+    on_file: &(dyn Fn() + Sync),
+) -> Result<Scan, InventoryError> {
     match std::fs::metadata(root) {
         Ok(meta) if meta.is_dir() => {}
         Ok(_) => {
@@ -182,6 +193,7 @@ pub fn scan_repo_with_threads(root: &Path, threads: usize) -> Result<Scan, Inven
             match result {
                 Ok(None) => ignore::WalkState::Continue,
                 Ok(Some(record)) => {
+                    on_file();
                     // The receiver outlives the walk; a send cannot fail while it runs.
                     let _ = tx.send(Ok(record));
                     ignore::WalkState::Continue

@@ -323,7 +323,10 @@ fn inventory_cmd(
     output: Option<&Path>,
     generated_at: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let scan = inventory::scan_repo(repo)?;
+    // A running count on a terminal (a large repository takes a while); nothing otherwise.
+    let progress = crate::progress::counter("scanning", "files");
+    let scan = inventory::scan_repo_watched(repo, 0, &|| progress.inc(1))?;
+    progress.finish_and_clear();
     let report = inventory::report(
         scan,
         &generated_at.unwrap_or_else(now_utc8),

@@ -36,6 +36,7 @@ pub mod ledger;
 pub mod logging;
 pub mod manual;
 pub mod op;
+pub mod progress;
 pub mod render;
 pub mod signers;
 

@@ -784,3 +784,51 @@ fn acceptance_replaces_an_existing_report_and_never_follows_a_link() {
     assert_eq!(std::fs::read(&elsewhere).unwrap(), b"keep me");
     assert_eq!(names(), ["acceptance.json"]);
 }
+
+/// An inventory shows a running count of the files it scanned while stderr is a terminal
+/// (run here under a pseudo-terminal by `script`), and nothing but its result line when
+/// stderr is piped.
+#[test]
+fn inventory_progress_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("inventory.json");
+    // Piped: the result line alone.
+    let out = ok(castellan()
+        .args(["ledger", "inventory", "--repo"])
+        .arg(fixture_repo())
+        .args(["--generated-at", TS, "-o"])
+        .arg(&out_file));
+    let said = text(&out.stderr);
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(!said.contains("scanning"), "{said}");
+    // On a terminal: the count as well.
+    let have_script = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_script {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("script (util-linux) is required under CI=true");
+        }
+        eprintln!("script not found; the terminal half skipped outside CI");
+        return;
+    }
+    let command = format!(
+        "{} ledger inventory --repo {} --generated-at {TS} -o {}",
+        env!("CARGO_BIN_EXE_castellan"),
+        fixture_repo().display(),
+        out_file.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let screen = text(&out.stdout);
+    assert!(screen.contains("scanning"), "{screen:?}");
+    assert!(screen.contains("files"), "{screen:?}");
+    assert!(
+        screen.contains("HOST_SERVICE_CONFIG_INVENTORY_OK"),
+        "{screen:?}"
+    );
+}
