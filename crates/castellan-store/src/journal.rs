@@ -655,39 +655,27 @@ impl Store {
         size: u64,
         now: Timestamp,
     ) -> Result<AuditRecord, StoreError> {
-        let tx = self.write_tx("record a safety backup")?;
-        let intent = load(&tx, id)?;
-        if intent.state.is_terminal() {
-            return Err(StoreError::BadTransition {
-                id,
-                from: intent.state,
-                to: intent.state,
-            });
-        }
-        let eff = advance_clock(&tx, now)?;
-        tx.prepare_cached(
-            "INSERT INTO intent_backups (intent_id, target, volume, size, taken_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| {
-            s.execute(rusqlite::params![
-                to_i64(id.0),
-                item.to_string(),
-                volume,
-                i64::try_from(size).unwrap_or(i64::MAX),
-                time::to_text(eff),
-            ])
-        })
-        .ctx("recording a safety backup")?;
         let mut entry = AuditEntry::from(AuditEvent::BackupTaken {
             volume: volume.to_owned(),
             size,
         });
         entry.fields.target = Some(item.clone());
-        fill_fields(&mut entry, &intent);
-        let record = append_in(&tx, entry, eff)?;
-        tx.commit().ctx("committing a safety backup")?;
-        Ok(record)
+        self.item_step(id, "record a safety backup", entry, now, |tx, eff| {
+            tx.prepare_cached(
+                "INSERT INTO intent_backups (intent_id, target, volume, size, taken_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| {
+                s.execute(rusqlite::params![
+                    to_i64(id.0),
+                    item.to_string(),
+                    volume,
+                    i64::try_from(size).unwrap_or(i64::MAX),
+                    time::to_text(eff),
+                ])
+            })
+            .ctx("recording a safety backup")
+        })
     }
 
     /// Records that in-flight intent `id` removed `item` (a guest target, a volume id),
@@ -697,10 +685,29 @@ impl Store {
         &mut self,
         id: IntentId,
         item: &str,
-        mut entry: AuditEntry,
+        entry: AuditEntry,
         now: Timestamp,
     ) -> Result<AuditRecord, StoreError> {
-        let tx = self.write_tx("record a removal")?;
+        self.item_step(id, "record a removal", entry, now, |tx, eff| {
+            tx.prepare_cached(
+                "INSERT INTO intent_removed (intent_id, item, removed_at) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut s| s.execute(rusqlite::params![to_i64(id.0), item, time::to_text(eff)]))
+            .ctx("recording a removal")
+        })
+    }
+
+    /// One step of an in-flight intent that removes items one by one: `write` (given the
+    /// effective time) and `entry`, filled with the intent's fields, in one transaction.
+    fn item_step(
+        &mut self,
+        id: IntentId,
+        what: &'static str,
+        mut entry: AuditEntry,
+        now: Timestamp,
+        write: impl FnOnce(&Transaction<'_>, Timestamp) -> Result<usize, StoreError>,
+    ) -> Result<AuditRecord, StoreError> {
+        let tx = self.write_tx(what)?;
         let intent = load(&tx, id)?;
         if intent.state.is_terminal() {
             return Err(StoreError::BadTransition {
@@ -710,14 +717,10 @@ impl Store {
             });
         }
         let eff = advance_clock(&tx, now)?;
-        tx.prepare_cached(
-            "INSERT INTO intent_removed (intent_id, item, removed_at) VALUES (?1, ?2, ?3)",
-        )
-        .and_then(|mut s| s.execute(rusqlite::params![to_i64(id.0), item, time::to_text(eff)]))
-        .ctx("recording a removal")?;
+        write(&tx, eff)?;
         fill_fields(&mut entry, &intent);
         let record = append_in(&tx, entry, eff)?;
-        tx.commit().ctx("committing a removal")?;
+        tx.commit().ctx(what)?;
         Ok(record)
     }
 

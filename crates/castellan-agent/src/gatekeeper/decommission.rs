@@ -337,20 +337,10 @@ impl Gatekeeper {
             })?
         };
         let Some(before) = before else {
-            let detail = if waived {
-                format!("the signed op waives it ({}=0)", WAIVE_BACKUP.key)
-            } else {
-                format!("the backend of {guest} keeps no backups")
-            };
-            tracing::warn!(event = "backup_waived", target = %guest, op = %a.op, detail);
-            let entry = AuditEvent::BackupWaived { detail }.with(
-                AuditFields::default()
-                    .target(guest.clone())
-                    .op(a.op)
-                    .intent(id),
-            );
-            self.audit(entry).await.map_err(|e| in_flight(&e))?;
-            return Ok(());
+            return self
+                .audit_no_backup(id, a.op, guest, waived)
+                .await
+                .map_err(|e| in_flight(&e));
         };
         let (volume, size) = self
             .take_backup(backend, guest, a.op, before)

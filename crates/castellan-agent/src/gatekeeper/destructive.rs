@@ -579,19 +579,10 @@ impl Gatekeeper {
             }
         };
         let Some(before) = before else {
-            let detail = if waived {
-                format!("the signed op waives it ({}=0)", WAIVE_BACKUP.key)
-            } else {
-                format!("the backend of {} keeps no backups", a.target)
-            };
-            tracing::warn!(event = "backup_waived", target = %a.target, op = %a.op, detail);
-            let entry = AuditEvent::BackupWaived { detail }.with(
-                AuditFields::default()
-                    .target(a.target.clone())
-                    .op(a.op)
-                    .intent(id),
-            );
-            return self.audit(entry).await.map_err(in_flight);
+            return self
+                .audit_no_backup(id, a.op, &a.target, waived)
+                .await
+                .map_err(in_flight);
         };
         let (volume, size) = match self.take_backup(backend, &a.target, a.op, before).await {
             Ok(made) => made,
@@ -605,6 +596,31 @@ impl Gatekeeper {
         tracing::info!(event = "backup_taken", target = %a.target, op = %a.op, volume, size);
         self.crashpoint("backed_up");
         Ok(())
+    }
+
+    /// Audits (`backup_waived`) that intent `id` goes on without a safety backup of
+    /// `target`: `waived` when its signed parameters say so, else because its backend keeps
+    /// none.
+    pub(super) async fn audit_no_backup(
+        &self,
+        id: IntentId,
+        op: Operation,
+        target: &Target,
+        waived: bool,
+    ) -> Result<(), GateError> {
+        let detail = if waived {
+            format!("the signed op waives it ({}=0)", WAIVE_BACKUP.key)
+        } else {
+            format!("the backend of {target} keeps no backups")
+        };
+        tracing::warn!(event = "backup_waived", %target, %op, detail);
+        let entry = AuditEvent::BackupWaived { detail }.with(
+            AuditFields::default()
+                .target(target.clone())
+                .op(op)
+                .intent(id),
+        );
+        self.audit(entry).await
     }
 
     /// Takes one backup of `target` to the configured storage, waits for it and finds it
