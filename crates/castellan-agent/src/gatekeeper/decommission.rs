@@ -112,14 +112,16 @@ impl Gatekeeper {
         }))
     }
 
-    /// Carries out a journaled decommission: each approved guest that is still there,
-    /// still as approved, is brought down, backed up (once per guest, recorded with the
-    /// intent; unless the op waives it) and destroyed with `purge=1` and
-    /// `destroy-unreferenced-disks=1`, audited `guest_destroyed`; then the approved volumes
-    /// are removed as a wipe removes them. Stops at the first item that changed or that
-    /// the node refused (recorded failed, naming what was removed before; rolled back when
-    /// nothing was). Leaves the intent in flight when the node's answer is unknown or a
-    /// guest is locked by a task: recovery resumes it.
+    /// Carries out a journaled decommission: each approved guest the intent has not
+    /// recorded removed yet, still there and still as approved, is brought down, backed
+    /// up (once per guest, recorded with the intent; unless the op waives it) and
+    /// destroyed with `purge=1` and `destroy-unreferenced-disks=0`, recorded removed and
+    /// audited `guest_destroyed` (one found gone is recorded so, `found_gone`); then the
+    /// approved volumes are removed as a wipe removes them. Stops at the first item that
+    /// changed, that the node refused, or that a task kept locked past a bounded wait
+    /// (recorded failed, naming what the intent removed; rolled back when nothing was).
+    /// Leaves the intent in flight when the node's answer is unknown: recovery resumes
+    /// it.
     pub(super) async fn run_decommission<B: Backend>(
         &self,
         backend: &B,
