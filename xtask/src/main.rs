@@ -43,12 +43,20 @@ const SYSTEM_DEPS: &[(&str, &str)] = &[
     ("objcopy", "binutils"),
     ("gzip", "gzip"),
     ("debootstrap", "debootstrap"),
+    // The hub's web UI is tested in a real headless Chromium through WebDriver.
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 
 /// Files the test suite needs, with the Debian package that provides each.
 const SYSTEM_FILES: &[(&str, &str)] = &[
     // `gcc -static` links against it.
     ("/usr/lib/x86_64-linux-gnu/libc.a", "libc6-dev"),
+    // Text in the UI's screenshots (Chromium is installed without its recommended fonts).
+    (
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "fonts-dejavu-core",
+    ),
 ];
 
 fn main() -> ExitCode {

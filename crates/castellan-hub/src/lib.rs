@@ -14,6 +14,7 @@
 //! - [`client`]: the API's client, for the agent and the CLI.
 //! - [`proto`]: the wire types. [`openapi`]: the document served at `/v1/openapi.json`.
 //! - [`token`]: bearer tokens, stored hashed. [`tls`]: the hub's certificate.
+//! - [`ui`]: the operators' web UI (server-rendered, read-only, no script).
 
 pub mod audit;
 pub mod client;
@@ -25,6 +26,7 @@ pub mod server;
 pub mod store;
 pub mod tls;
 pub mod token;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -62,6 +62,10 @@ pub struct Hub<S> {
     id: tokio::sync::OnceCell<String>,
     notify: Notifier,
     enrol_limit: RateLimit,
+    /// The web UI's sessions.
+    pub(crate) sessions: crate::ui::session::Sessions,
+    /// Log-in attempts on the web UI.
+    pub(crate) login_limit: RateLimit,
 }
 
 impl<S: HubStore> Hub<S> {
@@ -73,6 +77,8 @@ impl<S: HubStore> Hub<S> {
             id: tokio::sync::OnceCell::new(),
             notify: Notifier::default(),
             enrol_limit: RateLimit::new(20.0, 5.0, 5.0, 1.0),
+            login_limit: RateLimit::new(50.0, 10.0, 10.0, 0.5),
+            sessions: crate::ui::session::Sessions::default(),
         })
     }
 
@@ -140,7 +146,7 @@ impl Notifier {
 /// Token buckets: one for everyone, one per client address (kept for a bounded number
 /// of addresses; when full, the oldest idle ones go first).
 #[derive(Debug)]
-struct RateLimit {
+pub(crate) struct RateLimit {
     global: Mutex<Bucket>,
     per_ip: Mutex<HashMap<std::net::IpAddr, Bucket>>,
     global_rate: (f64, f64),
@@ -183,7 +189,7 @@ impl RateLimit {
         }
     }
 
-    fn allow(&self, ip: std::net::IpAddr) -> bool {
+    pub(crate) fn allow(&self, ip: std::net::IpAddr) -> bool {
         let now = std::time::Instant::now();
         let ip = client_key(ip);
         {
@@ -426,6 +432,7 @@ pub fn router<S: HubStore>(hub: Arc<Hub<S>>) -> Router {
         .route("/v1/hosts/{host}/audit", get(host_audit::<S>))
         .route("/v1/agent/audit/head", get(agent_audit_head::<S>))
         .route("/metrics", get(metrics::<S>))
+        .merge(crate::ui::routes::<S>())
         .route(
             "/v1/agent/audit",
             post(upload_audit::<S>).layer(DefaultBodyLimit::max(REPORT_BODY)),

@@ -44,6 +44,30 @@ macro_rules! need_ssh_keygen {
     };
 }
 
+/// Debian's `chromedriver` and `chromium`, or `None` (after a note) when either is missing
+/// outside CI. Under `CI=true` a missing one fails the test (`cargo xtask test` installs
+/// `chromium` and `chromium-driver`).
+pub fn chromium() -> Option<(PathBuf, PathBuf)> {
+    let find = |name: &str| {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+    };
+    match (find("chromedriver"), find("chromium")) {
+        (Some(driver), Some(browser)) => Some((driver, browser)),
+        _ => {
+            assert!(
+                !ci(),
+                "chromedriver or chromium not found on PATH, and CI=true: install chromium and chromium-driver"
+            );
+            eprintln!("note: chromedriver or chromium not found on PATH; skipping this test");
+            None
+        }
+    }
+}
+
 /// Whether a Docker Engine answers. Under `CI=true` a missing engine fails the test;
 /// elsewhere it prints a note.
 pub fn docker_engine() -> bool {

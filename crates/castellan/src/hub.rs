@@ -311,6 +311,10 @@ async fn serve_with<S: HubStore>(store: S, args: &ServeArgs) -> anyhow::Result<E
         "certificate fingerprint (each agent's [hub] fingerprint): {}",
         tls::fingerprint_text(&tls.fingerprint)
     )?;
+    outln!(
+        "web UI: {}/ui/ (log in with an operator token: castellan hub operator-token create NAME)",
+        running.url()
+    )?;
     tracing::info!(event = "hub_started", addr = %running.addr(), data_dir = %args.store.data_dir.display(),
         database = if args.store.database_url.is_some() { "postgres" } else { "sqlite" });
     crate::shutdown_signal().await;
