@@ -376,7 +376,7 @@ impl<B: GuestBackend> Engine<B> {
         &mut self,
         sched: &mut Scheduler,
         urgent: bool,
-    ) -> Result<Vec<castellan_core::gate::DestructiveAction>, crate::backend::BackendError> {
+    ) -> Result<Vec<crate::status::PendingAction>, crate::backend::BackendError> {
         let desired = self.desired.borrow_and_update().clone();
         let mut actual = if desired.decommission.is_some() {
             // A decommission names every guest with its digest, and the node's own storages.
@@ -450,22 +450,44 @@ impl<B: GuestBackend> Engine<B> {
         );
         // Signed operations on the node's storages are the node's, not a guest's: the run
         // carries them out after the resync, one at a time.
-        Ok(overview
+        let node_ops: Vec<crate::status::PendingAction> = overview
             .destructive
             .into_iter()
             .filter(|d| d.target.as_guest().is_none())
-            .collect())
+            .map(|d| crate::status::PendingAction {
+                takes: overview
+                    .affects
+                    .get(&d.target.to_string())
+                    .cloned()
+                    .unwrap_or_default(),
+                action: d,
+            })
+            .collect();
+        // What is no longer planned is no longer pending.
+        self.keeper.status().update(|s| {
+            s.node_pending.retain(|t, p| {
+                node_ops
+                    .iter()
+                    .any(|o| o.action.target.to_string() == *t && o.action == p.action)
+            });
+        });
+        Ok(node_ops)
     }
 
     /// Decides and, where approved, carries out the signed operations on the node's
     /// storages the last resync planned (storage wipes), one at a time.
-    async fn storage_ops(
-        &self,
-        ops: &[castellan_core::gate::DestructiveAction],
-        report: &mut RunReport,
-    ) {
-        for d in ops {
-            match self.keeper.destructive(&*self.backend, d).await {
+    async fn storage_ops(&self, ops: &[crate::status::PendingAction], report: &mut RunReport) {
+        for pending in ops {
+            let d = &pending.action;
+            let outcome = self.keeper.destructive(&*self.backend, d).await;
+            self.keeper.status().update(|s| {
+                if matches!(outcome, DestructiveOutcome::Pending { .. }) {
+                    s.node_pending.insert(d.target.to_string(), pending.clone());
+                } else {
+                    s.node_pending.remove(&d.target.to_string());
+                }
+            });
+            match outcome {
                 DestructiveOutcome::Executed { signers, .. } => {
                     report.storage_failed.remove(&d.target.to_string());
                     report.storage_applied.push((
@@ -543,7 +565,18 @@ async fn reconcile_guest<B: GuestBackend>(
             let outcome = keeper.destructive(backend, d).await;
             keeper.status().update(|s| {
                 if matches!(outcome, DestructiveOutcome::Pending { .. }) {
-                    s.guest_pending.insert(vmid, d.clone());
+                    let takes = p
+                        .affects
+                        .get(&d.target.to_string())
+                        .cloned()
+                        .unwrap_or_default();
+                    s.guest_pending.insert(
+                        vmid,
+                        crate::status::PendingAction {
+                            action: d.clone(),
+                            takes,
+                        },
+                    );
                 } else {
                     s.guest_pending.remove(&vmid);
                 }

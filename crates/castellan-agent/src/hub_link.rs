@@ -655,7 +655,8 @@ pub fn build_report(
     let s = keeper.status().get();
     let mut plan = Vec::new();
     let mut errors = Vec::new();
-    let mut payloads: Vec<PathBuf> = Vec::new();
+    // Each payload file, with what its action takes with it.
+    let mut payloads: Vec<(PathBuf, Vec<String>)> = Vec::new();
     if let Some(e) = &s.node_error {
         errors.push(format!("node: {e}"));
     }
@@ -670,26 +671,30 @@ pub fn build_report(
     for (v, e) in &s.guest_errors {
         errors.push(format!("guest {v}: {e}"));
     }
-    for a in s.guest_pending.values() {
-        payloads.push(keeper.payload_path(a));
+    for p in s.guest_pending.values().chain(s.node_pending.values()) {
+        payloads.push((keeper.payload_path(&p.action), p.takes.clone()));
     }
     if let Some(c) = &s.containers {
         plan.extend(c.steps.iter().cloned());
         errors.extend(c.failed.iter().map(|(t, e)| format!("{t}: {e}")));
-        payloads.extend(c.pending.iter().cloned());
+        payloads.extend(c.pending.iter().map(|p| (p.clone(), Vec::new())));
     }
     let pending: Vec<PendingReport> = payloads
         .iter()
-        .filter_map(|p| {
+        .filter_map(|(p, takes)| {
             let bytes = inbox::read_own(p, castellan_core::op::MAX_OP_BYTES as u64).ok()?;
             Some(PendingReport {
                 name: p.file_name()?.to_string_lossy().into_owned(),
                 payload: String::from_utf8(bytes).ok()?,
+                takes: takes.clone(),
             })
         })
         .collect();
     let guests_done = !manages_guests
-        || (s.guests_synced && s.guests_busy.is_empty() && s.guest_pending.is_empty());
+        || (s.guests_synced
+            && s.guests_busy.is_empty()
+            && s.guest_pending.is_empty()
+            && s.node_pending.is_empty());
     let containers_done = s
         .containers
         .as_ref()

@@ -162,8 +162,9 @@ impl AgentMetrics {
         let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
         self.queue_depth.set(gauge(status.guests_busy.len()));
         let container_pending = status.containers.as_ref().map_or(0, |c| c.pending.len());
-        self.pending
-            .set(gauge(status.guest_pending.len() + container_pending));
+        self.pending.set(gauge(
+            status.guest_pending.len() + status.node_pending.len() + container_pending,
+        ));
         let errors = status.guest_errors.len()
             + usize::from(status.node_error.is_some())
             + usize::from(status.desired_refused.is_some())

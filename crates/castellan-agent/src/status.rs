@@ -21,6 +21,17 @@ pub struct ContainerSummary {
     pub failed: Vec<(String, String)>,
 }
 
+/// A destructive action waiting for a signed op, with what it takes with it beyond what
+/// its parameters name (the plan's `affects`: disks with sizes, HA entry, jobs), for the
+/// people who sign it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAction {
+    /// The action.
+    pub action: DestructiveAction,
+    /// What it takes with it, in words.
+    pub takes: Vec<String>,
+}
+
 /// A snapshot of the agent's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -31,7 +42,10 @@ pub struct Snapshot {
     /// Guests whose last reconcile failed, with the error.
     pub guest_errors: BTreeMap<Vmid, String>,
     /// Destructive actions on guests waiting for a signed op, as last planned.
-    pub guest_pending: BTreeMap<Vmid, DestructiveAction>,
+    pub guest_pending: BTreeMap<Vmid, PendingAction>,
+    /// Destructive actions on the node or its storages (a wipe, a decommission) waiting
+    /// for a signed op, by target, as last planned.
+    pub node_pending: BTreeMap<String, PendingAction>,
     /// Why the node as a whole cannot be worked on now (listing it failed).
     pub node_error: Option<String>,
     /// The container side's last pass (`None`: no `[docker]`, or no pass yet).

@@ -147,6 +147,10 @@ pub struct PendingReport {
     pub name: String,
     /// The unsigned op text an operator signs.
     pub payload: String,
+    /// What the action takes with it beyond what the op's parameters name (a guest's
+    /// disks with their sizes, its HA entry, its backup and replication jobs), in words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub takes: Vec<String>,
 }
 
 /// `POST /v1/agent/report`: where the host stands after a pass.

@@ -482,6 +482,7 @@ async fn reports_feed_the_fleet_status<S: Fresh>(h: TestHub<S>) -> TestResult {
         pending: vec![PendingReport {
             name: "pve-02-lxc-101-destroy.op".into(),
             payload: op_text("pve-02"),
+            takes: Vec::new(),
         }],
         ..AgentReport::default()
     })

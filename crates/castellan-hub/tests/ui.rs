@@ -222,10 +222,15 @@ async fn populate(h: &UiHub) -> Result<(), Box<dyn std::error::Error>> {
                 PendingReport {
                     name: "pve-01-qemu-102-destroy.op".into(),
                     payload: destroy_payload("pve-01"),
+                    takes: vec![
+                        "qemu/102's disk scsi0: local-lvm:vm-102-disk-0 (32 GiB)".into(),
+                        format!("qemu/102's HA entry {HOSTILE}"),
+                    ],
                 },
                 PendingReport {
                     name: format!("../../{HOSTILE_ATTR}.op"),
                     payload: HOSTILE.into(),
+                    takes: Vec::new(),
                 },
             ],
             errors: vec![format!("guest 101: {HOSTILE}")],
@@ -741,6 +746,7 @@ async fn browse(b: &Browser) -> TestResult {
         .await?;
     for want in [
         "destroy qemu/102",
+        "qemu/102's disk scsi0: local-lvm:vm-102-disk-0 (32 GiB)",
         "taken and verified before anything is removed",
         "0 relayed so far · needs 1 distinct signer key",
         "castellan op sign pve-01-qemu-102-destroy.op --key ~/.ssh/id_ed25519",

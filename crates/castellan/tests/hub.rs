@@ -437,12 +437,20 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
         if let Some(r) = client.host_report("pve-01").await.unwrap()
             && let Some(p) = r.pending.first()
         {
-            payload = Some(p.payload.clone());
+            payload = Some((p.payload.clone(), p.takes.clone()));
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let payload = payload.expect("the pending destroy reaches the hub");
+    let (payload, takes) = payload.expect("the pending destroy reaches the hub");
+    // With what the destroy takes with it beyond its parameters, as the agent's plan saw
+    // it, for the hub's pending page (this guest has no disk; its jobs stay, no purge).
+    assert!(
+        takes
+            .iter()
+            .any(|t| t.starts_with("CT 101") && t.contains("(no purge)")),
+        "{takes:?}"
+    );
     assert_eq!(deletes(&sim), 0, "nothing destroyed on the hub's word");
     let opfile = d.join("destroy-101.op");
     sign(&opfile, &payload, &keys.alice);

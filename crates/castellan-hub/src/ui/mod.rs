@@ -603,9 +603,7 @@ async fn pending<S: HubStore>(State(hub): State<Arc<Hub<S>>>, op: Operator) -> R
             Err(e) => return store_problem(e),
         };
         for p in &report.pending {
-            ops.push(view::pending_view(
-                &h.host, &p.name, &p.payload, &relayed, now,
-            ));
+            ops.push(view::pending_view(&h.host, p, &relayed, now));
         }
     }
     page(&PendingPage {

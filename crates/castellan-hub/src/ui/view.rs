@@ -8,7 +8,7 @@ use castellan_core::op::SignedOp;
 use castellan_core::operation::{Operation, WAIVE_BACKUP};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::proto::{AgentReport, HostState, HostStatus};
+use crate::proto::{AgentReport, HostState, HostStatus, PendingReport};
 use crate::store::{RelayedOp, RevisionMeta};
 
 /// A host that has not called the hub for this long stands out on the fleet page. An
@@ -217,6 +217,9 @@ pub struct PendingView {
     pub effect: String,
     /// What it removes, one line each (volumes with sizes, guests with their digests).
     pub removals: Vec<String>,
+    /// What it takes with it beyond its parameters, as the agent planned it (a guest's
+    /// disks with sizes, its HA entry, its jobs).
+    pub takes: Vec<String>,
     /// The safety backup: taken first, waived by the signed parameters, or none for this
     /// operation.
     pub backup: &'static str,
@@ -247,11 +250,11 @@ pub struct PendingView {
 /// relayed to that host (signatures are counted on copies of the same text).
 pub fn pending_view(
     host: &str,
-    name: &str,
-    payload: &str,
+    pending: &PendingReport,
     relayed: &[RelayedOp],
     now: Timestamp,
 ) -> PendingView {
+    let (name, payload) = (pending.name.as_str(), pending.payload.as_str());
     let file = safe_file_name(name).map_or_else(|| format!("{host}-pending.op"), ToOwned::to_owned);
     let mut view = PendingView {
         host: host.to_owned(),
@@ -261,6 +264,7 @@ pub fn pending_view(
         target: String::new(),
         effect: String::new(),
         removals: Vec::new(),
+        takes: pending.takes.clone(),
         backup: "",
         precondition: String::new(),
         params: Vec::new(),
@@ -764,6 +768,14 @@ mod tests {
         }
     }
 
+    fn pend(name: &str, payload: &str) -> PendingReport {
+        PendingReport {
+            name: name.into(),
+            payload: payload.into(),
+            takes: vec!["disk".into()],
+        }
+    }
+
     #[test]
     fn a_pending_op_says_what_it_destroys_its_backup_expiry_and_signatures_so_far() {
         let now = t("2026-12-06T12:00:00Z");
@@ -771,8 +783,7 @@ mod tests {
         let other = op("pve-01", "destroy", &[], 2);
         let v = pending_view(
             "pve-01",
-            "pve-01-qemu-102-destroy.op",
-            &text,
+            &pend("pve-01-qemu-102-destroy.op", &text),
             &[relayed(&text, 1), relayed(&other, 3)],
             now,
         );
@@ -783,6 +794,7 @@ mod tests {
         assert_eq!(v.threshold, 1);
         assert_eq!(v.expires_in, "in 2 h");
         assert!(!v.expired);
+        assert_eq!(v.takes, ["disk"]);
         assert!(
             v.commands.iter().any(
                 |c| c == "castellan op sign pve-01-qemu-102-destroy.op --key ~/.ssh/id_ed25519"
@@ -791,8 +803,7 @@ mod tests {
 
         let waived = pending_view(
             "pve-01",
-            "x.op",
-            &op("pve-01", "destroy", &[("backup", "0")], -1),
+            &pend("x.op", &op("pve-01", "destroy", &[("backup", "0")], -1)),
             &[],
             now,
         );
@@ -800,7 +811,12 @@ mod tests {
         assert!(waived.expired);
 
         // An op for another host, or no op at all: reported as odd, nothing else shown.
-        let foreign = pending_view("pve-01", "x.op", &op("pve-02", "destroy", &[], 2), &[], now);
+        let foreign = pending_view(
+            "pve-01",
+            &pend("x.op", &op("pve-02", "destroy", &[], 2)),
+            &[],
+            now,
+        );
         assert!(
             foreign
                 .problem
@@ -808,7 +824,7 @@ mod tests {
                 .is_some_and(|p| p.contains("pve-02"))
         );
         assert!(foreign.commands.is_empty());
-        let junk = pending_view("pve-01", "../../x", "<b>", &[], now);
+        let junk = pending_view("pve-01", &pend("../../x", "<b>"), &[], now);
         assert!(junk.problem.is_some());
         assert_eq!(junk.file, "pve-01-pending.op");
     }
