@@ -407,6 +407,8 @@ impl<B: GuestBackend> Engine<B> {
             // A guest gone, or no longer declared, has nothing pending any more.
             s.guest_pending
                 .retain(|v, _| actual.guests.contains_key(v) && desired.guests.contains_key(v));
+            s.guest_fields
+                .retain(|v, (kind, _)| desired.guests.get(v).is_some_and(|d| d.kind == *kind));
         });
         for c in &overview.candidates {
             tracing::info!(event = "candidate_refused", vmid = c.vmid, candidate = ?c.kind, guest_type = %c.guest,
@@ -508,6 +510,19 @@ impl<B: GuestBackend> Engine<B> {
     }
 }
 
+/// Puts `want` beside what the node has on the status board (the hub's host page).
+fn show_fields(
+    keeper: &Gatekeeper,
+    want: &castellan_core::model::DesiredGuest,
+    actual: Option<&castellan_core::model::ActualGuest>,
+    p: &Plan,
+) {
+    let fields = castellan_core::compare::side_by_side(want, actual, p);
+    keeper.status().update(|s| {
+        s.guest_fields.insert(want.vmid, (want.kind, fields));
+    });
+}
+
 /// Reconciles one guest: observe, plan, execute the first action, repeat.
 #[allow(clippy::too_many_arguments)]
 async fn reconcile_guest<B: GuestBackend>(
@@ -542,11 +557,15 @@ async fn reconcile_guest<B: GuestBackend>(
                         Err(e) => return GuestOutcome::Failed(format!("journal: {e}")),
                     }
                 }
-                plan_guest(&node, &want, &actual, norm, &mut p)
+                plan_guest(&node, &want, &actual, norm, &mut p);
+                show_fields(keeper, &want, Some(&actual), &p);
             }
             // Missing: provisioned if it has a source (the backend asks the cluster
             // first), otherwise the next resync reports it.
-            Ok(None) => plan_missing(&want, None, &mut p),
+            Ok(None) => {
+                plan_missing(&want, None, &mut p);
+                show_fields(keeper, &want, None, &p);
+            }
             Err(e) => return GuestOutcome::Failed(format!("observe: {e}")),
         }
         if let Some(n) = p

@@ -699,7 +699,43 @@ pub fn build_report(
         .containers
         .as_ref()
         .is_none_or(|c| c.converged && c.pending.is_empty());
+    let all: Vec<castellan_hub::proto::GuestReport> = s
+        .guest_fields
+        .iter()
+        .map(|(vmid, (kind, fields))| castellan_hub::proto::GuestReport {
+            target: castellan_core::Target::guest(*kind, *vmid).to_string(),
+            fields: fields
+                .iter()
+                .map(|f| castellan_hub::proto::GuestField {
+                    field: f.field.clone(),
+                    desired: f.desired.clone(),
+                    actual: f.actual.clone(),
+                    matches: f.matches,
+                })
+                .collect(),
+            error: s.guest_errors.get(vmid).cloned(),
+            busy: s.guests_busy.contains(vmid),
+        })
+        .collect();
+    // Those that need a look first; the rest while the budget lasts.
+    let (mut guests, calm): (Vec<_>, Vec<_>) = all.into_iter().partition(|g| g.needs_a_look());
+    let mut spent: usize = guests
+        .iter()
+        .map(castellan_hub::proto::GuestReport::weight)
+        .sum();
+    let mut guests_left_out = 0u64;
+    for g in calm {
+        spent += g.weight();
+        if spent > castellan_hub::proto::GUESTS_REPORT_BUDGET {
+            guests_left_out += 1;
+        } else {
+            guests.push(g);
+        }
+    }
+    guests.sort_by(|a, b| a.target.cmp(&b.target));
     AgentReport {
+        guests,
+        guests_left_out,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         applied_revision: revision,
         converged: errors.is_empty() && guests_done && containers_done,

@@ -43,6 +43,14 @@ pub struct Snapshot {
     pub guest_errors: BTreeMap<Vmid, String>,
     /// Destructive actions on guests waiting for a signed op, as last planned.
     pub guest_pending: BTreeMap<Vmid, PendingAction>,
+    /// Each declared guest beside what the node has, field by field, as last reconciled.
+    pub guest_fields: BTreeMap<
+        Vmid,
+        (
+            castellan_core::model::GuestKind,
+            Vec<castellan_core::compare::FieldComparison>,
+        ),
+    >,
     /// Destructive actions on the node or its storages (a wipe, a decommission) waiting
     /// for a signed op, by target, as last planned.
     pub node_pending: BTreeMap<String, PendingAction>,

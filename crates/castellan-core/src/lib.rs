@@ -9,6 +9,7 @@
 //! driven by the agent (see `ARCHITECTURE.md`).
 
 pub mod classify;
+pub mod compare;
 pub mod container;
 pub mod decommission;
 pub mod desired;

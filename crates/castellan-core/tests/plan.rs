@@ -1347,3 +1347,67 @@ fn a_destroy_says_what_it_takes_with_it_before_anyone_signs() {
         "CT 101: removed from every backup job and replication job that names it, and from HA"
     );
 }
+
+/// The side-by-side view of a guest (the hub's host page) agrees with the planner: a field
+/// matches exactly when the plan leaves it alone.
+#[test]
+fn a_guest_side_by_side_matches_where_the_plan_changes_nothing() {
+    use castellan_core::compare::side_by_side;
+    use castellan_core::plan::{plan_guest, plan_missing};
+    let norm = Normalizers::default();
+    let mut d = lxc(101);
+    d.run = DesiredRun::Running;
+    d.cores = Some(2);
+    d.memory_bytes = Some(512 << 20);
+    d.description = Some("web ".repeat(100));
+    d.disks.insert("rootfs".into(), 8 << 30);
+    let mut a = seen(101, GuestKind::Lxc, ActualRun::Stopped);
+    spec(&mut a).disks.insert("rootfs".into(), 8 << 30);
+    let mut p = Plan::default();
+    plan_guest("pve-01", &d, &a, &norm, &mut p);
+    let rows = side_by_side(&d, Some(&a), &p);
+    let get = |f: &str| rows.iter().find(|r| r.field == f).expect(f).clone();
+    assert_eq!(rows[0].field, "exists");
+    assert!(rows[0].matches);
+    let run = get("run");
+    assert_eq!(
+        (run.desired.as_str(), run.actual.as_str(), run.matches),
+        ("running", "stopped", false)
+    );
+    let cores = get("cores");
+    assert_eq!(
+        (cores.desired.as_str(), cores.actual.as_str(), cores.matches),
+        ("2", "1", false)
+    );
+    let memory = get("memory");
+    assert_eq!((memory.desired.as_str(), memory.matches), ("512MiB", true));
+    assert!(get("disk rootfs").matches);
+    let description = get("description");
+    assert!(!description.matches);
+    assert_eq!(
+        description.desired.chars().count(),
+        castellan_core::compare::MAX_VALUE_CHARS + 1,
+        "cut, with an ellipsis"
+    );
+
+    // Once the node has what is declared, every field matches.
+    a.run = ActualRun::Running;
+    spec(&mut a).cores = Some(2);
+    spec(&mut a).description = d.description.clone();
+    let mut p = Plan::default();
+    plan_guest("pve-01", &d, &a, &norm, &mut p);
+    assert!(
+        side_by_side(&d, Some(&a), &p).iter().all(|r| r.matches),
+        "{p:?}"
+    );
+
+    // A declared guest the node lacks: missing, nothing else readable.
+    let mut p = Plan::default();
+    plan_missing(&d, None, &mut p);
+    let rows = side_by_side(&d, None, &p);
+    assert_eq!(
+        (rows[0].actual.as_str(), rows[0].matches),
+        ("missing", false)
+    );
+    assert!(rows.iter().skip(1).all(|r| r.actual == "–" && !r.matches));
+}

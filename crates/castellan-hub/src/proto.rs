@@ -153,6 +153,36 @@ pub struct PendingReport {
     pub takes: Vec<String>,
 }
 
+/// One field of a declared guest beside what the node has.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GuestField {
+    /// `exists`, `run`, `cores`, `memory`, `description`, `tags`, `disk rootfs`, ...
+    pub field: String,
+    /// What the desired state declares.
+    pub desired: String,
+    /// What the node has.
+    pub actual: String,
+    /// Whether the agent's plan leaves it as it is.
+    pub matches: bool,
+}
+
+/// A declared guest as the agent last saw it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GuestReport {
+    /// `lxc/101`.
+    pub target: String,
+    /// Field by field, declared beside observed.
+    pub fields: Vec<GuestField>,
+    /// Its last reconcile failed with this; the agent retries it with back-off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Queued, in flight or backing off.
+    #[serde(default)]
+    pub busy: bool,
+}
+
 /// `POST /v1/agent/report`: where the host stands after a pass.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +199,39 @@ pub struct AgentReport {
     pub pending: Vec<PendingReport>,
     /// What failed.
     pub errors: Vec<String>,
+    /// Each declared guest, field by field, as last reconciled: those that differ or
+    /// failed first, then the rest as far as [`GUESTS_REPORT_BUDGET`] allows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guests: Vec<GuestReport>,
+    /// Guests that matched and were left out of `guests` to keep the report small.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub guests_left_out: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Roughly how many bytes of a report the guests' side-by-side may take (the whole
+/// report may take 4 MiB).
+pub const GUESTS_REPORT_BUDGET: usize = 2 * 1024 * 1024;
+
+impl GuestReport {
+    /// Roughly its size in a report, in bytes.
+    pub fn weight(&self) -> usize {
+        64 + self.target.len()
+            + self.error.as_ref().map_or(0, String::len)
+            + self
+                .fields
+                .iter()
+                .map(|f| 48 + f.field.len() + f.desired.len() + f.actual.len())
+                .sum::<usize>()
+    }
+
+    /// Whether anything about it needs a look (a field that differs, an error).
+    pub fn needs_a_look(&self) -> bool {
+        self.error.is_some() || self.fields.iter().any(|f| !f.matches)
+    }
 }
 
 /// How a host stands, as `GET /v1/hosts` reports it.

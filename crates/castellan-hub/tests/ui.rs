@@ -205,6 +205,20 @@ fn audit_records(dir: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
         .collect()
 }
 
+fn field(
+    name: &str,
+    desired: &str,
+    actual: &str,
+    matches: bool,
+) -> castellan_hub::proto::GuestField {
+    castellan_hub::proto::GuestField {
+        field: name.into(),
+        desired: desired.into(),
+        actual: actual.into(),
+        matches,
+    }
+}
+
 /// pve-01 with a desired state, a report (plan, a hostile error, a pending destroy), and
 /// an audit chain; pve-02 enrolled but never heard from again.
 async fn populate(h: &UiHub) -> Result<(), Box<dyn std::error::Error>> {
@@ -234,6 +248,17 @@ async fn populate(h: &UiHub) -> Result<(), Box<dyn std::error::Error>> {
                 },
             ],
             errors: vec![format!("guest 101: {HOSTILE}")],
+            guests: vec![castellan_hub::proto::GuestReport {
+                target: "lxc/101".into(),
+                fields: vec![
+                    field("exists", "present", "present", true),
+                    field("cores", "2", "1", false),
+                    field("description", HOSTILE_ATTR, HOSTILE, false),
+                ],
+                error: Some(format!("start refused: {HOSTILE}")),
+                busy: true,
+            }],
+            guests_left_out: 0,
         })
         .await?;
     let dir = tempfile::tempdir()?;
@@ -684,7 +709,31 @@ async fn browse(b: &Browser) -> TestResult {
             .await?
             .contains("<script>document.title='pwned'</script>")
     );
-    assert!(b.text("#guests").await?.contains(HOSTILE_ATTR));
+    // Each guest declared beside the node, field by field, and its back-off.
+    let cores = b
+        .text("#side-by-side tr[data-guest='lxc/101'][data-field='cores']")
+        .await?;
+    assert!(
+        cores.contains("2") && cores.contains("1") && cores.contains("differs"),
+        "{cores}"
+    );
+    let exists = b
+        .text("#side-by-side tr[data-guest='lxc/101'][data-field='exists']")
+        .await?;
+    assert!(
+        exists.contains("as declared") && exists.contains("being reconciled"),
+        "{exists}"
+    );
+    let description = b.text("#side-by-side tr[data-field='description']").await?;
+    assert!(
+        description.contains(HOSTILE_ATTR) && description.contains(HOSTILE),
+        "{description}"
+    );
+    assert!(
+        b.text("#side-by-side tr[data-field='error']")
+            .await?
+            .contains("retried with back-off")
+    );
     b.assert_inert("host").await?;
     b.shot("host").await?;
 
@@ -694,7 +743,14 @@ async fn browse(b: &Browser) -> TestResult {
         .await?;
     b.client.refresh().await?;
     assert_eq!(b.text("#desired-revision").await?, "2");
-    assert!(b.text("#guests").await?.contains("cores = 4"));
+    assert!(
+        b.text("#document").await.is_ok(),
+        "the document is on the page"
+    );
+    let doc = b
+        .js("return document.getElementById('document').textContent")
+        .await?;
+    assert!(doc.as_str().unwrap_or("").contains("cores = 4"), "{doc}");
     assert!(
         b.client
             .find(fantoccini::Locator::Css("#applied-revision.behind"))

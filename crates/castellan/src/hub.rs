@@ -306,14 +306,14 @@ async fn serve_with<S: HubStore>(store: S, args: &ServeArgs) -> anyhow::Result<E
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let hub = Hub::new(store);
     let running = castellan_hub::serve(Arc::clone(&hub), listener, &tls)?;
-    outln!("castellan hub listening on {}", running.url())?;
+    // One write, so a reader that takes the first lines and leaves does not make the
+    // last one fail.
     outln!(
-        "certificate fingerprint (each agent's [hub] fingerprint): {}",
-        tls::fingerprint_text(&tls.fingerprint)
-    )?;
-    outln!(
-        "web UI: {}/ui/ (log in with an operator token: castellan hub operator-token create NAME)",
-        running.url()
+        "castellan hub listening on {url}\n\
+         certificate fingerprint (each agent's [hub] fingerprint): {}\n\
+         web UI: {url}/ui/ (log in with an operator token: castellan hub operator-token create NAME)",
+        tls::fingerprint_text(&tls.fingerprint),
+        url = running.url(),
     )?;
     tracing::info!(event = "hub_started", addr = %running.addr(), data_dir = %args.store.data_dir.display(),
         database = if args.store.database_url.is_some() { "postgres" } else { "sqlite" });

@@ -422,6 +422,33 @@ async fn a_change_and_a_signed_destroy_go_through_the_hub_and_the_agent_survives
         castellan_hub::proto::HostState::Converged,
         "{status:?}"
     );
+    // The report puts each declared guest beside the node, field by field: converged,
+    // every field is as declared (102's cores included, changed by the agent).
+    let report = client
+        .host_report("pve-01")
+        .await
+        .unwrap()
+        .expect("a report");
+    let g102 = report
+        .guests
+        .iter()
+        .find(|g| g.target == "lxc/102")
+        .unwrap_or_else(|| panic!("{:?}", report.guests));
+    let field = g102
+        .fields
+        .iter()
+        .find(|f| f.field == "cores")
+        .expect("cores");
+    assert_eq!(
+        (field.desired.as_str(), field.actual.as_str()),
+        ("2", "2"),
+        "{g102:?}"
+    );
+    assert!(
+        report.guests.iter().all(|g| !g.needs_a_look()),
+        "{:?}",
+        report.guests
+    );
     let out = castellan_testkit::run_ok(&mut operator(&["status"]));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(

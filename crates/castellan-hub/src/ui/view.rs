@@ -581,6 +581,10 @@ pub struct ReportView {
     pub errors: Vec<String>,
     /// How many ops wait for signatures.
     pub pending: usize,
+    /// Each declared guest beside what the node has.
+    pub guests: Vec<crate::proto::GuestReport>,
+    /// Guests as declared that the agent left out of its report.
+    pub guests_left_out: u64,
 }
 
 /// The report part of the host page.
@@ -597,6 +601,8 @@ pub fn report_view(report: Option<(Timestamp, &AgentReport)>, now: Timestamp) ->
             plan: r.plan.clone(),
             errors: r.errors.clone(),
             pending: r.pending.len(),
+            guests: r.guests.clone(),
+            guests_left_out: r.guests_left_out,
         },
     }
 }
