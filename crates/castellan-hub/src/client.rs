@@ -292,6 +292,21 @@ impl HubClient {
         .await
     }
 
+    /// Pushes an acceptance report of the host-service ledger.
+    pub async fn put_ledger(
+        &self,
+        report: &serde_json::Value,
+    ) -> Result<crate::proto::PutLedgerResponse, ClientError> {
+        self.expect(reqwest::Method::PUT, "/v1/ledger", Some(report))
+            .await
+    }
+
+    /// The latest acceptance report pushed to the hub.
+    pub async fn ledger(&self) -> Result<serde_json::Value, ClientError> {
+        self.expect::<(), _>(reqwest::Method::GET, "/v1/ledger", None)
+            .await
+    }
+
     /// Relays a signed op to `host`.
     pub async fn submit_op(
         &self,

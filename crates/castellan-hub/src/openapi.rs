@@ -23,6 +23,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/agent/audit/head"),
     ("post", "/v1/agent/audit"),
     ("get", "/metrics"),
+    ("put", "/v1/ledger"),
+    ("get", "/v1/ledger"),
 ];
 
 fn ok(description: &str, schema: Value) -> Value {
@@ -140,6 +142,16 @@ pub fn document() -> Value {
                     "200": ok("ops", json!({ "type": "array", "items": schema_ref("RelayedOpStatus") })) })),
                     json!({ "parameters": [{ "name": "after", "in": "query", "schema": uint, "description": "ops with an id above this" }] }))
             },
+            "/v1/ledger": {
+                "put": with(
+                    op("push the host-service ledger's acceptance report (castellan ledger acceptance), kept as the latest; read-only everywhere", "operator", json!({
+                        "201": ok("kept", schema_ref("PutLedgerResponse")),
+                        "422": ok("not an acceptance report", schema_ref("ApiError")) })),
+                    json!({ "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } } })),
+                "get": op("the latest acceptance report, as pushed", "operator", json!({
+                    "200": ok("the report", json!({ "type": "object" })),
+                    "404": ok("none pushed yet", schema_ref("ApiError")) }))
+            },
             "/v1/hosts/{host}/report": { "get": with(
                 op("the host's latest report", "operator", json!({ "200": ok("the report", schema_ref("AgentReport")) })),
                 json!({ "parameters": [host_param()] })) },
@@ -178,8 +190,11 @@ pub fn document() -> Value {
                 "SubmitOp": object(json!({ "op": string, "sigs": strings }), &["op", "sigs"]),
                 "SubmitOpResponse": object(json!({ "id": uint, "host": string }), &["id", "host"]),
                 "RelayedOpStatus": object(json!({ "id": uint, "op": string, "signatures": uint, "submitted_by": string, "submitted_at": string, "delivered_at": opt_string }), &["id", "op", "signatures", "submitted_by", "submitted_at", "delivered_at"]),
-                "PendingReport": object(json!({ "name": string, "payload": string }), &["name", "payload"]),
-                "AgentReport": object(json!({ "agent_version": string, "applied_revision": opt_uint, "converged": { "type": "boolean" }, "plan": strings, "pending": { "type": "array", "items": schema_ref("PendingReport") }, "errors": strings }), &["agent_version", "applied_revision", "converged", "plan", "pending", "errors"]),
+                "PendingReport": object(json!({ "name": string, "payload": string, "takes": strings }), &["name", "payload"]),
+                "GuestField": object(json!({ "field": string, "desired": string, "actual": string, "matches": { "type": "boolean" } }), &["field", "desired", "actual", "matches"]),
+                "GuestReport": object(json!({ "target": string, "fields": { "type": "array", "items": schema_ref("GuestField") }, "error": opt_string, "busy": { "type": "boolean" } }), &["target", "fields"]),
+                "AgentReport": object(json!({ "agent_version": string, "applied_revision": opt_uint, "converged": { "type": "boolean" }, "plan": strings, "pending": { "type": "array", "items": schema_ref("PendingReport") }, "errors": strings, "guests": { "type": "array", "items": schema_ref("GuestReport") }, "guests_left_out": uint }), &["agent_version", "applied_revision", "converged", "plan", "pending", "errors"]),
+                "PutLedgerResponse": object(json!({ "number": uint, "candidates": uint }), &["number", "candidates"]),
                 "HostStatus": object(json!({ "host": string, "enrolled": { "type": "boolean" }, "last_seen": opt_string, "desired_revision": opt_uint, "applied_revision": opt_uint, "state": { "enum": ["converged", "drifting", "pending", "error", "unknown"] }, "plan": uint, "pending": uint, "errors": uint, "agent_version": opt_string, "audit_seq": opt_uint, "audit_problems": uint }), &["host", "enrolled", "state"]),
                 "AuditHead": object(json!({ "seq": uint, "hash": string }), &["seq", "hash"]),
                 "AuditUpload": object(json!({ "head": schema_ref("AuditHead"), "records": { "type": "array", "items": { "type": "object" }, "maxItems": crate::proto::MAX_AUDIT_BATCH } }), &["head", "records"]),

@@ -306,6 +306,16 @@ pub struct ApiError {
     pub problems: Vec<String>,
 }
 
+/// The answer to `PUT /v1/ledger`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PutLedgerResponse {
+    /// The report's number at the hub (1, 2, ...).
+    pub number: u64,
+    /// How many acceptance candidates it holds.
+    pub candidates: u64,
+}
+
 /// A relayed op as `GET /v1/hosts/{host}/ops` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

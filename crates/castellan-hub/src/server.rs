@@ -49,6 +49,8 @@ pub const SMALL_BODY: usize = 64 * 1024;
 pub const DESIRED_BODY: usize = castellan_core::desired::MAX_FILE_BYTES * 2;
 /// Largest report.
 pub const REPORT_BODY: usize = 4 * 1024 * 1024;
+/// Largest acceptance report of the host-service ledger.
+pub const LEDGER_BODY: usize = DESIRED_BODY;
 /// Largest signature accepted for relay.
 pub const MAX_SIG_BYTES: usize = 64 * 1024;
 /// Most signatures on one relayed op.
@@ -432,6 +434,12 @@ pub fn router<S: HubStore>(hub: Arc<Hub<S>>) -> Router {
         .route("/v1/hosts/{host}/audit", get(host_audit::<S>))
         .route("/v1/agent/audit/head", get(agent_audit_head::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route(
+            "/v1/ledger",
+            get(get_ledger::<S>)
+                .put(put_ledger::<S>)
+                .layer(DefaultBodyLimit::max(LEDGER_BODY)),
+        )
         .merge(crate::ui::routes::<S>())
         .route(
             "/v1/agent/audit",
@@ -1070,4 +1078,79 @@ async fn host_report<S: HubStore>(
     report
         .map(Json)
         .ok_or_else(|| StoreError::NotFound(format!("a report from {host}")).into())
+}
+
+/// Checks that `body` is an acceptance report of the host-service ledger; returns how
+/// many candidates it holds. The hub only shows it; this is so an operator hears about a
+/// wrong file at once.
+pub fn check_ledger_report(body: &[u8]) -> Result<u64, String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let obj = doc
+        .as_object()
+        .ok_or("an acceptance report is a JSON object")?;
+    let schema = obj.get("schema_version").and_then(|v| v.as_str());
+    if schema != Some(castellan_ledger::schema::ACCEPTANCE_SCHEMA) {
+        return Err(format!(
+            "schema_version must be {:?} (castellan ledger acceptance writes it), found {}",
+            castellan_ledger::schema::ACCEPTANCE_SCHEMA,
+            schema.map_or_else(|| "none".to_owned(), |s| format!("{s:?}"))
+        ));
+    }
+    let candidates = obj
+        .get("acceptance_candidates")
+        .and_then(|v| v.as_array())
+        .ok_or("acceptance_candidates must be an array")?;
+    if let Some(i) = candidates.iter().position(|c| !c.is_object()) {
+        return Err(format!("acceptance_candidates[{i}] is not an object"));
+    }
+    if !obj.get("summary").is_some_and(serde_json::Value::is_object) {
+        return Err("summary must be an object".into());
+    }
+    Ok(candidates.len() as u64)
+}
+
+async fn put_ledger<S: HubStore>(
+    State(hub): State<Arc<Hub<S>>>,
+    OperatorAuth(operator): OperatorAuth,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<(StatusCode, Json<crate::proto::PutLedgerResponse>), Failure> {
+    let body = body.map_err(|r| {
+        let status = r.status();
+        let word = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        Failure::new(status, word, r.body_text())
+    })?;
+    let candidates = check_ledger_report(&body)
+        .map_err(|e| Failure::invalid(format!("acceptance report refused: {e}")))?;
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| Failure::invalid("acceptance report refused: not UTF-8"))?;
+    let number = hub
+        .store
+        .put_ledger_report(&text, &operator, Timestamp::now())
+        .await?;
+    tracing::info!(event = "ledger_report_pushed", number, candidates, by = %operator);
+    Ok((
+        StatusCode::CREATED,
+        Json(crate::proto::PutLedgerResponse { number, candidates }),
+    ))
+}
+
+async fn get_ledger<S: HubStore>(
+    State(hub): State<Arc<Hub<S>>>,
+    OperatorAuth(_): OperatorAuth,
+) -> Result<Response, Failure> {
+    match hub.store.latest_ledger_report().await? {
+        Some(r) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            r.document,
+        )
+            .into_response()),
+        None => Err(
+            StoreError::NotFound("an acceptance report (castellan ledger publish)".into()).into(),
+        ),
+    }
 }

@@ -77,6 +77,7 @@ on_both_stores!(
     the_openapi_document_matches_the_routes,
     the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_rewinds,
     metrics_count_what_the_hub_does_and_describe_the_fleet,
+    the_ledger_report_is_checked_kept_and_served_to_operators_only,
 );
 
 struct TestHub<S: HubStore> {
@@ -882,5 +883,52 @@ async fn metrics_count_what_the_hub_does_and_describe_the_fleet<S: Fresh>(
     }
     assert!(seen, "the open long-poll is counted");
     waiting.abort();
+    Ok(())
+}
+
+fn ledger_report(label: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schema_version": castellan_ledger::schema::ACCEPTANCE_SCHEMA,
+        "acceptance_candidates": [{ "surface_id": "compose:web", "label": label, "status": "waiting_owner_response" }],
+        "summary": { "acceptance_candidate_count": 1 },
+    })
+}
+
+async fn the_ledger_report_is_checked_kept_and_served_to_operators_only<S: Fresh>(
+    h: TestHub<S>,
+) -> TestResult {
+    let op = h.operator()?;
+    let e = op.ledger().await.expect_err("none yet");
+    assert_eq!(e.status(), Some(StatusCode::NOT_FOUND), "{e}");
+    // Not a report: refused, naming what is wrong, nothing kept.
+    let mut wrong_schema = ledger_report("web");
+    wrong_schema["schema_version"] = "host_service_config_inventory_v1".into();
+    let mut no_candidates = ledger_report("web");
+    no_candidates["acceptance_candidates"] = serde_json::json!({});
+    for (bad, says) in [
+        (serde_json::json!([1, 2]), "a JSON object"),
+        (wrong_schema, "schema_version must be"),
+        (no_candidates, "acceptance_candidates must be an array"),
+    ] {
+        let e = op.put_ledger(&bad).await.expect_err("refused");
+        assert_eq!(e.status(), Some(StatusCode::UNPROCESSABLE_ENTITY), "{e}");
+        assert!(e.to_string().contains(says), "{e}");
+    }
+    assert!(op.ledger().await.is_err());
+    // A host cannot push one, nor read it.
+    let agent = h.agent("pve-01").await?;
+    let e = agent
+        .put_ledger(&ledger_report("web"))
+        .await
+        .expect_err("host");
+    assert_eq!(e.status(), Some(StatusCode::UNAUTHORIZED));
+    // Kept, numbered, the latest served.
+    assert_eq!(op.put_ledger(&ledger_report("first")).await?.number, 1);
+    let second = op.put_ledger(&ledger_report("second")).await?;
+    assert_eq!((second.number, second.candidates), (2, 1));
+    assert_eq!(op.ledger().await?, ledger_report("second"));
+    assert!(agent.ledger().await.is_err());
+    let kept = h.hub.store().latest_ledger_report().await?.ok_or("kept")?;
+    assert_eq!((kept.number, kept.author.as_str()), (2, "alice"));
     Ok(())
 }

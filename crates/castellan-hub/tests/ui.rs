@@ -273,6 +273,36 @@ async fn populate(h: &UiHub) -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     h.agent("pve-02").await?;
+    // The host-service ledger's report, with an owner's hostile label.
+    h.operator()?.put_ledger(&serde_json::json!({
+        "schema_version": castellan_ledger::schema::ACCEPTANCE_SCHEMA,
+        "generated_at": "2026-12-06T10:00:00+08:00",
+        "acceptance_candidates": [
+            {
+                "acceptance_candidate_id": "host_service_owner_response_acceptance:compose-web",
+                "surface_id": "compose-web",
+                "label": HOSTILE,
+                "config_kind": "docker_compose",
+                "expected_host_scope": "pve-01",
+                "write_capable_surface": true,
+                "status": "request_supplement",
+                "required_owner_fields": ["owner_role_or_team", "rollback_owner", "post_check_plan"],
+                "owner_role_or_team": "platform",
+                "rollback_owner": castellan_ledger::schema::PENDING,
+                "post_check_plan": null,
+                "reviewer_outcome": null
+            },
+            {
+                "acceptance_candidate_id": "host_service_owner_response_acceptance:timer-backup",
+                "surface_id": "timer-backup",
+                "label": "nightly backup timer",
+                "status": "waiting_owner_response",
+                "required_owner_fields": []
+            }
+        ],
+        "summary": { "acceptance_candidate_count": 2, "owner_response_accepted_count": 0 },
+        "execution_boundaries": { "host_write_authorized": false, "not_authorization": true }
+    })).await?;
     Ok(())
 }
 
@@ -431,6 +461,8 @@ async fn every_page_is_escaped_scriptless_and_sent_with_a_strict_policy() -> Tes
         "/ui/hosts/pve-01/history",
         "/ui/hosts/pve-01/audit",
         "/ui/hosts/pve-01/audit?q=lxc%2F101",
+        "/ui/services",
+        "/ui/services?lane=request_supplement&q=web",
         "/ui/login",
     ];
     for path in pages {
@@ -845,6 +877,41 @@ async fn browse(b: &Browser) -> TestResult {
     assert_eq!(rows, serde_json::json!(1));
     b.assert_inert("audit").await?;
     b.shot("audit").await?;
+
+    // Host services: lanes with counts, each candidate with what its owner response
+    // still lacks; the owner's hostile label is text.
+    b.client.goto(&format!("{}/ui/services", h.url)).await?;
+    assert!(
+        b.text("#lanes tr[data-lane='request_supplement']")
+            .await?
+            .contains('1')
+    );
+    assert!(
+        b.text("#ledger-facts")
+            .await?
+            .contains("closed: nothing authorised")
+    );
+    let web = b.text("#candidates tr[data-surface='compose-web']").await?;
+    assert!(
+        web.contains("rollback_owner")
+            && web.contains("post_check_plan")
+            && !web.contains("owner_role_or_team"),
+        "{web}"
+    );
+    assert!(
+        web.contains("<script>document.title='pwned'</script>"),
+        "{web}"
+    );
+    b.assert_inert("services").await?;
+    b.shot("services").await?;
+    b.client
+        .goto(&format!(
+            "{}/ui/services?lane=waiting_owner_response",
+            h.url
+        ))
+        .await?;
+    let rows = b.js("return Array.from(document.querySelectorAll('#candidates tbody tr')).map(r => r.dataset.surface)").await?;
+    assert_eq!(rows, serde_json::json!(["timer-backup"]));
 
     // Log out: the pages are closed again.
     b.client

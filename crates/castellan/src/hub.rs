@@ -306,16 +306,19 @@ async fn serve_with<S: HubStore>(store: S, args: &ServeArgs) -> anyhow::Result<E
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let hub = Hub::new(store);
     let running = castellan_hub::serve(Arc::clone(&hub), listener, &tls)?;
-    // One write, so a reader that takes the first lines and leaves does not make the
-    // last one fail.
-    outln!(
+    let banner = format!(
         "castellan hub listening on {url}\n\
          certificate fingerprint (each agent's [hub] fingerprint): {}\n\
-         web UI: {url}/ui/ (log in with an operator token: castellan hub operator-token create NAME)",
+         web UI: {url}/ui/ (log in with an operator token: castellan hub operator-token create NAME)\n",
         tls::fingerprint_text(&tls.fingerprint),
         url = running.url(),
-    )?;
-    tracing::info!(event = "hub_started", addr = %running.addr(), data_dir = %args.store.data_dir.display(),
+    );
+    // A hub whose stdout went away (a supervisor that read the first lines and left)
+    // goes on serving: the lines are also in the log.
+    if let Err(e) = std::io::Write::write_all(&mut std::io::stdout().lock(), banner.as_bytes()) {
+        tracing::warn!(event = "stdout_unwritable", error = %e);
+    }
+    tracing::info!(event = "hub_started", addr = %running.addr(), fingerprint = %tls::fingerprint_text(&tls.fingerprint), data_dir = %args.store.data_dir.display(),
         database = if args.store.database_url.is_some() { "postgres" } else { "sqlite" });
     crate::shutdown_signal().await;
     tracing::info!(event = "hub_stopping");

@@ -147,6 +147,14 @@ pub enum LedgerCommand {
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
     },
+    /// Push an acceptance report to the hub, whose web UI shows it to operators
+    /// (read-only: the hub's Host services page).
+    Publish {
+        /// The acceptance report (`castellan ledger acceptance -o FILE`).
+        report: PathBuf,
+        #[command(flatten)]
+        hub: crate::hub::HubArgs,
+    },
     /// Show one candidate: its state, every intake record and reviewer record.
     Show {
         /// The acceptance candidate id (or its surface_id).
@@ -206,7 +214,7 @@ fn refuse(msg: impl Into<String>) -> anyhow::Error {
 }
 
 /// Runs one `castellan ledger` subcommand.
-pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
     let result = match cmd {
         LedgerCommand::Inventory {
             repo,
@@ -272,6 +280,7 @@ pub fn run(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
             signers.as_deref(),
         ),
         LedgerCommand::Rescan { ledger, rules } => rescan_cmd(&ledger, rules.as_deref()),
+        LedgerCommand::Publish { report, hub } => publish_cmd(&report, &hub).await,
         LedgerCommand::Show {
             candidate,
             ledger,
@@ -977,4 +986,30 @@ fn show_json(
         "reviewer_records": reviews,
         "refused_reviewer_records": refused,
     })
+}
+
+/// `castellan ledger publish REPORT`: checks the report as the hub will, then pushes it.
+async fn publish_cmd(report: &Path, hub: &crate::hub::HubArgs) -> anyhow::Result<ExitCode> {
+    let limit = castellan_hub::server::LEDGER_BODY as u64;
+    let file =
+        std::fs::File::open(report).with_context(|| format!("cannot open {}", report.display()))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, limit + 1), &mut bytes)
+        .with_context(|| format!("cannot read {}", report.display()))?;
+    if bytes.len() as u64 > limit {
+        anyhow::bail!(
+            "{}: larger than the {} MiB the hub takes",
+            report.display(),
+            limit >> 20
+        );
+    }
+    let candidates = castellan_hub::server::check_ledger_report(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", report.display()))?;
+    let doc: serde_json::Value = serde_json::from_slice(&bytes)?;
+    let pushed = hub.client()?.put_ledger(&doc).await?;
+    crate::outln!(
+        "pushed acceptance report {} ({candidates} candidates) to the hub",
+        pushed.number
+    )?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -273,7 +273,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Signers { command } => signers::run(command),
         Command::Audit { command } => audit::run(command).await,
         Command::Journal { command } => journal::run(command),
-        Command::Ledger { command } => ledger::run(command),
+        Command::Ledger { command } => ledger::run(command).await,
         Command::Hub {
             serve,
             command: None,

@@ -1082,3 +1082,88 @@ fn operator_client(url: &str, fp: &str, token: String) -> HubClient {
     .unwrap()
     .with_token(token)
 }
+
+/// `castellan ledger publish` pushes a real acceptance report to a real hub, which keeps
+/// it for its Host services page; a file that is not one is refused before anything is
+/// sent, naming what is wrong.
+#[tokio::test]
+async fn a_ledger_acceptance_report_is_published_to_the_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../castellan-ledger/tests/fixtures/ops-repo");
+    castellan_testkit::run_ok(
+        castellan()
+            .args(["ledger", "inventory", "--repo"])
+            .arg(&repo)
+            .arg("-o")
+            .arg(d.join("inventory.json")),
+    );
+    castellan_testkit::run_ok(
+        castellan()
+            .args(["ledger", "requests", "--inventory"])
+            .arg(d.join("inventory.json"))
+            .arg("-o")
+            .arg(d.join("requests.json")),
+    );
+    castellan_testkit::run_ok(
+        castellan()
+            .args(["ledger", "acceptance", "--repo"])
+            .arg(&repo)
+            .arg("--inventory")
+            .arg(d.join("inventory.json"))
+            .arg("--requests")
+            .arg(d.join("requests.json"))
+            .arg("-o")
+            .arg(d.join("acceptance.json")),
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("acceptance.json")).unwrap()).unwrap();
+    let candidates = report["acceptance_candidates"].as_array().unwrap().len();
+    assert!(candidates > 0);
+
+    let hub_dir = d.join("hub");
+    let (_hub, url, fp) = start_hub(&hub_dir, "127.0.0.1:0");
+    let op_token = hub_cmd(&hub_dir, &["operator-token", "create", "alice"]);
+    std::fs::write(d.join("op-token"), &op_token).unwrap();
+    let publish = |file: &Path| {
+        let mut cmd = castellan();
+        cmd.args(["ledger", "publish"])
+            .arg(file)
+            .args(["--hub", &url, "--hub-fingerprint", &fp, "--token-file"])
+            .arg(d.join("op-token"));
+        cmd.output().unwrap()
+    };
+    // The inventory is not an acceptance report: refused here, exit 2, nothing pushed.
+    let out = publish(&d.join("inventory.json"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("schema_version must be \"host_service_owner_response_acceptance_v1\""),
+        "{err}"
+    );
+    assert_eq!(err.matches("error:").count(), 1, "said once: {err}");
+    let client = castellan_hub::HubClient::new(
+        url.parse().unwrap(),
+        &castellan_pve::TlsMode::Fingerprint(fp.parse().unwrap()),
+    )
+    .unwrap()
+    .with_token(op_token.clone());
+    let e = client.ledger().await.expect_err("nothing pushed yet");
+    assert_eq!(e.status(), Some(reqwest::StatusCode::NOT_FOUND), "{e}");
+
+    let out = publish(&d.join("acceptance.json"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "pushed acceptance report 1 ({candidates} candidates)"
+        )),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(client.ledger().await.unwrap(), report);
+}

@@ -109,6 +109,19 @@ pub struct Revision {
     pub created_at: Timestamp,
 }
 
+/// An acceptance report of the host-service ledger, as pushed to the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerReport {
+    /// 1, 2, 3, ...
+    pub number: u64,
+    /// The report (JSON).
+    pub document: String,
+    /// The operator who pushed it.
+    pub author: String,
+    /// When.
+    pub created_at: Timestamp,
+}
+
 /// A revision without its document, for history listings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RevisionMeta {
@@ -239,6 +252,21 @@ pub trait HubStore: Clone + Send + Sync + 'static {
         &self,
         hash: TokenHash,
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Keeps `document` (an acceptance report of the host-service ledger, checked by the
+    /// caller) as the latest, pushed by `author`; returns its number (1, 2, ...). Earlier
+    /// ones are kept.
+    fn put_ledger_report(
+        &self,
+        document: &str,
+        author: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The latest ledger report, if any was pushed.
+    fn latest_ledger_report(
+        &self,
+    ) -> impl Future<Output = Result<Option<LedgerReport>, StoreError>> + Send;
 
     /// Revokes an operator's token.
     fn revoke_operator(

@@ -22,8 +22,8 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    Change, HostRecord, HubStore, RelayedOp, Revision, RevisionMeta, SEEN_GRANULARITY_MS,
-    StoreError, StoredAuditProblem, big, ms, num, opt_ts, ts,
+    Change, HostRecord, HubStore, LedgerReport, RelayedOp, Revision, RevisionMeta,
+    SEEN_GRANULARITY_MS, StoreError, StoredAuditProblem, big, ms, num, opt_ts, ts,
 };
 use crate::token::TokenHash;
 
@@ -104,6 +104,13 @@ const MIGRATIONS: &[&str] = &[
         archived_at BIGINT NOT NULL
     );
     CREATE INDEX audit_archive_by_host ON audit_archive (host, archived_at, seq);",
+    // 3: the host-service ledger's acceptance reports, as operators push them.
+    "CREATE TABLE ledger_reports (
+        number BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        document TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );",
 ];
 
 /// The advisory lock migrations run under (any fixed number; "castellan" in ASCII-ish).
@@ -502,6 +509,41 @@ impl HubStore for PgStore {
             )
             .await?
             .map(|r| r.get(0)))
+    }
+
+    async fn put_ledger_report(
+        &self,
+        document: &str,
+        author: &str,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let row = self
+            .query_opt(
+                "INSERT INTO ledger_reports (document, author, created_at) VALUES ($1, $2, $3)
+                 RETURNING number",
+                &[&document, &author, &ms(now)],
+            )
+            .await?
+            .ok_or_else(|| StoreError::Backend("an insert returned no row".into()))?;
+        num(row.get(0))
+    }
+
+    async fn latest_ledger_report(&self) -> Result<Option<LedgerReport>, StoreError> {
+        self.query_opt(
+            "SELECT number, document, author, created_at FROM ledger_reports
+             ORDER BY number DESC LIMIT 1",
+            &[],
+        )
+        .await?
+        .map(|r| {
+            Ok(LedgerReport {
+                number: num(r.get(0))?,
+                document: r.get(1),
+                author: r.get(2),
+                created_at: ts(r.get(3))?,
+            })
+        })
+        .transpose()
     }
 
     async fn revoke_operator(&self, name: &str, now: Timestamp) -> Result<(), StoreError> {

@@ -13,8 +13,8 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use sha2::{Digest as _, Sha256};
 
 use super::{
-    HostRecord, HubStore, RelayedOp, Revision, RevisionMeta, SEEN_GRANULARITY_MS, StoreError,
-    StoredAuditProblem, ms, num, opt_ts, ts,
+    HostRecord, HubStore, LedgerReport, RelayedOp, Revision, RevisionMeta, SEEN_GRANULARITY_MS,
+    StoreError, StoredAuditProblem, ms, num, opt_ts, ts,
 };
 use crate::token::TokenHash;
 
@@ -97,6 +97,13 @@ const MIGRATIONS: &[&str] = &[
         archived_at INTEGER NOT NULL
     );
     CREATE INDEX audit_archive_by_host ON audit_archive (host, archived_at, seq);",
+    // 5: the host-service ledger's acceptance reports, as operators push them.
+    "CREATE TABLE ledger_reports (
+        number INTEGER PRIMARY KEY AUTOINCREMENT,
+        document TEXT NOT NULL,
+        author TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );",
 ];
 
 /// Readers kept beside the writer.
@@ -639,6 +646,48 @@ impl HubStore for SqliteStore {
             )
             .optional()
             .map_err(db)
+        })
+        .await
+    }
+
+    async fn put_ledger_report(
+        &self,
+        document: &str,
+        author: &str,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let (document, author) = (document.to_owned(), author.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO ledger_reports (document, author, created_at) VALUES (?1, ?2, ?3)",
+                params![document, author, ms(now)],
+            )
+            .map_err(db)?;
+            num(c.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn latest_ledger_report(&self) -> Result<Option<LedgerReport>, StoreError> {
+        self.read(|c| {
+            let row = c
+                .query_row(
+                    "SELECT number, document, author, created_at FROM ledger_reports
+                     ORDER BY number DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()
+                .map_err(db)?;
+            row.map(|(n, document, author, at): (i64, String, String, i64)| {
+                Ok(LedgerReport {
+                    number: num(n)?,
+                    document,
+                    author,
+                    created_at: ts(at)?,
+                })
+            })
+            .transpose()
         })
         .await
     }

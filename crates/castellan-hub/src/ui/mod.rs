@@ -51,6 +51,7 @@ pub fn routes<S: HubStore>() -> Router<Arc<Hub<S>>> {
         .route("/ui/login", get(login_page).post(login::<S>))
         .route("/ui/logout", post(logout::<S>))
         .route("/ui/pending", get(pending::<S>))
+        .route("/ui/services", get(services::<S>))
         .route("/ui/hosts/{host}", get(host::<S>))
         .route("/ui/hosts/{host}/history", get(history::<S>))
         .route("/ui/hosts/{host}/audit", get(audit::<S>))
@@ -817,5 +818,61 @@ async fn audit<S: HubStore>(
         after,
         older: (after > 0).then(|| after.saturating_sub(AUDIT_PAGE)),
         newer: (after + AUDIT_PAGE < head).then_some(after + AUDIT_PAGE),
+    })
+}
+
+/// The pushed report's facts for the Host services page.
+struct LedgerFacts {
+    number: u64,
+    author: String,
+    at: String,
+}
+
+#[derive(Template)]
+#[template(path = "services.html")]
+struct ServicesPage {
+    chrome: Chrome,
+    report: Option<LedgerFacts>,
+    view: view::ServicesView,
+    query: view::ServicesQuery,
+}
+
+async fn services<S: HubStore>(
+    State(hub): State<Arc<Hub<S>>>,
+    op: Operator,
+    query: Result<Query<view::ServicesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return problem(StatusCode::BAD_REQUEST, "unknown filter in the address");
+    };
+    let latest = match hub.store().latest_ledger_report().await {
+        Ok(r) => r,
+        Err(e) => return store_problem(e),
+    };
+    let (report, view) = match latest {
+        Some(r) => match serde_json::from_str::<serde_json::Value>(&r.document) {
+            Ok(doc) => (
+                Some(LedgerFacts {
+                    number: r.number,
+                    author: r.author,
+                    at: view::relative(r.created_at, Timestamp::now()),
+                }),
+                view::services(&doc, &query),
+            ),
+            Err(e) => {
+                tracing::error!(event = "ledger_report_unreadable", number = r.number, error = %e);
+                return problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the stored acceptance report is not JSON; see the hub's log",
+                );
+            }
+        },
+        None => (None, view::ServicesView::default()),
+    };
+    page(&ServicesPage {
+        chrome: chrome(&op, "services"),
+        report,
+        view,
+        query,
     })
 }

@@ -909,6 +909,34 @@ mod tests {
     }
 
     #[test]
+    fn a_report_that_claims_an_authorisation_is_shown_as_such_and_lacks_are_named() {
+        let doc = serde_json::json!({
+            "acceptance_candidates": [
+                {"surface_id": "a", "status": "request_supplement", "required_owner_fields": ["x", "y", "z", "w"],
+                 "x": "ok", "y": castellan_ledger::schema::PENDING, "z": [], "w": ""},
+                {"surface_id": "b", "status": "waiting_owner_response"},
+            ],
+            "execution_boundaries": {"host_write_authorized": true, "ssh_read_authorized": false,
+                                     "owner_response_accepted": true, "not_authorization": true},
+        });
+        let v = services(&doc, &ServicesQuery::default());
+        assert_eq!(v.open_boundaries, ["host_write_authorized = true"]);
+        assert_eq!(v.candidates[0].lacks, ["y", "z", "w"]);
+        assert_eq!(v.lanes.iter().map(|l| l.count).sum::<usize>(), 2);
+        let only = services(
+            &doc,
+            &ServicesQuery {
+                lane: "waiting_owner_response".into(),
+                q: String::new(),
+            },
+        );
+        assert_eq!(
+            (only.matching, only.candidates[0].surface.as_str()),
+            (1, "b")
+        );
+    }
+
+    #[test]
     fn declared_guests_are_listed_field_by_field() {
         let doc = "node = \"pve-01\"\n\n[[guest]]\nvmid = 101\nkind = \"lxc\"\nrun = \"running\"\ncores = 2\nmemory = \"2GiB\"\ntags = [\"web\", \"prod\"]\n";
         let guests = declared_guests(doc).expect("parses");
@@ -928,4 +956,175 @@ mod tests {
         }
         assert!(declared_guests("not toml [").is_none());
     }
+}
+
+/// The Host services page's filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServicesQuery {
+    /// Only candidates in this lane.
+    #[serde(default)]
+    pub lane: String,
+    /// Candidates whose surface, label or scope holds this.
+    #[serde(default)]
+    pub q: String,
+}
+
+/// Most candidates listed on one page (the counts cover them all).
+pub const MAX_CANDIDATES_SHOWN: usize = 500;
+
+/// One acceptance candidate as the Host services page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CandidateRow {
+    /// `acceptance_candidate_id`.
+    pub id: String,
+    /// `surface_id`.
+    pub surface: String,
+    /// `label`.
+    pub label: String,
+    /// `config_kind`.
+    pub kind: String,
+    /// `expected_host_scope`.
+    pub scope: String,
+    /// Whether the surface can change a host.
+    pub write_capable: bool,
+    /// Its lane (`status`).
+    pub lane: String,
+    /// What the owner response still lacks: required fields still pending or empty.
+    pub lacks: Vec<String>,
+    /// `reviewer_outcome`, if any.
+    pub reviewer: String,
+}
+
+/// A lane with how many candidates are in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneRow {
+    /// `lane_id`.
+    pub id: String,
+    /// What it means.
+    pub meaning: String,
+    /// Candidates in it.
+    pub count: usize,
+    /// Whether the page is filtered to it.
+    pub selected: bool,
+}
+
+/// The Host services page.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServicesView {
+    /// `generated_at`.
+    pub generated_at: String,
+    /// `git_commit`.
+    pub git_commit: String,
+    /// The summary's counters, `key = value`.
+    pub summary: Vec<(String, String)>,
+    /// The lanes in contract order, with counts.
+    pub lanes: Vec<LaneRow>,
+    /// The candidates the filter selects (at most [`MAX_CANDIDATES_SHOWN`]).
+    pub candidates: Vec<CandidateRow>,
+    /// How many the filter selects in all.
+    pub matching: usize,
+    /// Every `*_authorized`, `runtime_gate` and `action_buttons_allowed` flag in the
+    /// report's execution boundaries that is not `false` (there should be none).
+    pub open_boundaries: Vec<String>,
+}
+
+fn text_of(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Reads an acceptance report (already checked by the hub when it was pushed) for the
+/// Host services page.
+pub fn services(doc: &serde_json::Value, query: &ServicesQuery) -> ServicesView {
+    let mut view = ServicesView {
+        generated_at: text_of(doc.get("generated_at")),
+        git_commit: text_of(doc.get("git_commit")),
+        ..ServicesView::default()
+    };
+    if let Some(summary) = doc.get("summary").and_then(|s| s.as_object()) {
+        view.summary = summary
+            .iter()
+            .map(|(k, v)| (k.clone(), text_of(Some(v))))
+            .collect();
+    }
+    if let Some(b) = doc.get("execution_boundaries").and_then(|b| b.as_object()) {
+        view.open_boundaries = b
+            .iter()
+            .filter(|(k, v)| {
+                k.as_str() != "not_authorization"
+                    && k.as_str() != "owner_response_accepted"
+                    && **v != serde_json::Value::Bool(false)
+            })
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+    }
+    let pending = castellan_ledger::schema::PENDING;
+    let rows: Vec<CandidateRow> = doc
+        .get("acceptance_candidates")
+        .and_then(|c| c.as_array())
+        .map(|all| {
+            all.iter()
+                .map(|c| {
+                    let lacks = c
+                        .get("required_owner_fields")
+                        .and_then(|f| f.as_array())
+                        .map(|fields| {
+                            fields
+                                .iter()
+                                .filter_map(|f| f.as_str())
+                                .filter(|f| match c.get(*f) {
+                                    None | Some(serde_json::Value::Null) => true,
+                                    Some(serde_json::Value::String(s)) => {
+                                        s == pending || s.is_empty()
+                                    }
+                                    Some(serde_json::Value::Array(a)) => a.is_empty(),
+                                    Some(_) => false,
+                                })
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    CandidateRow {
+                        id: text_of(c.get("acceptance_candidate_id")),
+                        surface: text_of(c.get("surface_id")),
+                        label: text_of(c.get("label")),
+                        kind: text_of(c.get("config_kind")),
+                        scope: text_of(c.get("expected_host_scope")),
+                        write_capable: c.get("write_capable_surface")
+                            == Some(&serde_json::Value::Bool(true)),
+                        lane: text_of(c.get("status")),
+                        lacks,
+                        reviewer: text_of(c.get("reviewer_outcome")),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    view.lanes = castellan_ledger::schema::OUTCOME_LANES
+        .iter()
+        .map(|l| LaneRow {
+            id: l.lane_id.to_owned(),
+            meaning: l.meaning.to_owned(),
+            count: rows.iter().filter(|r| r.lane == l.lane_id).count(),
+            selected: query.lane == l.lane_id,
+        })
+        .collect();
+    let needle = query.q.trim().to_lowercase();
+    let selected: Vec<CandidateRow> = rows
+        .into_iter()
+        .filter(|r| query.lane.is_empty() || r.lane == query.lane)
+        .filter(|r| {
+            needle.is_empty()
+                || [&r.surface, &r.label, &r.scope, &r.kind, &r.id]
+                    .iter()
+                    .any(|s| s.to_lowercase().contains(&needle))
+        })
+        .collect();
+    view.matching = selected.len();
+    view.candidates = selected.into_iter().take(MAX_CANDIDATES_SHOWN).collect();
+    view
 }
