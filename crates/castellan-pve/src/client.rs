@@ -686,12 +686,25 @@ impl PveClient {
     /// `OK` and `WARNINGS: N` are success; any other exit status is
     /// [`Error::TaskFailed`] carrying it. Still running at the deadline:
     /// [`Error::TaskTimeout`] (the task itself goes on).
+    ///
+    /// The wait runs inside a `pve_task` span (fields `kind`, `id`, `node`), which the
+    /// CLI turns into a spinner on a terminal.
     pub async fn wait_task(
         &self,
         node: &str,
         upid: &Upid,
         wait: WaitOptions,
     ) -> Result<TaskOk, Error> {
+        let span = tracing::info_span!(
+            "pve_task",
+            kind = upid.kind(),
+            id = upid.id(),
+            node = upid.node()
+        );
+        tracing::Instrument::instrument(self.poll_task(node, upid, wait), span).await
+    }
+
+    async fn poll_task(&self, node: &str, upid: &Upid, wait: WaitOptions) -> Result<TaskOk, Error> {
         let deadline = tokio::time::Instant::now() + wait.timeout;
         let mut delay = wait.initial;
         loop {

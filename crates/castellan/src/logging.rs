@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// Log format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,25 +51,27 @@ pub fn init(args: &LogArgs, default: &str) {
         .or_else(|| EnvFilter::try_from_default_env().ok());
     let user_chose = chosen.is_some();
     let filter = chosen.unwrap_or_else(|| EnvFilter::new(default));
-    let ansi = use_colour(
-        std::io::stderr().is_terminal(),
-        std::env::var_os("NO_COLOR").as_deref(),
-    );
+    let terminal = std::io::stderr().is_terminal();
+    let ansi = use_colour(terminal, std::env::var_os("NO_COLOR").as_deref());
+    // Human-readable logs on a terminal get a spinner for each wait on a node's task;
+    // log lines are written around it.
+    let writer = crate::progress::LogWriter::new(terminal && args.log_format == LogFormat::Text);
+    let spinners = (terminal && args.log_format == LogFormat::Text).then(|| writer.spinners());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(ansi);
     let reload: Reload = match args.log_format {
         LogFormat::Text => {
             let builder = builder.with_target(false).with_filter_reloading();
             let handle = builder.reload_handle();
-            builder.init();
+            builder.finish().with(spinners).init();
             Box::new(move |f| handle.reload(EnvFilter::new(f)).is_ok())
         }
         LogFormat::Json => {
             let builder = builder.json().flatten_event(true).with_filter_reloading();
             let handle = builder.reload_handle();
-            builder.init();
+            builder.finish().with(spinners).init();
             Box::new(move |f| handle.reload(EnvFilter::new(f)).is_ok())
         }
     };

@@ -85,7 +85,15 @@ struct Env {
 
 impl Env {
     async fn new(desired: &str) -> Env {
-        let cfg = SimConfig::new("pve-01", TOKEN, Seed::from_toml_str(SEED).unwrap());
+        Env::with_tasks(desired, None).await
+    }
+
+    /// With every task of the node taking `task` (pvesim's default otherwise).
+    async fn with_tasks(desired: &str, task: Option<std::time::Duration>) -> Env {
+        let mut cfg = SimConfig::new("pve-01", TOKEN, Seed::from_toml_str(SEED).unwrap());
+        if let Some(t) = task {
+            cfg.task_duration = t;
+        }
         let sim = pvesim::start(cfg, "127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
@@ -450,4 +458,58 @@ async fn killed_after_the_create_task_was_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_the_provisioning_succeeded() {
     killed_while_provisioning("provision:succeeded").await;
+}
+
+/// On a terminal (here a pseudo-terminal made by `script`), `castellan agent --once`
+/// shows a spinner while it waits for a node's task, saying which; with stderr piped it
+/// draws nothing and its log lines are as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_for_a_task_shows_a_spinner_only_on_a_terminal() {
+    let desired = "node = \"pve-01\"\n\n[[guest]]\nvmid = 101\nkind = \"lxc\"\nrun = \"stopped\"\n";
+    let env = Env::with_tasks(desired, Some(std::time::Duration::from_millis(1500))).await;
+    let have_script = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_script {
+        assert!(
+            !castellan_testkit::ci(),
+            "script (util-linux) is required under CI=true"
+        );
+        eprintln!("script not found; skipped outside CI");
+        return;
+    }
+    let command = format!(
+        "{} agent --once --config {}",
+        env!("CARGO_BIN_EXE_castellan"),
+        env.path("agent.toml").display()
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .env_remove("CASTELLAN_CRASHPOINT")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let screen = text(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains("waiting for the shutdown of 101 on pve-01 (vzshutdown)"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("action_applied"),
+        "the log lines are still there: {screen:?}"
+    );
+    assert_eq!(env.sim.guest(101).unwrap().status, GuestStatus::Stopped);
+
+    // Piped: the same run draws nothing.
+    let env = Env::with_tasks(desired, Some(std::time::Duration::from_millis(300))).await;
+    let out = env.run_agent();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(!err.contains("waiting for"), "{err}");
+    assert!(err.contains("action_applied"), "{err}");
 }
