@@ -554,6 +554,31 @@ async fn every_page_is_escaped_scriptless_and_sent_with_a_strict_policy() -> Tes
             res.status()
         );
     }
+    // A malformed or unknown filter is named on a plain page, escaped.
+    for (path, says) in [
+        ("/ui/?bogus=%3Cb%3E", "unknown field `bogus`"),
+        ("/ui/hosts/pve-01/history?from=x", "invalid digit"),
+        (
+            "/ui/hosts/pve-01/audit?since=yesterday",
+            "\"yesterday\" is not a time",
+        ),
+    ] {
+        let res = http
+            .get(format!("{}{path}", h.url))
+            .header("cookie", &session)
+            .send()
+            .await?;
+        let status = res.status();
+        let body = res.text().await?;
+        assert!(
+            body.contains(&says.replace('"', "&#34;")) || body.contains(says),
+            "{path}: {body}"
+        );
+        assert!(!body.contains("<b>"), "{path}");
+        if !path.contains("since") {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        }
+    }
     // The stylesheet is the one resource a page loads.
     let css = http.get(format!("{}/ui/ui.css", h.url)).send().await?;
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
@@ -656,6 +681,21 @@ impl Browser {
         })
     }
 
+    /// Waits (up to 10 s) until the browser is at `want` (path and query).
+    async fn wait_path(&self, want: &str) -> TestResult {
+        let started = Instant::now();
+        loop {
+            let at = self.path().await?;
+            if at == want {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(format!("the browser is at {at}, not {want}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Saves a screenshot as `target/ui-screenshots/NAME.png`.
     async fn shot(&self, name: &str) -> TestResult {
         let png = self.client.screenshot().await?;
@@ -718,6 +758,12 @@ async fn browse(b: &Browser) -> TestResult {
         .await?
         .submit()
         .await?;
+    // A form's submit does not wait for the page it leads to: wait for it.
+    b.client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(fantoccini::Locator::Css("p.error"))
+        .await?;
     let refused = b.client.source().await?;
     assert!(refused.contains("not a live operator token"), "{refused}");
     let form = b
@@ -725,7 +771,7 @@ async fn browse(b: &Browser) -> TestResult {
         .form(fantoccini::Locator::Css("form[action='/ui/login']"))
         .await?;
     form.set_by_name("token", &h.token).await?.submit().await?;
-    assert_eq!(b.path().await?, "/ui/hosts/pve-01");
+    b.wait_path("/ui/hosts/pve-01").await?;
     // The session cookie is out of script's reach.
     assert_eq!(b.js("return document.cookie").await?, serde_json::json!(""));
 
@@ -919,7 +965,7 @@ async fn browse(b: &Browser) -> TestResult {
         .await?
         .click()
         .await?;
-    assert_eq!(b.path().await?, "/ui/login");
+    b.wait_path("/ui/login").await?;
     b.client.goto(&format!("{}/ui/pending", h.url)).await?;
     assert!(b.path().await?.starts_with("/ui/login?next="));
     Ok(())

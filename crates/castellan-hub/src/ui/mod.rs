@@ -198,6 +198,27 @@ fn safe_next(next: &str) -> &str {
     if ok { next } else { "/ui/" }
 }
 
+/// A page's query string, refused with a plain error page naming what is wrong (an
+/// unknown field, a number that is not one).
+#[derive(Debug)]
+pub struct UiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, St: Send + Sync> FromRequestParts<St> for UiQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Response> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| UiQuery(v))
+            .map_err(|r| {
+                problem(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the address does not read: {}", r.body_text()),
+                )
+            })
+    }
+}
+
 /// A logged-in operator. Without a live session (or when the token it was opened with
 /// has been revoked) a page answers with a redirect to the login page.
 #[derive(Debug)]
@@ -288,7 +309,7 @@ fn login_form(next: &str, error: &str, status: StatusCode) -> Response {
     res
 }
 
-async fn login_page(Query(q): Query<LoginQuery>) -> Response {
+async fn login_page(UiQuery(q): UiQuery<LoginQuery>) -> Response {
     login_form(&q.next, "", StatusCode::OK)
 }
 
@@ -415,11 +436,8 @@ fn choices(all: &[(&'static str, &'static str)], current: &str) -> Vec<Choice> {
 async fn fleet<S: HubStore>(
     State(hub): State<Arc<Hub<S>>>,
     op: Operator,
-    query: Result<Query<view::FleetQuery>, axum::extract::rejection::QueryRejection>,
+    UiQuery(query): UiQuery<view::FleetQuery>,
 ) -> Response {
-    let Ok(Query(query)) = query else {
-        return problem(StatusCode::BAD_REQUEST, "unknown filter in the address");
-    };
     let hosts = match hub.store().hosts().await {
         Ok(h) => h,
         Err(e) => return store_problem(e),
@@ -677,14 +695,11 @@ async fn history<S: HubStore>(
     State(hub): State<Arc<Hub<S>>>,
     op: Operator,
     Path(host): Path<String>,
-    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+    UiQuery(q): UiQuery<HistoryQuery>,
 ) -> Response {
     if let Some(r) = bad_host(&host) {
         return r;
     }
-    let Ok(Query(q)) = query else {
-        return problem(StatusCode::BAD_REQUEST, "from and to are revision numbers");
-    };
     let now = Timestamp::now();
     let metas = match hub.store().history(&host, 1000).await {
         Ok(m) => m,
@@ -754,17 +769,11 @@ async fn audit<S: HubStore>(
     State(hub): State<Arc<Hub<S>>>,
     op: Operator,
     Path(host): Path<String>,
-    query: Result<Query<view::AuditQuery>, axum::extract::rejection::QueryRejection>,
+    UiQuery(query): UiQuery<view::AuditQuery>,
 ) -> Response {
     if let Some(r) = bad_host(&host) {
         return r;
     }
-    let Ok(Query(query)) = query else {
-        return problem(
-            StatusCode::BAD_REQUEST,
-            "unknown or malformed search field in the address",
-        );
-    };
     let store = hub.store();
     let record = match store.host(&host).await {
         Ok(Some(r)) => r,
@@ -840,11 +849,8 @@ struct ServicesPage {
 async fn services<S: HubStore>(
     State(hub): State<Arc<Hub<S>>>,
     op: Operator,
-    query: Result<Query<view::ServicesQuery>, axum::extract::rejection::QueryRejection>,
+    UiQuery(query): UiQuery<view::ServicesQuery>,
 ) -> Response {
-    let Ok(Query(query)) = query else {
-        return problem(StatusCode::BAD_REQUEST, "unknown filter in the address");
-    };
     let latest = match hub.store().latest_ledger_report().await {
         Ok(r) => r,
         Err(e) => return store_problem(e),
