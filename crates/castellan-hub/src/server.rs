@@ -834,9 +834,22 @@ async fn host_audit<S: HubStore>(
     }))
 }
 
+/// What the fleet view needs of a stored report: counts, not contents. Reading this
+/// skips the guests, payloads and texts without building them, which is most of the cost
+/// of listing a large fleet.
+#[derive(Deserialize)]
+struct ReportSummary {
+    agent_version: String,
+    applied_revision: Option<u64>,
+    converged: bool,
+    plan: Vec<serde::de::IgnoredAny>,
+    pending: Vec<serde::de::IgnoredAny>,
+    errors: Vec<serde::de::IgnoredAny>,
+}
+
 /// Summarises a host for `GET /v1/hosts`.
 pub fn host_status(h: crate::store::HostRecord) -> HostStatus {
-    let report: Option<AgentReport> = h
+    let report: Option<ReportSummary> = h
         .report
         .as_ref()
         .and_then(|(_, text)| serde_json::from_str(text).ok());

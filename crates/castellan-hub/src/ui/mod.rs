@@ -409,11 +409,21 @@ async fn logout<S: HubStore>(
 #[template(path = "fleet.html")]
 struct FleetPage {
     chrome: Chrome,
+    pager: Pager,
     totals: view::FleetTotals,
     rows: Vec<view::FleetRow>,
     query: view::FleetQuery,
     states: Vec<Choice>,
     sorts: Vec<Choice>,
+}
+
+/// Where a page of the fleet stands among the hosts the filter selects.
+struct Pager {
+    matching: usize,
+    first: usize,
+    last: usize,
+    previous: Option<String>,
+    next: Option<String>,
 }
 
 /// An option of a select.
@@ -444,8 +454,31 @@ async fn fleet<S: HubStore>(
     };
     let statuses: Vec<_> = hosts.into_iter().map(host_status).collect();
     let (totals, rows) = view::fleet(&statuses, &query, Timestamp::now());
+    let matching = rows.len();
+    let (rows, at, pages) = view::fleet_page(rows, query.page);
+    let link = |p: usize| {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("q", &query.q)
+            .append_pair("state", &query.state)
+            .append_pair("sort", &query.sort)
+            .append_pair("page", &p.to_string())
+            .finish();
+        format!("/ui/?{q}")
+    };
+    let pager = Pager {
+        matching,
+        first: if matching == 0 {
+            0
+        } else {
+            at * view::FLEET_PAGE + 1
+        },
+        last: at * view::FLEET_PAGE + rows.len(),
+        previous: (at > 0).then(|| link(at - 1)),
+        next: (at + 1 < pages).then(|| link(at + 1)),
+    };
     page(&FleetPage {
         chrome: chrome(&op, "fleet"),
+        pager,
         totals,
         rows,
         states: choices(

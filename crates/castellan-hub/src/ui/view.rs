@@ -112,6 +112,25 @@ pub struct FleetQuery {
     /// `host` (default), `state`, `last_seen`, `pending`, `errors`.
     #[serde(default)]
     pub sort: String,
+    /// Which page of [`FLEET_PAGE`] rows (0: the first).
+    #[serde(default)]
+    pub page: usize,
+}
+
+/// Hosts listed on one page of the fleet (the totals count them all).
+pub const FLEET_PAGE: usize = 500;
+
+/// The page of `rows` that `page` names (the last one when past the end), its number, and
+/// how many pages there are.
+pub fn fleet_page(rows: Vec<FleetRow>, page: usize) -> (Vec<FleetRow>, usize, usize) {
+    let pages = rows.len().div_ceil(FLEET_PAGE).max(1);
+    let page = page.min(pages - 1);
+    let shown = rows
+        .into_iter()
+        .skip(page * FLEET_PAGE)
+        .take(FLEET_PAGE)
+        .collect();
+    (shown, page, pages)
 }
 
 /// Per-state totals for the fleet page's header.
@@ -715,6 +734,7 @@ mod tests {
             q: q.into(),
             state: state.into(),
             sort: sort.into(),
+            page: 0,
         };
         let names = |query: FleetQuery| {
             fleet(&hosts, &query, now)
@@ -729,6 +749,23 @@ mod tests {
         assert_eq!(names(q("", "quiet", "")), ["a", "b"]);
         assert_eq!(names(q("C", "", "")), ["c"]);
         assert!(names(q("", "drifting", "")).is_empty());
+    }
+
+    #[test]
+    fn the_fleet_is_listed_a_page_at_a_time() {
+        let now = t("2026-12-06T12:00:00Z");
+        let hosts: Vec<HostStatus> = (0..1203)
+            .map(|i| status(&format!("h{i:04}"), HostState::Converged, None, 0))
+            .collect();
+        let (totals, rows) = fleet(&hosts, &FleetQuery::default(), now);
+        assert_eq!(totals.hosts, 1203);
+        let (first, page, pages) = fleet_page(rows.clone(), 0);
+        assert_eq!((first.len(), page, pages), (FLEET_PAGE, 0, 3));
+        assert_eq!(first[0].host, "h0000");
+        let (last, page, _) = fleet_page(rows.clone(), 99);
+        assert_eq!((last.len(), page, last[0].host.as_str()), (203, 2, "h1000"));
+        let (none, page, pages) = fleet_page(Vec::new(), 0);
+        assert_eq!((none.len(), page, pages), (0, 0, 1));
     }
 
     #[test]
