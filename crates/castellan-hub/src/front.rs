@@ -38,6 +38,23 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 /// Largest request body read at all (the router's per-route limits are smaller).
 pub const MAX_BODY: usize = crate::server::DESIRED_BODY;
+
+/// The largest body the front reads for a request to `target`: the few routes that take
+/// large documents may send up to their own limit, every other route (log-in and
+/// enrolment among them, open to anyone) at most [`crate::server::SMALL_BODY`], so an
+/// unauthenticated client cannot make the hub hold megabytes per connection.
+pub fn body_limit(target: &str) -> usize {
+    use crate::server::{DESIRED_BODY, LEDGER_BODY, REPORT_BODY, SMALL_BODY};
+    let path = target.split(['?', '#']).next().unwrap_or("");
+    let segments: Vec<&str> = path.split('/').collect();
+    match segments.as_slice() {
+        ["", "v1", "hosts", _, "desired"] => DESIRED_BODY,
+        ["", "v1", "ledger"] => LEDGER_BODY,
+        ["", "v1", "agent", "report"] | ["", "v1", "agent", "audit"] => REPORT_BODY,
+        _ => SMALL_BODY,
+    }
+    .min(MAX_BODY)
+}
 /// Largest response body written.
 const MAX_RESPONSE: usize = 256 * 1024 * 1024;
 /// Time for the TLS handshake.
@@ -90,7 +107,7 @@ pub async fn connection(
             }
         };
         pending.drain(..head);
-        if parsed.content_length > MAX_BODY {
+        if parsed.content_length > body_limit(&parsed.target) {
             let _ = write_refusal(
                 &mut wr,
                 Refusal(
@@ -446,4 +463,29 @@ pub(crate) async fn accept_loop(
     let _ = tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     conns.abort_all();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{DESIRED_BODY, LEDGER_BODY, REPORT_BODY, SMALL_BODY};
+
+    #[test]
+    fn only_the_document_routes_may_send_large_bodies() {
+        assert_eq!(body_limit("/v1/hosts/pve-01/desired"), DESIRED_BODY);
+        assert_eq!(body_limit("/v1/ledger"), LEDGER_BODY);
+        assert_eq!(body_limit("/v1/agent/report"), REPORT_BODY);
+        assert_eq!(body_limit("/v1/agent/audit?x=1"), REPORT_BODY);
+        for small in [
+            "/ui/login",
+            "/v1/enrol",
+            "/v1/enrol?x=/v1/ledger",
+            "/v1/hosts/pve-01/desired/extra",
+            "/v1/hosts/pve-01/ops",
+            "/v1/ledger/",
+            "",
+        ] {
+            assert_eq!(body_limit(small), SMALL_BODY, "{small}");
+        }
+    }
 }

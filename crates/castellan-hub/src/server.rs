@@ -79,7 +79,9 @@ impl<S: HubStore> Hub<S> {
             id: tokio::sync::OnceCell::new(),
             notify: Notifier::default(),
             enrol_limit: RateLimit::new(20.0, 5.0, 5.0, 1.0),
-            login_limit: RateLimit::new(50.0, 10.0, 10.0, 0.5),
+            // Per address it bites; the global bucket is only a ceiling, wide enough that
+            // a few addresses cannot use it to lock every operator out.
+            login_limit: RateLimit::new(1000.0, 200.0, 10.0, 0.5),
             sessions: crate::ui::session::Sessions::default(),
         })
     }

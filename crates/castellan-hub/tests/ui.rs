@@ -970,3 +970,53 @@ async fn browse(b: &Browser) -> TestResult {
     assert!(b.path().await?.starts_with("/ui/login?next="));
     Ok(())
 }
+
+/// A host that reports two ops under one name (the one it wants signed hidden first)
+/// gets neither offered: no sign command on the page, no download.
+#[tokio::test]
+async fn ops_a_host_reports_under_one_name_are_never_offered_for_signing() -> TestResult {
+    let h = UiHub::start().await?;
+    let agent = h.agent("pve-01").await?;
+    let name = "pve-01-qemu-102-destroy.op";
+    let mut foreign = destroy_payload("pve-02");
+    foreign.push('\n');
+    agent
+        .report(&AgentReport {
+            agent_version: "0.9.0".into(),
+            pending: vec![
+                PendingReport {
+                    name: name.into(),
+                    payload: foreign,
+                    takes: Vec::new(),
+                },
+                PendingReport {
+                    name: name.into(),
+                    payload: destroy_payload("pve-01"),
+                    takes: Vec::new(),
+                },
+            ],
+            ..AgentReport::default()
+        })
+        .await?;
+    let http = h.http()?;
+    let session = h.login(&http).await?;
+    let page = http
+        .get(format!("{}/ui/pending", h.url))
+        .header("cookie", &session)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(
+        page.contains("several pending ops under this one name"),
+        "{page}"
+    );
+    assert!(!page.contains("castellan op sign"), "{page}");
+    let res = http
+        .get(format!("{}/ui/hosts/pve-01/pending/{name}", h.url))
+        .header("cookie", &session)
+        .send()
+        .await?;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}

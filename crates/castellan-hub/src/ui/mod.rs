@@ -654,9 +654,7 @@ async fn pending<S: HubStore>(State(hub): State<Arc<Hub<S>>>, op: Operator) -> R
             Ok(r) => r,
             Err(e) => return store_problem(e),
         };
-        for p in &report.pending {
-            ops.push(view::pending_view(&h.host, p, &relayed, now));
-        }
+        ops.extend(view::host_pending(&h.host, &report.pending, &relayed, now));
     }
     page(&PendingPage {
         chrome: chrome(&op, "pending"),
@@ -677,20 +675,25 @@ async fn download<S: HubStore>(
         Ok(h) => h.and_then(|h| h.report).and_then(|(_, t)| parse_report(&t)),
         Err(e) => return store_problem(e),
     };
-    let found = report.and_then(|r| {
-        r.pending.into_iter().find(|p| {
-            view::safe_file_name(&p.name)
-                .map_or_else(|| format!("{host}-pending.op"), ToOwned::to_owned)
-                == file
-        })
-    });
-    let Some(p) = found else {
+    let Some(report) = report else {
+        return problem(StatusCode::NOT_FOUND, "no such pending operation");
+    };
+    // The same views the pending page shows: only an op offered there can be downloaded,
+    // under the name it is offered under.
+    let relayed = match relayed_ops(hub.store(), &host).await {
+        Ok(r) => r,
+        Err(e) => return store_problem(e),
+    };
+    let Some(found) = view::host_pending(&host, &report.pending, &relayed, Timestamp::now())
+        .into_iter()
+        .find(|v| v.problem.is_none() && v.file == file)
+    else {
         return problem(
             StatusCode::NOT_FOUND,
             "no such pending operation (it may have been signed, refused or withdrawn)",
         );
     };
-    let Some(name) = view::safe_file_name(&file) else {
+    let Some(name) = view::safe_file_name(&found.file) else {
         return problem(StatusCode::BAD_REQUEST, "not a file name");
     };
     (
@@ -701,7 +704,7 @@ async fn download<S: HubStore>(
                 format!("attachment; filename=\"{name}\""),
             ),
         ],
-        p.payload,
+        found.payload,
     )
         .into_response()
 }
@@ -759,7 +762,10 @@ async fn history<S: HubStore>(
             (Err(e), _) | (_, Err(e)) => return store_problem(e),
             _ => return problem(StatusCode::NOT_FOUND, "no such revision of this host"),
         };
-        diff = view::diff(&a.document, &b.document);
+        // Bounded (a deadline and a line cap), but still CPU work: off the async threads.
+        diff = tokio::task::spawn_blocking(move || view::diff(&a.document, &b.document))
+            .await
+            .unwrap_or_default();
     }
     page(&HistoryPage {
         chrome: chrome(&op, "fleet"),

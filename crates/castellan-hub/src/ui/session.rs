@@ -28,6 +28,9 @@ pub const IDLE: Duration = Duration::from_secs(30 * 60);
 pub const ABSOLUTE: Duration = Duration::from_secs(12 * 60 * 60);
 /// Most sessions held at once; a login beyond it is refused until some expire.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Most sessions one operator holds; a login beyond it ends that operator's oldest, so
+/// one token cannot fill the table.
+pub const MAX_PER_OPERATOR: usize = 32;
 
 /// A logged-in operator, as a request sees it.
 #[derive(Clone, PartialEq, Eq)]
@@ -88,6 +91,16 @@ impl Sessions {
     /// has expired.
     pub fn open(&self, operator: &str, token: TokenHash, now: Instant) -> Option<String> {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mine: Vec<([u8; 32], Instant)> = open
+            .iter()
+            .filter(|(_, e)| e.view.operator == operator)
+            .map(|(k, e)| (*k, e.opened))
+            .collect();
+        if mine.len() >= MAX_PER_OPERATOR
+            && let Some((oldest, _)) = mine.iter().min_by_key(|(_, at)| *at)
+        {
+            open.remove(oldest);
+        }
         if open.len() >= MAX_SESSIONS {
             open.retain(|_, e| live(e, now));
             if open.len() >= MAX_SESSIONS {
@@ -189,6 +202,21 @@ mod tests {
         s.close(&a);
         assert!(s.get(&a, now).is_none());
         assert!(s.get(&b, now).is_some());
+    }
+
+    #[test]
+    fn one_operator_cannot_fill_the_table() {
+        let s = Sessions::default();
+        let t0 = Instant::now();
+        let first = s.open("mallory", hash(), t0).expect("room");
+        let bob = s.open("bob", hash(), t0).expect("room");
+        for i in 1..=MAX_PER_OPERATOR as u64 {
+            s.open("mallory", hash(), t0 + Duration::from_secs(i))
+                .expect("room");
+        }
+        assert_eq!(s.len(), MAX_PER_OPERATOR + 1);
+        assert!(s.get(&first, t0).is_none(), "the oldest of hers went");
+        assert!(s.get(&bob, t0).is_some(), "nobody else's");
     }
 
     #[test]

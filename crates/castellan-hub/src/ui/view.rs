@@ -259,8 +259,11 @@ pub struct PendingView {
     pub threshold: u32,
     /// The commands that download, review, sign and submit it.
     pub commands: Vec<String>,
-    /// Why it could not be read, if it could not (shown instead of the rest).
+    /// Why it could not be read, if it could not (shown instead of the rest; no download
+    /// and no command is offered then).
     pub problem: Option<String>,
+    /// Whether it is the first of its host's ops on the page (it carries the host's anchor).
+    pub first_of_host: bool,
     /// The payload's text.
     pub payload: String,
 }
@@ -294,6 +297,7 @@ pub fn pending_view(
         threshold: 1,
         commands: Vec::new(),
         problem: None,
+        first_of_host: false,
         payload: payload.to_owned(),
     };
     let op = match SignedOp::parse(payload.as_bytes()) {
@@ -348,6 +352,39 @@ pub fn pending_view(
         format!("castellan op submit {file}    # relays {file} and its .sig files to {host}"),
     ];
     view
+}
+
+/// The pending views of every op one host reported, each downloadable under a name of
+/// its own. An op that cannot be read, is for another host, or shares its file name with
+/// another of the host's ops is shown with its problem and offers no download and no
+/// command: what an operator downloads and signs is always exactly what the page shows.
+pub fn host_pending(
+    host: &str,
+    pending: &[PendingReport],
+    relayed: &[RelayedOp],
+    now: Timestamp,
+) -> Vec<PendingView> {
+    let mut views: Vec<PendingView> = pending
+        .iter()
+        .map(|p| pending_view(host, p, relayed, now))
+        .collect();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for v in &views {
+        *seen.entry(v.file.clone()).or_default() += 1;
+    }
+    for (i, v) in views.iter_mut().enumerate() {
+        if seen.get(&v.file).copied().unwrap_or(0) > 1 {
+            v.problem.get_or_insert_with(|| {
+                "the agent reported several pending ops under this one name: none of them is offered for signing".to_owned()
+            });
+            v.anchor = format!("{host}--{i}");
+        }
+        if v.problem.is_some() {
+            v.commands.clear();
+        }
+        v.first_of_host = i == 0;
+    }
+    views
 }
 
 fn backup_word(takes_backup: bool, params: &BTreeMap<String, String>) -> &'static str {
@@ -406,9 +443,19 @@ pub struct DiffLine {
     pub text: String,
 }
 
-/// The line diff from `old` to `new`, three lines of context around each change.
+/// Longest a diff may search for the smallest set of changes; past it the diff is still
+/// correct, only coarser (two large, very different documents cost bounded time).
+pub const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Most lines a diff shows; the rest is summarised.
+pub const MAX_DIFF_LINES: usize = 5_000;
+
+/// The line diff from `old` to `new`, three lines of context around each change, at most
+/// [`MAX_DIFF_LINES`] lines (a last `gap` line says how many more there were).
 pub fn diff(old: &str, new: &str) -> Vec<DiffLine> {
-    let d = similar::TextDiff::from_lines(old, new);
+    let d = similar::TextDiff::configure()
+        .timeout(DIFF_DEADLINE)
+        .diff_lines(old, new);
     let mut out = Vec::new();
     for (i, group) in d.grouped_ops(3).iter().enumerate() {
         if i > 0 {
@@ -432,6 +479,15 @@ pub fn diff(old: &str, new: &str) -> Vec<DiffLine> {
                 });
             }
         }
+    }
+    if out.len() > MAX_DIFF_LINES {
+        let more = out.len() - MAX_DIFF_LINES;
+        out.truncate(MAX_DIFF_LINES);
+        out.push(DiffLine {
+            kind: "gap",
+            sign: "…",
+            text: format!("{more} more lines of the diff not shown"),
+        });
     }
     out
 }
@@ -873,6 +929,41 @@ mod tests {
     }
 
     #[test]
+    fn ops_sharing_a_name_or_unreadable_are_never_offered_for_signing() {
+        let now = t("2026-12-06T12:00:00Z");
+        let good = op("pve-01", "destroy", &[], 2);
+        let hidden = op("pve-02", "destroy", &[], 2);
+        // The attacker's op first, a harmless-looking one under the same name second.
+        let views = host_pending(
+            "pve-01",
+            &[
+                pend("x.op", &hidden),
+                pend("x.op", &good),
+                pend("y.op", &good),
+                pend("../z", "junk"),
+            ],
+            &[],
+            now,
+        );
+        assert!(
+            views[0].problem.is_some() && views[1].problem.is_some(),
+            "{views:?}"
+        );
+        assert!(
+            views[1]
+                .problem
+                .as_deref()
+                .is_some_and(|p| p.contains("several"))
+        );
+        assert!(views[0].commands.is_empty() && views[1].commands.is_empty());
+        assert_ne!(views[0].anchor, views[1].anchor);
+        assert_eq!(views[2].problem, None);
+        assert!(!views[2].commands.is_empty());
+        assert!(views[3].problem.is_some() && views[3].commands.is_empty());
+        assert_eq!(views.iter().filter(|v| v.first_of_host).count(), 1);
+    }
+
+    #[test]
     fn a_diff_shows_changed_lines_with_context_and_gaps() {
         let old: String = (1..=20).map(|i| format!("line {i}\n")).collect();
         let new = old
@@ -885,6 +976,16 @@ mod tests {
         assert_eq!(d.iter().filter(|l| l.kind == "gap").count(), 1);
         assert!(d.iter().any(|l| l.kind == "add" && l.text == "line two"));
         assert!(diff(&old, &old).is_empty());
+        // A huge change is cut, and says so.
+        let big_old: String = (0..20_000).map(|i| format!("a {i}\n")).collect();
+        let big_new: String = (0..20_000).map(|i| format!("b {i}\n")).collect();
+        let d = diff(&big_old, &big_new);
+        assert_eq!(d.len(), MAX_DIFF_LINES + 1);
+        assert!(
+            d[MAX_DIFF_LINES]
+                .text
+                .ends_with("more lines of the diff not shown")
+        );
     }
 
     #[test]
