@@ -78,6 +78,7 @@ on_both_stores!(
     the_hub_keeps_each_hosts_verified_audit_chain_and_flags_forks_gaps_and_rewinds,
     metrics_count_what_the_hub_does_and_describe_the_fleet,
     the_ledger_report_is_checked_kept_and_served_to_operators_only,
+    relayed_ops_are_found_newest_first_and_by_their_text,
 );
 
 struct TestHub<S: HubStore> {
@@ -930,5 +931,45 @@ async fn the_ledger_report_is_checked_kept_and_served_to_operators_only<S: Fresh
     assert!(agent.ledger().await.is_err());
     let kept = h.hub.store().latest_ledger_report().await?.ok_or("kept")?;
     assert_eq!((kept.number, kept.author.as_str()), (2, "alice"));
+    Ok(())
+}
+
+async fn relayed_ops_are_found_newest_first_and_by_their_text<S: Fresh>(
+    h: TestHub<S>,
+) -> TestResult {
+    let store = h.hub.store();
+    let now = Timestamp::now();
+    let sig = vec![SIG.as_bytes().to_vec()];
+    let a = store
+        .submit_op("pve-01", b"op a", &sig, "alice", now)
+        .await?;
+    let b = store
+        .submit_op("pve-01", b"op b", &sig, "alice", now)
+        .await?;
+    let a2 = store
+        .submit_op(
+            "pve-01",
+            b"op a",
+            &[sig[0].clone(), sig[0].clone()],
+            "bob",
+            now,
+        )
+        .await?;
+    store
+        .submit_op("pve-02", b"op a", &sig, "alice", now)
+        .await?;
+    let ids =
+        |ops: Vec<castellan_hub::store::RelayedOp>| ops.iter().map(|o| o.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.ops_newest("pve-01", None, 2).await?), [a2, b]);
+    let copies = store.ops_newest("pve-01", Some(b"op a"), 10).await?;
+    assert_eq!(ids(copies.clone()), [a2, a]);
+    assert_eq!(copies.iter().map(|o| o.sigs.len()).sum::<usize>(), 3);
+    assert!(store.ops_newest("pve-03", None, 10).await?.is_empty());
+    assert!(
+        store
+            .ops_newest("pve-01", Some(b"op c"), 10)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }

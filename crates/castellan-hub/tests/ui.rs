@@ -539,6 +539,19 @@ async fn every_page_is_escaped_scriptless_and_sent_with_a_strict_policy() -> Tes
         (op.op.as_str(), op.target.to_string().as_str()),
         ("destroy", "qemu/102")
     );
+    // A signed copy relayed through the hub counts on the pending page.
+    let sig = "-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n";
+    h.operator()?
+        .submit_op("pve-01", &text, vec![sig.to_owned()])
+        .await?;
+    let pending = http
+        .get(format!("{}/ui/pending", h.url))
+        .header("cookie", &session)
+        .send()
+        .await?
+        .text()
+        .await?;
+    assert!(pending.contains("1 relayed so far"), "{pending}");
     for path in [
         "/ui/hosts/pve-01/pending/nope.op",
         "/ui/hosts/pve-01/pending/..%2F..%2Fhub.db",

@@ -349,6 +349,15 @@ pub trait HubStore: Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<RelayedOp>, StoreError>> + Send;
 
+    /// The newest ops for `host`, newest first (at most `limit`); with `text`, only those
+    /// whose op file is exactly that text (copies of one op relayed with signatures).
+    fn ops_newest(
+        &self,
+        host: &str,
+        text: Option<&[u8]>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RelayedOp>, StoreError>> + Send;
+
     /// The last audit record verified for `host`: `(seq, hash)`.
     fn audit_head(
         &self,

@@ -736,6 +736,36 @@ impl HubStore for PgStore {
         .collect()
     }
 
+    async fn ops_newest(
+        &self,
+        host: &str,
+        text: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<Vec<RelayedOp>, StoreError> {
+        self.query(
+            "SELECT id, host, op, sigs, submitted_by, submitted_at, delivered_at FROM ops
+             WHERE host = $1 AND ($2::BYTEA IS NULL OR op = $2) ORDER BY id DESC LIMIT $3",
+            &[&host, &text, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            let sigs: Vec<String> = serde_json::from_str(r.get::<_, &str>(3))
+                .map_err(|e| StoreError::Backend(format!("stored signatures of op {id}: {e}")))?;
+            Ok(RelayedOp {
+                id: num(id)?,
+                host: r.get(1),
+                op: r.get(2),
+                sigs: sigs.into_iter().map(String::into_bytes).collect(),
+                submitted_by: r.get(4),
+                submitted_at: ts(r.get(5))?,
+                delivered_at: opt_ts(r.get(6))?,
+            })
+        })
+        .collect()
+    }
+
     async fn mark_delivered(
         &self,
         host: &str,

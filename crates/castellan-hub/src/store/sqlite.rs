@@ -931,6 +931,43 @@ impl HubStore for SqliteStore {
         .await
     }
 
+    async fn ops_newest(
+        &self,
+        host: &str,
+        text: Option<&[u8]>,
+        limit: u32,
+    ) -> Result<Vec<RelayedOp>, StoreError> {
+        let host = host.to_owned();
+        let text = text.map(<[u8]>::to_vec);
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT id, host, op, sigs, submitted_by, submitted_at, delivered_at FROM ops
+                     WHERE host = ?1 AND (?2 IS NULL OR op = ?2) ORDER BY id DESC LIMIT ?3",
+                )
+                .map_err(db)?;
+            let rows = stmt
+                .query_map(params![host, text, limit], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })
+                .map_err(db)?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(to_op(row.map_err(db)?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn mark_delivered(
         &self,
         host: &str,

@@ -590,12 +590,10 @@ async fn host<S: HubStore>(
             .collect();
     actions.reverse();
     actions.truncate(25);
-    let mut relayed = match relayed_ops(store, &host).await {
+    let relayed = match store.ops_newest(&host, None, 20).await {
         Ok(r) => r,
         Err(e) => return store_problem(e),
     };
-    relayed.reverse();
-    relayed.truncate(20);
     page(&HostPage {
         chrome: chrome(&op, "fleet"),
         report: view::report_view(report.as_ref().map(|(at, r)| (*at, r)), now),
@@ -609,22 +607,19 @@ async fn host<S: HubStore>(
     })
 }
 
-/// Every op relayed to `host` (pages of 1,000, oldest first; at most 10,000).
-async fn relayed_ops<S: HubStore>(
+/// The copies of each of `pending` the hub relayed to `host` (with their signatures).
+async fn relayed_copies<S: HubStore>(
     store: &S,
     host: &str,
+    pending: &[crate::proto::PendingReport],
 ) -> Result<Vec<crate::store::RelayedOp>, StoreError> {
     let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.ops_after(host, after, 1000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.id;
-        let full = page.len() == 1000;
-        out.extend(page);
-        if !full || out.len() >= 10_000 {
-            break;
-        }
+    for p in pending {
+        out.extend(
+            store
+                .ops_newest(host, Some(p.payload.as_bytes()), 100)
+                .await?,
+        );
     }
     Ok(out)
 }
@@ -650,7 +645,7 @@ async fn pending<S: HubStore>(State(hub): State<Arc<Hub<S>>>, op: Operator) -> R
         if report.pending.is_empty() {
             continue;
         }
-        let relayed = match relayed_ops(hub.store(), &h.host).await {
+        let relayed = match relayed_copies(hub.store(), &h.host, &report.pending).await {
             Ok(r) => r,
             Err(e) => return store_problem(e),
         };
@@ -680,11 +675,7 @@ async fn download<S: HubStore>(
     };
     // The same views the pending page shows: only an op offered there can be downloaded,
     // under the name it is offered under.
-    let relayed = match relayed_ops(hub.store(), &host).await {
-        Ok(r) => r,
-        Err(e) => return store_problem(e),
-    };
-    let Some(found) = view::host_pending(&host, &report.pending, &relayed, Timestamp::now())
+    let Some(found) = view::host_pending(&host, &report.pending, &[], Timestamp::now())
         .into_iter()
         .find(|v| v.problem.is_none() && v.file == file)
     else {
