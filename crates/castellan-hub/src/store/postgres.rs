@@ -372,6 +372,23 @@ fn to_revision(host: &str, r: &tokio_postgres::Row) -> Result<Revision, StoreErr
     })
 }
 
+/// A relayed op from a row of `SELECT id, host, op, sigs, submitted_by, submitted_at,
+/// delivered_at FROM ops`.
+fn to_op(r: &tokio_postgres::Row) -> Result<RelayedOp, StoreError> {
+    let id: i64 = r.get(0);
+    let sigs: Vec<String> = serde_json::from_str(r.get::<_, &str>(3))
+        .map_err(|e| StoreError::Backend(format!("stored signatures of op {id}: {e}")))?;
+    Ok(RelayedOp {
+        id: num(id)?,
+        host: r.get(1),
+        op: r.get(2),
+        sigs: sigs.into_iter().map(String::into_bytes).collect(),
+        submitted_by: r.get(4),
+        submitted_at: ts(r.get(5))?,
+        delivered_at: opt_ts(r.get(6))?,
+    })
+}
+
 impl HubStore for PgStore {
     fn changes(&self) -> Option<broadcast::Receiver<Change>> {
         Some(self.changes.subscribe())
@@ -719,20 +736,7 @@ impl HubStore for PgStore {
         )
         .await?
         .iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            let sigs: Vec<String> = serde_json::from_str(r.get::<_, &str>(3))
-                .map_err(|e| StoreError::Backend(format!("stored signatures of op {id}: {e}")))?;
-            Ok(RelayedOp {
-                id: num(id)?,
-                host: r.get(1),
-                op: r.get(2),
-                sigs: sigs.into_iter().map(String::into_bytes).collect(),
-                submitted_by: r.get(4),
-                submitted_at: ts(r.get(5))?,
-                delivered_at: opt_ts(r.get(6))?,
-            })
-        })
+        .map(to_op)
         .collect()
     }
 
@@ -749,20 +753,7 @@ impl HubStore for PgStore {
         )
         .await?
         .iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            let sigs: Vec<String> = serde_json::from_str(r.get::<_, &str>(3))
-                .map_err(|e| StoreError::Backend(format!("stored signatures of op {id}: {e}")))?;
-            Ok(RelayedOp {
-                id: num(id)?,
-                host: r.get(1),
-                op: r.get(2),
-                sigs: sigs.into_iter().map(String::into_bytes).collect(),
-                submitted_by: r.get(4),
-                submitted_at: ts(r.get(5))?,
-                delivered_at: opt_ts(r.get(6))?,
-            })
-        })
+        .map(to_op)
         .collect()
     }
 

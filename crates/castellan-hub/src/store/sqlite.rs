@@ -319,6 +319,32 @@ impl SqliteStore {
     }
 }
 
+/// The relayed ops a `SELECT id, host, op, sigs, submitted_by, submitted_at,
+/// delivered_at FROM ops ...` statement yields.
+fn select_ops(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+) -> Result<Vec<RelayedOp>, StoreError> {
+    let rows = stmt
+        .query_map(params, |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })
+        .map_err(db)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(to_op(row.map_err(db)?)?);
+    }
+    Ok(out)
+}
+
 impl HubStore for SqliteStore {
     async fn audit_head(&self, host: &str) -> Result<Option<(u64, String)>, StoreError> {
         let host = host.to_owned();
@@ -909,24 +935,7 @@ impl HubStore for SqliteStore {
                      WHERE host = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
                 )
                 .map_err(db)?;
-            let rows = stmt
-                .query_map(params![host, after, limit], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })
-                .map_err(db)?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(to_op(row.map_err(db)?)?);
-            }
-            Ok(out)
+            select_ops(&mut stmt, params![host, after, limit])
         })
         .await
     }
@@ -946,24 +955,7 @@ impl HubStore for SqliteStore {
                      WHERE host = ?1 AND (?2 IS NULL OR op = ?2) ORDER BY id DESC LIMIT ?3",
                 )
                 .map_err(db)?;
-            let rows = stmt
-                .query_map(params![host, text, limit], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })
-                .map_err(db)?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(to_op(row.map_err(db)?)?);
-            }
-            Ok(out)
+            select_ops(&mut stmt, params![host, text, limit])
         })
         .await
     }
